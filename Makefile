@@ -1,0 +1,60 @@
+# rs_ghost_qgis: every task starts from a fresh Debian 12 machine. `make demo` and `make test`
+# are the two commands the README promises; both run the idempotent set-up first.
+PY := .venv/bin/python
+export QT_QPA_PLATFORM ?= offscreen
+SHARED ?= ../shared/data
+
+# make train defaults: EuroSAT RGB, VGG-16-BN teacher, G-Ghost RegNet 040 student, DKD.
+DATA ?= $(wildcard $(SHARED)/eurosat_rgb)
+TEACHER ?= vgg16_bn
+STUDENT ?= g_ghost_regnetx_040
+DISTILL ?= dkd
+EPOCHS ?=
+TEACHER_EPOCHS ?=
+LIMIT_PER_CLASS ?=
+SEED ?= 0
+OUT ?= runs/train
+
+.PHONY: setup test test-core demo lint train bench package install qgis screenshot clean
+
+setup:
+	@bash scripts/setup.sh
+
+test: setup
+	$(PY) -m pytest -p no:cacheprovider
+
+test-core: setup
+	$(PY) -m pytest -p no:pytest_qgis tests/core
+
+demo: setup
+	$(PY) scripts/demo.py
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m bandit -q -r rs_ghost_qgis -c pyproject.toml
+	git ls-files rs_ghost_qgis | xargs $(PY) -m detect_secrets.pre_commit_hook --
+
+train: setup
+	$(PY) -m training run --data "$(DATA)" --teacher $(TEACHER) --student $(STUDENT) --distill $(DISTILL) \
+	  --seed $(SEED) --out $(OUT) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+	  $(if $(TEACHER_EPOCHS),--teacher-epochs $(TEACHER_EPOCHS)) \
+	  $(if $(LIMIT_PER_CLASS),--limit-per-class $(LIMIT_PER_CLASS))
+
+bench: setup
+	$(PY) bench/run.py
+
+package: setup
+	$(PY) scripts/package.py
+
+install: setup
+	$(PY) scripts/install_plugin.py
+
+qgis: setup install
+	xvfb-run -a qgis --noversioncheck $(SHARED)/geotiff/sentinel2_demmin_germany_20230603.tif
+
+screenshot: setup
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshot.py
+
+clean:
+	rm -rf dist build .pytest_cache .ruff_cache .qgis-settings

@@ -1,0 +1,193 @@
+"""The model card: the one contract between training (torch) and the plugin (onnxruntime).
+
+It travels inside the ONNX file as ``metadata_props``: one key per field, scalars as plain
+strings and lists or objects as JSON. This module reads, validates, writes and renders it;
+it imports neither torch, onnx, onnxruntime nor QGIS, so both sides can use it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from .errors import ModelError
+
+FORMAT_VERSION = 1
+MODEL_TYPE = "scene_classifier"
+
+# Keys a card must carry, and the Python type each one parses to.
+REQUIRED_KEYS: dict[str, type] = {
+    "format_version": int,
+    "model_type": str,
+    "class_names": list,
+    "class_colors": list,
+    "input_size": int,
+    "tile_size": int,
+    "gsd_m": float,
+    "bands": list,
+    "value_range": list,
+    "standardization_mean": list,
+    "standardization_std": list,
+    "architecture": str,
+}
+OPTIONAL_KEYS: dict[str, type] = {
+    "raw_range": list,
+    "parameters": int,
+    "macs": int,
+    "training": dict,
+    "metrics": dict,
+    "software": dict,
+    "created": str,
+}
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model is, what it expects and how well it did.
+
+    Pixels: the model sees ``input_size`` x ``input_size`` pixels. On the ground a tile is
+    ``tile_size`` pixels of ``gsd_m`` metres (``tile_size_m`` metres a side); the runtime
+    resizes the tile to ``input_size`` when the two differ.
+
+    Values: ``bands`` names what each input channel holds. The model was trained on values
+    in ``value_range`` (8-bit imagery: [0, 255]); input of another data type is mapped there
+    linearly from ``raw_range`` (e.g. [0, 3000] for Sentinel-2 reflectance x 10,000), or by a
+    percentile stretch. The network then gets ``(v / value_range[1] - mean) / std``.
+    """
+
+    class_names: list[str]
+    class_colors: list[str]
+    input_size: int
+    tile_size: int
+    gsd_m: float
+    bands: list[str]
+    standardization_mean: list[float]
+    standardization_std: list[float]
+    architecture: str
+    value_range: list[float] = field(default_factory=lambda: [0.0, 255.0])
+    raw_range: list[float] | None = None
+    parameters: int | None = None
+    macs: int | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    software: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    format_version: int = FORMAT_VERSION
+    model_type: str = MODEL_TYPE
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes the model predicts."""
+        return len(self.class_names)
+
+    @property
+    def tile_size_m(self) -> float:
+        """The side of one tile on the ground, in metres."""
+        return self.tile_size * self.gsd_m
+
+    @property
+    def resolution_cm(self) -> float:
+        """Deepness' name for the ground sampling distance, in cm per pixel."""
+        return self.gsd_m * 100.0
+
+    def to_metadata(self) -> dict[str, str]:
+        """The card as ONNX ``metadata_props``: every value a string."""
+        meta = {}
+        for key, value in asdict(self).items():
+            if value is None:
+                continue
+            meta[key] = value if isinstance(value, str) else json.dumps(value)
+        meta["resolution"] = json.dumps(self.resolution_cm)
+        return meta
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, str], source: str = "the model") -> ModelCard:
+        """Parse and validate ONNX ``metadata_props``; raise ModelError naming what is wrong."""
+        missing = [key for key in REQUIRED_KEYS if key not in meta]
+        if missing:
+            raise ModelError(
+                f"{source} has no complete model card: missing metadata keys "
+                f"{', '.join(missing)}. Export the model with `python -m training export`, or "
+                "add the keys to the ONNX file's metadata_props (see README, 'Model card')."
+            )
+        values = {}
+        for key, kind in {**REQUIRED_KEYS, **OPTIONAL_KEYS}.items():
+            if key in meta:
+                values[key] = _parse(key, meta[key], kind, source)
+        try:
+            return cls(**values)
+        except ModelError as error:
+            raise ModelError(f"{source}: {error}") from None
+
+    def to_markdown(self) -> str:
+        """The card rendered for people (README, model folder)."""
+        lines = [
+            f"# Model card: {self.architecture}",
+            "",
+            "| field | value |",
+            "|---|---|",
+            f"| type | {self.model_type} (format {self.format_version}) |",
+            f"| classes | {self.num_classes} |",
+            f"| input | {self.input_size} x {self.input_size} px, bands {', '.join(self.bands)} |",
+            f"| tile on the ground | {self.tile_size} px at {self.gsd_m:g} m = {self.tile_size_m:g} m |",
+            f"| input values | {self.value_range[0]:g}..{self.value_range[1]:g}"
+            + (f"; raw {self.raw_range[0]:g}..{self.raw_range[1]:g} mapped there" if self.raw_range else "")
+            + " |",
+            f"| normalisation | mean {self.standardization_mean}, std {self.standardization_std} |",
+        ]
+        if self.parameters is not None:
+            lines.append(f"| parameters | {self.parameters:,} |")
+        if self.macs is not None:
+            lines.append(f"| MACs per tile | {self.macs / 1e6:,.1f} M |")
+        if self.created:
+            lines.append(f"| created | {self.created} |")
+        lines += ["", "## Classes", "", "| id | class | colour |", "|---|---|---|"]
+        lines += [f"| {i} | {n} | `{c}` |" for i, (n, c) in enumerate(zip(self.class_names, self.class_colors))]
+        for title, section in (("Training", self.training), ("Metrics", self.metrics), ("Software", self.software)):
+            if section:
+                lines += ["", f"## {title}", "", "```json", json.dumps(section, indent=2), "```"]
+        return "\n".join(lines) + "\n"
+
+
+def _parse(key: str, text: str, kind: type, source: str) -> Any:
+    if kind is str:
+        return text
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise ModelError(f"{source}: model card key '{key}' is not valid JSON: {text[:60]!r}.") from None
+    if kind is float and isinstance(value, int):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ModelError(f"{source}: model card key '{key}' should be a {kind.__name__}, got {value!r}.")
+    return value
+
+
+def _validate(card: ModelCard) -> None:
+    if card.model_type != MODEL_TYPE:
+        raise ModelError(f"model_type is '{card.model_type}'; this plugin runs '{MODEL_TYPE}' models.")
+    if card.format_version > FORMAT_VERSION:
+        raise ModelError(
+            f"model card format {card.format_version} is newer than this plugin reads "
+            f"({FORMAT_VERSION}); update the plugin."
+        )
+    if card.num_classes < 2:
+        raise ModelError("class_names must list at least 2 classes.")
+    if len(card.class_colors) != card.num_classes or not all(_COLOR.match(c) for c in card.class_colors):
+        raise ModelError("class_colors must give one '#rrggbb' colour per class.")
+    channels = len(card.bands)
+    if channels < 1 or len(card.standardization_mean) != channels or len(card.standardization_std) != channels:
+        raise ModelError("bands, standardization_mean and standardization_std must have one entry per channel.")
+    if min(card.standardization_std) <= 0:
+        raise ModelError("standardization_std must be positive.")
+    if card.input_size < 1 or card.tile_size < 1 or card.gsd_m <= 0:
+        raise ModelError("input_size, tile_size and gsd_m must be positive.")
+    for name, pair in (("value_range", card.value_range), ("raw_range", card.raw_range)):
+        if pair is not None and (len(pair) != 2 or pair[0] >= pair[1]):
+            raise ModelError(f"{name} must be [low, high] with low < high.")

@@ -1,0 +1,90 @@
+"""Export a trained classifier to one self-describing ONNX file (weights + model card).
+
+The file is checked against torch before it is written: onnxruntime must reproduce the torch
+logits on a batch, or nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from rs_ghost_qgis.core.modelcard import ModelCard
+
+OPSET = 17
+MAX_LOGIT_DIFFERENCE = 1e-4
+
+
+class ExportError(RuntimeError):
+    """The exported graph does not reproduce the torch model; nothing was written."""
+
+
+def export_onnx(model: torch.nn.Module, card: ModelCard, path: str | Path, *, seed: int = 0) -> Path:
+    """Write ``model`` with ``card`` embedded to ``path`` (opset 17, dynamic batch, one file).
+
+    The model takes the normalised input the card describes: (N, channels, input_size,
+    input_size) float32. Raises ExportError when onnxruntime's logits differ from torch's by
+    more than 1e-4 on a random batch.
+    """
+    path = Path(path)
+    model = model.float().eval().cpu()
+    sample = torch.randn(
+        2, len(card.bands), card.input_size, card.input_size, generator=torch.Generator().manual_seed(seed)
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
+    os.close(handle)
+    tmp = Path(tmp_name)
+    try:
+        _trace(model, sample, tmp)
+        _embed_card(tmp, card)
+        _check_against_torch(model, sample, tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _trace(model: torch.nn.Module, sample: torch.Tensor, path: Path) -> None:
+    # The TorchScript exporter writes a single self-contained file with a dynamic batch axis,
+    # and every operator of our models (grouped conv, slice, concat, pooling) maps to opset 17.
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            (sample,),
+            str(path),
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+def _embed_card(path: Path, card: ModelCard) -> None:
+    graph = onnx.load(str(path))
+    del graph.metadata_props[:]
+    for key, value in card.to_metadata().items():
+        graph.metadata_props.add(key=key, value=value)
+    graph.producer_name = "rs_ghost_qgis training"
+    onnx.checker.check_model(graph)
+    onnx.save(graph, str(path), save_as_external_data=False)
+
+
+def _check_against_torch(model: torch.nn.Module, sample: torch.Tensor, path: Path) -> None:
+    with torch.no_grad():
+        expected = model(sample).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (actual,) = session.run(None, {session.get_inputs()[0].name: sample.numpy()})
+    difference = float(np.max(np.abs(actual - expected)))
+    if not difference <= MAX_LOGIT_DIFFERENCE:
+        raise ExportError(
+            f"onnxruntime logits differ from torch by {difference:.2e} (> {MAX_LOGIT_DIFFERENCE:g}); "
+            "the ONNX file was not written."
+        )
