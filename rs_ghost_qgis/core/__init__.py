@@ -1,0 +1,1 @@
+"""The QGIS-free classification engine: model card, runtime, tiling, radiometry, outputs."""
