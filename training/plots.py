@@ -1,0 +1,58 @@
+"""Training curves and confusion matrices as PNG files (matplotlib, headless Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on training machines; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_curves(history: list[dict], path: str | Path, title: str = "") -> Path:
+    """Loss and accuracy per epoch, train and validation side by side."""
+    epochs = [row["epoch"] for row in history]
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    for split, style in (("train", "-o"), ("val", "-s")):
+        loss_axis.plot(epochs, [row[f"{split}_loss"] for row in history], style, label=split)
+        accuracy_axis.plot(epochs, [100 * row[f"{split}_acc"] for row in history], style, label=split)
+    loss_axis.set(xlabel="epoch", ylabel="loss", title="loss")
+    accuracy_axis.set(xlabel="epoch", ylabel="top-1 (%)", title="accuracy")
+    for axis in (loss_axis, accuracy_axis):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    if title:
+        figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path, title: str = "") -> Path:
+    """Row-normalised confusion matrix (true class per row) with the counts written in."""
+    matrix = np.asarray(matrix)
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
+    side = max(4.0, 0.45 * len(class_names) + 2)
+    figure, axis = plt.subplots(figsize=(side + 1, side))
+    image = axis.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axis, fraction=0.046, label="share of the true class")
+    ticks = range(len(class_names))
+    axis.set_xticks(ticks, class_names, rotation=60, ha="right", fontsize=8)
+    axis.set_yticks(ticks, class_names, fontsize=8)
+    axis.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    if len(class_names) <= 30:  # counts stay legible up to AID's 30 classes
+        for (row, column), count in np.ndenumerate(matrix):
+            if count:
+                color = "white" if share[row, column] > 0.5 else "black"
+                axis.text(column, row, str(count), ha="center", va="center", fontsize=7, color=color)
+    return _save(figure, path)
+
+
+def _save(figure: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -1,0 +1,380 @@
+"""One training stage: a model trained from scratch, alone or distilled from a frozen teacher.
+
+The loop is the same for the teacher (stage 1) and the student (stage 2); only the loss and the
+presence of a teacher differ. Every epoch writes ``last.pt`` (enough to resume exactly) and, when
+validation accuracy improves, ``best.pt``; plus a CSV/JSON log and a PNG of the curves.
+
+Recipe (from scratch, both VGG-16-BN and G-Ghost): SGD with Nesterov momentum 0.9, weight decay
+5e-4, lr = 0.1 x batch / 256 (0.01 x batch / 256 for VGG-16 without batch-norm, which diverges at
+higher rates), a linear warm-up over the first epoch (at most 10% of the steps), then a cosine
+decay to zero, stepped per batch. Inputs are normalised inside the loop with the training split's
+channel mean/std on 0..1 values: exactly what the exported graph and its model card expect.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from training.checkpoint import TrainingError, load_checkpoint, make_model, model_from_checkpoint, save_checkpoint
+from training.data import DatasetSplits, ImageArrays, channel_stats, make_loader
+from training.distributed import World, sum_across
+from training.losses import make_criterion
+from training.plots import plot_curves
+
+LOG_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+
+
+@dataclass
+class StageConfig:
+    """What one stage trains, and how. Primitives only: it is stored in the checkpoint."""
+
+    model: str
+    out: str
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float | None = None  # None: the recipe's rate for this model, scaled by the global batch
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    input_size: int | None = None  # None: the data's image size; otherwise resized on the fly
+    seed: int = 0
+    distill: str = "none"
+    distill_options: dict[str, float] = field(default_factory=dict)
+    teacher_checkpoint: str | None = None
+    model_options: dict[str, float] = field(default_factory=dict)
+    amp: str = "auto"  # auto | bf16 | fp16 | off (CUDA only)
+    workers: int = 0
+    augment: bool = True
+    resume: bool = False
+    stage: str = "model"  # a label for logs: "teacher", "student", ...
+
+
+@dataclass
+class StageResult:
+    """Where a finished stage left its files, and how well it did on the validation split."""
+
+    best_path: Path
+    last_path: Path
+    best_acc: float
+    best_epoch: int
+    history: list[dict[str, float]]
+
+
+def base_lr(model: str) -> float:
+    """The recipe's learning rate at batch 256 for ``model``."""
+    return 0.01 if model == "vgg16" else 0.1
+
+
+def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, size: int) -> torch.Tensor:
+    """0..1 images (B, C, H, W) -> the network's input: standardised, resized to ``size`` (bilinear)."""
+    x = (x - mean) / std
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train_stage(
+    config: StageConfig, data: DatasetSplits, world: World, meta: dict[str, Any] | None = None
+) -> StageResult:
+    """Train ``config.model`` on ``data`` and return its best checkpoint; only rank 0 writes files.
+
+    ``meta`` (JSON-able) is stored in the checkpoints as it is: data summary, command line, ...
+    """
+    out = Path(config.out)
+    seed_everything(config.seed)
+    image_size = int(data.train.images.shape[1])
+    input_size = config.input_size or image_size
+    mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in channel_stats(data.train))
+    teacher = _load_teacher(config, data.class_names, world.device) if config.distill != "none" else None
+    criterion = _criterion(config)
+
+    model = make_model(config.model, len(data.class_names), config.model_options).to(world.device)
+    if world.device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    steps_per_epoch = _steps_per_epoch(len(data.train), config.batch_size, world)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=(config.lr or base_lr(config.model) * config.batch_size * world.size / 256),
+        momentum=config.momentum,
+        nesterov=True,
+        weight_decay=config.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(steps_per_epoch, config.epochs))
+    amp_dtype = _amp_dtype(config.amp, world.device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+
+    state = {
+        "architecture": config.model,
+        "num_classes": len(data.class_names),
+        "model_options": dict(config.model_options),
+        "class_names": list(data.class_names),
+        "input_size": input_size,
+        "image_size": image_size,
+        "mean": mean.flatten().tolist(),
+        "std": std.flatten().tolist(),
+        "config": asdict(config),
+        "meta": meta or {},
+        "teacher": teacher.info if teacher else None,
+        "epoch": 0,
+        "best_acc": -1.0,
+        "best_epoch": 0,
+        "history": [],
+    }
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if config.resume and last_path.is_file():
+        _restore(load_checkpoint(last_path), state, model, optimizer, scheduler, scaler, config)
+        if world.is_main:
+            print(f"{config.stage}: resuming {last_path} after epoch {state['epoch']} of {config.epochs}")
+
+    net = DistributedDataParallel(model) if world.distributed else model
+    mean, std = mean.to(world.device), std.to(world.device)
+    for epoch in range(state["epoch"], config.epochs):
+        # Per-epoch seeds make a resumed run draw the same augmentations and dropout masks.
+        torch.manual_seed(config.seed * 100_003 + epoch * 1_009 + world.rank)
+        started = time.perf_counter()
+        loss, acc = _train_epoch(
+            net, teacher, criterion, optimizer, scheduler, scaler, data.train, config, world, epoch, (mean, std)
+        )
+        val_loss, val_acc = _validate(model, data.val, config, world, (mean, std), input_size)
+        row = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": loss,
+            "train_acc": acc,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "seconds": time.perf_counter() - started,
+        }
+        state["history"].append(row)
+        state["epoch"] = epoch + 1
+        improved = val_acc > state["best_acc"]
+        if improved:
+            state["best_acc"], state["best_epoch"] = val_acc, epoch + 1
+        if world.is_main:
+            _save_epoch(state, model, optimizer, scheduler, scaler, out, improved)
+            print(
+                f"{config.stage} epoch {epoch + 1}/{config.epochs}: train loss {loss:.4f} acc {100 * acc:.2f}% | "
+                f"val loss {val_loss:.4f} acc {100 * val_acc:.2f}% | {row['seconds']:.1f} s"
+            )
+    if world.is_main and not best_path.is_file():
+        raise TrainingError(f"{config.stage}: no epoch was trained and {best_path} does not exist; raise --epochs.")
+    return StageResult(best_path, last_path, state["best_acc"], state["best_epoch"], state["history"])
+
+
+@dataclass
+class Teacher:
+    """A frozen teacher: its network, its own normalisation and input size, and what to record."""
+
+    network: nn.Module
+    mean: torch.Tensor
+    std: torch.Tensor
+    input_size: int
+    info: dict[str, Any]
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits for 0..1 images, without gradients."""
+        with torch.no_grad():
+            return self.network(normalise(images, self.mean, self.std, self.input_size))
+
+
+def _load_teacher(config: StageConfig, class_names: list[str], device: torch.device) -> Teacher:
+    if not config.teacher_checkpoint:
+        raise TrainingError(f"--distill {config.distill} needs a teacher: give --teacher-checkpoint PATH.")
+    state = load_checkpoint(config.teacher_checkpoint)
+    if list(state["class_names"]) != list(class_names):
+        raise TrainingError(
+            f"the teacher {config.teacher_checkpoint} was trained on classes {state['class_names']}, but the data "
+            f"has {list(class_names)}; train the teacher on the same data."
+        )
+    network = model_from_checkpoint(state).to(device)
+    network.requires_grad_(False)
+    if device.type == "cuda":
+        network = network.to(memory_format=torch.channels_last)
+    info = {
+        "architecture": state["architecture"],
+        "checkpoint": str(config.teacher_checkpoint),
+        "input_size": state["input_size"],
+        "val_top1": state.get("best_acc"),
+    }
+    return Teacher(
+        network,
+        torch.tensor(state["mean"], device=device).view(1, -1, 1, 1),
+        torch.tensor(state["std"], device=device).view(1, -1, 1, 1),
+        int(state["input_size"]),
+        info,
+    )
+
+
+def _criterion(config: StageConfig) -> Callable[..., torch.Tensor]:
+    try:
+        return make_criterion(config.distill, **config.distill_options)
+    except ValueError as error:
+        raise TrainingError(str(error)) from None
+
+
+def _steps_per_epoch(samples: int, batch_size: int, world: World) -> int:
+    return max(1, math.ceil(samples / world.size / batch_size))
+
+
+def _warmup_cosine(steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
+    total = max(1, steps_per_epoch * epochs)
+    warmup = max(1, min(steps_per_epoch, total // 10))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return factor
+
+
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or amp == "off":
+        return None
+    if amp == "fp16" or (amp == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def _to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    images = images.to(device, non_blocking=True)
+    if device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, labels.to(device, non_blocking=True)
+
+
+def _train_epoch(net, teacher, criterion, optimizer, scheduler, scaler, arrays, config, world, epoch, stats):
+    net.train()
+    mean, std = stats
+    amp_dtype = _amp_dtype(config.amp, world.device)
+    input_size = config.input_size or arrays.images.shape[1]
+    loader = make_loader(
+        arrays,
+        batch_size=config.batch_size,
+        train=True,
+        seed=config.seed * 1_000 + epoch,
+        augment=config.augment,
+        distributed=world.distributed,
+        num_workers=config.workers,
+    )
+    steps = len(loader)
+    totals = [0.0, 0.0, 0.0]  # loss sum, correct, seen
+    progress = tqdm(loader, desc=f"{config.stage} {epoch + 1}/{config.epochs}", leave=False, disable=not world.is_main)
+    for step, (images, labels) in enumerate(progress):
+        images, labels = _to_device(images, labels, world.device)
+        with torch.autocast(world.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = net(normalise(images, mean, std, input_size))
+            teacher_logits = teacher(images) if teacher else None
+        loss = criterion(
+            logits.float(),
+            None if teacher_logits is None else teacher_logits.float(),
+            labels,
+            epoch + (step + 1) / steps,
+        )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        batch = len(labels)
+        totals[0] += loss.item() * batch
+        totals[1] += (logits.argmax(1) == labels).sum().item()
+        totals[2] += batch
+        progress.set_postfix(loss=f"{totals[0] / totals[2]:.4f}", acc=f"{100 * totals[1] / totals[2]:.1f}%")
+    loss_sum, correct, seen = sum_across(world, totals)
+    return loss_sum / max(seen, 1), correct / max(seen, 1)
+
+
+def _validate(model, arrays: ImageArrays, config, world, stats, input_size) -> tuple[float, float]:
+    # Each process scores its own interleaved share of the validation split (no padding, so
+    # every image counts once), then the sums are added up.
+    share = ImageArrays(arrays.images[world.rank :: world.size], arrays.labels[world.rank :: world.size])
+    logits, labels = predict(model, share, stats, input_size, world.device, config.batch_size)
+    loss = F.cross_entropy(logits, labels, reduction="sum").item() if len(labels) else 0.0
+    correct = (logits.argmax(1) == labels).sum().item()
+    loss_sum, correct, seen = sum_across(world, [loss, correct, float(len(labels))])
+    return loss_sum / max(seen, 1), correct / max(seen, 1)
+
+
+def predict(
+    model: nn.Module,
+    arrays: ImageArrays,
+    stats: tuple[torch.Tensor, torch.Tensor],
+    input_size: int,
+    device: torch.device,
+    batch_size: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 logits and labels (on the CPU) of ``model`` over ``arrays``, in order, in eval mode."""
+    was_training = model.training
+    model.eval()
+    mean, std = (value.to(device) for value in stats)
+    outputs, targets = [], []
+    loader = make_loader(arrays, batch_size=batch_size, train=False, augment=False)
+    with torch.no_grad():
+        for images, labels in loader:
+            images, _ = _to_device(images, labels, device)
+            outputs.append(model(normalise(images, mean, std, input_size)).float().cpu())
+            targets.append(labels)
+    model.train(was_training)
+    if not outputs:
+        return torch.zeros(0, 0), torch.zeros(0, dtype=torch.int64)
+    return torch.cat(outputs), torch.cat(targets)
+
+
+def _restore(saved, state, model, optimizer, scheduler, scaler, config: StageConfig) -> None:
+    if saved["architecture"] != config.model or saved["class_names"] != state["class_names"]:
+        raise TrainingError(
+            f"cannot resume: {config.out}/last.pt holds a {saved['architecture']} for classes "
+            f"{saved['class_names']}; use another --out or drop --resume to start again."
+        )
+    model.load_state_dict(saved["state_dict"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    scaler.load_state_dict(saved["scaler"])
+    for key in ("epoch", "best_acc", "best_epoch", "history"):
+        state[key] = saved[key]
+
+
+def _save_epoch(state, model, optimizer, scheduler, scaler, out: Path, improved: bool) -> None:
+    weights = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    snapshot = {**state, "state_dict": weights}
+    if improved:
+        save_checkpoint(snapshot, out / "best.pt")
+    training = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+    }
+    save_checkpoint({**snapshot, **training}, out / "last.pt")
+    write_logs(state["history"], out, state["config"]["stage"])
+
+
+def write_logs(history: list[dict[str, float]], out: Path, title: str) -> None:
+    """``log.csv``, ``log.json`` and ``curves.png`` of a stage's epochs."""
+    with open(out / "log.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(history)
+    (out / "log.json").write_text(json.dumps({"stage": title, "history": history}, indent=2))
+    plot_curves(history, out / "curves.png", title=title)
