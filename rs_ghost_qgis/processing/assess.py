@@ -1,0 +1,173 @@
+"""``rsghost:assess``: compare classified tiles with reference polygons."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from qgis.core import (
+    QgsCoordinateTransform,
+    QgsFeatureRequest,
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsSpatialIndex,
+)
+
+from ..core.assess import assess, harmonise
+from ..core.errors import RsGhostError
+
+
+class AssessAlgorithm(QgsProcessingAlgorithm):
+    """Confusion matrix, overall accuracy, kappa and per-class F1 as an HTML or CSV report."""
+
+    INPUT = "INPUT"
+    PREDICTED_FIELD = "PREDICTED_FIELD"
+    REFERENCE = "REFERENCE"
+    REFERENCE_FIELD = "REFERENCE_FIELD"
+    MIN_COVERAGE = "MIN_COVERAGE"
+    OUTPUT = "OUTPUT"
+
+    def name(self) -> str:
+        """Algorithm id within the provider."""
+        return "assess"
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS API)
+        """Name in the toolbox."""
+        return "Assess accuracy"
+
+    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API)
+        """Help shown next to the parameters."""
+        return (
+            "Compares classified tiles (the polygon output of Classify) with reference polygons that carry "
+            "a class field. A tile counts when reference polygons cover at least the minimum share of it; "
+            "its reference class is the one covering most of it. Class names are matched ignoring case, "
+            "spaces and underscores. The report (HTML or CSV, by the file extension) holds the confusion "
+            "matrix, overall accuracy, Cohen's kappa, and per-class precision, recall and F1."
+        )
+
+    def createInstance(self):  # noqa: N802 (QGIS API)
+        """A fresh copy for each run."""
+        return AssessAlgorithm()
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS API)
+        """Declare the parameters and outputs."""
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(self.INPUT, "Classified tiles", [QgsProcessing.TypeVectorPolygon])
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.PREDICTED_FIELD,
+                "Predicted class field",
+                "class_name",
+                self.INPUT,
+                QgsProcessingParameterField.Any,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(self.REFERENCE, "Reference polygons", [QgsProcessing.TypeVectorPolygon])
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.REFERENCE_FIELD, "Reference class field", None, self.REFERENCE, QgsProcessingParameterField.Any
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.MIN_COVERAGE,
+                "Minimum share of a tile covered by reference",
+                QgsProcessingParameterNumber.Double,
+                0.5,
+                False,
+                0.01,
+                1.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(self.OUTPUT, "Report", "HTML files (*.html);;CSV files (*.csv)")
+        )
+        self.addOutput(QgsProcessingOutputNumber("OVERALL_ACCURACY", "Overall accuracy"))
+        self.addOutput(QgsProcessingOutputNumber("KAPPA", "Kappa"))
+        self.addOutput(QgsProcessingOutputNumber("SAMPLES", "Tiles compared"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
+        """Pair tiles with reference classes, then compute and write the report."""
+        tiles = self.parameterAsSource(parameters, self.INPUT, context)
+        reference = self.parameterAsSource(parameters, self.REFERENCE, context)
+        if tiles is None or reference is None:
+            raise QgsProcessingException("Both the classified tiles and the reference polygons are needed.")
+        predicted_field = self.parameterAsString(parameters, self.PREDICTED_FIELD, context) or "class_name"
+        reference_field = self.parameterAsString(parameters, self.REFERENCE_FIELD, context)
+        for source, field in ((tiles, predicted_field), (reference, reference_field)):
+            if source.fields().lookupField(field) < 0:
+                raise QgsProcessingException(
+                    f"The layer has no field '{field}'; choose the field that holds the class names."
+                )
+        min_coverage = self.parameterAsDouble(parameters, self.MIN_COVERAGE, context)
+        path = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+
+        pairs = _pair(tiles, predicted_field, reference, reference_field, min_coverage, context, feedback)
+        if feedback.isCanceled():
+            raise QgsProcessingException("Cancelled by the user; no report was written.")
+        predicted = [p for p, _ in pairs]
+        try:
+            result = assess(harmonise([r for _, r in pairs], predicted), predicted)
+        except RsGhostError as error:
+            raise QgsProcessingException(str(error)) from None
+        notes = [
+            f"{len(pairs)} tiles with at least {min_coverage:.0%} reference cover were compared.",
+            f"Predicted: '{predicted_field}'; reference: '{reference_field}'.",
+        ]
+        text = result.to_csv() if path.lower().endswith(".csv") else result.to_html(notes=notes)
+        Path(path).write_text(text, encoding="utf-8")
+        feedback.pushInfo(
+            f"Overall accuracy {result.overall_accuracy:.4f}, kappa {result.kappa:.4f} over {len(pairs)} tiles."
+        )
+        return {
+            self.OUTPUT: path,
+            "OVERALL_ACCURACY": result.overall_accuracy,
+            "KAPPA": result.kappa,
+            "SAMPLES": len(pairs),
+        }
+
+
+def _pair(tiles, predicted_field, reference, reference_field, min_coverage, context, feedback):
+    """(predicted, reference) class per tile covered well enough by reference polygons."""
+    transform = QgsCoordinateTransform(reference.sourceCrs(), tiles.sourceCrs(), context.transformContext())
+    geometries, classes = {}, {}
+    request = QgsFeatureRequest().setSubsetOfAttributes([reference_field], reference.fields())
+    for feature in reference.getFeatures(request):
+        geometry = feature.geometry()
+        value = feature[reference_field]
+        if geometry.isEmpty() or value is None or str(value) in ("", "NULL"):
+            continue
+        geometry.transform(transform)
+        geometries[feature.id()] = geometry
+        classes[feature.id()] = str(value)
+    index = QgsSpatialIndex()
+    for fid, geometry in geometries.items():
+        index.addFeature(fid, geometry.boundingBox())
+    pairs = []
+    total = max(tiles.featureCount(), 1)
+    for n, tile in enumerate(tiles.getFeatures()):
+        if feedback.isCanceled():
+            break
+        predicted = tile[predicted_field]
+        geometry = tile.geometry()
+        area = geometry.area()
+        if predicted is None or area <= 0:
+            continue
+        cover = defaultdict(float)
+        for fid in index.intersects(geometry.boundingBox()):
+            cover[classes[fid]] += geometry.intersection(geometries[fid]).area()
+        if cover:
+            label, covered = max(cover.items(), key=lambda item: item[1])
+            if covered / area >= min_coverage:
+                pairs.append((str(predicted), label))
+        feedback.setProgress(100.0 * (n + 1) / total)
+    return pairs

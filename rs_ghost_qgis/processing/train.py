@@ -1,0 +1,192 @@
+"""``rsghost:train``: run ``python -m training train`` in a subprocess with torch.
+
+QGIS's own Python rarely has torch, and training must not block or crash QGIS, so it runs in
+a separate interpreter (no shell) and streams its output into the feedback log.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shlex
+import subprocess  # nosec B404  # argument lists only, never a shell
+import threading
+from pathlib import Path
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingOutputFile,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+)
+
+from ..deps import python_executable
+from ..paths import PACKAGE_DIR
+
+PROBE_TIMEOUT_S = 120
+
+
+def find_project(given: str) -> Path | None:
+    """The folder that holds the ``training`` package: ``given`` or the plugin's repository."""
+    for folder in ([Path(given)] if given else []) + [PACKAGE_DIR.parent]:
+        if (folder / "training" / "__init__.py").is_file():
+            return folder
+    return None
+
+
+def candidate_pythons(given: str, project: Path | None) -> list[str]:
+    """Interpreters to try for torch: the chosen one, $RS_GHOST_TRAIN_PYTHON, the repo venv, QGIS's."""
+    if given:
+        return [given]
+    found = [os.environ.get("RS_GHOST_TRAIN_PYTHON", "")]
+    if project is not None:
+        found += [str(project / ".venv" / "bin" / "python"), str(project / ".venv" / "Scripts" / "python.exe")]
+    found.append(python_executable())
+    return [p for p in dict.fromkeys(found) if p and Path(p).exists()]
+
+
+def torch_python(candidates: list[str], project: Path) -> tuple[str | None, list[str]]:
+    """The first interpreter that imports torch and ``training``; else None and why each failed."""
+    reasons = []
+    for python in candidates:
+        try:
+            probe = subprocess.run(  # nosec B603  # fixed argument list, no shell
+                [python, "-c", "import torch, training; print(torch.__version__)"],
+                cwd=project,
+                capture_output=True,
+                text=True,
+                timeout=PROBE_TIMEOUT_S,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            reasons.append(f"{python}: {error}")
+            continue
+        if probe.returncode == 0:
+            return python, reasons
+        last = (probe.stderr.strip().splitlines() or ["failed"])[-1]
+        reasons.append(f"{python}: {last}")
+    return None, reasons
+
+
+class TrainAlgorithm(QgsProcessingAlgorithm):
+    """Train (teacher, distilled student) and export an ONNX model with its card."""
+
+    DATA = "DATA"
+    EPOCHS = "EPOCHS"
+    ARGS = "ARGS"
+    PYTHON = "PYTHON"
+    PROJECT = "PROJECT"
+    OUTPUT = "OUTPUT"
+
+    def name(self) -> str:
+        """Algorithm id within the provider."""
+        return "train"
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS API)
+        """Name in the toolbox."""
+        return "Train a model (needs torch)"
+
+    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API)
+        """Help shown next to the parameters."""
+        return (
+            "Runs `python -m training train` from the RS Ghost repository in a separate Python that has "
+            "torch (QGIS's own Python usually does not). The Python is the one you choose, else "
+            "$RS_GHOST_TRAIN_PYTHON, else the repository's .venv, else QGIS's. Training can take hours on "
+            "a CPU; the output folder receives checkpoints and the exported ONNX model with its card, "
+            "which Classify accepts as MODEL."
+        )
+
+    def createInstance(self):  # noqa: N802 (QGIS API)
+        """A fresh copy for each run."""
+        return TrainAlgorithm()
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS API)
+        """Declare the parameters and outputs."""
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.DATA, "Training data folder (EuroSAT layout)", QgsProcessingParameterFile.Folder
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.EPOCHS, "Epochs (0 = the training default)", QgsProcessingParameterNumber.Integer, 0, True, 0
+            )
+        )
+        self.addParameter(QgsProcessingParameterString(self.ARGS, "Extra arguments", "", False, True))
+        self.addParameter(
+            QgsProcessingParameterFile(self.PYTHON, "Python with torch", QgsProcessingParameterFile.File, optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.PROJECT,
+                "RS Ghost repository (holds training/)",
+                QgsProcessingParameterFile.Folder,
+                optional=True,
+            )
+        )
+        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, "Output folder"))
+        self.addOutput(QgsProcessingOutputFile("MODEL", "Exported model"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
+        """Find a Python with torch, run the training, stream its log, honour cancel."""
+        project = find_project(self.parameterAsFile(parameters, self.PROJECT, context))
+        if project is None:
+            raise QgsProcessingException(
+                "The training code is not here: the plugin zip ships only the classifier. Clone the RS Ghost "
+                "repository and choose its folder as 'RS Ghost repository'."
+            )
+        python, reasons = torch_python(
+            candidate_pythons(self.parameterAsFile(parameters, self.PYTHON, context), project), project
+        )
+        if python is None:
+            raise QgsProcessingException(
+                "No Python with torch was found:\n  "
+                + "\n  ".join(reasons or ["no candidate interpreter exists"])
+                + f"\nInstall it with `bash scripts/setup.sh` in {project} (CPU torch, pinned), or choose a "
+                "Python that has torch under 'Python with torch'."
+            )
+        out = self.parameterAsString(parameters, self.OUTPUT, context)
+        command = [python, "-m", "training", "train", "--data", self.parameterAsFile(parameters, self.DATA, context)]
+        command += ["--out", out]
+        epochs = self.parameterAsInt(parameters, self.EPOCHS, context)
+        if epochs:
+            command += ["--epochs", str(epochs)]
+        command += shlex.split(self.parameterAsString(parameters, self.ARGS, context) or "")
+        feedback.pushCommandInfo(" ".join(shlex.quote(part) for part in command))
+        code = _run_streaming(command, project, feedback)
+        if feedback.isCanceled():
+            raise QgsProcessingException("Training cancelled by the user.")
+        if code != 0:
+            raise QgsProcessingException(f"Training failed (exit {code}); its log is above.")
+        models = sorted(Path(out).rglob("*.onnx"), key=lambda p: p.stat().st_mtime)
+        return {self.OUTPUT: out, "MODEL": str(models[-1]) if models else ""}
+
+
+def _run_streaming(command: list[str], cwd: Path, feedback) -> int:
+    """Run ``command``, pass its lines to ``feedback``, terminate it on cancel; its exit code."""
+    process = subprocess.Popen(  # nosec B603  # argument list, no shell
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in process.stdout:
+            lines.put(line.rstrip())
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    while True:
+        if feedback.isCanceled():
+            process.terminate()
+            process.wait(timeout=30)
+            return process.returncode
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        if line is None:
+            return process.wait()
+        feedback.pushConsoleInfo(line)

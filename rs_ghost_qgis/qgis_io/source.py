@@ -1,0 +1,201 @@
+"""A RasterSource over a QGIS raster data provider: files, VRTs, WMS and XYZ alike.
+
+The source works on a *clone* of the layer's provider, made on the main thread, so the worker
+thread never touches the layer. Reads are resampled by the provider (average when zooming
+out, bilinear when zooming in, where the provider can) and reprojected with
+QgsRasterProjector when the requested CRS differs from the raster's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+from qgis.core import (
+    Qgis,
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransformContext,
+    QgsMapLayer,
+    QgsProject,
+    QgsRaster,
+    QgsRasterDataProvider,
+    QgsRasterLayer,
+    QgsRasterProjector,
+    QgsRectangle,
+)
+
+from ..core.errors import InputError
+from ..core.source import Block, Bounds, RasterInfo
+
+# QGIS data types -> numpy. ARGB32 (WMS, XYZ) is split into uint8 R, G, B plus alpha.
+_NUMPY_TYPES = {
+    Qgis.Byte: np.uint8,
+    Qgis.UInt16: np.uint16,
+    Qgis.Int16: np.int16,
+    Qgis.UInt32: np.uint32,
+    Qgis.Int32: np.int32,
+    Qgis.Float32: np.float32,
+    Qgis.Float64: np.float64,
+}
+_COLOR_TYPES = (Qgis.ARGB32, Qgis.ARGB32_Premultiplied)
+_BAND_PREFIX = re.compile(r"^Band \d+:?\s*")
+CRS_WKT_FLAVOUR = QgsCoordinateReferenceSystem.WKT_PREFERRED
+
+
+def crs_to_wkt(crs: QgsCoordinateReferenceSystem) -> str:
+    """The WKT the engine receives for a QGIS CRS ("" when invalid)."""
+    return crs.toWkt(CRS_WKT_FLAVOUR) if crs.isValid() else ""
+
+
+def crs_from_wkt(wkt: str) -> QgsCoordinateReferenceSystem:
+    """A QGIS CRS from engine WKT."""
+    return QgsCoordinateReferenceSystem.fromWkt(wkt) if wkt else QgsCoordinateReferenceSystem()
+
+
+def check_raster_layer(layer) -> QgsRasterLayer:
+    """The layer if it is a readable raster layer, else an InputError that says what to pick."""
+    if layer is None:
+        raise InputError("No input layer: choose a raster layer to classify.")
+    if not isinstance(layer, QgsMapLayer) or layer.type() != QgsMapLayer.RasterLayer:
+        kind = "vector" if isinstance(layer, QgsMapLayer) and layer.type() == QgsMapLayer.VectorLayer else "non-raster"
+        name = layer.name() if isinstance(layer, QgsMapLayer) else str(layer)
+        raise InputError(f"'{name}' is a {kind} layer; choose a raster layer (GeoTIFF, VRT, WMS or XYZ) to classify.")
+    if not layer.isValid() or layer.dataProvider() is None:
+        raise InputError(f"The raster layer '{layer.name()}' cannot be read: {layer.error().summary() or 'invalid'}.")
+    return layer
+
+
+class QgisLayerSource:
+    """RasterSource reading blocks from a cloned QGIS raster data provider (thread-safe per clone)."""
+
+    def __init__(
+        self,
+        provider: QgsRasterDataProvider,
+        name: str,
+        transform_context: QgsCoordinateTransformContext | None = None,
+    ) -> None:
+        self._provider = provider
+        self._context = transform_context or QgsCoordinateTransformContext()
+        self._crs = provider.crs()
+        self._is_color = provider.dataType(1) in _COLOR_TYPES
+        self._alpha_band = self._find_alpha_band()
+        self._configure_resampling()
+        self._info = self._make_info(name)
+
+    @classmethod
+    def from_layer(cls, layer: QgsRasterLayer, project: QgsProject | None = None) -> QgisLayerSource:
+        """Clone ``layer``'s provider (call on the main thread); the clone is for one worker."""
+        layer = check_raster_layer(layer)
+        provider = layer.dataProvider().clone()
+        if provider is None:
+            raise InputError(f"The raster layer '{layer.name()}' cannot be read in the background (no clone).")
+        context = (project or QgsProject.instance()).transformContext()
+        return cls(provider, layer.name(), context)
+
+    @property
+    def info(self) -> RasterInfo:
+        """Facts about the raster (the alpha band, if any, is not counted as a band)."""
+        return self._info
+
+    @property
+    def crs(self) -> QgsCoordinateReferenceSystem:
+        """The raster's CRS as QGIS sees it."""
+        return self._crs
+
+    def _find_alpha_band(self) -> int | None:
+        if self._is_color:
+            return None
+        count = self._provider.bandCount()
+        if count > 1 and self._provider.colorInterpretation(count) == QgsRaster.AlphaBand:
+            return count
+        return None
+
+    def _configure_resampling(self) -> None:
+        provider = self._provider
+        if provider.providerCapabilities() & QgsRasterDataProvider.ProviderHintCanPerformProviderResampling:
+            provider.setZoomedInResamplingMethod(QgsRasterDataProvider.ResamplingMethod.Bilinear)
+            provider.setZoomedOutResamplingMethod(QgsRasterDataProvider.ResamplingMethod.Average)
+            provider.enableProviderResampling(True)
+
+    def _make_info(self, name: str) -> RasterInfo:
+        provider = self._provider
+        extent = provider.extent()
+        width, height = provider.xSize(), provider.ySize()
+        if self._is_color:
+            dtype, count = "uint8", 3
+            nodata: tuple[float | None, ...] = (None, None, None)
+            descriptions: tuple[str, ...] = ("red", "green", "blue")
+        else:
+            source_type = provider.dataType(1)
+            if source_type not in _NUMPY_TYPES:
+                raise InputError(f"Raster data type {source_type} is not supported (complex or unknown).")
+            dtype = np.dtype(_NUMPY_TYPES[source_type]).name
+            count = provider.bandCount() - (1 if self._alpha_band else 0)
+            nodata = tuple(
+                provider.sourceNoDataValue(b) if provider.sourceHasNoDataValue(b) else None for b in range(1, count + 1)
+            )
+            descriptions = tuple(_BAND_PREFIX.sub("", provider.generateBandName(b)) for b in range(1, count + 1))
+        if width <= 0 or height <= 0:  # no native size (some WMS): use the extent at 1 unit per pixel
+            width, height = max(1, round(extent.width())), max(1, round(extent.height()))
+        return RasterInfo(
+            name=name,
+            width=width,
+            height=height,
+            band_count=count,
+            dtype=dtype,
+            crs_wkt=crs_to_wkt(self._crs),
+            bounds=(extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum()),
+            pixel_size=(extent.width() / width, extent.height() / height),
+            nodata=nodata,
+            band_descriptions=descriptions,
+        )
+
+    def read(self, bounds: Bounds, crs_wkt: str, width: int, height: int, bands: Sequence[int]) -> Block:
+        """Read ``bands`` (1-based) over ``bounds`` in ``crs_wkt`` as width x height pixels."""
+        rect = QgsRectangle(*bounds)
+        target = crs_from_wkt(crs_wkt) if crs_wkt else self._crs
+        interface = self._provider
+        if target.isValid() and self._crs.isValid() and target != self._crs:
+            projector = QgsRasterProjector()
+            projector.setCrs(self._crs, target, self._context)
+            projector.setInput(self._provider)
+            interface = projector
+        valid = np.ones((height, width), dtype=bool)
+        if self._is_color:
+            argb, valid = _read_band(interface, 1, rect, width, height, np.uint32)
+            valid &= ((argb >> 24) & 0xFF) > 0
+            data = np.stack([((argb >> shift) & 0xFF).astype(np.uint8) for shift in (16, 8, 0)])
+            return Block(data=data[[b - 1 for b in bands]], valid=valid)
+        dtype = _NUMPY_TYPES[self._provider.dataType(1)]
+        layers = []
+        for band in bands:
+            if band < 1 or band > self._info.band_count:
+                raise InputError(f"Band {band} does not exist: the raster has {self._info.band_count} bands.")
+            values, band_valid = _read_band(interface, band, rect, width, height, dtype)
+            valid &= band_valid
+            layers.append(values)
+        if self._alpha_band:
+            alpha, _ = _read_band(interface, self._alpha_band, rect, width, height, dtype)
+            valid &= alpha > 0
+        data = np.stack(layers) if layers else np.zeros((0, height, width), dtype=dtype)
+        return Block(data=data, valid=valid)
+
+
+def _read_band(interface, band: int, rect: QgsRectangle, width: int, height: int, dtype):
+    """One band as a (height, width) array and where it has data (all False if nothing came)."""
+    block = interface.block(band, rect, width, height)
+    raw = bytes(block.data()) if block is not None and block.isValid() else b""
+    if len(raw) != width * height * np.dtype(dtype).itemsize:
+        return np.zeros((height, width), dtype=dtype), np.zeros((height, width), dtype=bool)
+    values = np.frombuffer(raw, dtype=dtype).reshape(height, width).copy()
+    valid = np.ones((height, width), dtype=bool)
+    if np.issubdtype(values.dtype, np.floating):
+        valid &= ~np.isnan(values)
+    if block.hasNoDataValue():
+        valid &= values != np.array(block.noDataValue()).astype(values.dtype)
+    elif block.hasNoData():
+        # Without a nodata value, pixels outside the raster or masked are flagged in a bitmap only.
+        flags = np.fromiter((block.isNoData(i) for i in range(width * height)), dtype=bool, count=width * height)
+        valid &= ~flags.reshape(height, width)
+    return values, valid

@@ -1,0 +1,83 @@
+"""The plugin loads, adds its GUI and provider, and unload() removes every trace."""
+
+import sys
+
+from qgis.core import QgsApplication
+from qgis.PyQt.QtCore import QCoreApplication, QEvent
+from qgis.PyQt.QtWidgets import QAction, QToolBar
+
+import rs_ghost_qgis
+from rs_ghost_qgis.plugin import MENU, TOOLBAR_NAME
+
+
+def _flush_deletes():
+    QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+
+
+def test_import_is_lazy():
+    import subprocess
+
+    code = "import sys, rs_ghost_qgis; print([m for m in ('qgis', 'torch', 'onnxruntime') if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_load_and_unload(qgis_app, qgis_iface, qgis_processing):
+    registry = QgsApplication.processingRegistry()
+    main_window = qgis_iface.mainWindow()
+    plugin = rs_ghost_qgis.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        assert registry.providerById("rsghost") is not None
+        ids = {a.id() for a in registry.providerById("rsghost").algorithms()}
+        assert ids == {"rsghost:classify", "rsghost:assess", "rsghost:train"}
+        toolbar = main_window.findChild(QToolBar, TOOLBAR_NAME)
+        assert toolbar is not None
+        assert [a.objectName() for a in toolbar.actions()] == ["rsGhostClassify"]
+        added = [call.args for call in qgis_iface.addPluginToRasterMenu.call_args_list]
+        assert [(menu, action.objectName()) for menu, action in added] == [
+            (MENU, "rsGhostClassify"),
+            (MENU, "rsGhostAssess"),
+            (MENU, "rsGhostDependencies"),
+        ]
+        assert not plugin.actions[0].icon().isNull()
+    finally:
+        plugin.unload()
+    _flush_deletes()
+    assert registry.providerById("rsghost") is None
+    assert main_window.findChild(QToolBar, TOOLBAR_NAME) is None
+    removed = [call.args for call in qgis_iface.removePluginRasterMenu.call_args_list]
+    assert removed == added
+    assert main_window.findChildren(QAction, "rsGhostClassify") == []
+    assert plugin.actions == [] and plugin.toolbar is None and plugin.provider is None
+
+
+def test_init_processing_alone_registers_provider_once(qgis_app, qgis_iface, qgis_processing):
+    registry = QgsApplication.processingRegistry()
+    plugin = rs_ghost_qgis.classFactory(qgis_iface)
+    plugin.initProcessing()
+    plugin.initProcessing()
+    try:
+        assert [p.id() for p in registry.providers()].count("rsghost") == 1
+    finally:
+        plugin.unload()
+    assert registry.providerById("rsghost") is None
+
+
+def test_button_explains_missing_onnxruntime(qgis_app, qgis_iface, qgis_processing, monkeypatch):
+    from rs_ghost_qgis import deps
+    from rs_ghost_qgis.ui import deps_dialog
+
+    missing = deps.DependencyStatus(ok=False, problem="onnxruntime is not installed", install_command=["py", "x"])
+    monkeypatch.setattr(deps, "check", lambda folder: missing)
+    shown = []
+    monkeypatch.setattr(deps_dialog, "show_dependency_dialog", lambda iface, status, folder: shown.append(status))
+    plugin = rs_ghost_qgis.classFactory(qgis_iface)
+    plugin.initGui()  # must not raise although onnxruntime is "missing"
+    try:
+        assert "cannot run yet" in plugin.actions[0].toolTip()
+        plugin.actions[0].trigger()
+        assert shown == [missing]
+        assert plugin.dialog is None
+    finally:
+        plugin.unload()
