@@ -7,19 +7,34 @@ it: the architecture name and options, class names, input size and normalisation
 from __future__ import annotations
 
 import os
+import platform
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import onnx
+import onnxruntime
 import torch
 from torch import nn
 
 from rs_ghost_qgis.core.errors import RsGhostError
-from training.models import MODEL_NAMES, build_model
+from rs_ghost_qgis.core.modelcard import ModelCard
+from training.colors import EUROSAT_CLASSES, class_colors
+from training.models import MODEL_NAMES, build_model, count_macs, count_parameters
 
 FORMAT = 1
 # Keys every checkpoint has; training checkpoints add optimiser, scheduler and RNG states.
 MODEL_KEYS = ("format", "architecture", "num_classes", "model_options", "state_dict", "class_names", "input_size")
+
+
+# What EuroSAT RGB patches are: Sentinel-2 B04/B03/B02 at 10 m; reflectance x 10,000 of about
+# 0..3000 maps onto their 8-bit values (see ../shared/data/README.md).
+EUROSAT_BANDS = ["B04 red", "B03 green", "B02 blue"]
+RGB_BANDS = ["red", "green", "blue"]
+EUROSAT_GSD_M = 10.0
+SENTINEL2_RAW_RANGE = [0.0, 3000.0]
 
 
 class TrainingError(RsGhostError):
@@ -69,3 +84,87 @@ def model_from_checkpoint(state: dict[str, Any]) -> nn.Module:
     model = make_model(state["architecture"], state["num_classes"], state["model_options"])
     model.load_state_dict(state["state_dict"])
     return model.eval()
+
+
+def is_eurosat(class_names: list[str]) -> bool:
+    """Whether the classes are EuroSAT's ten (in any order)."""
+    return sorted(class_names) == sorted(EUROSAT_CLASSES)
+
+
+def resolve_gsd(class_names: list[str], gsd_m: float | None, recorded: float | None = None) -> float:
+    """The ground sampling distance for the card: given, recorded with the data, or EuroSAT's 10 m."""
+    for value in (gsd_m, recorded):
+        if value:
+            return float(value)
+    if is_eurosat(class_names):
+        return EUROSAT_GSD_M
+    raise TrainingError(
+        "the ground sampling distance of the training images is unknown: pass --gsd METRES "
+        "(metres per pixel of your patches, e.g. 10 for Sentinel-2, 0.3 for UC Merced)."
+    )
+
+
+def default_raw_range(class_names: list[str]) -> list[float] | None:
+    """Sentinel-2 reflectance scaling for EuroSAT models; none (percentile stretch) otherwise."""
+    return list(SENTINEL2_RAW_RANGE) if is_eurosat(class_names) else None
+
+
+def card_from_checkpoint(
+    state: dict[str, Any],
+    *,
+    gsd_m: float,
+    raw_range: list[float] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> ModelCard:
+    """The model card of a checkpoint: what it expects, how it was trained and how well it did."""
+    model = model_from_checkpoint(state)
+    names = list(state["class_names"])
+    config, meta = state["config"], state["meta"]
+    channels = len(state["mean"])
+    bands = EUROSAT_BANDS if is_eurosat(names) and channels == 3 else RGB_BANDS[:channels]
+    training = {
+        "stage": config["stage"],
+        "data": meta.get("data"),
+        "command": meta.get("command"),
+        "seed": config["seed"],
+        "epochs": config["epochs"],
+        "epochs_trained": state["epoch"],
+        "best_epoch": state["best_epoch"],
+        "batch_size": config["batch_size"],
+        "optimizer": f"SGD nesterov, momentum {config['momentum']}, weight decay {config['weight_decay']}",
+        "lr": state.get("lr"),
+        "schedule": "linear warm-up, cosine decay per step",
+        "distillation": state.get("distill"),
+        "teacher": state.get("teacher"),
+        "hardware": meta.get("hardware"),
+    }
+    return ModelCard(
+        class_names=names,
+        class_colors=class_colors(names),
+        input_size=int(state["input_size"]),
+        tile_size=int(state["image_size"]),
+        gsd_m=gsd_m,
+        bands=bands,
+        standardization_mean=[float(v) for v in state["mean"]],
+        standardization_std=[float(v) for v in state["std"]],
+        architecture=state["architecture"],
+        value_range=[0.0, 255.0],
+        raw_range=raw_range,
+        parameters=count_parameters(model),
+        macs=count_macs(model, int(state["input_size"]), channels),
+        training={key: value for key, value in training.items() if value is not None},
+        metrics={"val_top1": state["best_acc"], **(metrics or {})},
+        software=software_versions(),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of what trained and exported the model."""
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+    }

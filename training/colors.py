@@ -5,6 +5,19 @@ from __future__ import annotations
 import colorsys
 from collections.abc import Iterator
 
+EUROSAT_CLASSES = (
+    "AnnualCrop",
+    "Forest",
+    "HerbaceousVegetation",
+    "Highway",
+    "Industrial",
+    "Pasture",
+    "PermanentCrop",
+    "Residential",
+    "River",
+    "SeaLake",
+)
+
 # EuroSAT's ten classes in the colours a land-cover map reader expects. Other data sets reuse
 # these when a class has the same name (AID's Forest, Industrial and River, for example).
 LAND_COVER = {

@@ -7,6 +7,7 @@ without them everything here degrades to a world of one, so the same code path r
 from __future__ import annotations
 
 import os
+import platform
 from dataclasses import dataclass
 
 import torch
@@ -67,10 +68,19 @@ def sum_across(world: World, values: list[float]) -> list[float]:
     return tensor.tolist()
 
 
-def broadcast_flag(world: World, flag: bool) -> bool:
-    """The main process's flag, seen by all (used to stop every process on a rank-0 decision)."""
-    if not world.distributed:
-        return flag
-    tensor = torch.tensor([1 if flag else 0], device=world.device)
-    dist.broadcast(tensor, src=0)
-    return bool(tensor.item())
+def describe_hardware(world: World) -> str:
+    """The machine that trained, in words (for the model card)."""
+    if world.device.type == "cuda":
+        return f"{world.size} x {torch.cuda.get_device_name(world.device)}"
+    return f"{world.size} process(es) on CPU {_cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from training.checkpoint import TrainingError, load_checkpoint, make_model, model_from_checkpoint, save_checkpoint
 from training.data import DatasetSplits, ImageArrays, channel_stats, make_loader
 from training.distributed import World, sum_across
-from training.losses import make_criterion
+from training.losses import DistillationLoss, make_criterion
 from training.plots import plot_curves
 
 LOG_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
@@ -60,6 +60,7 @@ class StageConfig:
     workers: int = 0
     augment: bool = True
     resume: bool = False
+    bn_batches: int = 20  # training batches that re-estimate BatchNorm statistics each epoch (0: off)
     stage: str = "model"  # a label for logs: "teacher", "student", ...
 
 
@@ -100,63 +101,48 @@ def train_stage(
     """Train ``config.model`` on ``data`` and return its best checkpoint; only rank 0 writes files.
 
     ``meta`` (JSON-able) is stored in the checkpoints as it is: data summary, command line, ...
+    With ``config.resume``, training continues after the last epoch saved in ``out/last.pt``.
     """
     out = Path(config.out)
     seed_everything(config.seed)
-    image_size = int(data.train.images.shape[1])
-    input_size = config.input_size or image_size
-    mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in channel_stats(data.train))
     teacher = _load_teacher(config, data.class_names, world.device) if config.distill != "none" else None
     criterion = _criterion(config)
-
     model = make_model(config.model, len(data.class_names), config.model_options).to(world.device)
     if world.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    steps_per_epoch = _steps_per_epoch(len(data.train), config.batch_size, world)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=(config.lr or base_lr(config.model) * config.batch_size * world.size / 256),
-        momentum=config.momentum,
-        nesterov=True,
-        weight_decay=config.weight_decay,
+    loader = make_loader(
+        data.train,
+        batch_size=config.batch_size,
+        train=True,
+        seed=config.seed,
+        augment=config.augment,
+        distributed=world.distributed,
+        num_workers=config.workers,
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(steps_per_epoch, config.epochs))
-    amp_dtype = _amp_dtype(config.amp, world.device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-
-    state = {
-        "architecture": config.model,
-        "num_classes": len(data.class_names),
-        "model_options": dict(config.model_options),
-        "class_names": list(data.class_names),
-        "input_size": input_size,
-        "image_size": image_size,
-        "mean": mean.flatten().tolist(),
-        "std": std.flatten().tolist(),
-        "config": asdict(config),
-        "meta": meta or {},
-        "teacher": teacher.info if teacher else None,
-        "epoch": 0,
-        "best_acc": -1.0,
-        "best_epoch": 0,
-        "history": [],
-    }
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    if config.resume and last_path.is_file():
-        _restore(load_checkpoint(last_path), state, model, optimizer, scheduler, scaler, config)
+    lr = config.lr or base_lr(config.model) * config.batch_size * world.size / 256
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(len(loader), config.epochs))
+    scaler = torch.amp.GradScaler("cuda", enabled=_amp_dtype(config.amp, world.device) == torch.float16)
+    state = _initial_state(config, data, meta, teacher, criterion, lr)
+    if config.resume and (out / "last.pt").is_file():
+        _restore(load_checkpoint(out / "last.pt"), state, model, optimizer, scheduler, scaler, config)
         if world.is_main:
-            print(f"{config.stage}: resuming {last_path} after epoch {state['epoch']} of {config.epochs}")
+            print(f"{config.stage}: resuming {out / 'last.pt'} after epoch {state['epoch']} of {config.epochs}")
 
     net = DistributedDataParallel(model) if world.distributed else model
-    mean, std = mean.to(world.device), std.to(world.device)
+    stats = tuple(torch.tensor(state[key], device=world.device).view(1, -1, 1, 1) for key in ("mean", "std"))
     for epoch in range(state["epoch"], config.epochs):
-        # Per-epoch seeds make a resumed run draw the same augmentations and dropout masks.
+        # Shuffles, augmentations and dropout masks depend on (seed, epoch, rank) only, so a
+        # resumed run continues exactly as an uninterrupted one would have.
+        loader.sampler.set_epoch(epoch)
         torch.manual_seed(config.seed * 100_003 + epoch * 1_009 + world.rank)
         started = time.perf_counter()
-        loss, acc = _train_epoch(
-            net, teacher, criterion, optimizer, scheduler, scaler, data.train, config, world, epoch, (mean, std)
-        )
-        val_loss, val_acc = _validate(model, data.val, config, world, (mean, std), input_size)
+        step = _Step(net, teacher, criterion, optimizer, scheduler, scaler, stats, state["input_size"])
+        loss, acc = _train_epoch(step, loader, config, world, epoch)
+        recalibrate_batchnorm(model, data.train, config, world, stats, state["input_size"])
+        val_loss, val_acc = _validate(model, data.val, config, world, stats, state["input_size"])
         row = {
             "epoch": epoch + 1,
             "lr": optimizer.param_groups[0]["lr"],
@@ -166,20 +152,50 @@ def train_stage(
             "val_acc": val_acc,
             "seconds": time.perf_counter() - started,
         }
-        state["history"].append(row)
-        state["epoch"] = epoch + 1
-        improved = val_acc > state["best_acc"]
-        if improved:
-            state["best_acc"], state["best_epoch"] = val_acc, epoch + 1
+        improved = _record(state, row)
         if world.is_main:
             _save_epoch(state, model, optimizer, scheduler, scaler, out, improved)
             print(
                 f"{config.stage} epoch {epoch + 1}/{config.epochs}: train loss {loss:.4f} acc {100 * acc:.2f}% | "
                 f"val loss {val_loss:.4f} acc {100 * val_acc:.2f}% | {row['seconds']:.1f} s"
             )
-    if world.is_main and not best_path.is_file():
-        raise TrainingError(f"{config.stage}: no epoch was trained and {best_path} does not exist; raise --epochs.")
-    return StageResult(best_path, last_path, state["best_acc"], state["best_epoch"], state["history"])
+    if state["epoch"] == 0:
+        raise TrainingError(f"{config.stage}: no epoch was trained; --epochs must be at least 1.")
+    return StageResult(out / "best.pt", out / "last.pt", state["best_acc"], state["best_epoch"], state["history"])
+
+
+def _initial_state(config, data, meta, teacher, criterion, lr) -> dict[str, Any]:
+    image_size = int(data.train.images.shape[1])
+    mean, std = channel_stats(data.train)
+    return {
+        "architecture": config.model,
+        "num_classes": len(data.class_names),
+        "model_options": dict(config.model_options),
+        "class_names": list(data.class_names),
+        "input_size": config.input_size or image_size,
+        "image_size": image_size,
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
+        "config": asdict(config),
+        "meta": meta or {},
+        "teacher": teacher.info if teacher else None,
+        "lr": lr,
+        "distill": {"method": config.distill, **criterion.hyperparameters},
+        "epoch": 0,
+        "best_acc": -1.0,
+        "best_epoch": 0,
+        "history": [],
+    }
+
+
+def _record(state: dict[str, Any], row: dict[str, float]) -> bool:
+    """Append an epoch's row; return whether it is the best validation accuracy so far."""
+    state["history"].append(row)
+    state["epoch"] = int(row["epoch"])
+    improved = row["val_acc"] > state["best_acc"]
+    if improved:
+        state["best_acc"], state["best_epoch"] = row["val_acc"], int(row["epoch"])
+    return improved
 
 
 @dataclass
@@ -226,15 +242,11 @@ def _load_teacher(config: StageConfig, class_names: list[str], device: torch.dev
     )
 
 
-def _criterion(config: StageConfig) -> Callable[..., torch.Tensor]:
+def _criterion(config: StageConfig) -> DistillationLoss:
     try:
         return make_criterion(config.distill, **config.distill_options)
     except ValueError as error:
         raise TrainingError(str(error)) from None
-
-
-def _steps_per_epoch(samples: int, batch_size: int, world: World) -> int:
-    return max(1, math.ceil(samples / world.size / batch_size))
 
 
 def _warmup_cosine(steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
@@ -264,52 +276,85 @@ def _to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device)
     return images, labels.to(device, non_blocking=True)
 
 
-def _train_epoch(net, teacher, criterion, optimizer, scheduler, scaler, arrays, config, world, epoch, stats):
-    net.train()
-    mean, std = stats
+@dataclass
+class _Step:
+    """What one optimisation step needs."""
+
+    net: nn.Module
+    teacher: Teacher | None
+    criterion: DistillationLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    stats: tuple[torch.Tensor, torch.Tensor]
+    input_size: int
+
+
+def _train_epoch(step: _Step, loader, config: StageConfig, world: World, epoch: int) -> tuple[float, float]:
+    step.net.train()
     amp_dtype = _amp_dtype(config.amp, world.device)
-    input_size = config.input_size or arrays.images.shape[1]
-    loader = make_loader(
-        arrays,
-        batch_size=config.batch_size,
-        train=True,
-        seed=config.seed * 1_000 + epoch,
-        augment=config.augment,
-        distributed=world.distributed,
-        num_workers=config.workers,
-    )
-    steps = len(loader)
+    batches = len(loader)
     totals = [0.0, 0.0, 0.0]  # loss sum, correct, seen
     progress = tqdm(loader, desc=f"{config.stage} {epoch + 1}/{config.epochs}", leave=False, disable=not world.is_main)
-    for step, (images, labels) in enumerate(progress):
+    for number, (images, labels) in enumerate(progress):
         images, labels = _to_device(images, labels, world.device)
         with torch.autocast(world.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = net(normalise(images, mean, std, input_size))
-            teacher_logits = teacher(images) if teacher else None
-        loss = criterion(
+            logits = step.net(normalise(images, *step.stats, step.input_size))
+            teacher_logits = step.teacher(images) if step.teacher else None
+        # The losses work in fp32; the epoch is fractional so the DKD warm-up ramps per batch.
+        loss = step.criterion(
             logits.float(),
             None if teacher_logits is None else teacher_logits.float(),
             labels,
-            epoch + (step + 1) / steps,
+            epoch + (number + 1) / batches,
         )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        batch = len(labels)
-        totals[0] += loss.item() * batch
+        step.optimizer.zero_grad(set_to_none=True)
+        step.scaler.scale(loss).backward()
+        step.scaler.step(step.optimizer)
+        step.scaler.update()
+        step.scheduler.step()
+        totals[0] += loss.item() * len(labels)
         totals[1] += (logits.argmax(1) == labels).sum().item()
-        totals[2] += batch
+        totals[2] += len(labels)
         progress.set_postfix(loss=f"{totals[0] / totals[2]:.4f}", acc=f"{100 * totals[1] / totals[2]:.1f}%")
     loss_sum, correct, seen = sum_across(world, totals)
     return loss_sum / max(seen, 1), correct / max(seen, 1)
+
+
+def recalibrate_batchnorm(model: nn.Module, arrays: ImageArrays, config: StageConfig, world: World, stats, size):
+    """Re-estimate BatchNorm running statistics with the current weights ("precise BN").
+
+    The running averages lag behind the weights. After few steps (short runs, small data sets)
+    or on tiny feature maps (at 64 px G-Ghost's last stages are 2x2 and its mix branch
+    normalises 1x1 maps) eval-mode outputs can then be off by orders of magnitude, although the
+    network trains well. Exact averages over ``bn_batches`` un-augmented training batches, the
+    same on every process, make validation, checkpoints and the export see the trained weights.
+    """
+    layers = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    if not layers or config.bn_batches < 1:
+        return
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # cumulative average over the batches below
+    loader = make_loader(arrays, batch_size=config.batch_size, train=True, seed=config.seed, augment=False)
+    amp_dtype = _amp_dtype(config.amp, world.device)
+    model.train()
+    with torch.no_grad(), torch.autocast(world.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        for number, (images, labels) in enumerate(loader):
+            if number == config.bn_batches:
+                break
+            images, _ = _to_device(images, labels, world.device)
+            model(normalise(images, *stats, size))
+    for layer, momentum in zip(layers, momenta, strict=True):
+        layer.momentum = momentum
 
 
 def _validate(model, arrays: ImageArrays, config, world, stats, input_size) -> tuple[float, float]:
     # Each process scores its own interleaved share of the validation split (no padding, so
     # every image counts once), then the sums are added up.
     share = ImageArrays(arrays.images[world.rank :: world.size], arrays.labels[world.rank :: world.size])
+    model.eval()  # the next epoch's net.train() switches back
     logits, labels = predict(model, share, stats, input_size, world.device, config.batch_size)
     loss = F.cross_entropy(logits, labels, reduction="sum").item() if len(labels) else 0.0
     correct = (logits.argmax(1) == labels).sum().item()
@@ -318,25 +363,25 @@ def _validate(model, arrays: ImageArrays, config, world, stats, input_size) -> t
 
 
 def predict(
-    model: nn.Module,
+    forward: Callable[[torch.Tensor], torch.Tensor],
     arrays: ImageArrays,
     stats: tuple[torch.Tensor, torch.Tensor],
     input_size: int,
     device: torch.device,
     batch_size: int = 256,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """fp32 logits and labels (on the CPU) of ``model`` over ``arrays``, in order, in eval mode."""
-    was_training = model.training
-    model.eval()
+    """fp32 logits and labels (on the CPU) of ``forward`` over ``arrays``, in order, without gradients.
+
+    ``forward`` maps normalised input to logits: a model in eval mode, or an onnxruntime session.
+    """
     mean, std = (value.to(device) for value in stats)
     outputs, targets = [], []
     loader = make_loader(arrays, batch_size=batch_size, train=False, augment=False)
     with torch.no_grad():
         for images, labels in loader:
             images, _ = _to_device(images, labels, device)
-            outputs.append(model(normalise(images, mean, std, input_size)).float().cpu())
+            outputs.append(forward(normalise(images, mean, std, input_size)).float().cpu())
             targets.append(labels)
-    model.train(was_training)
     if not outputs:
         return torch.zeros(0, 0), torch.zeros(0, dtype=torch.int64)
     return torch.cat(outputs), torch.cat(targets)

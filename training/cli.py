@@ -1,0 +1,383 @@
+"""Command line: ``python -m training run|train|evaluate|export``.
+
+``run`` is the whole method: train the teacher (stage 1), distil the student from it (stage 2),
+evaluate the student on the validation split and export it as one ONNX file with its model card.
+The other commands do one of those steps. Mistakes in the input end with a one-line message
+and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from rs_ghost_qgis.core.errors import RsGhostError
+from training import distributed
+from training.checkpoint import (
+    TrainingError,
+    card_from_checkpoint,
+    default_raw_range,
+    load_checkpoint,
+    model_from_checkpoint,
+    resolve_gsd,
+)
+from training.data import DataError, DatasetSplits, load_dataset
+from training.evaluate import evaluate, load_scorer, measure_latency, save_metrics
+from training.export import ExportError, export_onnx
+from training.losses import DEFAULTS as DISTILL_DEFAULTS
+from training.models import MODEL_NAMES
+from training.train import StageConfig, train_stage
+
+REPO = Path(__file__).resolve().parents[1]
+# Where `run` looks for EuroSAT when no --data is given (the shared data folder beside the repo).
+DEFAULT_DATA = (REPO / ".." / "shared" / "data" / "eurosat_rgb", Path.cwd() / "data" / "eurosat_rgb")
+NO_DATA = (
+    "no training data found: pass --data PATH (make train DATA=PATH). To get EuroSAT RGB (27,000 "
+    "Sentinel-2 patches, 10 classes, MIT): download EuroSAT_RGB.zip from https://zenodo.org/records/7711810, "
+    "unzip it and pass the folder that holds the 10 class folders. Your own data: a folder with one sub-folder "
+    "of images per class (EuroSAT, AID, UC Merced, NWPU layouts; optional train.csv/validation.csv), or a "
+    "raster with labelled polygons: --data scene.tif --polygons labels.gpkg --class-field name --gsd 10. "
+    "See docs/TRAINING.md."
+)
+DISTILL_FLAGS = ("alpha", "beta", "temperature", "warmup_epochs", "ce_weight", "kd_weight")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: sys.argv[1:]), run the command and return the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    args.command_line = "python -m training " + shlex.join(argv)
+    try:
+        return args.handler(args)
+    except (RsGhostError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except ExportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; continue later with the same command plus --resume", file=sys.stderr)
+        return 130
+    finally:
+        distributed.stop()
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="teacher -> distilled student -> evaluate -> export ONNX")
+    _data_arguments(run, data_required=False)
+    _training_arguments(run)
+    run.add_argument("--teacher", default="vgg16_bn", help="teacher architecture (default vgg16_bn)")
+    run.add_argument("--student", default="g_ghost_regnetx_040", help="student architecture")
+    run.add_argument("--distill", choices=tuple(DISTILL_DEFAULTS), default="dkd", help="none trains no teacher")
+    run.add_argument("--teacher-epochs", type=int, help="teacher epochs (default: --epochs)")
+    run.add_argument("--teacher-input-size", type=int, help="teacher input side, resized on the fly (default: data's)")
+    run.add_argument("--teacher-checkpoint", help="skip stage 1 and distil from this teacher checkpoint")
+    run.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
+    _card_arguments(run)
+    run.set_defaults(handler=_run)
+
+    train = commands.add_parser("train", help="train one model (optionally distilled from a teacher checkpoint)")
+    _data_arguments(train, data_required=True)
+    _training_arguments(train)
+    train.add_argument("--model", required=True, help=f"architecture: {', '.join(MODEL_NAMES)}")
+    train.add_argument("--input-size", type=int, help="model input side, resized on the fly (default: data's)")
+    train.add_argument("--teacher", help="teacher architecture (checked against --teacher-checkpoint)")
+    train.add_argument("--teacher-checkpoint", help="teacher checkpoint (.pt) to distil from")
+    train.add_argument("--distill", choices=tuple(DISTILL_DEFAULTS), help="default: dkd with a teacher, else none")
+    train.add_argument("--out", required=True, help="output folder: last.pt, best.pt, log.csv/json, curves.png")
+    train.set_defaults(handler=_train)
+
+    evaluation = commands.add_parser("evaluate", help="score a checkpoint or ONNX model on labelled images")
+    evaluation.add_argument("--model", required=True, help="checkpoint (.pt) or exported model (.onnx)")
+    _data_arguments(evaluation, data_required=True, scoring=True)
+    evaluation.add_argument("--batch-size", type=int, default=128)
+    evaluation.add_argument("--no-latency", action="store_true", help="skip the onnxruntime timing")
+    evaluation.add_argument("--out", required=True, help="output folder for metrics and the confusion matrix")
+    evaluation.set_defaults(handler=_evaluate)
+
+    export = commands.add_parser("export", help="write a checkpoint as one ONNX file with its model card")
+    export.add_argument("--checkpoint", required=True, help="checkpoint (.pt), e.g. runs/train/student/best.pt")
+    export.add_argument("--out", required=True, help="ONNX file to write; a .md model card goes beside it")
+    export.add_argument("--metrics", help="metrics.json written by `evaluate`, to include in the card")
+    export.add_argument("--gsd", type=float, help="metres per pixel of the training images (EuroSAT: 10)")
+    _card_arguments(export)
+    export.set_defaults(handler=_export)
+    return parser
+
+
+def _data_arguments(parser: argparse.ArgumentParser, *, data_required: bool, scoring: bool = False) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", required=data_required, help="class-folder tree, or a raster with --polygons")
+    group.add_argument("--image-size", type=int, help="side of the images in pixels (default 64; evaluate: model's)")
+    if scoring:
+        group.add_argument("--split-csv", help="CSV (,Filename,Label,ClassName) of the images to score")
+    else:
+        group.add_argument("--split-csv", help="CSV (,Filename,Label,ClassName) of the training images")
+        group.add_argument("--val-csv", help="CSV of the validation images")
+    group.add_argument("--val-fraction", type=float, default=0.2, help="held out when no CSV gives the split")
+    group.add_argument("--limit-per-class", type=int, help="at most N images per class in each split")
+    group.add_argument("--seed", type=int, default=0, help="seed for splits, initialisation and augmentation")
+    group.add_argument("--cache-dir", help="where decoded images are cached (default ./cache/datasets)")
+    group.add_argument("--polygons", help="GeoPackage/Shapefile of labelled polygons over the --data raster")
+    group.add_argument("--class-field", default="class", help="polygon attribute holding the class")
+    group.add_argument("--gsd", type=float, help="metres per pixel (raster chips; model card; EuroSAT: 10)")
+    group.add_argument("--chip-stride", type=int, help="pixels between raster chips (default: image size)")
+
+
+def _training_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training")
+    group.add_argument("--epochs", type=int, default=30, help="epochs (student in `run`; default 30)")
+    group.add_argument("--batch-size", type=int, default=128, help="batch per process (default 128)")
+    group.add_argument("--lr", type=float, help="peak learning rate (default 0.1 x global batch / 256)")
+    group.add_argument("--weight-decay", type=float, default=5e-4)
+    group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    group.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto", help="CUDA mixed precision")
+    group.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    group.add_argument("--no-augment", action="store_true", help="no flips, turns or colour jitter")
+    group.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    group.add_argument("--dropout", type=float, help="dropout before the classifier (model default otherwise)")
+    group.add_argument(
+        "--bn-batches", type=int, default=20, help="batches that re-estimate BatchNorm statistics per epoch (0: off)"
+    )
+    distill = parser.add_argument_group("distillation (defaults: DKD alpha 1, beta 8, T 4; KD T 4, CE 0.1, KD 0.9)")
+    distill.add_argument("--alpha", type=float, help="DKD weight of the target-class term (TCKD)")
+    distill.add_argument("--beta", type=float, help="DKD weight of the non-target-class term (NCKD)")
+    distill.add_argument("--temperature", type=float, help="softmax temperature T")
+    distill.add_argument("--warmup-epochs", type=float, help="DKD ramp-up of the distillation term (default 20%%)")
+    distill.add_argument("--ce-weight", type=float, help="weight of the cross-entropy term")
+    distill.add_argument("--kd-weight", type=float, help="KD weight of the distillation term")
+
+
+def _card_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model card")
+    group.add_argument(
+        "--raw-range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="raw values mapped to 0..255 at inference (default 0 3000 for EuroSAT: Sentinel-2 reflectance x 10000)",
+    )
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def _run(args: argparse.Namespace) -> int:
+    args.data = args.data or _find_default_data()
+    _check_positive(args, "epochs", "teacher_epochs", "batch_size", "teacher_input_size")
+    world = distributed.start(args.device)
+    data = _load_data(args, image_size=args.image_size or 64)
+    gsd_m = resolve_gsd(data.class_names, args.gsd, data.summary.get("gsd_m"))  # before hours of training
+    out = Path(args.out)
+    meta = _meta(args, data, world, gsd_m)
+    if args.distill != "none" and not args.teacher_checkpoint:
+        teacher = _stage_config(args, args.teacher, out / "teacher", "teacher", distill="none")
+        teacher.epochs = args.teacher_epochs or args.epochs
+        teacher.input_size = args.teacher_input_size
+        args.teacher_checkpoint = str(train_stage(teacher, data, world, meta).best_path)
+        distributed.barrier(world)
+    student = _stage_config(args, args.student, out / "student", "student", distill=args.distill)
+    result = train_stage(student, data, world, meta)
+    if not world.is_main:
+        return 0
+    state = load_checkpoint(result.best_path)
+    metrics = evaluate(load_scorer(result.best_path), data.val, data.class_names, out / "evaluation", latency=False)
+    card = card_from_checkpoint(
+        state,
+        gsd_m=gsd_m,
+        raw_range=args.raw_range or default_raw_range(state["class_names"]),
+        metrics=_card_metrics(metrics, out / "evaluation"),
+    )
+    onnx_path = _write_model(model_from_checkpoint(state), card, out / f"{args.student}_{args.distill}.onnx")
+    metrics["latency"] = measure_latency(load_scorer(onnx_path), out)
+    save_metrics(metrics, out / "evaluation")
+    _print_summary(out, onnx_path, metrics, state)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    _check_positive(args, "epochs", "batch_size", "input_size")
+    distill = args.distill or ("dkd" if args.teacher_checkpoint else "none")
+    if args.teacher and not args.teacher_checkpoint:
+        raise TrainingError(
+            "`train` trains one model: give --teacher-checkpoint PATH of a trained teacher, or use "
+            "`python -m training run` to train the teacher too."
+        )
+    if args.teacher and args.teacher != load_checkpoint(args.teacher_checkpoint)["architecture"]:
+        raise TrainingError(f"--teacher {args.teacher} does not match the architecture in {args.teacher_checkpoint}.")
+    world = distributed.start(args.device)
+    data = _load_data(args, image_size=args.image_size or 64)
+    config = _stage_config(args, args.model, Path(args.out), "teacher" if distill == "none" else "student", distill)
+    config.input_size = args.input_size
+    result = train_stage(config, data, world, _meta(args, data, world, args.gsd or data.summary.get("gsd_m")))
+    if world.is_main:
+        print(f"best val top-1: {100 * result.best_acc:.2f}% (epoch {result.best_epoch})")
+        print(f"checkpoints: {result.best_path} (best), {result.last_path} (last); logs and curves in {args.out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    scorer = load_scorer(args.model)
+    data = _load_data(args, image_size=args.image_size or scorer.tile_size, scoring=True)
+    metrics = evaluate(
+        scorer, data.val, data.class_names, args.out, batch_size=args.batch_size, latency=not args.no_latency
+    )
+    print(f"top-1: {100 * metrics['top1']:.2f}%")
+    print(f"macro F1: {100 * metrics['macro_f1']:.2f}% on {metrics['images']} images")
+    if metrics.get("latency"):
+        print(f"onnxruntime CPU: {metrics['latency']['ms_per_tile_batch1']:.2f} ms per tile (batch 1)")
+    print(f"metrics, per-class scores and confusion matrix: {args.out}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    state = load_checkpoint(args.checkpoint)
+    metrics = None
+    if args.metrics:
+        metrics = _card_metrics(_read_json(Path(args.metrics)), Path(args.metrics).parent)
+    card = card_from_checkpoint(
+        state,
+        gsd_m=resolve_gsd(state["class_names"], args.gsd, state["meta"].get("gsd_m")),
+        raw_range=args.raw_range or default_raw_range(state["class_names"]),
+        metrics=metrics,
+    )
+    path = _write_model(model_from_checkpoint(state), card, Path(args.out))
+    print(f"model: {path}\nmodel card: {path.with_suffix('.md')}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _find_default_data() -> str:
+    for candidate in DEFAULT_DATA:
+        if candidate.is_dir():
+            return str(candidate.resolve())
+    raise TrainingError(NO_DATA)
+
+
+def _check_positive(args: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, not {value}.")
+
+
+def _load_data(args: argparse.Namespace, *, image_size: int, scoring: bool = False) -> DatasetSplits:
+    # Scoring: the images of --split-csv are the ones evaluated (the validation side of the split).
+    return load_dataset(
+        args.data,
+        image_size=image_size,
+        split_csv=None if scoring else args.split_csv,
+        val_csv=args.split_csv if scoring else args.val_csv,
+        val_fraction=args.val_fraction,
+        limit_per_class=args.limit_per_class,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+        polygons=args.polygons,
+        class_field=args.class_field,
+        gsd_m=args.gsd,
+        chip_stride=args.chip_stride,
+    )
+
+
+def _stage_config(args: argparse.Namespace, model: str, out: Path, stage: str, distill: str) -> StageConfig:
+    options = {} if args.dropout is None else {"dropout": args.dropout}
+    hyper = {}
+    if distill != "none":
+        accepted = DISTILL_DEFAULTS[distill]
+        hyper = {name: getattr(args, name) for name in DISTILL_FLAGS if getattr(args, name) is not None}
+        wrong = sorted(set(hyper) - set(accepted))
+        if wrong:
+            flags = ", ".join("--" + name.replace("_", "-") for name in wrong)
+            raise TrainingError(f"{flags} do(es) not apply to --distill {distill}; drop them.")
+        if "warmup_epochs" in accepted and "warmup_epochs" not in hyper:
+            hyper["warmup_epochs"] = 0.2 * args.epochs  # the method's 20% of training
+    return StageConfig(
+        model=model,
+        out=str(out),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        distill=distill,
+        distill_options=hyper,
+        teacher_checkpoint=args.teacher_checkpoint,
+        model_options=options,
+        amp=args.amp,
+        workers=args.workers,
+        augment=not args.no_augment,
+        resume=args.resume,
+        bn_batches=args.bn_batches,
+        stage=stage,
+    )
+
+
+def _meta(args: argparse.Namespace, data: DatasetSplits, world: distributed.World, gsd_m: float | None) -> dict:
+    # What goes into checkpoints and the card: local cache paths and file lists stay out.
+    summary = {key: value for key, value in data.summary.items() if key not in ("cache", "skipped_files")}
+    summary["source"] = Path(str(summary.get("source", args.data))).name
+    return {
+        "data": summary,
+        "command": args.command_line,
+        "hardware": distributed.describe_hardware(world),
+        "world_size": world.size,
+        "gsd_m": gsd_m,
+    }
+
+
+def _card_metrics(metrics: dict[str, Any], folder: Path) -> dict[str, Any]:
+    confusion = _read_json(folder / "confusion.json")
+    return {
+        "val_top1": metrics["top1"],
+        "val_macro_f1": metrics["macro_f1"],
+        "val_images": metrics["images"],
+        "per_class_f1": {name: row["f1"] for name, row in metrics["per_class"].items()},
+        "confusion": confusion["matrix"],
+    }
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise TrainingError(f"cannot read {path} ({error}); give the metrics.json that `evaluate` wrote.") from None
+
+
+def _write_model(model, card, path: Path) -> Path:
+    path = export_onnx(model, card, path)
+    path.with_suffix(".md").write_text(card.to_markdown())
+    return path
+
+
+def _print_summary(out: Path, onnx_path: Path, metrics: dict, state: dict) -> None:
+    latency = metrics["latency"]
+    teacher = state.get("teacher") or {}
+    lines = [
+        "",
+        f"student {state['architecture']} ({state['distill']['method']}): val top-1 {100 * metrics['top1']:.2f}%, "
+        f"macro F1 {100 * metrics['macro_f1']:.2f}% on {metrics['images']} images",
+    ]
+    if teacher.get("val_top1") is not None:
+        lines.append(f"teacher {teacher['architecture']}: val top-1 {100 * teacher['val_top1']:.2f}%")
+    lines += [
+        f"onnxruntime CPU: {latency['ms_per_tile_batch1']:.2f} ms per tile (batch 1), "
+        f"{latency['ms_per_tile_batch32']:.2f} ms per tile (batch 32)",
+        f"model:        {onnx_path}",
+        f"model card:   {onnx_path.with_suffix('.md')}",
+        f"evaluation:   {out / 'evaluation'} (metrics.json, per_class.csv, confusion.json/png)",
+        f"checkpoints:  {out / 'student'}" + (f", {out / 'teacher'}" if (out / "teacher").is_dir() else ""),
+        "              (best.pt, last.pt, log.csv, log.json, curves.png)",
+    ]
+    print("\n".join(lines))

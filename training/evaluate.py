@@ -1,0 +1,212 @@
+"""Score a checkpoint or an exported ONNX model on labelled images and write what it did.
+
+Files written to the output folder: ``metrics.json`` (top-1, macro F1, per-class precision,
+recall and F1, parameters, MACs, onnxruntime CPU latency), ``per_class.csv``,
+``confusion.json`` and ``confusion.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from rs_ghost_qgis.core.modelcard import ModelCard
+from training.checkpoint import TrainingError, card_from_checkpoint, load_checkpoint, model_from_checkpoint
+from training.data import ImageArrays
+from training.export import export_onnx
+from training.models import count_macs, count_parameters
+from training.plots import plot_confusion
+from training.train import predict
+
+
+@dataclass
+class Scorer:
+    """What evaluation needs from a model of either kind."""
+
+    name: str
+    class_names: list[str]
+    input_size: int
+    tile_size: int  # pixels of the image the model's tile covers (the data's image size)
+    mean: list[float]
+    std: list[float]
+    forward: Callable[[torch.Tensor], torch.Tensor]  # normalised (B, C, S, S) -> logits
+    parameters: int | None
+    macs: int | None
+    onnx_for_latency: Callable[[Path], Path]  # writes (or finds) the ONNX to time; returns its path
+
+
+def load_scorer(path: str | Path) -> Scorer:
+    """A Scorer for a training checkpoint (.pt) or an exported model (.onnx)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"model {path} does not exist; give a checkpoint (.pt) or an exported model (.onnx).")
+    return _onnx_scorer(path) if path.suffix.lower() == ".onnx" else _checkpoint_scorer(path)
+
+
+def _checkpoint_scorer(path: Path) -> Scorer:
+    state = load_checkpoint(path)
+    model = model_from_checkpoint(state)
+
+    def write_onnx(folder: Path) -> Path:
+        # The card's ground sampling distance is irrelevant to timing; any valid value will do.
+        return export_onnx(model, card_from_checkpoint(state, gsd_m=1.0), folder / "model.onnx")
+
+    return Scorer(
+        name=str(path),
+        class_names=list(state["class_names"]),
+        input_size=int(state["input_size"]),
+        tile_size=int(state["image_size"]),
+        mean=list(state["mean"]),
+        std=list(state["std"]),
+        forward=model,
+        parameters=count_parameters(model),
+        macs=count_macs(model, int(state["input_size"]), len(state["mean"])),
+        onnx_for_latency=write_onnx,
+    )
+
+
+def _onnx_scorer(path: Path) -> Scorer:
+    try:
+        graph = onnx.load(str(path), load_external_data=False)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnx and onnxruntime raise many types for unreadable files
+        raise TrainingError(f"{path} is not a readable ONNX model ({type(error).__name__}: {error}).") from None
+    card = ModelCard.from_metadata({prop.key: prop.value for prop in graph.metadata_props}, source=str(path))
+    input_name = session.get_inputs()[0].name
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        (logits,) = session.run(None, {input_name: x.cpu().numpy().astype(np.float32)})
+        return torch.from_numpy(logits)
+
+    return Scorer(
+        name=str(path),
+        class_names=list(card.class_names),
+        input_size=card.input_size,
+        tile_size=card.tile_size,
+        mean=list(card.standardization_mean),
+        std=list(card.standardization_std),
+        forward=forward,
+        parameters=card.parameters,
+        macs=card.macs,
+        onnx_for_latency=lambda _folder: path,
+    )
+
+
+def evaluate(
+    scorer: Scorer,
+    arrays: ImageArrays,
+    data_class_names: list[str],
+    out: str | Path,
+    *,
+    batch_size: int = 256,
+    latency: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Score ``scorer`` on ``arrays`` (labels index ``data_class_names``); write and return the metrics."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = _labels_in_model_order(arrays.labels, data_class_names, scorer.class_names)
+    stats = tuple(torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (scorer.mean, scorer.std))
+    logits, _ = predict(scorer.forward, arrays, stats, scorer.input_size, torch.device("cpu"), batch_size)
+    predictions = logits.argmax(1).numpy()
+    matrix = confusion_matrix(labels, predictions, len(scorer.class_names))
+    metrics: dict[str, Any] = {
+        "model": scorer.name,
+        "images": int(len(labels)),
+        "top1": float(np.trace(matrix) / max(matrix.sum(), 1)),
+        **class_report(matrix, scorer.class_names),
+        "parameters": scorer.parameters,
+        "macs": scorer.macs,
+        "input_size": scorer.input_size,
+        **(extra or {}),
+    }
+    if latency:
+        metrics["latency"] = measure_latency(scorer, out)
+    _write(metrics, matrix, scorer.class_names, out)
+    return metrics
+
+
+def _labels_in_model_order(labels: np.ndarray, data_names: list[str], model_names: list[str]) -> np.ndarray:
+    unknown = sorted(set(data_names) - set(model_names))
+    if unknown:
+        raise TrainingError(
+            f"the data has classes the model does not know: {', '.join(unknown)}; the model predicts "
+            f"{', '.join(model_names)}. Evaluate on data with the model's classes."
+        )
+    mapping = np.array([model_names.index(name) for name in data_names], dtype=np.int64)
+    return mapping[labels]
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts with the true class per row and the predicted class per column."""
+    return np.bincount(labels * num_classes + predictions, minlength=num_classes**2).reshape(num_classes, -1)
+
+
+def class_report(matrix: np.ndarray, class_names: list[str]) -> dict[str, Any]:
+    """Per-class precision, recall, F1 and support, and their macro average F1."""
+    true_positive = np.diag(matrix).astype(float)
+    predicted, actual = matrix.sum(axis=0), matrix.sum(axis=1)
+    precision = np.divide(true_positive, predicted, out=np.zeros_like(true_positive), where=predicted > 0)
+    recall = np.divide(true_positive, actual, out=np.zeros_like(true_positive), where=actual > 0)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(true_positive), where=both > 0)
+    per_class = {
+        name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for name, p, r, f, s in zip(class_names, precision, recall, f1, actual, strict=True)
+    }
+    present = actual > 0  # classes absent from the data would drag the average to zero
+    return {"macro_f1": float(f1[present].mean()) if present.any() else 0.0, "per_class": per_class}
+
+
+def measure_latency(scorer: Scorer, scratch: Path, seconds: float = 2.0) -> dict[str, Any]:
+    """onnxruntime CPU time per tile: one tile at a time, and in batches of 32 (median of repeats)."""
+    with tempfile.TemporaryDirectory(dir=scratch) as folder:
+        path = scorer.onnx_for_latency(Path(folder))
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        channels = len(scorer.mean)
+        result = {"threads": os.cpu_count(), "provider": "CPUExecutionProvider"}
+        for batch in (1, 32):
+            sample = np.random.default_rng(0).standard_normal((batch, channels, scorer.input_size, scorer.input_size))
+            feed = {name: sample.astype(np.float32)}
+            session.run(None, feed)  # warm-up: first runs allocate and pick kernels
+            times = []
+            deadline = time.perf_counter() + seconds / 2
+            while len(times) < 3 or (time.perf_counter() < deadline and len(times) < 200):
+                started = time.perf_counter()
+                session.run(None, feed)
+                times.append(time.perf_counter() - started)
+            result[f"ms_per_tile_batch{batch}"] = 1000 * statistics.median(times) / batch
+        return result
+
+
+def save_metrics(metrics: dict[str, Any], out: Path) -> Path:
+    """Write ``metrics.json`` into ``out``."""
+    path = Path(out) / "metrics.json"
+    path.write_text(json.dumps(metrics, indent=2))
+    return path
+
+
+def _write(metrics: dict[str, Any], matrix: np.ndarray, class_names: list[str], out: Path) -> None:
+    save_metrics(metrics, out)
+    (out / "confusion.json").write_text(json.dumps({"class_names": class_names, "matrix": matrix.tolist()}, indent=2))
+    with open(out / "per_class.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["class", "precision", "recall", "f1", "support"])
+        for name, row in metrics["per_class"].items():
+            scores = [f"{row[key]:.4f}" for key in ("precision", "recall", "f1")]
+            writer.writerow([name, *scores, row["support"]])
+    plot_confusion(matrix, class_names, out / "confusion.png", title=f"top-1 {100 * metrics['top1']:.2f}%")
