@@ -1,0 +1,202 @@
+"""Headless command line: ``python -m rs_ghost_qgis classify|info``.
+
+Every RsGhostError ends the program with exit code 2 and one line ``error: ...`` on stderr
+(no traceback); Ctrl-C ends it with 130 and leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import InputError, RsGhostError
+from .grid import Area
+from .radiometry import SCALINGS
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RsGhostError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("\ncancelled: no output was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m rs_ghost_qgis",
+        description="Classify rasters tile by tile with a G-GhostNet scene classifier (ONNX), without QGIS.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    classify = commands.add_parser(
+        "classify",
+        help="classify a raster into tiles of the model's footprint",
+        description="Classify INPUT tile by tile at the model's ground sampling distance; write tile polygons "
+        "(GeoPackage), a class + confidence raster (GeoTIFF) and print a per-class area table.",
+    )
+    classify.add_argument("input", help="raster file (GeoTIFF or anything GDAL reads), with a CRS")
+    classify.add_argument("--model", help="ONNX model with a model card (default: the bundled model)")
+    classify.add_argument("--out-vector", metavar="V.gpkg", help="tile polygons with class, confidence, probabilities")
+    classify.add_argument("--out-raster", metavar="R.tif", help="class map: band 1 class, band 2 confidence %%")
+    classify.add_argument("--preview", metavar="P.png", help="PNG of the class map over the image, with a legend")
+    classify.add_argument(
+        "--stride", type=int, help="step between tiles in model pixels (default: tile size; smaller = overlap)"
+    )
+    classify.add_argument("--bands", metavar="3,2,1", help="raster bands (1-based) for the model's channels")
+    classify.add_argument("--scale", choices=SCALINGS, default="auto", help="how values reach the model's range")
+    classify.add_argument("--mask", metavar="polygons.gpkg", help="classify only tiles overlapping these polygons")
+    classify.add_argument(
+        "--bbox", metavar="xmin,ymin,xmax,ymax[,EPSG:code]", help="classify only this box (default CRS: the raster's)"
+    )
+    classify.add_argument("--min-valid", type=float, default=0.5, help="valid-pixel fraction a tile needs (0.5)")
+    classify.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
+    classify.add_argument("--batch-size", type=int, default=32, help="tiles per inference batch (32)")
+    classify.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    classify.set_defaults(func=_classify)
+
+    info = commands.add_parser(
+        "info", help="print a model's card", description="Print the model card of an ONNX model."
+    )
+    info.add_argument("--model", help="ONNX model (default: the bundled model)")
+    info.add_argument("--threads", type=int, help="onnxruntime threads")
+    info.set_defaults(func=_info)
+    return parser
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .runtime import load_model
+
+    model = load_model(args.model, args.threads)
+    print(f"model: {model.path}\nruns on: {model.provider}\n")
+    print(model.card.to_markdown())
+    return 0
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from .pipeline import ClassifyOptions
+    from .rasterio_source import RasterioSource
+    from .sinks import check_output
+
+    if not (args.out_vector or args.out_raster or args.preview):
+        raise InputError("Nothing to write: give --out-vector, --out-raster and/or --preview.")
+    if args.mask and args.bbox:
+        raise InputError("Give either --mask or --bbox, not both.")
+    if args.preview:
+        check_output(args.preview, args.overwrite, (".png",), "preview")
+    area = read_mask(args.mask) if args.mask else parse_bbox(args.bbox) if args.bbox else Area()
+    with RasterioSource(args.input) as source, tempfile.TemporaryDirectory(prefix="rs_ghost_") as scratch:
+        # The preview is drawn from the class raster; without --out-raster it goes to scratch.
+        out_raster = args.out_raster or (str(Path(scratch) / "classes.tif") if args.preview else None)
+        options = ClassifyOptions(
+            model_path=args.model,
+            area=area,
+            stride=args.stride,
+            bands=parse_bands(args.bands) if args.bands else None,
+            scaling=args.scale,
+            min_valid_fraction=args.min_valid,
+            threads=args.threads,
+            batch_size=args.batch_size,
+            out_vector=args.out_vector,
+            out_raster=out_raster,
+            overwrite=args.overwrite,
+        )
+        result = _run_with_progress(source, options)
+        if args.preview:
+            from .preview import draw_preview
+
+            draw_preview(source, result, out_raster, args.preview, options)
+    print(result.summary_table())
+    print()
+    for label, value in (
+        ("vector", args.out_vector),
+        ("raster", args.out_raster),
+        ("preview", args.preview),
+    ):
+        if value:
+            print(f"{label + ':':9}{Path(value).resolve()}")
+    print(f"{'bands:':9}{', '.join(map(str, result.bands_used))}; scaling: {result.scaling_used}")
+    rate = result.tiles_classified / result.seconds if result.seconds else 0.0
+    print(
+        f"{'model:':9}{result.card.architecture} on {result.provider}; {result.tiles_total:,} tiles in "
+        f"{result.seconds:.1f} s ({rate:,.0f} tiles/s)"
+    )
+    return 0
+
+
+def _run_with_progress(source, options):
+    from tqdm import tqdm
+
+    from .pipeline import classify
+
+    with tqdm(
+        total=100, unit="%", desc="classifying", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]"
+    ) as bar:
+
+        def progress(percent: float) -> None:
+            bar.update(percent - bar.n)
+
+        return classify(source, options, progress=progress)
+
+
+def parse_bands(text: str) -> list[int]:
+    """'3,2,1' -> [3, 2, 1]."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise InputError(f"--bands takes band numbers separated by commas, e.g. 3,2,1; got {text!r}.") from None
+
+
+def parse_bbox(text: str) -> Area:
+    """'xmin,ymin,xmax,ymax[,EPSG:code]' -> Area (CRS None = the raster's)."""
+    from .crs import to_wkt
+
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        if len(parts) not in (4, 5):
+            raise ValueError
+        bounds = tuple(float(v) for v in parts[:4])
+    except ValueError:
+        raise InputError(
+            f"--bbox takes xmin,ymin,xmax,ymax[,EPSG:code], e.g. 13.18,53.88,13.23,53.90,EPSG:4326; got {text!r}."
+        ) from None
+    return Area(bounds=bounds, crs_wkt=to_wkt(parts[4]) if len(parts) == 5 else None)
+
+
+def read_mask(path: str) -> Area:
+    """Polygons of the first layer of a vector file (any OGR format) as an Area.
+
+    A layer without a CRS is taken to be in the raster's CRS.
+    """
+    import shapely
+    from osgeo import ogr, osr
+
+    ogr.UseExceptions()
+    if not Path(path).exists():
+        raise InputError(f"Mask file {path} does not exist; check the path.")
+    try:
+        dataset = ogr.Open(str(path))
+    except RuntimeError:
+        dataset = None
+    if dataset is None or dataset.GetLayerCount() == 0:
+        raise InputError(f"{path} is not a vector file OGR can read (GeoPackage, Shapefile, GeoJSON, ...).")
+    layer = dataset.GetLayer(0)
+    srs = layer.GetSpatialRef()
+    if srs is not None:
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    geometries = [
+        shapely.from_wkb(bytes(feature.GetGeometryRef().ExportToIsoWkb()))
+        for feature in layer
+        if feature.GetGeometryRef() is not None
+    ]
+    return Area(geometries=geometries, crs_wkt=srs.ExportToWkt() if srs is not None else None)

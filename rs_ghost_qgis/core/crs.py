@@ -1,0 +1,137 @@
+"""Coordinate reference systems: parsing, metric units, local UTM zones, reprojecting shapes.
+
+Everything goes through GDAL's osr with the traditional GIS axis order (x = easting or
+longitude), so EPSG:4326 coordinates are (lon, lat) everywhere in this package.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import shapely
+from osgeo import osr
+
+from .errors import InputError
+
+osr.UseExceptions()
+
+# A projected CRS whose scale on the ground is off by more than this is not used for the
+# grid (Web Mercator at 54 deg N draws 1 m as 1.7 m); the local UTM zone is used instead.
+MAX_SCALE_ERROR = 0.01
+
+
+@lru_cache(maxsize=64)
+def srs_from_wkt(wkt: str) -> osr.SpatialReference:
+    """A SpatialReference for ``wkt`` (or any string osr understands: 'EPSG:32633', PROJ)."""
+    srs = osr.SpatialReference()
+    try:
+        srs.SetFromUserInput(wkt)
+    except RuntimeError:
+        raise InputError(f"Cannot read the coordinate reference system {wkt[:80]!r}.") from None
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    return srs
+
+
+def to_wkt(text: str) -> str:
+    """WKT for a CRS given as 'EPSG:4326', WKT or PROJ text."""
+    return srs_from_wkt(text).ExportToWkt()
+
+
+def same_crs(a_wkt: str, b_wkt: str) -> bool:
+    """Whether two CRS definitions describe the same system."""
+    return a_wkt == b_wkt or bool(srs_from_wkt(a_wkt).IsSame(srs_from_wkt(b_wkt)))
+
+
+def describe(wkt: str) -> str:
+    """A short label for messages: 'EPSG:32633 (WGS 84 / UTM zone 33N)'."""
+    srs = srs_from_wkt(wkt)
+    name = srs.GetName() or "unnamed CRS"
+    code = srs.GetAuthorityCode(None)
+    authority = srs.GetAuthorityName(None)
+    return f"{authority}:{code} ({name})" if code and authority else name
+
+
+@lru_cache(maxsize=64)
+def _transformation(src_wkt: str, dst_wkt: str) -> osr.CoordinateTransformation:
+    return osr.CoordinateTransformation(srs_from_wkt(src_wkt), srs_from_wkt(dst_wkt))
+
+
+def transform_xy(xy: np.ndarray, src_wkt: str, dst_wkt: str) -> np.ndarray:
+    """Transform an (N, 2) array of points; raises InputError where a point has no image."""
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    if same_crs(src_wkt, dst_wkt) or len(xy) == 0:
+        return xy.copy()
+    try:
+        out = np.asarray(_transformation(src_wkt, dst_wkt).TransformPoints(xy), dtype=np.float64)[:, :2]
+    except RuntimeError:
+        out = np.full_like(xy, np.inf)
+    if not np.all(np.isfinite(out)):
+        raise InputError(
+            f"Some coordinates cannot be transformed from {describe(src_wkt)} to {describe(dst_wkt)}; "
+            "check that the area or mask lies where the raster is."
+        )
+    return out
+
+
+def transform_geometry(geometry, src_wkt: str, dst_wkt: str, max_segment: float | None = None):
+    """Reproject shapely geometries (one or an array), densifying edges so curves stay true.
+
+    Edges are split into pieces of at most ``max_segment`` source units (default: 1/16 of
+    the geometries' larger extent) before transforming.
+    """
+    if same_crs(src_wkt, dst_wkt):
+        return geometry
+    xmin, ymin, xmax, ymax = shapely.total_bounds(geometry)
+    step = max(xmax - xmin, ymax - ymin) / 16 if max_segment is None else max_segment
+    if step > 0:
+        geometry = shapely.segmentize(geometry, step)
+    return shapely.transform(geometry, lambda xy: transform_xy(xy, src_wkt, dst_wkt))
+
+
+def metres_per_unit(wkt: str) -> float | None:
+    """Linear unit of a projected CRS in metres; None for a geographic CRS."""
+    srs = srs_from_wkt(wkt)
+    if srs.IsGeographic() or not srs.IsProjected():
+        return None
+    return float(srs.GetLinearUnits())
+
+
+def utm_wkt(lon: float, lat: float) -> str:
+    """The WGS 84 UTM zone around a point (EPSG:326zz north, 327zz south)."""
+    zone = min(60, max(1, int(math.floor((lon + 180.0) / 6.0)) + 1))
+    return to_wkt(f"EPSG:{(32600 if lat >= 0 else 32700) + zone}")
+
+
+def lonlat(x: float, y: float, wkt: str) -> tuple[float, float]:
+    """A point's WGS 84 longitude and latitude."""
+    lon, lat = transform_xy([[x, y]], wkt, to_wkt("EPSG:4326"))[0]
+    return float(lon), float(lat)
+
+
+def scale_error(wkt: str, x: float, y: float) -> float:
+    """How far a projected CRS's scale on the ground is from 1 at (x, y): max(|k - 1|).
+
+    Measures a short step north and east in the CRS against the ellipsoid's true ground
+    distance, after converting the CRS unit to metres.
+    """
+    srs = srs_from_wkt(wkt)
+    geographic = srs.CloneGeogCS()
+    geographic.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    geo_wkt = geographic.ExportToWkt()
+    lon, lat = transform_xy([[x, y]], wkt, geo_wkt)[0]
+    step = 1e-3  # degrees: about 100 m, short enough for the scale to be constant
+    points = transform_xy([[lon, lat], [lon, lat + step], [lon + step, lat]], geo_wkt, wkt)
+    unit = metres_per_unit(wkt) or 1.0
+    a = geographic.GetSemiMajor()
+    e2 = 1.0 - (1.0 - 1.0 / geographic.GetInvFlattening()) ** 2 if geographic.GetInvFlattening() else 0.0
+    phi = math.radians(lat)
+    w = 1.0 - e2 * math.sin(phi) ** 2
+    meridian = a * (1.0 - e2) / w**1.5  # radius of curvature north-south
+    normal = a / math.sqrt(w)  # radius of curvature east-west
+    north = math.radians(step) * meridian
+    east = math.radians(step) * normal * math.cos(phi)
+    k_north = np.hypot(*(points[1] - points[0])) * unit / north
+    k_east = np.hypot(*(points[2] - points[0])) * unit / east
+    return float(max(abs(k_north - 1.0), abs(k_east - 1.0)))

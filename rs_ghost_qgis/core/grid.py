@@ -1,0 +1,285 @@
+"""The tile grid: squares of the model's footprint on the ground, laid over the area to classify.
+
+The grid is a lattice of square *cells* of ``stride`` model pixels; a *tile* is ``n x n``
+cells (n = tile_size / stride) starting at a cell, so with the default stride a tile is one
+cell. Cell (row, col) spans x in [x0 + col * cell, x0 + (col + 1) * cell) and y downwards
+from y0 - row * cell. The raster output is the cell lattice; the vector output is the tiles.
+
+Where the grid lies:
+- a projected raster whose scale on the ground is true (within 1 %): in the raster's own
+  CRS, anchored at its top-left corner, so tiles fall on whole pixels when the pixel size
+  divides the tile (any linear unit, converted to metres);
+- a geographic raster (degrees), or a projected one that distorts distances (Web Mercator
+  away from the equator): in the WGS 84 UTM zone of the raster centre, anchored at the
+  top-left of the raster's footprint there, so a tile measures the model's metres
+  (640 m for 64 px at 10 m) on the ground.
+
+Edge policy (EDGE_POLICY, recorded in every output): pad. The grid covers every cell that
+overlaps the area; tile pixels outside the raster or without data are invalid and filled
+with the tile's mean, and tiles with less than ``min_valid_fraction`` valid pixels are not
+classified (nodata).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import shapely
+from affine import Affine
+
+from . import crs
+from .errors import InputError
+from .modelcard import ModelCard
+from .source import Bounds, RasterInfo
+
+EDGE_POLICY = (
+    "pad: tiles cover every grid cell overlapping the area; pixels outside the raster or without data are "
+    "invalid and filled with the tile mean; tiles below the valid fraction are nodata"
+)
+_EPS = 1e-6  # in cells: absorbs floating-point noise at cell boundaries
+
+
+@dataclass
+class Area:
+    """What to classify: the whole raster (default), a bounding box, or polygons (a mask).
+
+    ``bounds`` and ``geometries`` are in ``crs_wkt``; None means the raster's CRS.
+    """
+
+    bounds: tuple[float, float, float, float] | None = None
+    geometries: list | None = None
+    crs_wkt: str | None = None
+
+
+@dataclass
+class Grid:
+    """A cell lattice over the area, in ``crs_wkt``; see the module docstring."""
+
+    crs_wkt: str
+    crs_note: str
+    x0: float
+    y0: float
+    cell: float  # cell side in CRS units
+    cell_m: float  # cell side on the ground, metres
+    tile_cells: int  # n: a tile is n x n cells
+    cell_px: int  # pixels per cell side at the model's input resolution
+    rows: tuple[int, int]  # [first, end) cell rows of the area
+    cols: tuple[int, int]  # [first, end) cell columns of the area
+    area: object | None  # shapely geometry of the area in crs_wkt; None when it is the rows x cols rectangle
+    _intervals: dict[int, list[tuple[int, int]]] = field(default_factory=dict, repr=False)
+
+    @property
+    def tile_px(self) -> int:
+        """Pixels per tile side as read for the model (the card's input_size)."""
+        return self.tile_cells * self.cell_px
+
+    @property
+    def width(self) -> int:
+        """Cells per row of the output raster."""
+        return self.cols[1] - self.cols[0]
+
+    @property
+    def height(self) -> int:
+        """Cell rows of the output raster."""
+        return self.rows[1] - self.rows[0]
+
+    @property
+    def transform(self) -> Affine:
+        """Georeferencing of the output raster (one pixel per cell)."""
+        return Affine(
+            self.cell, 0.0, self.x0 + self.cols[0] * self.cell, 0.0, -self.cell, self.y0 - self.rows[0] * self.cell
+        )
+
+    @property
+    def cell_hectares(self) -> float:
+        """Ground area of one cell."""
+        return self.cell_m * self.cell_m / 10_000.0
+
+    def tile_rows(self) -> range:
+        """Tile rows in reading order: every tile covering a cell of the area starts in one of them."""
+        return range(self.rows[0] - self.tile_cells + 1, self.rows[1])
+
+    def cell_intervals(self, row: int) -> list[tuple[int, int]]:
+        """Runs [start, end) of the cells of ``row`` that overlap the area."""
+        if self.area is None:
+            return [self.cols] if self.rows[0] <= row < self.rows[1] else []
+        if row not in self._intervals:
+            self._intervals[row] = self._row_intervals(row)
+        return self._intervals[row]
+
+    def tile_runs(self, tile_row: int) -> list[tuple[int, int]]:
+        """Runs [start, end) of the columns where tiles of ``tile_row`` start.
+
+        A tile exists when it covers at least one cell of the area. Rows above ``tile_row``
+        are forgotten: rows are read in order.
+        """
+        n = self.tile_cells
+        for old in [r for r in self._intervals if r < tile_row]:
+            del self._intervals[old]
+        spans = [(a - n + 1, b) for r in range(tile_row, tile_row + n) for a, b in self.cell_intervals(r)]
+        return _merge(spans)
+
+    def run_bounds(self, tile_row: int, start: int, end: int) -> Bounds:
+        """Bounds of the strip holding the tiles of ``tile_row`` starting at columns [start, end)."""
+        top = self.y0 - tile_row * self.cell
+        return (
+            self.x0 + start * self.cell,
+            top - self.tile_cells * self.cell,
+            self.x0 + (end - 1 + self.tile_cells) * self.cell,
+            top,
+        )
+
+    def tile_boxes(self, tile_row: int, cols: np.ndarray) -> np.ndarray:
+        """The tiles' squares (shapely polygons) in the grid CRS."""
+        left = self.x0 + np.asarray(cols, dtype=np.float64) * self.cell
+        top = self.y0 - tile_row * self.cell
+        side = self.tile_cells * self.cell
+        return shapely.box(left, top - side, left + side, np.full_like(left, top))
+
+    def _row_intervals(self, row: int) -> list[tuple[int, int]]:
+        if not self.rows[0] <= row < self.rows[1]:
+            return []
+        top = self.y0 - row * self.cell
+        strip = shapely.box(
+            self.x0 + self.cols[0] * self.cell, top - self.cell, self.x0 + self.cols[1] * self.cell, top
+        )
+        piece = shapely.intersection(self.area, strip)
+        spans = []
+        for part in shapely.get_parts(piece):
+            # A connected piece with area crosses every cell column between its x extremes.
+            if shapely.area(part) > (_EPS * self.cell) ** 2:
+                xmin, _, xmax, _ = part.bounds
+                spans.append(
+                    (math.floor((xmin - self.x0) / self.cell + _EPS), math.ceil((xmax - self.x0) / self.cell - _EPS))
+                )
+        return _merge(spans)
+
+
+def build_grid(info: RasterInfo, card: ModelCard, area: Area | None = None, stride: int | None = None) -> Grid:
+    """Lay the model's tile grid over ``area`` of the raster described by ``info``.
+
+    Raises InputError for a bad stride, a raster smaller than one tile, or an area that is
+    empty or does not overlap the raster.
+    """
+    area = area or Area()
+    stride = card.tile_size if stride is None else int(stride)
+    cell_px = _check_stride(stride, card)
+    grid_wkt, metres_per_unit, note = choose_grid_crs(info)
+    cell = stride * card.gsd_m / metres_per_unit
+    footprint = crs.transform_geometry(shapely.box(*info.bounds), info.crs_wkt, grid_wkt)
+    x0, _, _, y0 = footprint.bounds
+    _check_size(info, footprint, card, metres_per_unit)
+    region = _area_geometry(area, info, grid_wkt, footprint)
+    xmin, ymin, xmax, ymax = region.bounds
+    rows = (math.floor((y0 - ymax) / cell + _EPS), math.ceil((y0 - ymin) / cell - _EPS))
+    cols = (math.floor((xmin - x0) / cell + _EPS), math.ceil((xmax - x0) / cell - _EPS))
+    rectangle = shapely.box(x0 + cols[0] * cell, y0 - rows[1] * cell, x0 + cols[1] * cell, y0 - rows[0] * cell)
+    # A region that fills its cell envelope (the whole raster in its own CRS, or a box on
+    # the grid) needs no per-row geometry.
+    covers = abs(shapely.area(region) - shapely.area(rectangle)) <= 1e-9 * shapely.area(rectangle)
+    return Grid(
+        crs_wkt=grid_wkt,
+        crs_note=note,
+        x0=x0,
+        y0=y0,
+        cell=cell,
+        cell_m=stride * card.gsd_m,
+        tile_cells=card.tile_size // stride,
+        cell_px=cell_px,
+        rows=rows,
+        cols=cols,
+        area=None if covers else region,
+    )
+
+
+def choose_grid_crs(info: RasterInfo) -> tuple[str, float, str]:
+    """The CRS the grid is laid in, its metres per unit, and why it was chosen."""
+    metres_per_unit = crs.metres_per_unit(info.crs_wkt)
+    cx, cy = (info.bounds[0] + info.bounds[2]) / 2, (info.bounds[1] + info.bounds[3]) / 2
+    raster_crs = crs.describe(info.crs_wkt)
+    if metres_per_unit is not None:
+        try:
+            error = crs.scale_error(info.crs_wkt, cx, cy)
+        except (InputError, RuntimeError):
+            # A local (engineering) CRS has no link to the globe: trust its units.
+            return info.crs_wkt, metres_per_unit, f"{raster_crs} (the raster's CRS; scale not checkable)"
+        if error <= crs.MAX_SCALE_ERROR:
+            return info.crs_wkt, metres_per_unit, f"{raster_crs} (the raster's CRS)"
+        reason = f"distorts distances by {error:.0%} here"
+    else:
+        reason = "geographic (degrees)"
+    lon, lat = crs.lonlat(cx, cy, info.crs_wkt)
+    utm = crs.utm_wkt(lon, lat)
+    return utm, 1.0, f"{crs.describe(utm)} (the raster's CRS {raster_crs} is {reason}; tiles measure true metres)"
+
+
+def _check_stride(stride: int, card: ModelCard) -> int:
+    divisors = [
+        d
+        for d in range(1, card.tile_size + 1)
+        if card.tile_size % d == 0 and (d * card.input_size) % card.tile_size == 0
+    ]
+    if stride not in divisors:
+        raise InputError(
+            f"Stride {stride} is not possible for {card.tile_size} px tiles: it must divide the tile size so "
+            f"overlapping tiles share whole cells; choose one of {', '.join(map(str, divisors))}."
+        )
+    return stride * card.input_size // card.tile_size
+
+
+def _check_size(info: RasterInfo, footprint, card: ModelCard, metres_per_unit: float) -> None:
+    xmin, ymin, xmax, ymax = footprint.bounds
+    width_m, height_m = (xmax - xmin) * metres_per_unit, (ymax - ymin) * metres_per_unit
+    if min(width_m, height_m) < card.tile_size_m * (1 - _EPS):
+        raise InputError(
+            f"{info.name} covers {width_m:,.0f} x {height_m:,.0f} m on the ground, smaller than one tile of the "
+            f"model ({card.tile_size} px at {card.gsd_m:g} m = {card.tile_size_m:g} m): nothing to classify. "
+            "Use a larger raster or a model with smaller tiles."
+        )
+
+
+def _area_geometry(area: Area, info: RasterInfo, grid_wkt: str, footprint):
+    """The area in the grid CRS, clipped to the raster footprint; InputError when empty or outside."""
+    if area.bounds is None and area.geometries is None:
+        return footprint
+    area_wkt = area.crs_wkt or info.crs_wkt
+    if area.geometries is not None:
+        what = "mask"
+        polygons = [g for g in area.geometries if g is not None and not g.is_empty and shapely.area(g) > 0]
+        if not polygons:
+            raise InputError("The mask is empty: it has no polygon with an area. Draw or select polygons to classify.")
+        shape = shapely.union_all(shapely.make_valid(np.asarray(polygons, dtype=object)))
+    else:
+        what = "bounding box"
+        xmin, ymin, xmax, ymax = area.bounds
+        if not (xmin < xmax and ymin < ymax):
+            raise InputError(f"The bounding box {area.bounds} is empty; give xmin < xmax and ymin < ymax.")
+        shape = shapely.box(xmin, ymin, xmax, ymax)
+    extent = ", ".join(f"{v:.6g}" for v in shape.bounds)
+    try:
+        shape = crs.transform_geometry(shape, area_wkt, grid_wkt)
+    except InputError:
+        raise InputError(
+            f"The {what} ({extent} in {crs.describe(area_wkt)}) cannot be placed over {info.name}; "
+            "check its coordinates and CRS."
+        ) from None
+    region = shapely.intersection(shape, footprint)
+    if shapely.area(region) <= 0:
+        raster_extent = ", ".join(f"{v:.6g}" for v in info.bounds)
+        raise InputError(
+            f"The {what} ({extent} in {crs.describe(area_wkt)}) does not overlap {info.name} "
+            f"({raster_extent} in {crs.describe(info.crs_wkt)}); check its coordinates and CRS."
+        )
+    return region
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged

@@ -1,0 +1,492 @@
+"""The one classification pipeline behind the command line, the QGIS task and Processing.
+
+Strips of tiles are read from a RasterSource (one read per run of neighbouring tiles in a
+grid row), scaled, batched through onnxruntime, and streamed to the outputs: tile features
+as each batch finishes, class-map rows as soon as no later tile can touch them. Memory is
+bounded by one strip, one batch and ``tile_size / stride`` rows of the class map, whatever
+the raster size.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from . import crs
+from .errors import Cancelled, InputError
+from .grid import EDGE_POLICY, Area, Grid, build_grid
+from .modelcard import ModelCard
+from .radiometry import Radiometry, plan_radiometry
+from .runtime import Model, load_model
+from .sinks import (
+    NODATA_CLASS,
+    NODATA_NAME,
+    ClassRasterWriter,
+    GeoPackageSink,
+    TileRecord,
+    VectorSink,
+    check_output,
+    tile_fields,
+)
+
+__all__ = ["Area", "AreaRow", "ClassifyOptions", "ClassifyResult", "classify"]
+
+MAX_TILES_PER_READ = 256
+TILE_EDGE_SEGMENTS = 4  # vertices added per tile edge when tiles are reprojected for the vector output
+
+
+@dataclass
+class ClassifyOptions:
+    """Everything a run needs besides the raster; defaults suit most uses."""
+
+    model_path: str | None = None  # None = bundled default
+    area: Area = field(default_factory=Area)
+    stride: int | None = None  # pixels at the model GSD; None = tile_size
+    bands: list[int] | None = None  # 1-based raster bands feeding the model's channels; None = auto
+    scaling: str = "auto"  # "auto" | "none" | "card" | "percentile"
+    min_valid_fraction: float = 0.5
+    threads: int | None = None
+    batch_size: int = 32
+    out_vector: str | None = None  # GeoPackage path
+    out_raster: str | None = None  # GeoTIFF path
+    overwrite: bool = False
+
+
+@dataclass
+class AreaRow:
+    """One class in the area table: tiles whose top class it is, and its area in the class map."""
+
+    class_id: int
+    class_name: str
+    color: str
+    tiles: int
+    hectares: float
+    percent: float
+
+
+@dataclass
+class ClassifyResult:
+    """What a run produced and how it was configured."""
+
+    out_vector: str | None
+    out_raster: str | None
+    areas: list[AreaRow]
+    tiles_total: int
+    tiles_classified: int
+    tiles_nodata: int
+    bands_used: list[int]
+    scaling_used: str
+    provider: str
+    seconds: float
+    card: ModelCard
+
+    def summary_table(self) -> str:
+        """The area table as aligned text, with totals and the nodata count."""
+        width = max([len("class")] + [len(a.class_name) for a in self.areas])
+        lines = [f"{'class':<{width}}  {'tiles':>7}  {'hectares':>11}  {'percent':>7}"]
+        for a in self.areas:
+            lines.append(f"{a.class_name:<{width}}  {a.tiles:>7,}  {a.hectares:>11,.1f}  {a.percent:>7.1f}")
+        total_ha = sum(a.hectares for a in self.areas)
+        lines.append(
+            f"{'total':<{width}}  {self.tiles_classified:>7,}  {total_ha:>11,.1f}  {100.0 if total_ha else 0.0:>7.1f}"
+        )
+        lines.append(f"nodata tiles (not classified): {self.tiles_nodata:,} of {self.tiles_total:,}")
+        return "\n".join(lines)
+
+
+def classify(
+    source,
+    options: ClassifyOptions,
+    progress: Callable[[float], None] | None = None,
+    is_canceled: Callable[[], bool] | None = None,
+    vector_sink: VectorSink | None = None,
+) -> ClassifyResult:
+    """Classify ``source`` tile by tile and write the requested outputs.
+
+    ``progress`` receives 0..100; ``is_canceled`` is polled between strips and batches (a
+    cancelled run raises Cancelled and leaves no output). ``vector_sink`` replaces the
+    GeoPackage of ``options.out_vector`` when given. Raises RsGhostError subclasses for
+    every problem the user can fix.
+    """
+    started = time.perf_counter()
+    _check_options(options)
+    out_vector = None if vector_sink is not None or not options.out_vector else options.out_vector
+    for path, suffixes, what in (
+        (out_vector, (".gpkg",), "vector output"),
+        (options.out_raster, (".tif", ".tiff"), "raster output"),
+    ):
+        if path:
+            check_output(path, options.overwrite, suffixes, what)
+    model = load_model(options.model_path, options.threads)
+    card = model.card
+    info = source.info
+    grid = build_grid(info, card, options.area, options.stride)
+    radiometry = plan_radiometry(source, card, options.bands, options.scaling)
+    metadata = _metadata(info.name, model, grid, radiometry, options)
+    if out_vector:
+        vector_sink = GeoPackageSink(out_vector, f"{info.name}_classes", _description(metadata), metadata)
+    raster = None
+    try:
+        if vector_sink is not None:
+            vector_sink.open(tile_fields(card), info.crs_wkt)
+        if options.out_raster:
+            raster = ClassRasterWriter(
+                options.out_raster, card, grid.crs_wkt, grid.transform, grid.width, grid.height, metadata
+            )
+        run = _Run(source, grid, radiometry, model, options, vector_sink, raster, progress, is_canceled)
+        run.execute()
+        if run.tiles_classified == 0:
+            raise InputError(
+                f"No tile of {info.name} in the area has at least {options.min_valid_fraction:.0%} valid pixels "
+                "(all nodata, masked or outside the raster): nothing was classified."
+            )
+        if vector_sink is not None:
+            vector_sink.commit()
+        if raster is not None:
+            raster.commit()
+    except BaseException:
+        # Cancel, Ctrl-C or failure: leave nothing half-written.
+        if vector_sink is not None:
+            vector_sink.abort()
+        if raster is not None:
+            raster.abort()
+        raise
+    if progress:
+        progress(100.0)
+    return ClassifyResult(
+        out_vector=out_vector,
+        out_raster=options.out_raster or None,
+        areas=run.area_rows(),
+        tiles_total=run.tiles_total,
+        tiles_classified=run.tiles_classified,
+        tiles_nodata=run.tiles_total - run.tiles_classified,
+        bands_used=list(radiometry.bands),
+        scaling_used=radiometry.scaling_note,
+        provider=model.provider,
+        seconds=time.perf_counter() - started,
+        card=card,
+    )
+
+
+def _check_options(options: ClassifyOptions) -> None:
+    if not 0.0 <= options.min_valid_fraction <= 1.0:
+        raise InputError(f"min_valid_fraction must be between 0 and 1, not {options.min_valid_fraction}.")
+    if options.batch_size < 1:
+        raise InputError(f"The batch size must be at least 1, not {options.batch_size}.")
+    if options.threads is not None and options.threads < 0:
+        raise InputError(f"The thread count must be positive (or 0 for all cores), not {options.threads}.")
+
+
+def _metadata(name: str, model: Model, grid: Grid, radiometry: Radiometry, options: ClassifyOptions) -> dict[str, str]:
+    card = model.card
+    return {
+        "raster": name,
+        "model": model.path.name,
+        "architecture": card.architecture,
+        "classes": ", ".join(card.class_names),
+        "tile": f"{card.tile_size} px at {card.gsd_m:g} m = {card.tile_size_m:g} m",
+        "stride": f"{grid.cell_m / card.gsd_m:g} px = {grid.cell_m:g} m (class map cell)",
+        "grid_crs": grid.crs_note,
+        "edge_policy": EDGE_POLICY,
+        "nodata": (
+            f"tiles with less than {options.min_valid_fraction:.0%} valid pixels: class_id NULL, class_name "
+            f"'{NODATA_NAME}' in the vector; {NODATA_CLASS} in the raster"
+        ),
+        "bands": radiometry.bands_note,
+        "scaling": radiometry.scaling_note,
+        "provider": model.provider,
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _description(metadata: dict[str, str]) -> str:
+    return (
+        f"Scene classes of {metadata['raster']} by {metadata['architecture']} ({metadata['tile']} tiles). "
+        f"Bands: {metadata['bands']}. Scaling: {metadata['scaling']}. Edges: {metadata['edge_policy']}."
+    )
+
+
+@dataclass
+class _Chunk:
+    """Tiles of one grid row read together; ``classified`` marks those sent to the model."""
+
+    row: int
+    cols: np.ndarray
+    valid_fraction: np.ndarray
+    cell_valid: np.ndarray
+    classified: np.ndarray
+
+
+@dataclass
+class _RowEnd:
+    row: int
+
+
+class _Run:
+    """One execution: reading, batching, and streaming results to the outputs in order."""
+
+    def __init__(self, source, grid, radiometry, model, options, vector_sink, raster, progress, is_canceled) -> None:
+        self.source = source
+        self.raster = raster
+        self.grid = grid
+        self.radiometry = radiometry
+        self.model = model
+        self.options = options
+        self.vector_sink = vector_sink
+        self.progress = progress
+        self.is_canceled = is_canceled
+        self.card = model.card
+        self.batcher = _Batcher(model, options.batch_size)
+        self.cells = _CellMap(grid, self.card.num_classes)
+        self.tiles_total = 0
+        self.tiles_classified = 0
+        self.class_tiles = np.zeros(self.card.num_classes, dtype=np.int64)
+        self.output_crs = source.info.crs_wkt
+
+    def execute(self) -> None:
+        """Read, classify and write every tile of the grid."""
+        queue: deque = deque()
+        rows = self.grid.tile_rows()
+        for index, row in enumerate(rows):
+            for chunk, tiles in self._read_row(row):
+                self._check_cancel()
+                queue.append(chunk)
+                self.batcher.put(tiles, self._check_cancel)
+                self._drain(queue)
+            queue.append(_RowEnd(row))
+            self._drain(queue)
+            if self.progress:
+                self.progress(99.0 * (index + 1) / len(rows))
+        self.batcher.flush(self._check_cancel)
+        self._drain(queue)
+
+    def area_rows(self) -> list[AreaRow]:
+        """The per-class table from the finished class map."""
+        hectares = self.cells.hectares
+        total = hectares.sum()
+        return [
+            AreaRow(
+                i,
+                name,
+                colour,
+                int(self.class_tiles[i]),
+                float(hectares[i]),
+                float(100 * hectares[i] / total) if total else 0.0,
+            )
+            for i, (name, colour) in enumerate(zip(self.card.class_names, self.card.class_colors, strict=True))
+        ]
+
+    def _check_cancel(self) -> None:
+        if self.is_canceled and self.is_canceled():
+            raise Cancelled()
+
+    def _read_row(self, row: int):
+        for start, end in self.grid.tile_runs(row):
+            for first in range(start, end, MAX_TILES_PER_READ):
+                yield self._read_run(row, first, min(end, first + MAX_TILES_PER_READ))
+
+    def _read_run(self, row: int, start: int, end: int) -> tuple[_Chunk, np.ndarray]:
+        """Read the strip holding tiles [start, end) of ``row``; return them ready for the model."""
+        grid = self.grid
+        n, px, size = grid.tile_cells, grid.cell_px, grid.tile_px
+        width = (end - start - 1 + n) * px
+        block = self.source.read(grid.run_bounds(row, start, end), grid.crs_wkt, width, size, self.radiometry.bands)
+        data = self.radiometry.normalise(block.data)  # (C, size, width)
+        # Tile k is the size x size window starting px * k pixels into the strip.
+        tiles = sliding_window_view(data, size, axis=2)[:, :, ::px].transpose(2, 0, 1, 3)  # (k, C, size, size)
+        valid = sliding_window_view(block.valid, size, axis=1)[:, ::px].transpose(1, 0, 2)  # (k, size, size)
+        valid_fraction = valid.mean(axis=(1, 2))
+        classified = valid_fraction >= max(self.options.min_valid_fraction, 1e-9)
+        chunk = _Chunk(
+            row=row,
+            cols=np.arange(start, end),
+            valid_fraction=valid_fraction,
+            cell_valid=valid[:, :px, :px].mean(axis=(1, 2)),
+            classified=classified,
+        )
+        return chunk, _fill_invalid(tiles[classified], valid[classified])
+
+    def _drain(self, queue: deque) -> None:
+        """Apply every queued item whose predictions are ready, in reading order."""
+        while queue:
+            head = queue[0]
+            if isinstance(head, _RowEnd):
+                for classes, confidence in self.cells.finish_through(head.row):
+                    if self.raster is not None:
+                        self.raster.write_row(classes, confidence)
+            else:
+                needed = int(head.classified.sum())
+                if self.batcher.ready < needed:
+                    return
+                self._apply(head, self.batcher.take(needed))
+            queue.popleft()
+
+    def _apply(self, chunk: _Chunk, probs: np.ndarray) -> None:
+        self.tiles_total += len(chunk.cols)
+        self.tiles_classified += len(probs)
+        self.cells.set_valid(chunk.row, chunk.cols, chunk.cell_valid)
+        self.cells.add(chunk.row, chunk.cols[chunk.classified], probs)
+        order = np.argsort(-probs, axis=1)[:, :2] if len(probs) else np.zeros((0, 2), dtype=int)
+        self.class_tiles += np.bincount(order[:, 0], minlength=self.card.num_classes)
+        if self.vector_sink is not None:
+            self.vector_sink.add(self._records(chunk, probs, order))
+
+    def _records(self, chunk: _Chunk, probs: np.ndarray, order: np.ndarray) -> list[TileRecord]:
+        grid, names = self.grid, self.card.class_names
+        boxes = grid.tile_boxes(chunk.row, chunk.cols)
+        boxes = crs.transform_geometry(
+            boxes, grid.crs_wkt, self.output_crs, max_segment=grid.tile_cells * grid.cell / TILE_EDGE_SEGMENTS
+        )
+        records, k = [], 0
+        for geometry, col, valid, classified in zip(
+            boxes, chunk.cols, chunk.valid_fraction, chunk.classified, strict=True
+        ):
+            head = [int(chunk.row), int(col)]
+            if classified:
+                p, (first, second) = probs[k], order[k]
+                k += 1
+                values = [int(first), names[first], _r(p[first]), int(second), names[second], _r(p[second]), _r(valid)]
+                records.append(TileRecord(geometry, head + values + [_r(v) for v in p]))
+            else:
+                values = [None, NODATA_NAME, None, None, None, None, _r(valid)]
+                records.append(TileRecord(geometry, head + values + [None] * len(names)))
+        return records
+
+
+def _r(value: float) -> float:
+    return round(float(value), 5)
+
+
+def _fill_invalid(tiles: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Copy tiles (k, C, H, W), replacing invalid pixels by the tile's mean of valid ones per band."""
+    tiles = np.ascontiguousarray(tiles, dtype=np.float32)
+    if valid.all():
+        return tiles
+    mask = valid[:, None, :, :]
+    counts = np.maximum(valid.sum(axis=(1, 2)), 1)[:, None]
+    means = np.where(mask, tiles, 0.0).sum(axis=(2, 3)) / counts  # (k, C)
+    return np.where(mask, tiles, means[:, :, None, None]).astype(np.float32)
+
+
+class _Batcher:
+    """Collects tiles across strips into batches of ``batch_size``; keeps results in order."""
+
+    def __init__(self, model: Model, batch_size: int) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self.pending: list[np.ndarray] = []
+        self.pending_count = 0
+        self.results: list[np.ndarray] = []
+        self.ready = 0
+
+    def put(self, tiles: np.ndarray, check_cancel: Callable[[], None]) -> None:
+        """Queue tiles; run every full batch."""
+        if len(tiles):
+            self.pending.append(tiles)
+            self.pending_count += len(tiles)
+        if self.pending_count >= self.batch_size:
+            self._run(check_cancel, full_only=True)
+
+    def flush(self, check_cancel: Callable[[], None]) -> None:
+        """Run what is left, however few."""
+        if self.pending_count:
+            self._run(check_cancel, full_only=False)
+
+    def take(self, count: int) -> np.ndarray:
+        """The next ``count`` probability rows, in the order their tiles were put."""
+        if count == 0:
+            return np.zeros((0, self.model.card.num_classes), dtype=np.float32)
+        merged = np.concatenate(self.results) if len(self.results) > 1 else self.results[0]
+        self.results = [merged[count:]] if len(merged) > count else []
+        self.ready -= count
+        return merged[:count]
+
+    def _run(self, check_cancel: Callable[[], None], full_only: bool) -> None:
+        tiles = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+        count = (len(tiles) // self.batch_size) * self.batch_size if full_only else len(tiles)
+        for first in range(0, count, self.batch_size):
+            check_cancel()
+            self.results.append(self.model.predict(tiles[first : first + self.batch_size]))
+        self.ready += count
+        rest = tiles[count:]
+        self.pending = [rest] if len(rest) else []
+        self.pending_count = len(rest)
+
+
+@dataclass
+class _Row:
+    sums: np.ndarray  # (width, classes) summed probabilities of the tiles covering each cell
+    counts: np.ndarray  # (width,) how many classified tiles cover each cell
+    valid: np.ndarray  # (width,) valid fraction of each cell
+
+
+class _CellMap:
+    """The class map on the cell grid, averaged over overlapping tiles, finished row by row."""
+
+    def __init__(self, grid: Grid, num_classes: int) -> None:
+        self.grid = grid
+        self.num_classes = num_classes
+        self.rows: dict[int, _Row] = {}
+        self.next_row = grid.rows[0]
+        self.hectares = np.zeros(num_classes, dtype=np.float64)
+
+    def _row(self, row: int) -> _Row:
+        if row not in self.rows:
+            self.rows[row] = self._new_row()
+        return self.rows[row]
+
+    def _new_row(self) -> _Row:
+        width = self.grid.width
+        return _Row(np.zeros((width, self.num_classes)), np.zeros(width, np.int32), np.zeros(width, np.float32))
+
+    def _columns(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        index = np.asarray(cols) - self.grid.cols[0]
+        keep = (index >= 0) & (index < self.grid.width)
+        return index[keep], keep
+
+    def set_valid(self, row: int, cols: np.ndarray, fractions: np.ndarray) -> None:
+        """Record the valid fraction of cells (row, cols): each tile's first cell."""
+        if self.grid.rows[0] <= row < self.grid.rows[1]:
+            index, keep = self._columns(cols)
+            self._row(row).valid[index] = fractions[keep]
+
+    def add(self, row: int, cols: np.ndarray, probs: np.ndarray) -> None:
+        """Add the probabilities of tiles starting at (row, cols) to every cell they cover."""
+        n = self.grid.tile_cells
+        sums = np.zeros((self.grid.width, self.num_classes))
+        counts = np.zeros(self.grid.width, np.int32)
+        for dc in range(n):
+            index, keep = self._columns(cols + dc)
+            sums[index] += probs[keep]
+            counts[index] += 1
+        for r in range(max(row, self.grid.rows[0]), min(row + n, self.grid.rows[1])):
+            target = self._row(r)
+            target.sums += sums
+            target.counts += counts
+
+    def finish_through(self, row: int):
+        """Yield (class ids, confidence %) for each cell row up to ``row`` not yet finished."""
+        last = min(row, self.grid.rows[1] - 1)
+        while self.next_row <= last:
+            yield self._finish(self.next_row)
+            self.next_row += 1
+
+    def _finish(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        data = self.rows.pop(row) if row in self.rows else self._new_row()
+        inside = np.zeros(self.grid.width, dtype=bool)
+        for start, end in self.grid.cell_intervals(row):
+            inside[start - self.grid.cols[0] : end - self.grid.cols[0]] = True
+        ok = inside & (data.counts > 0) & (data.valid > 0)
+        mean = data.sums / np.maximum(data.counts, 1)[:, None]
+        classes = np.where(ok, mean.argmax(axis=1), NODATA_CLASS).astype(np.uint8)
+        confidence = np.where(ok, np.rint(100 * mean.max(axis=1)), NODATA_CLASS).astype(np.uint8)
+        self.hectares += np.bincount(
+            classes[ok], weights=data.valid[ok] * self.grid.cell_hectares, minlength=self.num_classes
+        )
+        return classes, confidence

@@ -1,0 +1,157 @@
+"""RasterSource over rasterio: the reader used outside QGIS (command line, tests, benchmarks).
+
+Reads in the raster's own CRS are plain windowed reads (GDAL resamples: nearest when the
+window maps pixel for pixel, average when shrinking, bilinear when enlarging). Reads in
+another CRS go through a WarpedVRT built for exactly the requested block. Validity comes
+from GDAL's mask bands, which cover nodata values, alpha bands and internal masks alike.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.transform import from_bounds
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import calculate_default_transform
+from rasterio.windows import Window
+
+from .crs import same_crs
+from .errors import InputError
+from .source import Block, Bounds, RasterInfo
+
+# Colour interpretations that name what a band holds when it has no description.
+_NAMED_COLOURS = {
+    ColorInterp.red: "red",
+    ColorInterp.green: "green",
+    ColorInterp.blue: "blue",
+    ColorInterp.alpha: "alpha",
+}
+
+
+class RasterioSource:
+    """A RasterSource reading a GDAL raster file through rasterio; use as a context manager."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        if not path.exists():
+            raise InputError(f"Input raster {path} does not exist; check the path.")
+        try:
+            self._dataset = rasterio.open(path)
+        except RasterioIOError:
+            raise InputError(f"{path} is not a raster GDAL can read (GeoTIFF, JP2, VRT, ...).") from None
+        if self._dataset.crs is None:
+            self._dataset.close()
+            raise InputError(
+                f"{path} has no coordinate reference system, so its pixels cannot be placed on the ground; "
+                "assign one (e.g. `gdal_edit.py -a_srs EPSG:32633 FILE` or QGIS > Layer > Set CRS)."
+            )
+        self._info = _describe(path, self._dataset)
+        self._has_alpha = ColorInterp.alpha in self._dataset.colorinterp
+        transform = self._dataset.transform
+        self._rectilinear = transform.b == 0 and transform.d == 0 and transform.e < 0
+
+    @property
+    def info(self) -> RasterInfo:
+        """Facts about the raster."""
+        return self._info
+
+    def close(self) -> None:
+        """Close the file."""
+        self._dataset.close()
+
+    def __enter__(self) -> RasterioSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def read(self, bounds: Bounds, crs_wkt: str, width: int, height: int, bands: Sequence[int]) -> Block:
+        """Read ``bands`` over ``bounds`` (in ``crs_wkt``) resampled to ``width`` x ``height``."""
+        bands = [int(b) for b in bands]
+        if self._rectilinear and same_crs(crs_wkt, self._info.crs_wkt):
+            return self._read_direct(bounds, width, height, bands)
+        return self._read_warped(bounds, crs_wkt, width, height, bands)
+
+    def _read_direct(self, bounds: Bounds, width: int, height: int, bands: list[int]) -> Block:
+        ds = self._dataset
+        data = np.zeros((len(bands), height, width), dtype=self._info.dtype)
+        valid = np.zeros((height, width), dtype=bool)
+        # Source pixel coordinates of the requested rectangle, then of each output pixel edge.
+        col0, row0 = ~ds.transform * (bounds[0], bounds[3])
+        col1, row1 = ~ds.transform * (bounds[2], bounds[1])
+        sx, sy = (col1 - col0) / width, (row1 - row0) / height
+        # Only output pixels wholly on the raster are read (GDAL refuses windows that stick
+        # out); a partial pixel at the edge stays invalid.
+        x0, x1 = max(0, math.ceil(-col0 / sx - 1e-6)), min(width, math.floor((ds.width - col0) / sx + 1e-6))
+        y0, y1 = max(0, math.ceil(-row0 / sy - 1e-6)), min(height, math.floor((ds.height - row0) / sy + 1e-6))
+        if x1 <= x0 or y1 <= y0:
+            return Block(data, valid)
+        window = Window(col0 + x0 * sx, row0 + y0 * sy, (x1 - x0) * sx, (y1 - y0) * sy)
+        resampling = _resampling(sx, sy, window)
+        shape = (len(bands), y1 - y0, x1 - x0)
+        data[:, y0:y1, x0:x1] = ds.read(bands, window=window, out_shape=shape, resampling=resampling)
+        masks = ds.read_masks(bands, window=window, out_shape=shape, resampling=resampling)
+        # Like GDAL's warper, a pixel is nodata only when every band says so.
+        valid[y0:y1, x0:x1] = np.any(masks >= 128, axis=0)
+        return Block(data, valid)
+
+    def _read_warped(self, bounds: Bounds, crs_wkt: str, width: int, height: int, bands: list[int]) -> Block:
+        native = _native_pixel(self._dataset, crs_wkt)
+        target = max((bounds[2] - bounds[0]) / width, (bounds[3] - bounds[1]) / height)
+        resampling = Resampling.average if target > native else Resampling.bilinear
+        with WarpedVRT(
+            self._dataset,
+            crs=crs_wkt,
+            transform=from_bounds(*bounds, width, height),
+            width=width,
+            height=height,
+            resampling=resampling,
+            add_alpha=not self._has_alpha,
+        ) as vrt:
+            alpha = vrt.colorinterp.index(ColorInterp.alpha) + 1
+            out = vrt.read(bands + [alpha])
+        return Block(out[:-1], out[-1] >= 128)
+
+
+def _describe(path: Path, ds: rasterio.DatasetReader) -> RasterInfo:
+    descriptions = tuple(
+        (desc or _NAMED_COLOURS.get(interp, "")) for desc, interp in zip(ds.descriptions, ds.colorinterp, strict=True)
+    )
+    return RasterInfo(
+        name=path.stem,
+        width=ds.width,
+        height=ds.height,
+        band_count=ds.count,
+        dtype=str(np.result_type(*ds.dtypes)),
+        crs_wkt=ds.crs.to_wkt(),
+        bounds=tuple(ds.bounds),
+        pixel_size=(abs(ds.res[0]), abs(ds.res[1])),
+        nodata=tuple(ds.nodatavals),
+        band_descriptions=descriptions,
+    )
+
+
+def _resampling(sx: float, sy: float, window: Window) -> Resampling:
+    aligned = all(abs(v - round(v)) < 1e-6 for v in (window.col_off, window.row_off, sx, sy))
+    if aligned and round(sx) == 1 and round(sy) == 1:
+        return Resampling.nearest
+    return Resampling.average if max(sx, sy) > 1 + 1e-6 else Resampling.bilinear
+
+
+@lru_cache(maxsize=16)
+def _native_pixel_cached(path: str, src_wkt: str, dst_wkt: str, width: int, height: int, bounds: Bounds) -> float:
+    transform, _, _ = calculate_default_transform(src_wkt, dst_wkt, width, height, *bounds)
+    return float(max(abs(transform.a), abs(transform.e)))
+
+
+def _native_pixel(ds: rasterio.DatasetReader, dst_wkt: str) -> float:
+    """The raster's pixel size measured in ``dst_wkt`` units (GDAL's suggested warp resolution)."""
+    return _native_pixel_cached(ds.name, ds.crs.to_wkt(), dst_wkt, ds.width, ds.height, tuple(ds.bounds))

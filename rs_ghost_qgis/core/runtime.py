@@ -1,0 +1,142 @@
+"""The model at run time: an onnxruntime session, its model card, and batched inference."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import ModelError
+from .modelcard import ModelCard
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+# The installed plugin carries its model inside the package; a development checkout keeps
+# it in the repository's resources/ folder.
+MODEL_DIRS = (_PACKAGE / "resources" / "models", _PACKAGE.parent / "resources" / "models")
+DEFAULT_NAME_FILE = "default.txt"
+
+
+@dataclass
+class Model:
+    """A loaded classifier: its card, its session and where it runs."""
+
+    path: Path
+    card: ModelCard
+    session: ort.InferenceSession
+    input_name: str
+    outputs_probabilities: bool
+
+    @property
+    def provider(self) -> str:
+        """The execution provider onnxruntime runs the model on, e.g. 'CPUExecutionProvider'."""
+        return self.session.get_providers()[0]
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, classes) for a normalised float32 batch (N, C, H, W)."""
+        output = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        output = np.asarray(output, dtype=np.float32)
+        return output if self.outputs_probabilities else softmax(output)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large logits."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def default_model_path(search_dirs: tuple[Path, ...] = MODEL_DIRS) -> Path:
+    """The bundled model: the file named in default.txt, else the first .onnx found.
+
+    Raises ModelError when no model is bundled yet.
+    """
+    for folder in search_dirs:
+        named = folder / DEFAULT_NAME_FILE
+        if named.is_file():
+            candidate = folder / named.read_text(encoding="utf-8").strip()
+            if candidate.is_file():
+                return candidate
+        models = sorted(folder.glob("*.onnx"))
+        if models:
+            return models[0]
+    places = " or ".join(str(d) for d in search_dirs)
+    raise ModelError(
+        f"The bundled model is not there yet (no .onnx file in {places}). Train and export it with "
+        "`make train`, or pass a model file with --model PATH."
+    )
+
+
+def load_model(path: str | os.PathLike | None = None, threads: int | None = None) -> Model:
+    """Open an ONNX scene classifier and check it against its model card.
+
+    ``path`` None loads the bundled model; ``threads`` None lets onnxruntime use every core.
+    """
+    path = Path(path) if path is not None else default_model_path()
+    if not path.is_file():
+        raise ModelError(f"Model file {path} does not exist; check the path or omit it to use the bundled model.")
+    if not os.access(path, os.R_OK):
+        raise ModelError(f"Model file {path} cannot be read; check its permissions.")
+    session = _session(path, threads)
+    card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
+    input_name = _check_input(session, card, path)
+    outputs_probabilities = _check_output(session, card, path, input_name)
+    return Model(path, card, session, input_name, outputs_probabilities)
+
+
+def _session(path: Path, threads: int | None) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(0, int(threads or 0))
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    # Idle worker threads would spin between batches, stealing the core that reads the
+    # next strip of tiles.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises several private exception types
+        first_line = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise ModelError(
+            f"{path} is not a valid ONNX model ({first_line}). Re-export it with `python -m training export` "
+            "or download it again."
+        ) from None
+
+
+def _check_input(session: ort.InferenceSession, card: ModelCard, path: Path) -> str:
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise ModelError(f"{path} has {len(inputs)} inputs; a scene classifier takes one N x C x H x W image batch.")
+    shape, kind = inputs[0].shape, inputs[0].type
+    if kind != "tensor(float)":
+        raise ModelError(f"{path} takes {kind}; this plugin feeds float32. Export the model with float32 input.")
+    if len(shape) != 4:
+        raise ModelError(f"{path} takes input of shape {shape}, not N x C x H x W; export it channels-first (NCHW).")
+    expected = [len(card.bands), card.input_size, card.input_size]
+    for axis, (have, want) in enumerate(zip(shape[1:], expected, strict=True), start=1):
+        if isinstance(have, int) and have != want:
+            raise ModelError(
+                f"{path} takes input of shape {shape} but its model card says {expected[0]} bands of "
+                f"{card.input_size} x {card.input_size} px (axis {axis}: {have} != {want}); fix the card or re-export."
+            )
+    return inputs[0].name
+
+
+def _check_output(session: ort.InferenceSession, card: ModelCard, path: Path, input_name: str) -> bool:
+    """Run one blank tile: the output must be (1, classes). Returns whether it is already softmaxed."""
+    probe = np.zeros((1, len(card.bands), card.input_size, card.input_size), dtype=np.float32)
+    try:
+        output = session.run(None, {input_name: probe})[0]
+    except Exception as error:  # onnxruntime raises several private exception types
+        raise ModelError(f"{path} fails on a {probe.shape} input: {str(error).strip()[:200]}") from None
+    output = np.asarray(output)
+    if output.ndim != 2 or output.shape[1] != card.num_classes:
+        raise ModelError(
+            f"{path} outputs shape {list(output.shape)} but its model card lists {card.num_classes} classes; "
+            "the card and the network disagree. Re-export the model with the right class list."
+        )
+    # Some exporters append a softmax; applying a second one would flatten the probabilities.
+    return bool(np.all(output >= 0) and np.allclose(output.sum(axis=1), 1.0, atol=1e-4))
