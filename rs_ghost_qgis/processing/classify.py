@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 from qgis.core import (
+    QgsFeature,
+    QgsFeatureSink,
+    QgsField,
+    QgsFields,
+    QgsGeometry,
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterDefinition,
@@ -18,10 +26,14 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
+    QgsWkbTypes,
 )
+from qgis.PyQt.QtCore import QVariant
 
-from ..core.errors import RsGhostError
+from ..core.errors import OutputError, RsGhostError
 from ..qgis_io import run as qrun
+from ..qgis_io.source import QgisLayerSource, check_raster_layer, crs_from_wkt
+from ..qgis_io.style import layer_names, style_class_raster, style_tiles
 
 SCALINGS = ["auto", "none", "card", "percentile"]
 
@@ -108,6 +120,127 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         """Build the engine options from the parameters, run, style the outputs on load."""
         try:
-            return qrun.run_algorithm(self, parameters, context, feedback)
+            return self._classify(parameters, context, feedback)
         except RsGhostError as error:
             raise QgsProcessingException(str(error)) from None
+
+    def _classify(self, parameters, context, feedback) -> dict:
+        from ..core.pipeline import Area, ClassifyOptions, classify
+
+        layer = check_raster_layer(self.parameterAsRasterLayer(parameters, self.INPUT, context))
+        source = QgisLayerSource.from_layer(layer, context.project())
+        model_path = self.parameterAsFile(parameters, self.MODEL, context) or None
+        area = Area()
+        mask = self.parameterAsSource(parameters, self.MASK, context)
+        if mask is not None:
+            area = qrun.area_from_geometries((f.geometry() for f in mask.getFeatures()), mask.sourceCrs(), "The mask")
+        elif parameters.get(self.EXTENT):
+            extent_crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
+            area = qrun.area_from_extent(self.parameterAsExtent(parameters, self.EXTENT, context), extent_crs)
+        raster_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_RASTER, context) or None
+        options = ClassifyOptions(
+            model_path=model_path,
+            area=area,
+            stride=self.parameterAsInt(parameters, self.STRIDE, context) or None,
+            bands=qrun.parse_bands(self.parameterAsString(parameters, self.BANDS, context)),
+            scaling=SCALINGS[self.parameterAsEnum(parameters, self.SCALING, context)],
+            threads=self.parameterAsInt(parameters, self.THREADS, context) or None,
+            out_raster=raster_path,
+            overwrite=True,  # Processing asked for this destination (and confirmed overwriting)
+        )
+        sink = FeatureSinkAdapter(self, parameters, context)
+        result = classify(
+            source, options, progress=feedback.setProgress, is_canceled=feedback.isCanceled, vector_sink=sink
+        )
+        feedback.pushInfo(result.summary_table())
+        name = qrun.model_name(model_path)
+        tiles_name, raster_name = layer_names(layer.name(), name)
+        outputs = {"TILES_CLASSIFIED": result.tiles_classified, "SUMMARY": result.summary_table()}
+        if sink.dest_id:
+            outputs[self.OUTPUT_VECTOR] = sink.dest_id
+            _style_on_load(context, sink.dest_id, tiles_name, "tiles", result)
+        if result.out_raster:
+            outputs[self.OUTPUT_RASTER] = str(result.out_raster)
+            _style_on_load(context, str(result.out_raster), raster_name, "raster", result)
+        return outputs
+
+
+class FeatureSinkAdapter:
+    """The engine's VectorSink protocol over a Processing feature sink (created when the engine opens it)."""
+
+    _TYPES = {"int": QVariant.Int, "float": QVariant.Double, "str": QVariant.String}
+
+    def __init__(self, algorithm: ClassifyAlgorithm, parameters, context) -> None:
+        self._algorithm = algorithm
+        self._parameters = parameters
+        self._context = context
+        self.sink = None
+        self.dest_id = ""
+        self._fields = QgsFields()
+
+    def open(self, fields, crs_wkt: str) -> None:
+        """Create the Processing sink with the engine's fields and CRS."""
+        for spec in fields:
+            self._fields.append(QgsField(spec.name, self._TYPES[spec.kind]))
+        self.sink, self.dest_id = self._algorithm.parameterAsSink(
+            self._parameters,
+            ClassifyAlgorithm.OUTPUT_VECTOR,
+            self._context,
+            self._fields,
+            QgsWkbTypes.Polygon,
+            crs_from_wkt(crs_wkt),
+        )
+        if self.sink is None:
+            raise OutputError("The polygon output cannot be created; check its path or format.")
+
+    def add(self, tiles) -> None:
+        """Write a batch of tiles."""
+        features = []
+        for tile in tiles:
+            feature = QgsFeature(self._fields)
+            geometry = QgsGeometry()
+            geometry.fromWkb(tile.wkb)
+            feature.setGeometry(geometry)
+            feature.setAttributes(list(tile.attributes))
+            features.append(feature)
+        if not self.sink.addFeatures(features, QgsFeatureSink.FastInsert):
+            raise OutputError(f"Writing tiles to the polygon output failed: {self.sink.lastError()}")
+
+    def commit(self) -> None:
+        """Processing finalises the sink when the algorithm returns."""
+        self.sink.flushBuffer()
+
+    def abort(self) -> None:
+        """Close the sink and delete its file so a cancelled run leaves nothing."""
+        self.sink = None
+        path = self.dest_id.split("|")[0]
+        if path and os.path.isfile(path):
+            os.remove(path)
+        self.dest_id = ""
+
+
+class _StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Styles a loaded output with the model card, on the main thread."""
+
+    def __init__(self, kind: str, card, areas) -> None:
+        super().__init__()
+        self.kind, self.card, self.areas = kind, card, areas
+
+    def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 (QGIS API)
+        """Apply the land-cover style."""
+        if self.kind == "tiles":
+            style_tiles(layer, self.card, self.areas)
+        else:
+            style_class_raster(layer, self.card, self.areas)
+
+
+_POST_PROCESSORS: list = []  # Processing does not own Python post-processors: keep them alive
+
+
+def _style_on_load(context, dest: str, name: str, kind: str, result) -> None:
+    if context.willLoadLayerOnCompletion(dest):
+        details = context.layerToLoadOnCompletionDetails(dest)
+        details.name = name
+        processor = _StylePostProcessor(kind, result.card, result.areas)
+        _POST_PROCESSORS.append(processor)
+        details.setPostProcessor(processor)

@@ -17,6 +17,7 @@ from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputFile,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
@@ -27,6 +28,8 @@ from ..deps import python_executable
 from ..paths import PACKAGE_DIR
 
 PROBE_TIMEOUT_S = 120
+COMMANDS = ["train", "run"]
+DEFAULT_ARCHITECTURE = "g_ghost_regnetx_040"
 
 
 def find_project(given: str) -> Path | None:
@@ -74,6 +77,8 @@ def torch_python(candidates: list[str], project: Path) -> tuple[str | None, list
 class TrainAlgorithm(QgsProcessingAlgorithm):
     """Train (teacher, distilled student) and export an ONNX model with its card."""
 
+    COMMAND = "COMMAND"
+    ARCHITECTURE = "ARCHITECTURE"
     DATA = "DATA"
     EPOCHS = "EPOCHS"
     ARGS = "ARGS"
@@ -92,7 +97,9 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
     def shortHelpString(self) -> str:  # noqa: N802 (QGIS API)
         """Help shown next to the parameters."""
         return (
-            "Runs `python -m training train` from the RS Ghost repository in a separate Python that has "
+            "Runs `python -m training train` (one model, architecture as given) or `python -m training run` "
+            "(VGG-16 teacher, then the G-Ghost student distilled from it, evaluated and exported to ONNX with "
+            "its model card) from the RS Ghost repository, in a separate Python that has "
             "torch (QGIS's own Python usually does not). The Python is the one you choose, else "
             "$RS_GHOST_TRAIN_PYTHON, else the repository's .venv, else QGIS's. Training can take hours on "
             "a CPU; the output folder receives checkpoints and the exported ONNX model with its card, "
@@ -109,6 +116,10 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterFile(
                 self.DATA, "Training data folder (EuroSAT layout)", QgsProcessingParameterFile.Folder
             )
+        )
+        self.addParameter(QgsProcessingParameterEnum(self.COMMAND, "What to run", COMMANDS, False, 0))
+        self.addParameter(
+            QgsProcessingParameterString(self.ARCHITECTURE, "Architecture (student for 'run')", DEFAULT_ARCHITECTURE)
         )
         self.addParameter(
             QgsProcessingParameterNumber(
@@ -149,8 +160,10 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
                 "Python that has torch under 'Python with torch'."
             )
         out = self.parameterAsString(parameters, self.OUTPUT, context)
-        command = [python, "-m", "training", "train", "--data", self.parameterAsFile(parameters, self.DATA, context)]
-        command += ["--out", out]
+        what = COMMANDS[self.parameterAsEnum(parameters, self.COMMAND, context)]
+        architecture = self.parameterAsString(parameters, self.ARCHITECTURE, context) or DEFAULT_ARCHITECTURE
+        command = [python, "-m", "training", what, "--data", self.parameterAsFile(parameters, self.DATA, context)]
+        command += ["--model" if what == "train" else "--student", architecture, "--out", out]
         epochs = self.parameterAsInt(parameters, self.EPOCHS, context)
         if epochs:
             command += ["--epochs", str(epochs)]

@@ -1,8 +1,15 @@
-"""Glue between QGIS faces (task, Processing) and the engine: options in, styled layers out."""
+"""Glue between the QGIS faces (dialog, Processing) and the engine: QGIS inputs -> engine options."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
+
+from qgis.core import QgsCoordinateReferenceSystem, QgsGeometry, QgsRectangle, QgsWkbTypes
+
+from ..core.errors import InputError
+from .source import crs_to_wkt
 
 
 def bundled_model_or_none() -> Path | None:
@@ -14,3 +21,91 @@ def bundled_model_or_none() -> Path | None:
     except Exception:  # the engine may be missing a dependency; the run will say which
         return None
     return path if path.is_file() else None
+
+
+def model_name(model_path: str | Path | None) -> str:
+    """A short model name for layer names: the file name without extension, or 'bundled model'."""
+    path = Path(model_path) if model_path else bundled_model_or_none()
+    return path.stem if path else "bundled model"
+
+
+def parse_bands(text: str) -> list[int] | None:
+    """'3, 2, 1' -> [3, 2, 1]; empty or 'auto' -> None (automatic mapping)."""
+    text = (text or "").strip()
+    if not text or text.lower() == "auto":
+        return None
+    parts = [p for p in re.split(r"[,\s;]+", text) if p]
+    if not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise InputError(f"Bands '{text}' are not understood: give band numbers such as 1,2,3 (or leave empty).")
+    return [int(p) for p in parts]
+
+
+def area_from_extent(extent: QgsRectangle, crs: QgsCoordinateReferenceSystem):
+    """An engine Area for a rectangle in ``crs`` (e.g. the map canvas extent)."""
+    from ..core.pipeline import Area
+
+    if extent is None or extent.isNull() or extent.isEmpty():
+        raise InputError("The extent is empty; draw or choose an extent, or classify the whole layer.")
+    return Area(
+        bounds=(extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum()),
+        crs_wkt=crs_to_wkt(crs),
+    )
+
+
+def area_from_geometries(geometries: Iterable[QgsGeometry], crs: QgsCoordinateReferenceSystem, what: str):
+    """An engine Area for mask polygons given as QGIS geometries in ``crs``."""
+    import shapely
+
+    from ..core.pipeline import Area
+
+    shapes = []
+    for geometry in geometries:
+        if geometry is None or geometry.isEmpty() or geometry.type() != QgsWkbTypes.PolygonGeometry:
+            continue
+        shapes.append(shapely.from_wkb(bytes(geometry.asWkb())))
+    if not shapes:
+        raise InputError(f"{what} has no polygons to classify inside; choose polygons or another area.")
+    return Area(geometries=shapes, crs_wkt=crs_to_wkt(crs))
+
+
+def area_from_layer(layer, selected_only: bool):
+    """An engine Area for all or the selected polygons of a vector layer."""
+    if layer is None:
+        raise InputError("Choose a polygon layer as mask, or another area.")
+    if layer.geometryType() != QgsWkbTypes.PolygonGeometry:
+        raise InputError(f"The mask '{layer.name()}' is not a polygon layer; choose polygons.")
+    if selected_only:
+        if layer.selectedFeatureCount() == 0:
+            raise InputError(f"No polygon is selected in '{layer.name()}'; select some or use all polygons.")
+        features = layer.getSelectedFeatures()
+        what = f"The selection in '{layer.name()}'"
+    else:
+        features = layer.getFeatures()
+        what = f"The mask '{layer.name()}'"
+    return area_from_geometries((f.geometry() for f in features), layer.crs(), what)
+
+
+def output_paths(
+    folder: str, raster_name: str, model: str, polygons: bool, raster: bool
+) -> tuple[str | None, str | None]:
+    """Files for the outputs: in ``folder`` (new names, never overwriting) or temporary files."""
+    from qgis.core import QgsProcessingUtils
+
+    stem = re.sub(r"[^\w.-]+", "_", f"{raster_name}_{model}").strip("_") or "rs_ghost"
+    paths = []
+    for wanted, suffix in ((polygons, "_tiles.gpkg"), (raster, "_classes.tif")):
+        if not wanted:
+            paths.append(None)
+        elif not folder:
+            paths.append(QgsProcessingUtils.generateTempFilename(stem + suffix))
+        else:
+            paths.append(str(_unique(Path(folder) / (stem + suffix))))
+    return paths[0], paths[1]
+
+
+def _unique(path: Path) -> Path:
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
+    return candidate

@@ -75,6 +75,11 @@ class QgisLayerSource:
         name: str,
         transform_context: QgsCoordinateTransformContext | None = None,
     ) -> None:
+        if not provider.crs().isValid():
+            raise InputError(
+                f"The raster '{name}' has no coordinate reference system, so its pixels cannot be placed on "
+                "the ground; assign one (Layer Properties > Source > Assigned CRS) and run again."
+            )
         self._provider = provider
         self._context = transform_context or QgsCoordinateTransformContext()
         self._crs = provider.crs()

@@ -1,0 +1,429 @@
+"""The classification dialog: choose raster, model, area and outputs; run with progress and Cancel.
+
+Built in code (no generated files). Everything the user can get wrong is checked in
+``collect()``, which raises RsGhostError with a message shown in the dialog; the run itself
+is a ClassifyTask, whose errors arrive the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsMapLayerProxyModel,
+    QgsProject,
+    QgsSettings,
+)
+from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QColor, QIcon, QPixmap
+from qgis.PyQt.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.errors import ModelError, RsGhostError
+from ..paths import icon_path
+from ..qgis_io import run as qrun
+from ..qgis_io.source import QgisLayerSource, check_raster_layer
+
+SETTINGS_PREFIX = "rs_ghost_qgis/dialog/"
+AREAS = [
+    ("whole", "Whole layer"),
+    ("canvas", "Current map extent"),
+    ("mask_all", "All polygons of a mask layer"),
+    ("mask_selected", "Selected polygons of a mask layer"),
+]
+SCALINGS = [
+    ("auto", "Automatic (by data type)"),
+    ("none", "None (values already 0–255)"),
+    ("card", "Model card range (e.g. 0–3000 reflectance)"),
+    ("percentile", "Percentile stretch 2–98 %"),
+]
+
+
+@dataclass
+class Request:
+    """Everything one run needs, checked."""
+
+    layer: object
+    options: object  # core.pipeline.ClassifyOptions
+    model_name: str
+
+
+def load_card(path: str | None):
+    """The model card of ``path`` (None: the bundled model); raises ModelError with the fix."""
+    from ..core.runtime import load_model
+
+    return load_model(path or None, threads=1).card
+
+
+def card_summary_html(card) -> str:
+    """Classes with colour swatches, tile footprint, GSD and accuracy, for the dialog."""
+    swatches = "".join(
+        f'<span style="background:{color};">&nbsp;&nbsp;&nbsp;&nbsp;</span>&nbsp;{name}<br>'
+        for name, color in zip(card.class_names, card.class_colors, strict=True)
+    )
+    facts = [
+        f"<b>{card.architecture}</b>, {card.num_classes} classes, bands {', '.join(card.bands)}",
+        f"tile {card.tile_size} px × {card.gsd_m:g} m = {card.tile_size_m:g} m on the ground (GSD {card.gsd_m:g} m)",
+    ]
+    accuracy = _accuracy(card.metrics)
+    if accuracy:
+        facts.append(accuracy)
+    return "<br>".join(facts) + "<br>" + swatches
+
+
+def _accuracy(metrics: dict) -> str:
+    """The card's accuracy figures in words ('' when it has none)."""
+    found = []
+    for key, value in metrics.items():
+        if isinstance(value, int | float) and ("acc" in key.lower() or "f1" in key.lower() or "kappa" in key.lower()):
+            shown = f"{value:.1%}" if 0 <= value <= 1 and "kappa" not in key.lower() else f"{value:.3g}"
+            found.append(f"{key.replace('_', ' ')} {shown}")
+    return "accuracy: " + ", ".join(found) if found else ""
+
+
+class ClassifyDialog(QDialog):
+    """Non-modal dialog; one run at a time."""
+
+    def __init__(self, iface, parent=None) -> None:
+        super().__init__(parent)
+        self.iface = iface
+        self.task = None
+        self.card = None
+        self.setWindowTitle("RS Ghost: classify raster tiles")
+        self.setWindowIcon(QIcon(str(icon_path())))
+        self._build()
+        self._restore()
+        self._model_changed()
+
+    # --- layout -------------------------------------------------------------------------------
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.layer_combo = QgsMapLayerComboBox()
+        self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.layer_combo.layerChanged.connect(self._update_bands_hint)
+        form.addRow("Raster layer", self.layer_combo)
+        layout.addLayout(form)
+
+        model_box = QGroupBox("Model")
+        model_layout = QVBoxLayout(model_box)
+        row = QHBoxLayout()
+        self.bundled_radio = QRadioButton("Bundled model")
+        self.file_radio = QRadioButton("ONNX file")
+        group = QButtonGroup(self)
+        group.addButton(self.bundled_radio)
+        group.addButton(self.file_radio)
+        self.model_file = QgsFileWidget()
+        self.model_file.setFilter("ONNX models (*.onnx)")
+        row.addWidget(self.bundled_radio)
+        row.addWidget(self.file_radio)
+        row.addWidget(self.model_file, 1)
+        model_layout.addLayout(row)
+        self.model_info = QLabel()
+        self.model_info.setTextFormat(Qt.RichText)
+        self.model_info.setWordWrap(True)
+        model_layout.addWidget(self.model_info)
+        self.bundled_radio.toggled.connect(self._model_changed)
+        self.model_file.fileChanged.connect(self._model_changed)
+        layout.addWidget(model_box)
+
+        area_box = QGroupBox("Area and tiling")
+        area_form = QFormLayout(area_box)
+        self.area_combo = QComboBox()
+        for key, label in AREAS:
+            self.area_combo.addItem(label, key)
+        self.mask_combo = QgsMapLayerComboBox()
+        self.mask_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.area_combo.currentIndexChanged.connect(self._area_changed)
+        area_form.addRow("Area", self.area_combo)
+        area_form.addRow("Mask layer", self.mask_combo)
+        self.stride_spin = QSpinBox()
+        self.stride_spin.setRange(0, 4096)
+        self.stride_spin.setSpecialValueText("tile size (no overlap)")
+        self.stride_spin.setSuffix(" px")
+        self.stride_spin.setToolTip(
+            "Step between tiles in model pixels. Smaller than the tile size gives overlapping tiles, "
+            "a finer and smoother map, and more work."
+        )
+        area_form.addRow("Stride", self.stride_spin)
+        layout.addWidget(area_box)
+
+        input_box = QGroupBox("Input values")
+        input_form = QFormLayout(input_box)
+        self.bands_edit = QLineEdit()
+        self.bands_edit.setToolTip("Raster band per model channel, e.g. 3,2,1. Empty: automatic.")
+        self.bands_hint = QLabel()
+        self.bands_hint.setWordWrap(True)
+        input_form.addRow("Bands", self.bands_edit)
+        input_form.addRow("", self.bands_hint)
+        self.scaling_combo = QComboBox()
+        for key, label in SCALINGS:
+            self.scaling_combo.addItem(label, key)
+        input_form.addRow("Scaling", self.scaling_combo)
+        self.threads_spin = QSpinBox()
+        self.threads_spin.setRange(0, 256)
+        self.threads_spin.setSpecialValueText("all cores")
+        input_form.addRow("Threads", self.threads_spin)
+        layout.addWidget(input_box)
+
+        output_box = QGroupBox("Outputs")
+        output_form = QFormLayout(output_box)
+        kinds = QHBoxLayout()
+        self.polygons_check = QCheckBox("Polygon layer (class, confidence)")
+        self.raster_check = QCheckBox("Class raster")
+        kinds.addWidget(self.polygons_check)
+        kinds.addWidget(self.raster_check)
+        holder = QWidget()
+        holder.setLayout(kinds)
+        output_form.addRow("Write", holder)
+        self.folder_widget = QgsFileWidget()
+        self.folder_widget.setStorageMode(QgsFileWidget.GetDirectory)
+        self.folder_widget.lineEdit().setPlaceholderText("[temporary files]")
+        output_form.addRow("Folder", self.folder_widget)
+        layout.addWidget(output_box)
+
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        layout.addWidget(self.message)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        layout.addWidget(self.progress)
+        self.summary = QTableWidget(0, 4)
+        self.summary.setHorizontalHeaderLabels(["Class", "Tiles", "Hectares", "Percent"])
+        self.summary.verticalHeader().setVisible(False)
+        self.summary.setVisible(False)
+        layout.addWidget(self.summary)
+
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        self.run_button = QPushButton("Run")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.close_button = QPushButton("Close")
+        self.run_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.close_button.clicked.connect(self.close)
+        for button in (self.run_button, self.cancel_button, self.close_button):
+            buttons.addWidget(button)
+        layout.addLayout(buttons)
+
+    # --- settings -----------------------------------------------------------------------------
+    def _restore(self) -> None:
+        settings = QgsSettings()
+        get = lambda key, default: settings.value(SETTINGS_PREFIX + key, default)  # noqa: E731
+        has_bundled = qrun.bundled_model_or_none() is not None
+        use_file = get("model_mode", "bundled") == "file" or not has_bundled
+        self.file_radio.setChecked(use_file)
+        self.bundled_radio.setChecked(not use_file)
+        self.model_file.setFilePath(get("model_path", ""))
+        self.area_combo.setCurrentIndex(max(0, self.area_combo.findData(get("area", "whole"))))
+        self.stride_spin.setValue(int(get("stride", 0)))
+        self.scaling_combo.setCurrentIndex(max(0, self.scaling_combo.findData(get("scaling", "auto"))))
+        self.threads_spin.setValue(int(get("threads", 0)))
+        self.polygons_check.setChecked(str(get("polygons", "true")).lower() == "true")
+        self.raster_check.setChecked(str(get("raster", "true")).lower() == "true")
+        self.folder_widget.setFilePath(get("folder", ""))
+        self._area_changed()
+
+    def save_settings(self) -> None:
+        """Remember the choices for the next time (QgsSettings, plugin prefix)."""
+        settings = QgsSettings()
+        values = {
+            "model_mode": "file" if self.file_radio.isChecked() else "bundled",
+            "model_path": self.model_file.filePath(),
+            "area": self.area_combo.currentData(),
+            "stride": self.stride_spin.value(),
+            "scaling": self.scaling_combo.currentData(),
+            "threads": self.threads_spin.value(),
+            "polygons": str(self.polygons_check.isChecked()).lower(),
+            "raster": str(self.raster_check.isChecked()).lower(),
+            "folder": self.folder_widget.filePath(),
+        }
+        for key, value in values.items():
+            settings.setValue(SETTINGS_PREFIX + key, value)
+
+    # --- reactions ----------------------------------------------------------------------------
+    def select_layer(self, layer) -> None:
+        """Preselect ``layer`` when it is a raster layer (the current layer in QGIS)."""
+        if layer is not None and self.layer_combo.model().sourceLayerModel().indexFromLayer(layer).isValid():
+            self.layer_combo.setLayer(layer)
+        self._update_bands_hint()
+
+    def model_path(self) -> str | None:
+        """The chosen model file, or None for the bundled model."""
+        if not self.file_radio.isChecked():
+            return None
+        return self.model_file.filePath() or ""
+
+    def _model_changed(self, *_args) -> None:
+        self.model_file.setEnabled(self.file_radio.isChecked())
+        path = self.model_path()
+        if path == "":
+            self.card = None
+            self.model_info.setText("Choose an ONNX model file exported with an RS Ghost model card.")
+        else:
+            try:
+                self.card = load_card(path)
+            except RsGhostError as error:
+                self.card = None
+                self.model_info.setText(f'<span style="color:#b00020;">{error}</span>')
+            else:
+                self.model_info.setText(card_summary_html(self.card))
+        self._update_bands_hint()
+
+    def _area_changed(self, *_args) -> None:
+        self.mask_combo.setEnabled(self.area_combo.currentData() in ("mask_all", "mask_selected"))
+
+    def _update_bands_hint(self, *_args) -> None:
+        layer = self.layer_combo.currentLayer()
+        if layer is None or self.card is None:
+            self.bands_hint.setText("")
+            return
+        from ..core.radiometry import choose_bands
+
+        try:
+            source = QgisLayerSource.from_layer(layer)
+            descriptions = ", ".join(f"{i}: {d or '?'}" for i, d in enumerate(source.info.band_descriptions, start=1))
+            bands, note = choose_bands(source, self.card, None)
+        except RsGhostError as error:
+            self.bands_hint.setText(str(error))
+            return
+        self.bands_edit.setPlaceholderText("auto: " + ",".join(map(str, bands)))
+        self.bands_hint.setText(f"Raster bands {descriptions}. Automatic: {note}")
+
+    # --- the run ------------------------------------------------------------------------------
+    def collect(self) -> Request:
+        """Check the choices and build the engine options; raises RsGhostError with the fix."""
+        from ..core.pipeline import Area, ClassifyOptions
+
+        layer = check_raster_layer(self.layer_combo.currentLayer())
+        path = self.model_path()
+        if path == "":
+            raise ModelError("Choose an ONNX model file, or the bundled model.")
+        card = load_card(path)  # a missing model or card says so here, before any work
+        area_key = self.area_combo.currentData()
+        if area_key == "canvas":
+            canvas = self.iface.mapCanvas()
+            area = qrun.area_from_extent(canvas.extent(), canvas.mapSettings().destinationCrs())
+        elif area_key in ("mask_all", "mask_selected"):
+            area = qrun.area_from_layer(self.mask_combo.currentLayer(), area_key == "mask_selected")
+        else:
+            area = Area()
+        polygons, raster = self.polygons_check.isChecked(), self.raster_check.isChecked()
+        if not polygons and not raster:
+            raise RsGhostError("Choose at least one output: the polygon layer, the class raster or both.")
+        name = qrun.model_name(path)
+        out_vector, out_raster = qrun.output_paths(self.folder_widget.filePath(), layer.name(), name, polygons, raster)
+        options = ClassifyOptions(
+            model_path=path,
+            area=area,
+            stride=self.stride_spin.value() or None,
+            bands=qrun.parse_bands(self.bands_edit.text()),
+            scaling=self.scaling_combo.currentData(),
+            threads=self.threads_spin.value() or None,
+            out_vector=out_vector,
+            out_raster=out_raster,
+        )
+        self.card = card
+        return Request(layer=layer, options=options, model_name=name)
+
+    def start(self) -> None:
+        """Check the inputs and start the task; problems are shown here, never as a traceback."""
+        if self.task is not None:
+            return
+        self.summary.setVisible(False)
+        try:
+            request = self.collect()
+            source = QgisLayerSource.from_layer(request.layer)
+        except RsGhostError as error:
+            self.show_message(str(error), error=True)
+            return
+        from ..qgis_io.task import ClassifyTask
+
+        self.save_settings()
+        self.task = ClassifyTask(source, request.options, request.model_name, QgsProject.instance())
+        self.task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
+        self.task.done.connect(self._finished)
+        self.show_message(f"Classifying {request.layer.name()}…")
+        self.progress.setValue(0)
+        self._set_running(True)
+        QgsApplication.taskManager().addTask(self.task)
+
+    def cancel(self) -> None:
+        """Ask the running task to stop; it removes what it started writing."""
+        if self.task is not None:
+            self.show_message("Cancelling…")
+            self.task.cancel()
+
+    def shutdown(self) -> None:
+        """Cancel a running task (plugin unload)."""
+        self.cancel()
+
+    def _set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+
+    def _finished(self, task) -> None:
+        self.task = None
+        self._set_running(False)
+        if task.result is not None and not task.error:
+            self.progress.setValue(100)
+            result = task.result
+            self.show_message(
+                f"Done: {result.tiles_classified} of {result.tiles_total} tiles classified in {result.seconds:.1f} s "
+                f"({result.provider}); bands {result.bands_used}, scaling {result.scaling_used}."
+            )
+            self._show_summary(result)
+            self.iface.messageBar().pushMessage(
+                "RS Ghost", f"{task.source.info.name}: {result.tiles_classified} tiles classified.", Qgis.Success, 5
+            )
+        else:
+            self.progress.setValue(0)
+            self.show_message(task.error, error=True)
+
+    def _show_summary(self, result) -> None:
+        rows = [row for row in result.areas if row.tiles > 0]
+        self.summary.setRowCount(len(rows))
+        for i, row in enumerate(rows):
+            swatch = QPixmap(12, 12)
+            swatch.fill(QColor(row.color))
+            cells = [
+                QTableWidgetItem(QIcon(swatch), row.class_name),
+                QTableWidgetItem(str(row.tiles)),
+                QTableWidgetItem(f"{row.hectares:,.1f}"),
+                QTableWidgetItem(f"{row.percent:.1f} %"),
+            ]
+            for j, cell in enumerate(cells):
+                cell.setFlags(cell.flags() & ~Qt.ItemIsEditable)
+                if j:
+                    cell.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                self.summary.setItem(i, j, cell)
+        self.summary.resizeColumnsToContents()
+        self.summary.setVisible(True)
+
+    def show_message(self, text: str, error: bool = False) -> None:
+        """Show a status or error line in the dialog."""
+        self.message.setStyleSheet("color:#b00020;" if error else "")
+        self.message.setText(text)

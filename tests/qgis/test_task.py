@@ -1,0 +1,117 @@
+"""The classification task on real rasters: layers, fields, CRS, renderers, grouping, cancel."""
+
+import time
+
+import numpy as np
+from qgis.core import (
+    QgsCategorizedSymbolRenderer,
+    QgsPalettedRasterRenderer,
+    QgsRasterLayer,
+    QgsVectorLayer,
+)
+
+from rs_ghost_qgis.core.pipeline import Area, ClassifyOptions
+from rs_ghost_qgis.qgis_io.source import QgisLayerSource
+from rs_ghost_qgis.qgis_io.task import ClassifyTask
+from tests.qgis.conftest import run_task
+from tests.qgis.rasters import two_halves, write_geotiff
+from tests.tiny_model import TINY_CLASSES
+
+
+def _task(tmp_path, tiny_model, project, **options):
+    path = write_geotiff(tmp_path / "halves.tif", two_halves())
+    layer = QgsRasterLayer(str(path), "halves")
+    project.addMapLayer(layer)
+    defaults = dict(
+        model_path=str(tiny_model),
+        area=Area(),
+        out_vector=str(tmp_path / "out" / "tiles.gpkg"),
+        out_raster=str(tmp_path / "out" / "classes.tif"),
+    )
+    defaults.update(options)
+    return ClassifyTask(QgisLayerSource.from_layer(layer, project), ClassifyOptions(**defaults), "tiny", project)
+
+
+def test_task_adds_styled_grouped_layers(qgis_app, project, tmp_path, tiny_model):
+    task = run_task(_task(tmp_path, tiny_model, project))
+    assert task.error == ""
+    tiles, classes = task.layers
+    assert isinstance(tiles, QgsVectorLayer) and isinstance(classes, QgsRasterLayer)
+    # 1280 x 640 m at 320 m tiles: 4 x 2 tiles; the left half forest, the right half water.
+    assert tiles.featureCount() == 8
+    names = tiles.fields().names()
+    for field in ("class_id", "class_name", "confidence"):
+        assert field in names
+    counts = {}
+    for feature in tiles.getFeatures():
+        counts[feature["class_name"]] = counts.get(feature["class_name"], 0) + 1
+        assert 0.0 < feature["confidence"] <= 1.0
+    assert counts == {"Forest": 4, "Water": 4}
+    assert tiles.crs().authid() == "EPSG:32633" and classes.crs().authid() == "EPSG:32633"
+    renderer = tiles.renderer()
+    assert isinstance(renderer, QgsCategorizedSymbolRenderer) and renderer.classAttribute() == "class_name"
+    assert [c.value() for c in renderer.categories()] == TINY_CLASSES
+    assert renderer.categories()[0].symbol().color().name() == "#1f78b4"
+    assert "Forest" in renderer.categories()[1].label() and "ha" in renderer.categories()[1].label()
+    palette = classes.renderer()
+    assert isinstance(palette, QgsPalettedRasterRenderer)
+    assert [(c.value, c.color.name()) for c in palette.classes()] == [
+        (0, "#1f78b4"),
+        (1, "#33a02c"),
+        (2, "#ffff99"),
+    ]
+    assert "halves" in tiles.name() and "tiny" in tiles.name()
+    group = project.layerTreeRoot().children()[0]
+    assert group.name() == "RS Ghost: halves (tiny)"
+    assert {child.layerId() for child in group.children()} == {tiles.id(), classes.id()}
+    assert [row.class_name for row in task.result.areas if row.tiles] == ["Water", "Forest"]
+
+
+def test_task_error_is_a_message(qgis_app, project, tmp_path, tiny_model):
+    task = run_task(_task(tmp_path, tiny_model, project, area=Area(bounds=(0, 0, 10, 10))))
+    assert task.result is None and task.layers == []
+    assert "does not overlap" in task.error
+    assert "Traceback" not in task.error
+    assert _leftovers(tmp_path) == []
+
+
+def test_cancel_queued_task_leaves_nothing(qgis_app, project, tmp_path, tiny_model):
+    task = run_task(_task(tmp_path, tiny_model, project), on_start=lambda t: t.cancel())
+    assert task.result is None and task.layers == []
+    assert "Cancelled" in task.error
+    assert _leftovers(tmp_path) == []
+    assert len(project.mapLayers()) == 1  # only the input
+
+
+def test_cancel_while_running_stops_within_a_second(qgis_app, project, tmp_path, tiny_model):
+    big = np.zeros((3, 1536, 1536), dtype=np.uint8)
+    big[1] = 150  # green: forest everywhere, 48 x 48 tiles
+    path = write_geotiff(tmp_path / "big.tif", big)
+    layer = QgsRasterLayer(str(path), "big")
+    project.addMapLayer(layer)
+    options = ClassifyOptions(
+        model_path=str(tiny_model),
+        stride=8,  # 4 x 4 overlapping tiles per cell: plenty of work to cancel
+        out_vector=str(tmp_path / "out" / "tiles.gpkg"),
+        out_raster=str(tmp_path / "out" / "classes.tif"),
+    )
+    task = ClassifyTask(QgisLayerSource.from_layer(layer, project), options, "tiny", project)
+    asked = []
+
+    def cancel_once(value):
+        if not asked and value > 0:
+            asked.append(time.perf_counter())
+            task.cancel()
+
+    task.progressChanged.connect(cancel_once)
+    run_task(task)
+    stopped = time.perf_counter()
+    assert asked, "the task finished before any progress was reported"
+    assert task.result is None and "Cancelled" in task.error
+    assert stopped - asked[0] < 1.5
+    assert _leftovers(tmp_path) == []
+
+
+def _leftovers(tmp_path):
+    out = tmp_path / "out"
+    return sorted(p.name for p in out.iterdir()) if out.exists() else []
