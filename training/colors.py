@@ -33,6 +33,33 @@ LAND_COVER = {
     "sealake": "#0b2a6f",  # navy
 }
 
+# Other data sets' names (AID, UC Merced, NWPU, RSOD, users' own) borrow a land-cover colour
+# when they contain one of these words; the first match wins.
+KEYWORDS = (
+    ("sea", "sealake"),
+    ("lake", "sealake"),
+    ("river", "river"),
+    ("water", "river"),
+    ("pond", "river"),
+    ("forest", "forest"),
+    ("wood", "forest"),
+    ("tree", "forest"),
+    ("residential", "residential"),
+    ("urban", "residential"),
+    ("building", "residential"),
+    ("industrial", "industrial"),
+    ("highway", "highway"),
+    ("road", "highway"),
+    ("crop", "annualcrop"),
+    ("farm", "annualcrop"),
+    ("orchard", "permanentcrop"),
+    ("vineyard", "permanentcrop"),
+    ("pasture", "pasture"),
+    ("meadow", "pasture"),
+    ("grass", "herbaceousvegetation"),
+    ("vegetation", "herbaceousvegetation"),
+)
+
 # Distinct, readable colours for any other class, handed out in order (Glasbey-like).
 FALLBACK = (
     "#e6194b",
@@ -69,8 +96,8 @@ FALLBACK = (
 
 
 def class_colors(class_names: list[str]) -> list[str]:
-    """One '#rrggbb' colour per class: land-cover colours by name, then unused fallback colours."""
-    colors: list[str | None] = [LAND_COVER.get(_key(name)) for name in class_names]
+    """One '#rrggbb' colour per class: land-cover colours by name or word, then unused fallback colours."""
+    colors = [_land_cover(name) for name in class_names]
     # A name that maps to an already-used land-cover colour must not share it.
     seen: set[str] = set()
     for index, color in enumerate(colors):
@@ -89,8 +116,11 @@ def _unused(candidates: Iterator[str], used: set[str]) -> Iterator[str]:
             yield color
 
 
-def _key(name: str) -> str:
-    return "".join(character for character in name.lower() if character.isalnum())
+def _land_cover(name: str) -> str | None:
+    key = "".join(character for character in name.lower() if character.isalnum())
+    if key in LAND_COVER:
+        return LAND_COVER[key]
+    return next((LAND_COVER[cover] for word, cover in KEYWORDS if word in key), None)
 
 
 def _fallback_colors() -> Iterator[str]:
