@@ -63,10 +63,11 @@ class AssessAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(
             QgsProcessingParameterField(
                 self.PREDICTED_FIELD,
-                "Predicted class field",
+                "Predicted class field (empty = class_name)",
                 "class_name",
                 self.INPUT,
                 QgsProcessingParameterField.Any,
+                optional=True,
             )
         )
         self.addParameter(

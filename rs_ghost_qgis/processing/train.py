@@ -34,7 +34,7 @@ DEFAULT_ARCHITECTURE = "g_ghost_regnetx_040"
 
 def find_project(given: str) -> Path | None:
     """The folder that holds the ``training`` package: ``given`` or the plugin's repository."""
-    for folder in ([Path(given)] if given else []) + [PACKAGE_DIR.parent]:
+    for folder in [Path(given)] if given else [PACKAGE_DIR.parent]:
         if (folder / "training" / "__init__.py").is_file():
             return folder
     return None
@@ -128,7 +128,9 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
         )
         self.addParameter(QgsProcessingParameterString(self.ARGS, "Extra arguments", "", False, True))
         self.addParameter(
-            QgsProcessingParameterFile(self.PYTHON, "Python with torch", QgsProcessingParameterFile.File, optional=True)
+            QgsProcessingParameterFile(
+                self.PYTHON, "Python with torch", QgsProcessingParameterFile.File, "", None, True, "All files (*)"
+            )
         )
         self.addParameter(
             QgsProcessingParameterFile(
@@ -146,8 +148,9 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
         project = find_project(self.parameterAsFile(parameters, self.PROJECT, context))
         if project is None:
             raise QgsProcessingException(
-                "The training code is not here: the plugin zip ships only the classifier. Clone the RS Ghost "
-                "repository and choose its folder as 'RS Ghost repository'."
+                "The training code is not here (no training/ package in the chosen folder, and the plugin zip "
+                "ships only the classifier). Clone the RS Ghost repository and choose its folder as "
+                "'RS Ghost repository'."
             )
         python, reasons = torch_python(
             candidate_pythons(self.parameterAsFile(parameters, self.PYTHON, context), project), project
