@@ -175,10 +175,10 @@ def build_grid(info: RasterInfo, card: ModelCard, area: Area | None = None, stri
     xmin, ymin, xmax, ymax = region.bounds
     rows = (math.floor((y0 - ymax) / cell + _EPS), math.ceil((y0 - ymin) / cell - _EPS))
     cols = (math.floor((xmin - x0) / cell + _EPS), math.ceil((xmax - x0) / cell - _EPS))
-    rectangle = shapely.box(x0 + cols[0] * cell, y0 - rows[1] * cell, x0 + cols[1] * cell, y0 - rows[0] * cell)
-    # A region that fills its cell envelope (the whole raster in its own CRS, or a box on
-    # the grid) needs no per-row geometry.
-    covers = abs(shapely.area(region) - shapely.area(rectangle)) <= 1e-9 * shapely.area(rectangle)
+    # An axis-parallel rectangle (the whole raster in its own CRS, a box in the grid CRS)
+    # overlaps every cell of its envelope: no per-row geometry needed.
+    envelope = shapely.box(*region.bounds)
+    rectangular = abs(shapely.area(region) - shapely.area(envelope)) <= 1e-9 * shapely.area(envelope)
     return Grid(
         crs_wkt=grid_wkt,
         crs_note=note,
@@ -190,7 +190,7 @@ def build_grid(info: RasterInfo, card: ModelCard, area: Area | None = None, stri
         cell_px=cell_px,
         rows=rows,
         cols=cols,
-        area=None if covers else region,
+        area=None if rectangular else region,
     )
 
 

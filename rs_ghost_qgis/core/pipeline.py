@@ -443,7 +443,7 @@ class _CellMap:
 
     def _new_row(self) -> _Row:
         width = self.grid.width
-        return _Row(np.zeros((width, self.num_classes)), np.zeros(width, np.int32), np.zeros(width, np.float32))
+        return _Row(np.zeros((width, self.num_classes)), np.zeros(width, np.int32), np.zeros(width))
 
     def _columns(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         index = np.asarray(cols) - self.grid.cols[0]

@@ -137,7 +137,8 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part{path.suffix}")
 
 
-def _publish(tmp: Path, path: Path) -> None:
+def publish(tmp: Path, path: Path) -> None:
+    """Move a finished temporary file onto its final name."""
     try:
         os.replace(tmp, path)
     except OSError as error:
@@ -202,7 +203,7 @@ class GeoPackageSink:
         self._layer.SetMetadata(self.metadata)
         self._layer = None
         self._ds = None  # closes the file
-        _publish(self._tmp, self.path)
+        publish(self._tmp, self.path)
         self._tmp = None
 
     def abort(self) -> None:
@@ -267,7 +268,7 @@ class ClassRasterWriter:
         """Write what is buffered, close, move into place."""
         self._flush()
         self._ds.close()
-        _publish(self._tmp, self.path)
+        publish(self._tmp, self.path)
 
     def abort(self) -> None:
         """Close and delete the temporary file."""

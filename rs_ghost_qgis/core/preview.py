@@ -1,0 +1,117 @@
+"""A picture to check a run at a glance: the image, and the class map laid over it with a legend."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+
+from .crs import describe
+from .pipeline import ClassifyOptions, ClassifyResult
+from .radiometry import plan_radiometry
+from .sinks import NODATA_CLASS, publish, temporary_path
+
+MAX_IMAGE_PX = 1400  # long side of the image rendering
+MAX_OUTLINED_CELLS = 120  # draw tile outlines only when there are few enough to see
+OVERLAY_ALPHA = 0.45
+
+
+def draw_preview(
+    source, result: ClassifyResult, class_raster: str | os.PathLike, path: str | os.PathLike, options: ClassifyOptions
+) -> Path:
+    """Write a PNG: left the image as the model saw it, right the classes over it, with a legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    card = result.card
+    with rasterio.open(class_raster) as ds:
+        scale = max(1, int(np.ceil(max(ds.width, ds.height) / MAX_IMAGE_PX)))
+        shape = (max(1, ds.height // scale), max(1, ds.width // scale))
+        classes = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
+        bounds, grid_wkt, cells = tuple(ds.bounds), ds.crs.to_wkt(), (ds.width, ds.height)
+    image = _render_image(source, result, bounds, grid_wkt, options)
+    extent = (bounds[0], bounds[2], bounds[1], bounds[3])
+
+    colours = ListedColormap([_rgb(c) for c in card.class_colors])
+    overlay = np.ma.masked_equal(classes, NODATA_CLASS)
+
+    aspect = (bounds[3] - bounds[1]) / (bounds[2] - bounds[0])
+    panel_w = 6.0
+    fig, axes = plt.subplots(1, 2, figsize=(2 * panel_w + 3.2, max(3.5, panel_w * aspect + 1.6)), dpi=110)
+    for ax, title in zip(axes, ("image (bands and scaling as fed to the model)", "classes"), strict=True):
+        ax.imshow(image, extent=extent, interpolation="bilinear")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(f"x ({describe(grid_wkt)})", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.ticklabel_format(useOffset=False, style="plain")
+    axes[0].set_ylabel("y", fontsize=8)
+    axes[1].imshow(
+        overlay,
+        extent=extent,
+        cmap=colours,
+        vmin=-0.5,
+        vmax=card.num_classes - 0.5,
+        alpha=OVERLAY_ALPHA,
+        interpolation="nearest",
+    )
+    if max(cells) <= MAX_OUTLINED_CELLS:
+        xs = np.linspace(bounds[0], bounds[2], cells[0] + 1)
+        ys = np.linspace(bounds[1], bounds[3], cells[1] + 1)
+        axes[1].vlines(xs, bounds[1], bounds[3], colors="white", linewidths=0.4, alpha=0.5)
+        axes[1].hlines(ys, bounds[0], bounds[2], colors="white", linewidths=0.4, alpha=0.5)
+    for ax in axes:
+        ax.set_xlim(bounds[0], bounds[2])
+        ax.set_ylim(bounds[1], bounds[3])
+
+    handles = [
+        Patch(
+            facecolor=row.color,
+            edgecolor="0.3",
+            label=f"{row.class_name}  {row.percent:.1f} %  ({row.hectares:,.0f} ha)",
+        )
+        for row in result.areas
+        if row.tiles or row.hectares
+    ]
+    if result.tiles_nodata:
+        handles.append(Patch(facecolor="none", edgecolor="0.3", label=f"nodata: {result.tiles_nodata:,} tiles"))
+    axes[1].legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, title="class, area", title_fontsize=8
+    )
+    fig.suptitle(
+        f"{source.info.name}  —  {card.architecture} ({Path(str(options.model_path or 'bundled model')).name})\n"
+        f"{card.tile_size_m:g} m tiles, {result.tiles_classified:,} classified; {result.scaling_used}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    path = Path(path)
+    tmp = temporary_path(path)
+    fig.savefig(tmp, format="png")
+    plt.close(fig)
+    publish(tmp, path)
+    return path
+
+
+def _render_image(source, result: ClassifyResult, bounds, grid_wkt: str, options: ClassifyOptions) -> np.ndarray:
+    """The raster over ``bounds`` as RGB in 0..1, with the run's band mapping and scaling."""
+    radiometry = plan_radiometry(source, result.card, result.bands_used, options.scaling)
+    width_m, height_m = bounds[2] - bounds[0], bounds[3] - bounds[1]
+    scale = MAX_IMAGE_PX / max(width_m, height_m)
+    width, height = max(1, round(width_m * scale)), max(1, round(height_m * scale))
+    block = source.read(bounds, grid_wkt, width, height, radiometry.bands)
+    values = radiometry.to_values(block.data)
+    values = values[:3] if len(values) >= 3 else np.repeat(values[:1], 3, axis=0)  # grey for 1-2 bands
+    low, high = result.card.value_range
+    rgb = np.clip((values - low) / (high - low), 0.0, 1.0).transpose(1, 2, 0)
+    rgb[~block.valid] = 0.85  # light grey where there is no data
+    return rgb
+
+
+def _rgb(colour: str) -> tuple[float, float, float]:
+    return tuple(int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5))
