@@ -176,7 +176,7 @@ def _run(args: argparse.Namespace) -> int:
     args.data = args.data or _find_default_data()
     _check_positive(args, "epochs", "teacher_epochs", "batch_size", "teacher_input_size")
     world = distributed.start(args.device)
-    data = _load_data(args, image_size=args.image_size or 64)
+    data = _load_data_once(args, world, image_size=args.image_size or 64)
     gsd_m = resolve_gsd(data.class_names, args.gsd, data.summary.get("gsd_m"))  # before hours of training
     out = Path(args.out)
     meta = _meta(args, data, world, gsd_m)
@@ -216,7 +216,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.teacher and args.teacher != load_checkpoint(args.teacher_checkpoint)["architecture"]:
         raise TrainingError(f"--teacher {args.teacher} does not match the architecture in {args.teacher_checkpoint}.")
     world = distributed.start(args.device)
-    data = _load_data(args, image_size=args.image_size or 64)
+    data = _load_data_once(args, world, image_size=args.image_size or 64)
     config = _stage_config(args, args.model, Path(args.out), "teacher" if distill == "none" else "student", distill)
     config.input_size = args.input_size
     result = train_stage(config, data, world, _meta(args, data, world, args.gsd or data.summary.get("gsd_m")))
@@ -271,6 +271,16 @@ def _check_positive(args: argparse.Namespace, *names: str) -> None:
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, not {value}.")
+
+
+def _load_data_once(args: argparse.Namespace, world: distributed.World, *, image_size: int) -> DatasetSplits:
+    """Load the data on the main process first, so the others read its cache instead of decoding too."""
+    if world.is_main:
+        data = _load_data(args, image_size=image_size)
+    distributed.barrier(world)
+    if not world.is_main:
+        data = _load_data(args, image_size=image_size)
+    return data
 
 
 def _load_data(args: argparse.Namespace, *, image_size: int, scoring: bool = False) -> DatasetSplits:
