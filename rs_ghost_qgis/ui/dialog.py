@@ -14,6 +14,7 @@ from qgis.core import (
     QgsApplication,
     QgsMapLayerProxyModel,
     QgsProject,
+    QgsRasterLayer,
     QgsSettings,
 )
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
@@ -75,12 +76,13 @@ def load_card(path: str | None):
     return load_model(path or None, threads=1).card
 
 
-def card_summary_html(card) -> str:
+def card_summary_html(card, columns: int = 3) -> str:
     """Classes with colour swatches, tile footprint, GSD and accuracy, for the dialog."""
-    swatches = "".join(
-        f'<span style="background:{color};">&nbsp;&nbsp;&nbsp;&nbsp;</span>&nbsp;{name}<br>'
+    cells = [
+        f'<td><span style="background:{color};">&nbsp;&nbsp;&nbsp;&nbsp;</span>&nbsp;{name}&nbsp;&nbsp;</td>'
         for name, color in zip(card.class_names, card.class_colors, strict=True)
-    )
+    ]
+    rows = "".join("<tr>" + "".join(cells[i : i + columns]) + "</tr>" for i in range(0, len(cells), columns))
     facts = [
         f"<b>{card.architecture}</b>, {card.num_classes} classes, bands {', '.join(card.bands)}",
         f"tile {card.tile_size} px × {card.gsd_m:g} m = {card.tile_size_m:g} m on the ground (GSD {card.gsd_m:g} m)",
@@ -88,17 +90,24 @@ def card_summary_html(card) -> str:
     accuracy = _accuracy(card.metrics)
     if accuracy:
         facts.append(accuracy)
-    return "<br>".join(facts) + "<br>" + swatches
+    return "<br>".join(facts) + f"<table>{rows}</table>"
 
 
 def _accuracy(metrics: dict) -> str:
     """The card's accuracy figures in words ('' when it has none)."""
     found = []
     for key, value in metrics.items():
-        if isinstance(value, int | float) and ("acc" in key.lower() or "f1" in key.lower() or "kappa" in key.lower()):
-            shown = f"{value:.1%}" if 0 <= value <= 1 and "kappa" not in key.lower() else f"{value:.3g}"
-            found.append(f"{key.replace('_', ' ')} {shown}")
-    return "accuracy: " + ", ".join(found) if found else ""
+        name = key.lower()
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if any(word in name for word in ("acc", "top1", "f1", "kappa")):
+            shown = f"{value:.1%}" if 0 <= value <= 1 and "kappa" not in name else f"{value:.3g}"
+            label = name.replace("val_", "validation ").replace("top1", "top-1 accuracy").replace("f1", "F1")
+            label = label.replace("_", " ")
+            found.append(f"{label} {shown}")
+    images = metrics.get("val_images")
+    suffix = f" ({images:,} images)" if isinstance(images, int) else ""
+    return "accuracy: " + ", ".join(found) + suffix if found else ""
 
 
 class ClassifyDialog(QDialog):
@@ -111,6 +120,7 @@ class ClassifyDialog(QDialog):
         self.card = None
         self.setWindowTitle("RS Ghost: classify raster tiles")
         self.setWindowIcon(QIcon(str(icon_path())))
+        self.setMinimumWidth(640)
         self._build()
         self._restore()
         self._model_changed()
@@ -267,7 +277,7 @@ class ClassifyDialog(QDialog):
     # --- reactions ----------------------------------------------------------------------------
     def select_layer(self, layer) -> None:
         """Preselect ``layer`` when it is a raster layer (the current layer in QGIS)."""
-        if layer is not None and self.layer_combo.model().sourceLayerModel().indexFromLayer(layer).isValid():
+        if isinstance(layer, QgsRasterLayer):
             self.layer_combo.setLayer(layer)
         self._update_bands_hint()
 
@@ -346,6 +356,9 @@ class ClassifyDialog(QDialog):
             out_vector=out_vector,
             out_raster=out_raster,
         )
+        from ..core.radiometry import choose_bands
+
+        choose_bands(QgisLayerSource.from_layer(layer), card, options.bands)  # wrong bands: say so now
         self.card = card
         return Request(layer=layer, options=options, model_name=name)
 
@@ -421,7 +434,11 @@ class ClassifyDialog(QDialog):
                     cell.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
                 self.summary.setItem(i, j, cell)
         self.summary.resizeColumnsToContents()
+        self.summary.horizontalHeader().setStretchLastSection(True)
+        header = self.summary.horizontalHeader().height()
+        self.summary.setFixedHeight(header + sum(self.summary.rowHeight(i) for i in range(len(rows))) + 4)
         self.summary.setVisible(True)
+        self.adjustSize()
 
     def show_message(self, text: str, error: bool = False) -> None:
         """Show a status or error line in the dialog."""

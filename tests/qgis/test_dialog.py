@@ -1,0 +1,147 @@
+"""The dialog: preselection, model card display, settings, a full run with summary, bad inputs."""
+
+import onnx
+import pytest
+from qgis.core import QgsCoordinateReferenceSystem, QgsRasterLayer, QgsRectangle, QgsSettings, QgsVectorLayer
+from qgis.PyQt.QtCore import QEventLoop, QTimer
+
+from rs_ghost_qgis.ui.dialog import SETTINGS_PREFIX, ClassifyDialog
+from tests.qgis.rasters import two_halves, write_geotiff
+
+
+@pytest.fixture()
+def dialog(qgis_app, qgis_iface, project, qgis_processing):
+    QgsSettings().remove(SETTINGS_PREFIX.rstrip("/"))
+    widget = ClassifyDialog(qgis_iface)
+    yield widget
+    widget.shutdown()
+    widget.deleteLater()
+
+
+def _raster(tmp_path, project, bands=3, name="halves"):
+    path = write_geotiff(tmp_path / f"{name}.tif", two_halves()[:bands], descriptions=["B4", "B3", "B2"][:bands])
+    layer = QgsRasterLayer(str(path), name)
+    project.addMapLayer(layer)
+    return layer
+
+
+def _use_model(dialog, path):
+    dialog.file_radio.setChecked(True)
+    dialog.model_file.setFilePath(str(path))
+
+
+def _wait(dialog, timeout_s=60):
+    task = dialog.task
+    assert task is not None, dialog.message.text()
+    loop = QEventLoop()
+    task.done.connect(lambda _: loop.quit())
+    QTimer.singleShot(timeout_s * 1000, loop.quit)
+    loop.exec_()
+    assert dialog.task is None, "the run did not finish"
+    return task
+
+
+def test_preselects_layer_and_shows_model_card(dialog, tmp_path, project, tiny_model):
+    other = _raster(tmp_path, project, name="other")
+    layer = _raster(tmp_path, project)
+    dialog.select_layer(layer)
+    assert dialog.layer_combo.currentLayer() is layer
+    _use_model(dialog, tiny_model)
+    text = dialog.model_info.text()
+    for expected in ("Water", "Forest", "Crop", "#33a02c", "32 px × 10 m = 320 m", "GSD 10 m"):
+        assert expected in text
+    assert dialog.bands_edit.placeholderText() == "auto: 1,2,3"
+    assert "matched by description" in dialog.bands_hint.text()
+    dialog.select_layer(QgsVectorLayer("Point?crs=EPSG:4326", "points", "memory"))  # not a raster: ignored
+    assert dialog.layer_combo.currentLayer() is layer
+    assert other is not layer
+
+
+def test_run_shows_summary_and_remembers_settings(dialog, tmp_path, project, tiny_model):
+    layer = _raster(tmp_path, project)
+    dialog.select_layer(layer)
+    _use_model(dialog, tiny_model)
+    dialog.folder_widget.setFilePath(str(tmp_path / "out"))
+    dialog.stride_spin.setValue(16)
+    dialog.start()
+    assert dialog.cancel_button.isEnabled() and not dialog.run_button.isEnabled()
+    _wait(dialog)
+    assert dialog.message.text().startswith("Done:"), dialog.message.text()
+    assert dialog.progress.value() == 100
+    assert not dialog.cancel_button.isEnabled() and dialog.run_button.isEnabled()
+    rows = {dialog.summary.item(i, 0).text() for i in range(dialog.summary.rowCount())}
+    assert rows == {"Forest", "Water"} and not dialog.summary.isHidden()
+    assert sorted(p.suffix for p in (tmp_path / "out").iterdir()) == [".gpkg", ".tif"]
+    assert len(project.mapLayers()) == 3  # the input plus both outputs
+    settings = QgsSettings()
+    assert settings.value(SETTINGS_PREFIX + "model_path") == str(tiny_model)
+    assert int(settings.value(SETTINGS_PREFIX + "stride")) == 16
+    again = ClassifyDialog(dialog.iface)
+    assert again.model_file.filePath() == str(tiny_model) and again.stride_spin.value() == 16
+    again.deleteLater()
+
+
+def _no_card(tiny_model, tmp_path):
+    model = onnx.load(str(tiny_model))
+    del model.metadata_props[:]
+    onnx.save(model, str(tmp_path / "nocard.onnx"))
+    return tmp_path / "nocard.onnx"
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("vector", "is a vector layer; choose a raster layer"),
+        ("one_band", "1 usable band(s) but the model needs 3"),
+        ("missing_model", "does not exist"),
+        ("no_card", "no complete model card"),
+        ("no_bundled", "bundled model is not there yet"),
+        ("no_output", "at least one output"),
+    ],
+)
+def test_bad_inputs_are_messages(dialog, tmp_path, project, tiny_model, monkeypatch, case, message):
+    layer = _raster(tmp_path, project, bands=1 if case == "one_band" else 3)
+    dialog.select_layer(layer)
+    _use_model(dialog, tiny_model)
+    if case == "vector":
+        vector = QgsVectorLayer("Polygon?crs=EPSG:4326", "fields", "memory")
+        monkeypatch.setattr(dialog.layer_combo, "currentLayer", lambda: vector)
+    elif case == "missing_model":
+        dialog.model_file.setFilePath(str(tmp_path / "nothing.onnx"))
+    elif case == "no_card":
+        dialog.model_file.setFilePath(str(_no_card(tiny_model, tmp_path)))
+    elif case == "no_bundled":
+        dialog.bundled_radio.setChecked(True)
+    elif case == "no_output":
+        dialog.polygons_check.setChecked(False)
+        dialog.raster_check.setChecked(False)
+    dialog.start()
+    assert dialog.task is None
+    assert message in dialog.message.text() and "Traceback" not in dialog.message.text()
+
+
+def test_extent_outside_raster_is_a_message(dialog, tmp_path, project, tiny_model, qgis_iface):
+    layer = _raster(tmp_path, project)
+    dialog.select_layer(layer)
+    _use_model(dialog, tiny_model)
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:32633"))
+    canvas.setExtent(QgsRectangle(100000, 100000, 101000, 101000))
+    dialog.area_combo.setCurrentIndex(dialog.area_combo.findData("canvas"))
+    dialog.folder_widget.setFilePath(str(tmp_path / "out"))
+    dialog.start()
+    _wait(dialog)
+    assert "does not overlap" in dialog.message.text()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert len(project.mapLayers()) == 1
+
+
+def test_cancel_button_stops_the_run(dialog, tmp_path, project, tiny_model):
+    layer = _raster(tmp_path, project)
+    dialog.select_layer(layer)
+    _use_model(dialog, tiny_model)
+    dialog.start()
+    dialog.cancel_button.click()
+    _wait(dialog)
+    assert "Cancelled" in dialog.message.text()
+    assert len(project.mapLayers()) == 1
