@@ -19,6 +19,16 @@ from pathlib import Path
 MIN_ONNXRUNTIME = (1, 14)  # first release that runs opset 17 models (our exporter's opset)
 NUMPY2_ONNXRUNTIME = (1, 19)  # first release built for numpy 2
 INSTALL_TIMEOUT_S = 900
+# Modules the engine imports besides numpy and GDAL (which QGIS always has), with the oldest
+# version that works and whether pip may put them in the plugin's folder. rasterio wheels
+# carry their own GDAL, which must not be loaded next to QGIS's: it comes from the platform.
+PIP_MODULES = {"onnxruntime": MIN_ONNXRUNTIME, "shapely": (2, 0), "affine": (2, 0)}
+PLATFORM_MODULES = {"rasterio": (1, 2)}
+RASTERIO_HINTS = {
+    "linux": "sudo apt install python3-rasterio   (Debian/Ubuntu; Fedora: sudo dnf install python3-rasterio)",
+    "win32": "OSGeo4W Setup > Advanced install > search 'rasterio' > install python3-rasterio",
+    "darwin": "{python} -m pip install --target {folder} rasterio   (its wheel brings its own GDAL; restart QGIS)",
+}
 
 
 class DependencyError(RuntimeError):
@@ -34,16 +44,20 @@ class DependencyStatus:
     onnxruntime_version: str = ""
     numpy_version: str = ""
     install_command: list[str] = field(default_factory=list)
+    other_steps: list[str] = field(default_factory=list)
 
     def message(self) -> str:
-        """A message for the user: the problem, then the command that fixes it."""
+        """A message for the user: the problem, then the commands that fix it."""
         if self.ok:
             return f"onnxruntime {self.onnxruntime_version} and numpy {self.numpy_version} are ready."
-        return (
-            f"{self.problem}\n\nTo fix it, run this command (it installs onnxruntime alone into the "
-            f"plugin's own folder and leaves numpy untouched), then restart QGIS:\n\n"
-            f"{format_command(self.install_command)}"
-        )
+        parts = [self.problem]
+        if self.install_command:
+            parts.append(
+                "To fix it, run this command (it installs the missing packages alone into the plugin's own "
+                f"folder and leaves numpy untouched), then restart QGIS:\n\n{format_command(self.install_command)}"
+            )
+        parts += self.other_steps
+        return "\n\n".join(parts)
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -82,14 +96,17 @@ def python_executable() -> str:
     return shutil.which(f"python{version}") or shutil.which("python3") or "python3"
 
 
-def requirement(numpy_version: str) -> str:
-    """The onnxruntime requirement that fits this numpy (numpy 2 needs a numpy-2 build)."""
-    low = NUMPY2_ONNXRUNTIME if _version_tuple(numpy_version) >= (2,) else MIN_ONNXRUNTIME
-    return "onnxruntime>=" + ".".join(map(str, low))
+def requirement(module: str, numpy_version: str) -> str:
+    """The pip requirement for ``module`` that fits this numpy (numpy 2 needs a numpy-2 onnxruntime)."""
+    low = PIP_MODULES[module]
+    if module == "onnxruntime" and _version_tuple(numpy_version) >= (2,):
+        low = NUMPY2_ONNXRUNTIME
+    return f"{module}>=" + ".".join(map(str, low))
 
 
-def install_command(folder: str | os.PathLike, numpy_version: str) -> list[str]:
-    """The pip command that installs onnxruntime alone into ``folder``."""
+def install_command(folder: str | os.PathLike, numpy_version: str, modules=("onnxruntime",)) -> list[str]:
+    """The pip command that installs ``modules`` alone (no dependencies) into ``folder``."""
+    requirements = [requirement(module, numpy_version) for module in modules]
     return [
         python_executable(),
         "-m",
@@ -99,8 +116,7 @@ def install_command(folder: str | os.PathLike, numpy_version: str) -> list[str]:
         "--no-deps",
         "--target",
         str(folder),
-        requirement(numpy_version),
-    ]
+    ] + requirements
 
 
 def format_command(command: list[str]) -> str:
@@ -109,46 +125,66 @@ def format_command(command: list[str]) -> str:
     return " ".join(quote.format(part) if any(c in part for c in " <>") else part for part in command)
 
 
+def _module_problem(name: str, minimum: tuple[int, ...]) -> tuple[str, str]:
+    """(problem, version) for one module; problem is "" when it imports and is new enough."""
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError:
+        return f"{name} is not installed", ""
+    except Exception as error:  # ImportError, or e.g. a numpy ABI mismatch raising at import time
+        return f"{name} cannot be imported ({type(error).__name__}: {error})", ""
+    version = str(getattr(module, "__version__", "0"))
+    if _version_tuple(version) < minimum:
+        return f"{name} {version} is too old (needs {'.'.join(map(str, minimum))} or newer)", version
+    return "", version
+
+
 def check(folder: str | os.PathLike) -> DependencyStatus:
-    """Check numpy and onnxruntime in this Python; never raises."""
+    """Check what the engine needs in this Python; never raises."""
     try:
         import numpy
 
         numpy_version = numpy.__version__
     except Exception as error:  # a broken numpy can raise anything at import
         return DependencyStatus(ok=False, problem=f"numpy cannot be imported in QGIS's Python ({error}).")
-    command = install_command(folder, numpy_version)
+    wanted = dict(PIP_MODULES)
+    if _version_tuple(numpy_version) >= (2,):
+        wanted["onnxruntime"] = NUMPY2_ONNXRUNTIME
+    problems, to_pip, versions = [], [], {}
+    for name, minimum in {**wanted, **PLATFORM_MODULES}.items():
+        problem, versions[name] = _module_problem(name, minimum)
+        if problem:
+            problems.append(problem)
+            if name in PIP_MODULES:
+                to_pip.append(name)
+    steps = []
+    if any(p.startswith("rasterio") for p in problems):
+        hint = RASTERIO_HINTS.get(sys.platform, RASTERIO_HINTS["linux"])
+        steps.append("Install rasterio for QGIS's Python:\n\n" + hint.format(python=python_executable(), folder=folder))
+    if not problems:
+        engine_problem = _engine_problem()
+        if engine_problem:
+            problems.append(engine_problem)
+    if problems:
+        return DependencyStatus(
+            ok=False,
+            problem="RS Ghost cannot run in this QGIS yet: " + "; ".join(problems) + ".",
+            onnxruntime_version=versions.get("onnxruntime", ""),
+            numpy_version=numpy_version,
+            install_command=install_command(folder, numpy_version, to_pip) if to_pip else [],
+            other_steps=steps,
+        )
+    return DependencyStatus(ok=True, onnxruntime_version=versions["onnxruntime"], numpy_version=numpy_version)
+
+
+def _engine_problem() -> str:
+    """Why the engine does not import here (e.g. a Python too old for it), or ""."""
     try:
-        onnxruntime = importlib.import_module("onnxruntime")
-        version = str(getattr(onnxruntime, "__version__", "0"))
-    except ImportError as error:
-        missing = "is not installed" if isinstance(error, ModuleNotFoundError) else f"cannot be imported ({error})"
-        return DependencyStatus(
-            ok=False,
-            problem=f"onnxruntime {missing} in QGIS's Python; the plugin needs it to run models.",
-            numpy_version=numpy_version,
-            install_command=command,
-        )
-    except Exception as error:  # e.g. a numpy ABI mismatch raising at import time
-        return DependencyStatus(
-            ok=False,
-            problem=f"onnxruntime cannot be imported in QGIS's Python ({type(error).__name__}: {error}).",
-            numpy_version=numpy_version,
-            install_command=command,
-        )
-    needed = NUMPY2_ONNXRUNTIME if _version_tuple(numpy_version) >= (2,) else MIN_ONNXRUNTIME
-    if _version_tuple(version) < needed:
-        return DependencyStatus(
-            ok=False,
-            problem=(
-                f"onnxruntime {version} is too old: this plugin needs {'.'.join(map(str, needed))} or newer"
-                f" (with numpy {numpy_version})."
-            ),
-            onnxruntime_version=version,
-            numpy_version=numpy_version,
-            install_command=command,
-        )
-    return DependencyStatus(ok=True, onnxruntime_version=version, numpy_version=numpy_version)
+        importlib.import_module(f"{__package__}.core.pipeline")
+    except Exception as error:
+        version = ".".join(map(str, sys.version_info[:3]))
+        return f"the plugin's engine does not import in Python {version} ({type(error).__name__}: {error})"
+    return ""
 
 
 def install(status: DependencyStatus, folder: str | os.PathLike) -> str:

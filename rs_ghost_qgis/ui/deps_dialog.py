@@ -16,7 +16,7 @@ class InstallTask(QgsTask):
     """Runs pip in the background so QGIS stays responsive; reports in the message bar."""
 
     def __init__(self, iface, status: deps.DependencyStatus, folder: Path) -> None:
-        super().__init__("RS Ghost: installing onnxruntime", QgsTask.CanCancel)
+        super().__init__("RS Ghost: installing packages", QgsTask.CanCancel)
         self.iface = iface
         self.status = status
         self.folder = folder
@@ -37,12 +37,12 @@ class InstallTask(QgsTask):
         if result:
             QgsMessageLog.logMessage(self.output, LOG_TAG, Qgis.Info)
             self.iface.messageBar().pushMessage(
-                "RS Ghost", "onnxruntime installed. Restart QGIS to use it.", Qgis.Success, 0
+                "RS Ghost", "Packages installed. Restart QGIS to use them.", Qgis.Success, 0
             )
         else:
             QgsMessageLog.logMessage(self.error, LOG_TAG, Qgis.Critical)
             self.iface.messageBar().pushMessage(
-                "RS Ghost", "Installing onnxruntime failed; see the log (RS Ghost tab).", Qgis.Critical, 0
+                "RS Ghost", "Installing the packages failed; see the log (RS Ghost tab).", Qgis.Critical, 0
             )
 
 
@@ -57,18 +57,23 @@ def show_dependency_dialog(iface, status: deps.DependencyStatus, folder: Path) -
         return
     box.setIcon(QMessageBox.Warning)
     box.setText(status.problem)
-    box.setInformativeText(
-        "RS Ghost can install onnxruntime alone into its own folder, without touching numpy "
-        f"or QGIS:\n{folder}\n\nOr run this command yourself, then restart QGIS:\n\n"
-        f"{deps.format_command(status.install_command)}"
-    )
-    install = box.addButton("Install now", QMessageBox.AcceptRole)
-    copy = box.addButton("Copy command", QMessageBox.ActionRole)
+    steps = []
+    if status.install_command:
+        steps.append(
+            "RS Ghost can install the missing packages alone into its own folder, without touching numpy "
+            f"or QGIS:\n{folder}\n\nOr run this command yourself, then restart QGIS:\n\n"
+            f"{deps.format_command(status.install_command)}"
+        )
+    box.setInformativeText("\n\n".join(steps + status.other_steps))
+    install = copy = None
+    if status.install_command:
+        install = box.addButton("Install now", QMessageBox.AcceptRole)
+        copy = box.addButton("Copy command", QMessageBox.ActionRole)
     box.addButton(QMessageBox.Close)
     box.exec_()
-    if box.clickedButton() is copy:
+    if copy is not None and box.clickedButton() is copy:
         QApplication.clipboard().setText(deps.format_command(status.install_command))
-    elif box.clickedButton() is install:
+    elif install is not None and box.clickedButton() is install:
         task = InstallTask(iface, status, folder)
         QgsApplication.taskManager().addTask(task)
         # Keep a reference: the task manager does not own the Python wrapper.

@@ -18,7 +18,7 @@ def test_missing_onnxruntime_gives_exact_command(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
     status = deps.check(tmp_path)
     assert not status.ok
-    assert "onnxruntime" in status.problem and "not installed" in status.problem
+    assert "onnxruntime is not installed" in status.problem
     command = status.install_command
     assert command[1:5] == ["-m", "pip", "install", "--upgrade"]
     assert "--no-deps" in command and command[command.index("--target") + 1] == str(tmp_path)
@@ -30,7 +30,7 @@ def test_missing_onnxruntime_gives_exact_command(monkeypatch, tmp_path):
 def test_too_old_and_broken(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnxruntime", types.SimpleNamespace(__version__="1.10.0"))
     status = deps.check(tmp_path)
-    assert not status.ok and "1.10.0 is too old" in status.problem
+    assert not status.ok and "onnxruntime 1.10.0 is too old" in status.problem
 
     def broken(name):
         raise AttributeError("_ARRAY_API not found")
@@ -41,8 +41,25 @@ def test_too_old_and_broken(monkeypatch, tmp_path):
 
 
 def test_requirement_follows_numpy():
-    assert deps.requirement("1.26.4") == "onnxruntime>=1.14"
-    assert deps.requirement("2.1.0") == "onnxruntime>=1.19"
+    assert deps.requirement("onnxruntime", "1.26.4") == "onnxruntime>=1.14"
+    assert deps.requirement("onnxruntime", "2.1.0") == "onnxruntime>=1.19"
+    assert deps.requirement("shapely", "2.1.0") == "shapely>=2.0"
+
+
+def test_several_missing_and_rasterio_from_the_platform(monkeypatch, tmp_path):
+    for name in ("shapely", "rasterio"):
+        monkeypatch.setitem(sys.modules, name, None)
+    status = deps.check(tmp_path)
+    assert "shapely is not installed" in status.problem and "rasterio is not installed" in status.problem
+    assert status.install_command[-1] == "shapely>=2.0"  # pip only for the self-contained wheels
+    assert any("python3-rasterio" in step or "rasterio" in step for step in status.other_steps)
+    assert "rasterio" in status.message()
+
+
+def test_engine_import_failure_is_reported(monkeypatch, tmp_path):
+    monkeypatch.setattr(deps, "_engine_problem", lambda: "the plugin's engine does not import in Python 3.9.0 (x)")
+    status = deps.check(tmp_path)
+    assert not status.ok and "3.9.0" in status.problem and status.install_command == []
 
 
 def test_install_runs_pip_without_shell_and_reports_failure(monkeypatch, tmp_path):

@@ -81,3 +81,26 @@ def test_button_explains_missing_onnxruntime(qgis_app, qgis_iface, qgis_processi
         assert plugin.dialog is None
     finally:
         plugin.unload()
+
+
+def test_dependency_dialog_shows_problem_command_and_install(qgis_app, qgis_iface, tmp_path):
+    from qgis.PyQt.QtCore import QTimer
+    from qgis.PyQt.QtWidgets import QApplication
+
+    from rs_ghost_qgis import deps
+    from rs_ghost_qgis.ui.deps_dialog import show_dependency_dialog
+
+    command = ["python3", "-m", "pip", "install", "--no-deps", "--target", str(tmp_path), "onnxruntime>=1.14"]
+    status = deps.DependencyStatus(ok=False, problem="onnxruntime is not installed", install_command=command)
+    seen = {}
+
+    def inspect():
+        box = QApplication.activeModalWidget()
+        seen.update(text=box.text(), info=box.informativeText(), buttons=[b.text() for b in box.buttons()])
+        box.reject()
+
+    QTimer.singleShot(0, inspect)
+    show_dependency_dialog(qgis_iface, status, tmp_path)
+    assert seen["text"] == "onnxruntime is not installed"
+    assert deps.format_command(command) in seen["info"] and str(tmp_path) in seen["info"]
+    assert "Install now" in seen["buttons"] and "Copy command" in seen["buttons"]
