@@ -8,6 +8,7 @@ upgrades or replaces QGIS's numpy. This module imports neither QGIS nor onnxrunt
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
@@ -24,6 +25,11 @@ INSTALL_TIMEOUT_S = 900
 # carry their own GDAL, which must not be loaded next to QGIS's: it comes from the platform.
 PIP_MODULES = {"onnxruntime": MIN_ONNXRUNTIME, "shapely": (2, 0), "affine": (2, 0)}
 PLATFORM_MODULES = {"rasterio": (1, 2)}
+# Linux resolves shared-library symbols globally: QGIS has already loaded its own GEOS and GDAL,
+# so pip wheels that bundle newer copies (shapely, rasterio) would silently call QGIS's older
+# ones ("WKB output dimension must be 2 or 3"). Importing them with RTLD_DEEPBIND first keeps
+# each wheel on its own library; Windows and macOS bind per library and need nothing.
+ISOLATED_IMPORTS = ("shapely", "rasterio", "rasterio.vrt", "rasterio.warp", "rasterio.windows")
 RASTERIO_HINTS = {
     "linux": "sudo apt install python3-rasterio   (Debian/Ubuntu; Fedora: sudo dnf install python3-rasterio)",
     "win32": "OSGeo4W Setup > Advanced install > search 'rasterio' > install python3-rasterio",
@@ -82,6 +88,35 @@ def activate(folder: str | os.PathLike) -> None:
     if Path(path).is_dir() and path not in sys.path:
         sys.path.insert(0, path)
         importlib.invalidate_caches()
+
+
+def load_isolated() -> None:
+    """Import the wheels that bundle GEOS/GDAL so they bind to their own copies (Linux; never raises)."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "RTLD_DEEPBIND"):
+        return
+    flags = sys.getdlopenflags()
+    sys.setdlopenflags(flags | os.RTLD_DEEPBIND)
+    try:
+        for name in ISOLATED_IMPORTS:
+            if name not in sys.modules:
+                with contextlib.suppress(Exception):  # check() reports missing or broken modules
+                    importlib.import_module(name)
+    finally:
+        sys.setdlopenflags(flags)
+
+
+def _shapely_problem() -> str:
+    """Why shapely cannot serve the engine here (bound to another GEOS), or ""."""
+    import shapely
+
+    try:
+        shapely.to_wkb(shapely.box(0, 0, 1, 1), flavor="iso")
+    except Exception as error:
+        return (
+            f"shapely {shapely.__version__} is bound to QGIS's own GEOS library ({error}): another plugin imported "
+            "it first. Restart QGIS so RS Ghost loads it first, or disable that plugin"
+        )
+    return ""
 
 
 def python_executable() -> str:
@@ -162,9 +197,7 @@ def check(folder: str | os.PathLike) -> DependencyStatus:
         hint = RASTERIO_HINTS.get(sys.platform, RASTERIO_HINTS["linux"])
         steps.append("Install rasterio for QGIS's Python:\n\n" + hint.format(python=python_executable(), folder=folder))
     if not problems:
-        engine_problem = _engine_problem()
-        if engine_problem:
-            problems.append(engine_problem)
+        problems += [p for p in (_shapely_problem(), _engine_problem()) if p]
     if problems:
         return DependencyStatus(
             ok=False,

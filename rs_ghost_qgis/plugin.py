@@ -28,8 +28,10 @@ class RsGhostPlugin:
         self.toolbar = None
         self.actions: list[QAction] = []
         self.dialog = None
-        # A plugin-installed onnxruntime must win over an older one in QGIS's Python.
+        # Plugin-installed packages must win over older ones in QGIS's Python, and wheels that
+        # bundle GEOS/GDAL must be imported before anything binds them to QGIS's copies.
         deps.activate(dependency_folder())
+        deps.load_isolated()
 
     def initProcessing(self) -> None:  # noqa: N802 (QGIS API)
         """Register the Processing provider (also called by headless qgis_process)."""
