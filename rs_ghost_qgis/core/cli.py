@@ -7,6 +7,7 @@ Every RsGhostError ends the program with exit code 2 and one line ``error: ...``
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -17,10 +18,14 @@ from .radiometry import SCALINGS
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+# GDAL's block cache defaults to 5 % of RAM; strips are read once, in order, so a small cache
+# keeps the command's memory flat whatever the raster size (set GDAL_CACHEMAX to override).
+GDAL_CACHE_MB = "64"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    os.environ.setdefault("GDAL_CACHEMAX", GDAL_CACHE_MB)
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
@@ -139,14 +144,20 @@ def _run_with_progress(source, options):
 
     from .pipeline import classify
 
-    with tqdm(
-        total=100, unit="%", desc="classifying", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]"
-    ) as bar:
+    bars = []  # the bar appears with the first progress report, after every check has passed
 
-        def progress(percent: float) -> None:
-            bar.update(percent - bar.n)
+    def progress(percent: float) -> None:
+        if not bars:
+            bars.append(
+                tqdm(total=100, desc="classifying", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]")
+            )
+        bars[0].update(percent - bars[0].n)
 
+    try:
         return classify(source, options, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def parse_bands(text: str) -> list[int]:

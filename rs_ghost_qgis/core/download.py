@@ -49,7 +49,10 @@ def fetch(url: str, dest: str | os.PathLike, sha256: str, timeout: float = 60.0)
                 out.write(chunk)
     except (urllib.error.URLError, OSError) as error:
         partial.unlink(missing_ok=True)
-        reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or error
+        if isinstance(error, urllib.error.HTTPError):
+            reason = f"HTTP {error.code} {error.reason}"
+        else:
+            reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or error
         raise DownloadError(
             f"Could not download {url} ({reason}). Check the network connection, or put the file at {dest} yourself."
         ) from None

@@ -37,7 +37,7 @@ from .sinks import (
 
 __all__ = ["Area", "AreaRow", "ClassifyOptions", "ClassifyResult", "classify"]
 
-MAX_TILES_PER_READ = 256
+MAX_TILES_PER_READ = 64  # tiles per read: bounds the strip buffers (64 tiles of 64 px: 4096 px wide)
 TILE_EDGE_SEGMENTS = 4  # vertices added per tile edge when tiles are reprojected for the vector output
 
 

@@ -79,14 +79,15 @@ def load_model(path: str | os.PathLike | None = None, threads: int | None = None
         raise ModelError(f"Model file {path} does not exist; check the path or omit it to use the bundled model.")
     if not os.access(path, os.R_OK):
         raise ModelError(f"Model file {path} cannot be read; check its permissions.")
-    session = _session(path, threads)
+    session = create_session(path, threads)
     card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
     input_name = _check_input(session, card, path)
     outputs_probabilities = _check_output(session, card, path, input_name)
     return Model(path, card, session, input_name, outputs_probabilities)
 
 
-def _session(path: Path, threads: int | None) -> ort.InferenceSession:
+def create_session(path: Path, threads: int | None) -> ort.InferenceSession:
+    """An onnxruntime CPU session with this package's settings; ModelError when the file is not ONNX."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(0, int(threads or 0))
     options.inter_op_num_threads = 1
