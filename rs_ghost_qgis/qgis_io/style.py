@@ -20,7 +20,7 @@ from qgis.PyQt.QtGui import QColor
 from ..core.modelcard import ModelCard
 
 CLASS_FIELD = "class_name"
-TILE_OPACITY = 0.8  # the imagery stays visible under the tiles
+TILE_OPACITY = 0.65  # the imagery stays visible under the tiles
 
 
 def layer_names(raster_name: str, model_name: str) -> tuple[str, str]:
@@ -47,7 +47,10 @@ def style_tiles(layer: QgsVectorLayer, card: ModelCard, areas: Sequence | None =
     """Categorized renderer on class_name with the card's colours; confidence in map tips."""
     categories = []
     for name, color, label in zip(card.class_names, card.class_colors, class_labels(card, areas), strict=True):
-        symbol = QgsFillSymbol.createSimple({"color": color, "outline_style": "no"})
+        # A thin light outline shows each tile as a tile without hiding the class colour.
+        symbol = QgsFillSymbol.createSimple(
+            {"color": color, "outline_color": "255,255,255,160", "outline_width": "0.15", "outline_width_unit": "MM"}
+        )
         categories.append(QgsRendererCategory(name, symbol, label))
     layer.setRenderer(QgsCategorizedSymbolRenderer(CLASS_FIELD, categories))
     layer.setOpacity(TILE_OPACITY)

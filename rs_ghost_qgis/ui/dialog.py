@@ -120,7 +120,7 @@ class ClassifyDialog(QDialog):
         self.card = None
         self.setWindowTitle("RS Ghost: classify raster tiles")
         self.setWindowIcon(QIcon(str(icon_path())))
-        self.setMinimumWidth(640)
+        self.setMinimumWidth(520)
         self._build()
         self._restore()
         self._model_changed()
@@ -211,6 +211,7 @@ class ClassifyDialog(QDialog):
         self.folder_widget.lineEdit().setPlaceholderText("[temporary files]")
         output_form.addRow("Folder", self.folder_widget)
         layout.addWidget(output_box)
+        layout.addStretch(1)  # extra height goes here, not between the groups
 
         self.message = QLabel()
         self.message.setWordWrap(True)
