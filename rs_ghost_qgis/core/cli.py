@@ -192,7 +192,6 @@ def read_mask(path: str) -> Area:
     import shapely
     from osgeo import ogr, osr
 
-    ogr.UseExceptions()
     if not Path(path).exists():
         raise InputError(f"Mask file {path} does not exist; check the path.")
     try:

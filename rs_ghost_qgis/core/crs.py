@@ -7,7 +7,7 @@ longitude), so EPSG:4326 coordinates are (lon, lat) everywhere in this package.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+import threading
 
 import numpy as np
 import shapely
@@ -15,21 +15,36 @@ from osgeo import osr
 
 from .errors import InputError
 
-osr.UseExceptions()
-
 # A projected CRS whose scale on the ground is off by more than this is not used for the
 # grid (Web Mercator at 54 deg N draws 1 m as 1.7 m); the local UTM zone is used instead.
 MAX_SCALE_ERROR = 0.01
 
+# osr objects must not be shared between threads (QGIS runs tasks and Processing batches in
+# worker threads), so each thread keeps its own.
+_local = threading.local()
 
-@lru_cache(maxsize=64)
+
+def _per_thread(kind: str, key, make):
+    cache = _local.__dict__.setdefault(kind, {})
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
+
+
 def srs_from_wkt(wkt: str) -> osr.SpatialReference:
     """A SpatialReference for ``wkt`` (or any string osr understands: 'EPSG:32633', PROJ)."""
+    return _per_thread("srs", wkt, lambda: _new_srs(wkt))
+
+
+def _new_srs(wkt: str) -> osr.SpatialReference:
     srs = osr.SpatialReference()
+    # osgeo may or may not raise (its exception mode is process-wide; QGIS plugins share it).
     try:
-        srs.SetFromUserInput(wkt)
+        failed = srs.SetFromUserInput(wkt) != 0
     except RuntimeError:
-        raise InputError(f"Cannot read the coordinate reference system {wkt[:80]!r}.") from None
+        failed = True
+    if failed:
+        raise InputError(f"Cannot read the coordinate reference system {wkt[:80]!r}.")
     srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     return srs
 
@@ -53,9 +68,12 @@ def describe(wkt: str) -> str:
     return f"{authority}:{code} ({name})" if code and authority else name
 
 
-@lru_cache(maxsize=64)
 def _transformation(src_wkt: str, dst_wkt: str) -> osr.CoordinateTransformation:
-    return osr.CoordinateTransformation(srs_from_wkt(src_wkt), srs_from_wkt(dst_wkt))
+    return _per_thread(
+        "transformation",
+        (src_wkt, dst_wkt),
+        lambda: osr.CoordinateTransformation(srs_from_wkt(src_wkt), srs_from_wkt(dst_wkt)),
+    )
 
 
 def transform_xy(xy: np.ndarray, src_wkt: str, dst_wkt: str) -> np.ndarray:

@@ -34,9 +34,6 @@ from .crs import srs_from_wkt
 from .errors import OutputError
 from .modelcard import ModelCard
 
-gdal.UseExceptions()
-ogr.UseExceptions()
-
 NODATA_CLASS = 255
 NODATA_NAME = "nodata"
 COMMIT_EVERY = 20_000  # features per GeoPackage transaction
@@ -164,16 +161,22 @@ class GeoPackageSink:
     def open(self, fields: list[FieldSpec], crs_wkt: str) -> None:
         """Create the temporary GeoPackage and its layer."""
         self._tmp = temporary_path(self.path)
+        # osgeo's exception mode is process-wide and QGIS plugins share the process, so this
+        # module never switches it: failures are checked both ways.
         try:
             self._ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(self._tmp))
-            self._layer = self._ds.CreateLayer(
-                self.layer_name,
-                srs=srs_from_wkt(crs_wkt),
-                geom_type=ogr.wkbPolygon,
-                options=[f"DESCRIPTION={self.description}"],
-            )
+            if self._ds is not None:
+                self._layer = self._ds.CreateLayer(
+                    self.layer_name,
+                    srs=srs_from_wkt(crs_wkt),
+                    geom_type=ogr.wkbPolygon,
+                    options=[f"DESCRIPTION={self.description}"],
+                )
+            if self._layer is None:
+                raise RuntimeError(gdal.GetLastErrorMsg() or "GDAL could not create it")
             for spec in fields:
-                self._layer.CreateField(ogr.FieldDefn(spec.name, self._KINDS[spec.kind]))
+                if self._layer.CreateField(ogr.FieldDefn(spec.name, self._KINDS[spec.kind])) != 0:
+                    raise RuntimeError(f"field {spec.name}: {gdal.GetLastErrorMsg()}")
             self._layer.StartTransaction()
         except RuntimeError as error:
             self.abort()
@@ -190,7 +193,8 @@ class GeoPackageSink:
                     feature.SetFieldNull(index)
                 else:
                     feature.SetField(index, value)
-            self._layer.CreateFeature(feature)
+            if self._layer.CreateFeature(feature) != 0:
+                raise OutputError(f"Cannot write to {self.path}: {gdal.GetLastErrorMsg() or 'GDAL error'}.")
         self._pending += len(tiles)
         if self._pending >= COMMIT_EVERY:
             self._layer.CommitTransaction()

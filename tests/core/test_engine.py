@@ -373,3 +373,19 @@ def test_bad_options(pattern_raster, tiny_model, tmp_path):
 def test_batches_span_strips_and_sizes_do_not_change_results(pattern_raster, tiny_model, tmp_path):
     results = [_run(pattern_raster, tiny_model, tmp_path / str(b), batch_size=b) for b in (1, 3, 64)]
     assert results[0].areas == results[1].areas == results[2].areas
+
+
+def test_works_when_another_plugin_turned_osgeo_exceptions_on(pattern_raster, tiny_model, tmp_path):
+    from osgeo import gdal, osr
+
+    modes = (gdal.GetUseExceptions(), ogr.GetUseExceptions(), osr.GetUseExceptions())
+    for module in (gdal, ogr, osr):
+        module.UseExceptions()
+    try:
+        result = _run(pattern_raster, tiny_model, tmp_path)
+        assert result.tiles_classified == 16
+        with pytest.raises(InputError, match="Cannot read the coordinate reference system"):
+            _run(pattern_raster, tiny_model, tmp_path / "x", area=Area(bounds=(0, 0, 1, 1), crs_wkt="EPSG:999999"))
+    finally:
+        for module, mode in reversed(list(zip((gdal, ogr, osr), modes, strict=True))):  # osgeo wants LIFO
+            module.UseExceptions() if mode else module.DontUseExceptions()

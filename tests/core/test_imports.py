@@ -19,3 +19,18 @@ def test_package_and_engine_import_neither_torch_nor_qgis():
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+def test_engine_leaves_osgeo_exception_mode_alone():
+    """QGIS plugins share osgeo's process-wide exception switch: the engine must not flip it."""
+    code = (
+        "from osgeo import gdal, ogr, osr\n"
+        "before = (gdal.GetUseExceptions(), ogr.GetUseExceptions(), osr.GetUseExceptions())\n"
+        "import rs_ghost_qgis.core.cli, rs_ghost_qgis.core.pipeline, rs_ghost_qgis.core.preview\n"
+        "from rs_ghost_qgis.core.cli import read_mask, parse_bbox\n"
+        "parse_bbox('1,2,3,4,EPSG:4326')\n"
+        "print(before == (gdal.GetUseExceptions(), ogr.GetUseExceptions(), osr.GetUseExceptions()))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "True"
