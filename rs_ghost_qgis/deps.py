@@ -120,14 +120,18 @@ def _shapely_problem() -> str:
 
 
 def python_executable() -> str:
-    """The interpreter QGIS runs on; inside QGIS ``sys.executable`` is often QGIS itself."""
-    if Path(sys.executable).name.lower().startswith("python"):
-        return sys.executable
+    """The interpreter QGIS runs on, found under its prefix.
+
+    Inside QGIS ``sys.executable`` is QGIS itself or whatever ``python3`` comes first on PATH
+    (an embedded interpreter guesses), so the prefix is searched first.
+    """
     prefix = Path(sys.exec_prefix)
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     for candidate in (prefix / "python.exe", prefix / "bin" / f"python{version}", prefix / "bin" / "python3"):
-        if candidate.exists():
+        if candidate.is_file():
             return str(candidate)
+    if Path(sys.executable).name.lower().startswith("python"):
+        return sys.executable
     return shutil.which(f"python{version}") or shutil.which("python3") or "python3"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from qgis.core import (
+    QgsApplication,
     QgsFeature,
     QgsFeatureSink,
     QgsField,
@@ -30,6 +31,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
+from .. import deps
 from ..core.errors import OutputError, RsGhostError
 from ..qgis_io import run as qrun
 from ..qgis_io.source import QgisLayerSource, check_raster_layer, crs_from_wkt
@@ -119,6 +121,9 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         """Build the engine options from the parameters, run, style the outputs on load."""
+        status = deps.check(deps.deps_folder(QgsApplication.qgisSettingsDirPath()))
+        if not status.ok:  # a message with the exact fix, not an ImportError traceback
+            raise QgsProcessingException(status.message())
         try:
             return self._classify(parameters, context, feedback)
         except RsGhostError as error:

@@ -259,3 +259,15 @@ def test_classify_runs_inside_a_model(qgis_app, provider, tmp_path, tiny_model):
     raster = write_geotiff(tmp_path / "halves.tif", two_halves())
     result = _run(model, {"raster": str(raster), "classify:tiles": str(tmp_path / "model_tiles.gpkg")})
     assert _classes(result["classify:tiles"]) == {"Forest": 4, "Water": 4}
+
+
+def test_missing_dependencies_are_a_message(qgis_app, provider, tmp_path, tiny_model, monkeypatch):
+    from rs_ghost_qgis import deps
+
+    missing = deps.DependencyStatus(
+        ok=False, problem="RS Ghost cannot run in this QGIS yet: onnxruntime is not installed.", install_command=["py"]
+    )
+    monkeypatch.setattr(deps, "check", lambda folder: missing)
+    raster = write_geotiff(tmp_path / "halves.tif", two_halves())
+    with pytest.raises(QgsProcessingException, match="onnxruntime is not installed"):
+        _classify(raster, tiny_model, tmp_path)
