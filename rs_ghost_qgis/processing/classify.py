@@ -54,6 +54,10 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
     OUTPUT_VECTOR = "OUTPUT_VECTOR"
     OUTPUT_RASTER = "OUTPUT_RASTER"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._source: QgisLayerSource | None = None  # made on the main thread in prepareAlgorithm
+
     def name(self) -> str:
         """Algorithm id within the provider."""
         return "classify"
@@ -119,21 +123,28 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("TILES_CLASSIFIED", "Tiles classified"))
         self.addOutput(QgsProcessingOutputString("SUMMARY", "Area per class"))
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
-        """Build the engine options from the parameters, run, style the outputs on load."""
+    def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802 (QGIS API)
+        """Main thread: check the dependencies and clone the raster's provider for the worker."""
         status = deps.check(deps.deps_folder(QgsApplication.qgisSettingsDirPath()))
         if not status.ok:  # a message with the exact fix, not an ImportError traceback
             raise QgsProcessingException(status.message())
         try:
-            return self._classify(parameters, context, feedback)
+            layer = check_raster_layer(self.parameterAsRasterLayer(parameters, self.INPUT, context))
+            self._source = QgisLayerSource.from_layer(layer, context.project())
+        except RsGhostError as error:
+            raise QgsProcessingException(str(error)) from None
+        return True
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
+        """Build the engine options from the parameters, run, style the outputs on load."""
+        try:
+            return self._classify(self._source, parameters, context, feedback)
         except RsGhostError as error:
             raise QgsProcessingException(str(error)) from None
 
-    def _classify(self, parameters, context, feedback) -> dict:
+    def _classify(self, source: QgisLayerSource, parameters, context, feedback) -> dict:
         from ..core.pipeline import Area, ClassifyOptions, classify
 
-        layer = check_raster_layer(self.parameterAsRasterLayer(parameters, self.INPUT, context))
-        source = QgisLayerSource.from_layer(layer, context.project())
         model_path = self.parameterAsFile(parameters, self.MODEL, context) or None
         area = Area()
         mask = self.parameterAsSource(parameters, self.MASK, context)
@@ -159,7 +170,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         )
         feedback.pushInfo(result.summary_table())
         name = qrun.model_name(model_path)
-        tiles_name, raster_name = layer_names(layer.name(), name)
+        tiles_name, raster_name = layer_names(source.info.name, name)
         outputs = {"TILES_CLASSIFIED": result.tiles_classified, "SUMMARY": result.summary_table()}
         if sink.dest_id:
             outputs[self.OUTPUT_VECTOR] = sink.dest_id

@@ -269,5 +269,33 @@ def test_missing_dependencies_are_a_message(qgis_app, provider, tmp_path, tiny_m
     )
     monkeypatch.setattr(deps, "check", lambda folder: missing)
     raster = write_geotiff(tmp_path / "halves.tif", two_halves())
-    with pytest.raises(QgsProcessingException, match="onnxruntime is not installed"):
-        _classify(raster, tiny_model, tmp_path)
+    feedback = QgsProcessingFeedback()
+    with pytest.raises(QgsProcessingException):
+        _run("rsghost:classify", {"INPUT": str(raster), "OUTPUT_VECTOR": str(tmp_path / "t.gpkg")}, None, feedback)
+    # Processing shows what prepareAlgorithm raised in its log (dialog, qgis_process "ERROR:").
+    assert "onnxruntime is not installed" in feedback.textLog()
+    assert "Traceback" not in feedback.textLog()
+
+
+def test_cancel_through_feedback_leaves_no_output(qgis_app, provider, tmp_path, tiny_model):
+    import numpy as np
+
+    class CancelOnProgress(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.progressChanged.connect(lambda value: value > 0 and self.cancel())
+
+    big = np.zeros((3, 1536, 1536), dtype=np.uint8)
+    big[1] = 150
+    raster = write_geotiff(tmp_path / "big.tif", big)
+    parameters = {
+        "INPUT": str(raster),
+        "MODEL": str(tiny_model),
+        "STRIDE": 8,
+        "OUTPUT_VECTOR": str(tmp_path / "out" / "t.gpkg"),
+        "OUTPUT_RASTER": str(tmp_path / "out" / "c.tif"),
+    }
+    (tmp_path / "out").mkdir()
+    with pytest.raises(QgsProcessingException, match="Cancelled"):
+        _run("rsghost:classify", parameters, QgsProcessingContext(), CancelOnProgress())
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
