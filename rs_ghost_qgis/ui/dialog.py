@@ -40,12 +40,13 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import ModelError, RsGhostError
+from ..core.errors import InputError, ModelError, RsGhostError
 from ..paths import icon_path
 from ..qgis_io import run as qrun
 from ..qgis_io.source import QgisLayerSource, check_raster_layer
 
 SETTINGS_PREFIX = "rs_ghost_qgis/dialog/"
+WEB_PROVIDERS = {"wms", "arcgismapserver", "wcs"}  # tiled or web services: no bounded "whole layer"
 AREAS = [
     ("whole", "Whole layer"),
     ("canvas", "Current map extent"),
@@ -340,6 +341,11 @@ class ClassifyDialog(QDialog):
             area = qrun.area_from_extent(canvas.extent(), canvas.mapSettings().destinationCrs())
         elif area_key in ("mask_all", "mask_selected"):
             area = qrun.area_from_layer(self.mask_combo.currentLayer(), area_key == "mask_selected")
+        elif layer.providerType() in WEB_PROVIDERS:
+            raise InputError(
+                f"'{layer.name()}' is a web layer ({layer.providerType()}) covering the whole world; choose "
+                "'Current map extent' or a mask layer as the area."
+            )
         else:
             area = Area()
         polygons, raster = self.polygons_check.isChecked(), self.raster_check.isChecked()

@@ -145,3 +145,29 @@ def test_cancel_button_stops_the_run(dialog, tmp_path, project, tiny_model):
     _wait(dialog)
     assert "Cancelled" in dialog.message.text()
     assert len(project.mapLayers()) == 1
+
+
+def test_xyz_layer_needs_an_area_and_runs_on_the_map_extent(dialog, tmp_path, project, tiny_model, qgis_iface):
+    from tests.qgis.rasters import FOREST, WATER, tile_bounds_3857, write_xyz_tiles
+
+    zoom, x0, y0 = 14, 8192, 8191
+    folder = write_xyz_tiles(tmp_path / "xyz", zoom, x0, y0, [[FOREST, WATER]])
+    url = f"type=xyz&url=file://{folder.as_posix()}/{{z}}/{{x}}/{{y}}.png&zmin={zoom}&zmax={zoom}"
+    layer = QgsRasterLayer(url, "tiles", "wms")
+    project.addMapLayer(layer)
+    dialog.select_layer(layer)
+    _use_model(dialog, tiny_model)
+    dialog.folder_widget.setFilePath(str(tmp_path / "out"))
+    dialog.start()
+    assert dialog.task is None and "Current map extent" in dialog.message.text()
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
+    xmin, ymin, _, _ = tile_bounds_3857(zoom, x0, y0)
+    _, _, xmax, ymax = tile_bounds_3857(zoom, x0 + 1, y0)
+    canvas.setExtent(QgsRectangle(xmin, ymin, xmax, ymax))
+    dialog.area_combo.setCurrentIndex(dialog.area_combo.findData("canvas"))
+    dialog.start()
+    _wait(dialog)
+    assert dialog.message.text().startswith("Done:"), dialog.message.text()
+    rows = {dialog.summary.item(i, 0).text() for i in range(dialog.summary.rowCount())}
+    assert rows == {"Forest", "Water"}
