@@ -122,6 +122,25 @@ def utm_wkt(lon: float, lat: float) -> str:
     return to_wkt(f"EPSG:{(32600 if lat >= 0 else 32700) + zone}")
 
 
+def utm_scale_error(geometry, wkt: str, utm: str) -> float:
+    """The worst scale error of the UTM zone ``utm`` over ``geometry`` (in ``wkt``); inf where UTM is undefined.
+
+    Transverse Mercator's scale grows with the distance from the central meridian:
+    k = 0.9996 (1 + (dlon cos lat)^2 / 2). UTM is not used beyond 84 N and 80 S.
+    """
+    try:
+        lon0, lat0, lon1, lat1 = transform_geometry(geometry, wkt, to_wkt("EPSG:4326")).bounds
+    except InputError:
+        return math.inf
+    if lat0 < -80.0 or lat1 > 84.0:
+        return math.inf
+    meridian = srs_from_wkt(utm).GetProjParm(osr.SRS_PP_CENTRAL_MERIDIAN)
+    dlon = math.radians(max(abs(lon0 - meridian), abs(lon1 - meridian)))
+    lat = 0.0 if lat0 <= 0.0 <= lat1 else min(abs(lat0), abs(lat1))
+    k = 0.9996 * (1.0 + (dlon * math.cos(math.radians(lat))) ** 2 / 2.0)
+    return abs(k - 1.0)
+
+
 def lonlat(x: float, y: float, wkt: str) -> tuple[float, float]:
     """A point's WGS 84 longitude and latitude."""
     lon, lat = transform_xy([[x, y]], wkt, to_wkt("EPSG:4326"))[0]

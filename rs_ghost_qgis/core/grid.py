@@ -6,13 +6,14 @@ cell. Cell (row, col) spans x in [x0 + col * cell, x0 + (col + 1) * cell) and y 
 from y0 - row * cell. The raster output is the cell lattice; the vector output is the tiles.
 
 Where the grid lies:
-- a projected raster whose scale on the ground is true (within 1 %): in the raster's own
-  CRS, anchored at its top-left corner, so tiles fall on whole pixels when the pixel size
-  divides the tile (any linear unit, converted to metres);
-- a geographic raster (degrees), or a projected one that distorts distances (Web Mercator
-  away from the equator): in the WGS 84 UTM zone of the raster centre, anchored at the
-  top-left of the raster's footprint there, so a tile measures the model's metres
-  (640 m for 64 px at 10 m) on the ground.
+- a projected raster whose scale on the ground is true (within 1 %) at the centre of the
+  classified area: in the raster's own CRS, anchored at its top-left corner, so tiles fall
+  on whole pixels when the pixel size divides the tile (any linear unit, converted to metres);
+- otherwise (degrees, or Web Mercator away from the equator): in the WGS 84 UTM zone of the
+  centre of the classified area, anchored at the top-left of the raster's footprint there
+  (or, for a layer too big for the zone such as a world XYZ layer, on round coordinates), so
+  a tile measures the model's metres on the ground (640 m for 64 px at 10 m). An area wider
+  than the zone is true to 1 % is refused with a message.
 
 Edge policy (EDGE_POLICY, recorded in every output): pad. The grid covers every cell that
 overlaps the area; tile pixels outside the raster or without data are invalid and filled
@@ -163,15 +164,34 @@ def build_grid(info: RasterInfo, card: ModelCard, area: Area | None = None, stri
     Raises InputError for a bad stride, a raster smaller than one tile, or an area that is
     empty or does not overlap the raster.
     """
-    area = area or Area()
     stride = card.tile_size if stride is None else int(stride)
     cell_px = _check_stride(stride, card)
-    grid_wkt, metres_per_unit, note = choose_grid_crs(info)
+    footprint = shapely.box(*info.bounds)
+    region = _area_in_raster_crs(area or Area(), info, footprint)
+    xmin, ymin, xmax, ymax = region.bounds
+    grid_wkt, metres_per_unit, note = choose_grid_crs(info, (xmin + xmax) / 2, (ymin + ymax) / 2)
     cell = stride * card.gsd_m / metres_per_unit
-    footprint = crs.transform_geometry(shapely.box(*info.bounds), info.crs_wkt, grid_wkt)
-    x0, _, _, y0 = footprint.bounds
-    _check_size(info, footprint, card, metres_per_unit)
-    region = _area_geometry(area, info, grid_wkt, footprint)
+    if grid_wkt == info.crs_wkt:
+        x0, y0 = info.bounds[0], info.bounds[3]  # tiles on whole pixels
+        _check_size(info, footprint, card, metres_per_unit)
+    else:
+        if crs.utm_scale_error(region, info.crs_wkt, grid_wkt) > crs.MAX_SCALE_ERROR:
+            what = f"{info.name}" if area is None or (area.bounds is None and area.geometries is None) else "The area"
+            raise InputError(
+                f"{what} spans too much of the globe for one metric grid: {crs.describe(grid_wkt)} is true to "
+                f"{crs.MAX_SCALE_ERROR:.0%} only within about 8 degrees of longitude of its central meridian; "
+                "classify a smaller bounding box or mask."
+            )
+        region = crs.transform_geometry(region, info.crs_wkt, grid_wkt)
+        if crs.utm_scale_error(footprint, info.crs_wkt, grid_wkt) <= crs.MAX_SCALE_ERROR:
+            # Anchored at the top-left of the raster's footprint, like a projected raster's grid.
+            outline = crs.transform_geometry(footprint, info.crs_wkt, grid_wkt)
+            _check_size(info, outline, card, metres_per_unit)
+            x0, y0 = outline.bounds[0], outline.bounds[3]
+        else:
+            # A layer too big for the zone (a world XYZ layer): a lattice on round coordinates.
+            x0 = math.floor(region.bounds[0] / cell) * cell
+            y0 = math.ceil(region.bounds[3] / cell) * cell
     xmin, ymin, xmax, ymax = region.bounds
     rows = (math.floor((y0 - ymax) / cell + _EPS), math.ceil((y0 - ymin) / cell - _EPS))
     cols = (math.floor((xmin - x0) / cell + _EPS), math.ceil((xmax - x0) / cell - _EPS))
@@ -194,14 +214,17 @@ def build_grid(info: RasterInfo, card: ModelCard, area: Area | None = None, stri
     )
 
 
-def choose_grid_crs(info: RasterInfo) -> tuple[str, float, str]:
-    """The CRS the grid is laid in, its metres per unit, and why it was chosen."""
+def choose_grid_crs(info: RasterInfo, x: float, y: float) -> tuple[str, float, str]:
+    """The CRS the grid is laid in, its metres per unit, and why it was chosen.
+
+    (x, y), in the raster's CRS, is the centre of what is classified: where the scale is
+    checked and whose UTM zone is taken.
+    """
     metres_per_unit = crs.metres_per_unit(info.crs_wkt)
-    cx, cy = (info.bounds[0] + info.bounds[2]) / 2, (info.bounds[1] + info.bounds[3]) / 2
     raster_crs = crs.describe(info.crs_wkt)
     if metres_per_unit is not None:
         try:
-            error = crs.scale_error(info.crs_wkt, cx, cy)
+            error = crs.scale_error(info.crs_wkt, x, y)
         except (InputError, RuntimeError):
             # A local (engineering) CRS has no link to the globe: trust its units.
             return info.crs_wkt, metres_per_unit, f"{raster_crs} (the raster's CRS; scale not checkable)"
@@ -210,7 +233,7 @@ def choose_grid_crs(info: RasterInfo) -> tuple[str, float, str]:
         reason = f"distorts distances by {error:.0%} here"
     else:
         reason = "geographic (degrees)"
-    lon, lat = crs.lonlat(cx, cy, info.crs_wkt)
+    lon, lat = crs.lonlat(x, y, info.crs_wkt)
     utm = crs.utm_wkt(lon, lat)
     return utm, 1.0, f"{crs.describe(utm)} (the raster's CRS {raster_crs} is {reason}; tiles measure true metres)"
 
@@ -240,8 +263,8 @@ def _check_size(info: RasterInfo, footprint, card: ModelCard, metres_per_unit: f
         )
 
 
-def _area_geometry(area: Area, info: RasterInfo, grid_wkt: str, footprint):
-    """The area in the grid CRS, clipped to the raster footprint; InputError when empty or outside."""
+def _area_in_raster_crs(area: Area, info: RasterInfo, footprint):
+    """The area in the raster's CRS, clipped to the raster; InputError when empty or outside."""
     if area.bounds is None and area.geometries is None:
         return footprint
     area_wkt = area.crs_wkt or info.crs_wkt
@@ -259,7 +282,7 @@ def _area_geometry(area: Area, info: RasterInfo, grid_wkt: str, footprint):
         shape = shapely.box(xmin, ymin, xmax, ymax)
     extent = ", ".join(f"{v:.6g}" for v in shape.bounds)
     try:
-        shape = crs.transform_geometry(shape, area_wkt, grid_wkt)
+        shape = crs.transform_geometry(shape, area_wkt, info.crs_wkt)
     except InputError:
         raise InputError(
             f"The {what} ({extent} in {crs.describe(area_wkt)}) cannot be placed over {info.name}; "

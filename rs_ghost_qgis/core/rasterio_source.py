@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +19,9 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.transform import from_bounds
 from rasterio.vrt import WarpedVRT
-from rasterio.warp import calculate_default_transform
 from rasterio.windows import Window
 
-from .crs import same_crs
+from .crs import same_crs, transform_xy
 from .errors import InputError
 from .source import Block, Bounds, RasterInfo
 
@@ -103,10 +101,20 @@ class RasterioSource:
         valid[y0:y1, x0:x1] = np.any(masks >= 128, axis=0)
         return Block(data, valid)
 
+    def _native_pixel(self, bounds: Bounds, crs_wkt: str) -> float:
+        """The raster's pixel size in ``crs_wkt`` units near the centre of ``bounds`` (inf if unknown)."""
+        raster_wkt = self._info.crs_wkt
+        px, py = self._info.pixel_size
+        try:
+            ((x, y),) = transform_xy([[(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2]], crs_wkt, raster_wkt)
+            centre, east, north = transform_xy([[x, y], [x + px, y], [x, y + py]], raster_wkt, crs_wkt)
+        except InputError:
+            return math.inf  # no local scale: enlarge (bilinear) rather than average
+        return float(max(np.hypot(*(east - centre)), np.hypot(*(north - centre))))
+
     def _read_warped(self, bounds: Bounds, crs_wkt: str, width: int, height: int, bands: list[int]) -> Block:
-        native = _native_pixel(self._dataset, crs_wkt)
         target = max((bounds[2] - bounds[0]) / width, (bounds[3] - bounds[1]) / height)
-        resampling = Resampling.average if target > native else Resampling.bilinear
+        resampling = Resampling.average if target > self._native_pixel(bounds, crs_wkt) else Resampling.bilinear
         with WarpedVRT(
             self._dataset,
             crs=crs_wkt,
@@ -144,14 +152,3 @@ def _resampling(sx: float, sy: float, window: Window) -> Resampling:
     if aligned and round(sx) == 1 and round(sy) == 1:
         return Resampling.nearest
     return Resampling.average if max(sx, sy) > 1 + 1e-6 else Resampling.bilinear
-
-
-@lru_cache(maxsize=16)
-def _native_pixel_cached(path: str, src_wkt: str, dst_wkt: str, width: int, height: int, bounds: Bounds) -> float:
-    transform, _, _ = calculate_default_transform(src_wkt, dst_wkt, width, height, *bounds)
-    return float(max(abs(transform.a), abs(transform.e)))
-
-
-def _native_pixel(ds: rasterio.DatasetReader, dst_wkt: str) -> float:
-    """The raster's pixel size measured in ``dst_wkt`` units (GDAL's suggested warp resolution)."""
-    return _native_pixel_cached(ds.name, ds.crs.to_wkt(), dst_wkt, ds.width, ds.height, tuple(ds.bounds))

@@ -143,3 +143,26 @@ def test_empty_bbox():
 def test_raster_smaller_than_one_tile():
     with pytest.raises(InputError, match="smaller than one tile"):
         build_grid(_info((500_000.0, 5_999_800.0, 500_200.0, 6_000_000.0)), tiny_card())
+
+
+def test_world_layer_uses_the_zone_and_scale_of_the_classified_area():
+    """XYZ / WMS layers cover the world; what matters is where the classified box is."""
+    mercator = to_wkt("EPSG:3857")
+    world = _info((-20037508.34, -20037508.34, 20037508.34, 20037508.34), mercator, (2.4, 2.4))
+    demmin = Area(bounds=(13.18, 53.88, 13.23, 53.90), crs_wkt=WGS84)
+    grid = build_grid(world, tiny_card(), demmin)
+    assert describe(grid.crs_wkt).startswith("EPSG:32633") and "distorts distances by 70%" in grid.crs_note
+    assert grid.cell == 320.0 and (grid.x0 % 320, grid.y0 % 320) == (0.0, 0.0)  # round lattice
+    tiles = _all_tiles(grid)
+    assert 80 <= len(tiles) <= 100  # about 3.3 x 2.2 km: 11-12 x 8 tiles of 320 m
+    assert all(math.isclose(t.area, 320 * 320) for t in tiles)
+
+
+def test_whole_world_in_degrees_asks_for_an_area():
+    world = _info((-180.0, -90.0, 180.0, 90.0), WGS84, (0.01, 0.01))
+    with pytest.raises(InputError, match="r spans too much of the globe.*smaller bounding box or mask"):
+        build_grid(world, tiny_card())
+    with pytest.raises(InputError, match="The area spans too much of the globe"):
+        build_grid(world, tiny_card(), Area(bounds=(0.0, 40.0, 30.0, 50.0)))
+    grid = build_grid(world, tiny_card(), Area(bounds=(13.18, 53.88, 13.23, 53.90)))
+    assert describe(grid.crs_wkt).startswith("EPSG:32633")
