@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
 
     window, canvas, bar, view, bridge = build_window(app)
     project = QgsProject.instance()
-    layer = QgsRasterLayer(str(scene), "Sentinel-2 Demmin 2023-06-03 (B4/B3/B2)")
+    layer = QgsRasterLayer(str(scene), "Sentinel-2 Demmin 2023-06-03")
     if not layer.isValid():
         print(f"screenshot: cannot open {scene}", file=sys.stderr)
         return 2
@@ -228,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     for node in root.findLayers():
         if node.layer().type() == node.layer().RasterLayer and node.layer() is not layer:
             node.setItemVisibilityChecked(False)
-    view.expandAll()
+    view.expandAllNodes()
+    for node in root.findLayers():
+        if not node.isVisible():  # the switched-off class raster stays folded
+            view.collapse(view.node2index(node))
     card = dialog.card
     window.findChild(QLabel, "mapTitle").setText(
         f"Land cover per {card.tile_size_m:g} m tile ({card.architecture}, {card.num_classes} EuroSAT-style classes)"

@@ -34,12 +34,12 @@ def group_name(raster_name: str, model_name: str) -> str:
 
 
 def class_labels(card: ModelCard, areas: Sequence | None = None) -> list[str]:
-    """Legend labels: class names, with hectares and percent when the run's areas are known."""
+    """Legend labels: class names, with hectares and percent for the classes the run found."""
     by_id = {row.class_id: row for row in areas or ()}
     labels = []
     for class_id, name in enumerate(card.class_names):
         row = by_id.get(class_id)
-        labels.append(f"{name}  {row.hectares:,.1f} ha ({row.percent:.1f} %)" if row else name)
+        labels.append(f"{name}  {row.hectares:,.1f} ha ({row.percent:.1f} %)" if row and row.tiles else name)
     return labels
 
 
