@@ -32,15 +32,14 @@ def draw_preview(
 
     card = result.card
     with rasterio.open(class_raster) as ds:
-        scale = max(1, int(np.ceil(max(ds.width, ds.height) / MAX_IMAGE_PX)))
-        shape = (max(1, ds.height // scale), max(1, ds.width // scale))
-        classes = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
         bounds, grid_wkt, cells = tuple(ds.bounds), ds.crs.to_wkt(), (ds.width, ds.height)
-    image = _render_image(source, result, bounds, grid_wkt, options)
+        image, valid = _render_image(source, result, bounds, grid_wkt, options)
+        # The class map on the image's pixels, so it can be hidden where the image has no data.
+        classes = ds.read(1, out_shape=valid.shape, resampling=Resampling.nearest)
     extent = (bounds[0], bounds[2], bounds[1], bounds[3])
 
     colours = ListedColormap([_rgb(c) for c in card.class_colors])
-    overlay = np.ma.masked_equal(classes, NODATA_CLASS)
+    overlay = np.ma.masked_where((classes == NODATA_CLASS) | ~valid, classes)
 
     aspect = (bounds[3] - bounds[1]) / (bounds[2] - bounds[0])
     panel_w = 6.0
@@ -48,10 +47,10 @@ def draw_preview(
     for ax, title in zip(axes, ("image (bands and scaling as fed to the model)", "classes"), strict=True):
         ax.imshow(image, extent=extent, interpolation="bilinear")
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel(f"x ({describe(grid_wkt)})", fontsize=8)
+        ax.set_xlabel(f"x (m), {describe(grid_wkt)}", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.ticklabel_format(useOffset=False, style="plain")
-    axes[0].set_ylabel("y", fontsize=8)
+    axes[0].set_ylabel("y (m)", fontsize=8)
     axes[1].imshow(
         overlay,
         extent=extent,
@@ -80,7 +79,11 @@ def draw_preview(
         if row.tiles or row.hectares
     ]
     if result.tiles_nodata:
-        handles.append(Patch(facecolor="none", edgecolor="0.3", label=f"nodata: {result.tiles_nodata:,} tiles"))
+        label = (
+            f"not classified (< {options.min_valid_fraction:.0%} data): {result.tiles_nodata:,} of "
+            f"{result.tiles_total:,} tiles"
+        )
+        handles.append(Patch(facecolor="none", edgecolor="0.3", label=label))
     axes[1].legend(
         handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, title="class, area", title_fontsize=8
     )
@@ -98,8 +101,8 @@ def draw_preview(
     return path
 
 
-def _render_image(source, result: ClassifyResult, bounds, grid_wkt: str, options: ClassifyOptions) -> np.ndarray:
-    """The raster over ``bounds`` as RGB in 0..1, with the run's band mapping and scaling."""
+def _render_image(source, result: ClassifyResult, bounds, grid_wkt: str, options: ClassifyOptions):
+    """The raster over ``bounds`` as RGB in 0..1 (run's bands and scaling) and its valid mask."""
     radiometry = plan_radiometry(source, result.card, result.bands_used, options.scaling)
     width_m, height_m = bounds[2] - bounds[0], bounds[3] - bounds[1]
     scale = MAX_IMAGE_PX / max(width_m, height_m)
@@ -110,7 +113,7 @@ def _render_image(source, result: ClassifyResult, bounds, grid_wkt: str, options
     low, high = result.card.value_range
     rgb = np.clip((values - low) / (high - low), 0.0, 1.0).transpose(1, 2, 0)
     rgb[~block.valid] = 0.85  # light grey where there is no data
-    return rgb
+    return rgb, block.valid
 
 
 def _rgb(colour: str) -> tuple[float, float, float]:
