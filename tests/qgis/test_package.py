@@ -158,3 +158,53 @@ def test_install_links_a_zip_shaped_folder(plugin_zip, tmp_path):
     assert again == target
     ini = install_plugin.enable(tmp_path / "profile")
     assert "rs_ghost_qgis=true" in ini.read_text()
+
+
+@pytest.mark.slow
+def test_real_qgis_desktop_starts_the_plugin(plugin_zip, tmp_path, tiny_model):
+    """QGIS itself (GEOS/GDAL loaded globally) loads the zip, runs Processing and opens the dialog."""
+    qgis_bin, xvfb = shutil.which("qgis.bin") or shutil.which("qgis"), shutil.which("xvfb-run")
+    if qgis_bin is None or xvfb is None:
+        pytest.skip("QGIS desktop or xvfb-run is not installed")
+    plugins = tmp_path / "plugins"
+    zipfile.ZipFile(plugin_zip).extractall(plugins)
+    ini = tmp_path / "profiles" / "default" / "QGIS" / "QGIS3.ini"
+    ini.parent.mkdir(parents=True)
+    ini.write_text("[PythonPlugins]\nrs_ghost_qgis=true\n")
+    raster = write_geotiff(tmp_path / "halves.tif", two_halves())
+    report = tmp_path / "report.txt"
+    script = tmp_path / "check.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import traceback
+            from qgis.core import QgsApplication
+            from qgis.PyQt.QtCore import QTimer
+            from qgis.utils import plugins
+
+            def check():
+                with open({str(report)!r}, "w") as out:
+                    try:
+                        import processing
+                        out.write(f"loaded {{'rs_ghost_qgis' in plugins}}\\n")
+                        result = processing.run("rsghost:classify", {{"INPUT": {str(raster)!r},
+                            "MODEL": {str(tiny_model)!r}, "OUTPUT_VECTOR": {str(tmp_path / "t.gpkg")!r}}})
+                        out.write(f"tiles {{result['TILES_CLASSIFIED']}}\\n")
+                        plugins["rs_ghost_qgis"].show_dialog()
+                        out.write(f"dialog {{plugins['rs_ghost_qgis'].dialog is not None}}\\n")
+                    except Exception:
+                        out.write(traceback.format_exc())
+                QTimer.singleShot(200, lambda: QgsApplication.exit(0))
+
+            QTimer.singleShot(3000, check)
+            """
+        )
+    )
+    command = [xvfb, "-a", qgis_bin, "--noversioncheck", "--nologo", "--profiles-path", str(tmp_path)]
+    command += ["--code", str(script)]
+    env = _env(QGIS_PLUGINPATH=str(plugins), PYTHONPATH=sysconfig.get_paths()["purelib"])
+    env.pop("QT_QPA_PLATFORM")  # a real (virtual) display
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    text = report.read_text() if report.exists() else done.stdout + done.stderr
+    assert text.splitlines() == ["loaded True", "tiles 8", "dialog True"], text
+    assert "Traceback" not in done.stdout + done.stderr
