@@ -49,10 +49,17 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     os.close(handle)
     try:
         torch.save({"format": FORMAT, **state}, tmp_name)
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes owner-only files; keep the usual rights
         Path(tmp_name).replace(path)
     finally:
         Path(tmp_name).unlink(missing_ok=True)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

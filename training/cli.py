@@ -138,7 +138,11 @@ def _training_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--epochs", type=int, default=30, help="epochs (student in `run`; default 30)")
     group.add_argument("--batch-size", type=int, default=128, help="batch per process (default 128)")
-    group.add_argument("--lr", type=float, help="peak learning rate (default 0.1 x global batch / 256)")
+    group.add_argument(
+        "--lr",
+        type=float,
+        help="peak learning rate (default per model x global batch / 256: G-Ghost 0.1, VGG-16-BN 0.02, VGG-16 0.01)",
+    )
     group.add_argument("--weight-decay", type=float, default=5e-4)
     group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     group.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto", help="CUDA mixed precision")
