@@ -34,6 +34,7 @@ MODEL_KEYS = ("format", "architecture", "num_classes", "model_options", "state_d
 EUROSAT_BANDS = ["B04 red", "B03 green", "B02 blue"]
 RGB_BANDS = ["red", "green", "blue"]
 EUROSAT_GSD_M = 10.0
+EUROSAT_TILE_SIZE = 64
 SENTINEL2_RAW_RANGE = [0.0, 3000.0]
 
 
@@ -120,10 +121,16 @@ def card_from_checkpoint(
     state: dict[str, Any],
     *,
     gsd_m: float,
+    tile_size: int | None = None,
     raw_range: list[float] | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> ModelCard:
-    """The model card of a checkpoint: what it expects, how it was trained and how well it did."""
+    """The model card of a checkpoint: what it expects, how it was trained and how well it did.
+
+    ``gsd_m`` is the metres per pixel of the original patches and ``tile_size`` their side in
+    pixels (default: EuroSAT's 64 for EuroSAT patches, else the side the images were trained
+    at); the model sees ``input_size``.
+    """
     model = model_from_checkpoint(state)
     names = list(state["class_names"])
     config, meta = state["config"], state["meta"]
@@ -148,7 +155,7 @@ def card_from_checkpoint(
         class_names=names,
         class_colors=class_colors(names),
         input_size=int(state["input_size"]),
-        tile_size=int(state["image_size"]),
+        tile_size=int(tile_size or _native_tile_size(state)),
         gsd_m=gsd_m,
         bands=bands,
         standardization_mean=[float(v) for v in state["mean"]],
@@ -163,6 +170,13 @@ def card_from_checkpoint(
         software=software_versions(),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+
+
+def _native_tile_size(state: dict[str, Any]) -> int:
+    # EuroSAT patches are 64 px whatever --image-size made of them; raster chips are cut at the
+    # image size itself, so their tile is what the model saw.
+    from_patches = (state["meta"].get("data") or {}).get("kind") != "raster_polygons"
+    return EUROSAT_TILE_SIZE if from_patches and is_eurosat(state["class_names"]) else int(state["image_size"])
 
 
 def software_versions() -> dict[str, str]:

@@ -165,6 +165,12 @@ def _training_arguments(parser: argparse.ArgumentParser) -> None:
 def _card_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model card")
     group.add_argument(
+        "--tile-size",
+        type=int,
+        help="side in pixels of the original patches, when --image-size shrank them (UC Merced: 256); "
+        "with --gsd it gives the tile's footprint on the ground (default: the image size)",
+    )
+    group.add_argument(
         "--raw-range",
         type=float,
         nargs=2,
@@ -178,7 +184,7 @@ def _card_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     args.data = args.data or _find_default_data()
-    _check_positive(args, "epochs", "teacher_epochs", "batch_size", "teacher_input_size")
+    _check_positive(args, "epochs", "teacher_epochs", "batch_size", "teacher_input_size", "tile_size", "image_size")
     world = distributed.start(args.device)
     data = _load_data_once(args, world, image_size=args.image_size or 64)
     gsd_m = resolve_gsd(data.class_names, args.gsd, data.summary.get("gsd_m"))  # before hours of training
@@ -199,6 +205,7 @@ def _run(args: argparse.Namespace) -> int:
     card = card_from_checkpoint(
         state,
         gsd_m=gsd_m,
+        tile_size=args.tile_size,
         raw_range=args.raw_range or default_raw_range(state["class_names"]),
         metrics=_card_metrics(metrics, out / "evaluation"),
     )
@@ -210,7 +217,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    _check_positive(args, "epochs", "batch_size", "input_size")
+    _check_positive(args, "epochs", "batch_size", "input_size", "image_size")
     distill = args.distill or ("dkd" if args.teacher_checkpoint else "none")
     if args.teacher and not args.teacher_checkpoint:
         raise TrainingError(
@@ -232,7 +239,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     scorer = load_scorer(args.model)
-    data = _load_data(args, image_size=args.image_size or scorer.tile_size, scoring=True)
+    data = _load_data(args, image_size=args.image_size or scorer.image_size, scoring=True)
     metrics = evaluate(
         scorer, data.val, data.class_names, args.out, batch_size=args.batch_size, latency=not args.no_latency
     )
@@ -252,6 +259,7 @@ def _export(args: argparse.Namespace) -> int:
     card = card_from_checkpoint(
         state,
         gsd_m=resolve_gsd(state["class_names"], args.gsd, state["meta"].get("gsd_m")),
+        tile_size=args.tile_size or state["meta"].get("tile_size"),
         raw_range=args.raw_range or default_raw_range(state["class_names"]),
         metrics=metrics,
     )
@@ -348,6 +356,7 @@ def _meta(args: argparse.Namespace, data: DatasetSplits, world: distributed.Worl
         "hardware": distributed.describe_hardware(world),
         "world_size": world.size,
         "gsd_m": gsd_m,
+        "tile_size": getattr(args, "tile_size", None),
     }
 
 

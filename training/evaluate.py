@@ -39,7 +39,7 @@ class Scorer:
     name: str
     class_names: list[str]
     input_size: int
-    tile_size: int  # pixels of the image the model's tile covers (the data's image size)
+    image_size: int  # side the images are loaded at: what the model was trained on
     mean: list[float]
     std: list[float]
     forward: Callable[[torch.Tensor], torch.Tensor]  # normalised (B, C, S, S) -> logits
@@ -68,7 +68,7 @@ def _checkpoint_scorer(path: Path) -> Scorer:
         name=str(path),
         class_names=list(state["class_names"]),
         input_size=int(state["input_size"]),
-        tile_size=int(state["image_size"]),
+        image_size=int(state["image_size"]),
         mean=list(state["mean"]),
         std=list(state["std"]),
         forward=model,
@@ -95,7 +95,7 @@ def _onnx_scorer(path: Path) -> Scorer:
         name=str(path),
         class_names=list(card.class_names),
         input_size=card.input_size,
-        tile_size=card.tile_size,
+        image_size=card.input_size,  # the runtime resizes every tile to this side
         mean=list(card.standardization_mean),
         std=list(card.standardization_std),
         forward=forward,

@@ -88,7 +88,9 @@ def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, size: int)
     """0..1 images (B, C, H, W) -> the network's input: standardised, resized to ``size`` (bilinear)."""
     x = (x - mean) / std
     if x.shape[-1] != size or x.shape[-2] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        # Antialiasing when shrinking, as image libraries do; none is needed when enlarging.
+        shrink = size < max(x.shape[-2:])
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
     return x
 
 

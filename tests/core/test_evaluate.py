@@ -119,11 +119,14 @@ def test_export_writes_card_with_given_gsd_and_evaluation_metrics(trained, expor
     tree, checkpoint = trained
     assert cli.main(evaluate_args(checkpoint, tree, tmp_path / "eval", "--no-latency")) == 0
     path = tmp_path / "with_metrics.onnx"
-    argv = ["export", "--checkpoint", str(checkpoint), "--out", str(path), "--gsd", "10", "--raw-range", "0", "3000"]
-    assert cli.main(argv + ["--metrics", str(tmp_path / "eval/metrics.json")]) == 0
+    argv = ["export", "--checkpoint", str(checkpoint), "--out", str(path), "--gsd", "0.3", "--tile-size", "256"]
+    argv += ["--raw-range", "0", "3000", "--metrics", str(tmp_path / "eval/metrics.json")]
+    assert cli.main(argv) == 0
     assert f"model: {path}" in capsys.readouterr().out
     card = ModelCard.from_metadata({p.key: p.value for p in onnx.load(str(path)).metadata_props})
     assert card.raw_range == [0.0, 3000.0]
+    # Patches of 256 px at 0.3 m, shrunk to 32 px for the model: the tile still covers 76.8 m.
+    assert (card.input_size, card.tile_size, card.tile_size_m) == (32, 256, pytest.approx(76.8))
     assert set(card.metrics["per_class_f1"]) == {"Crop", "Forest", "Water"}
     assert np.asarray(card.metrics["confusion"]).shape == (3, 3)
 

@@ -28,7 +28,8 @@ def one_thread():
 def test_run_on_eurosat_slice_exports_a_eurosat_card(shared_data, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["run", "--data", str(shared_data / "eurosat_rgb"), "--teacher", SMALL, "--student", SMALL]
-    argv += ["--limit-per-class", "5", "--epochs", "1", "--batch-size", "16", "--cache-dir", str(tmp_path / "cache")]
+    argv += ["--limit-per-class", "5", "--epochs", "1", "--batch-size", "16", "--image-size", "32"]
+    argv += ["--cache-dir", str(tmp_path / "cache")]
     assert cli.main([*argv, "--out", str(out)]) == 0
     assert "val top-1" in capsys.readouterr().out
 
@@ -37,14 +38,15 @@ def test_run_on_eurosat_slice_exports_a_eurosat_card(shared_data, tmp_path, caps
     assert card.class_names == list(EUROSAT_CLASSES)  # label_map.json order
     assert card.class_colors[EUROSAT_CLASSES.index("River")] == LAND_COVER["river"]
     assert card.bands == ["B04 red", "B03 green", "B02 blue"]
-    assert (card.input_size, card.tile_size, card.gsd_m, card.raw_range) == (64, 64, 10.0, [0.0, 3000.0])
+    # Trained at 32 px, the model still covers a 64 px EuroSAT patch (640 m); the runtime resizes.
+    assert (card.input_size, card.tile_size, card.gsd_m, card.raw_range) == (32, 64, 10.0, [0.0, 3000.0])
     data = card.training["data"]
     assert data["source"] == "eurosat_rgb" and data["split"] == "csv"
     assert data["counts"]["train"] == {name: 5 for name in EUROSAT_CLASSES}
     assert card.metrics["val_images"] == 50 and len(card.metrics["confusion"]) == 10
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (logits,) = session.run(None, {"input": torch.zeros(2, 3, 64, 64).numpy()})
+    (logits,) = session.run(None, {"input": torch.zeros(2, 3, 32, 32).numpy()})
     assert logits.shape == (2, 10)
     metrics = json.loads((out / "evaluation/metrics.json").read_text())
     assert metrics["images"] == 50 and metrics["latency"]["ms_per_tile_batch1"] > 0
