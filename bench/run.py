@@ -1,6 +1,7 @@
 """`make bench`: where the time and memory go, as ratios measured in one run.
 
-Rows (medians of several repeats):
+Rows (medians of several repeats, interleaved so that drifting load on a shared machine hits
+every contender alike):
 1. onnxruntime alone vs end to end, on a generated raster and on the Demmin scene. The
    pipeline records the exact batches it feeds the model; "ORT alone" is a plain loop that
    creates a session with the same settings and replays them. End to end = the in-process
@@ -218,23 +219,30 @@ def _ort_vs_end_to_end(label, raster, model, work, repeats, threads):
     with _Recorder() as recorder:
         _pipeline_seconds(raster, model, work, threads)
     tiles = sum(len(b) for b in recorder.batches) if recorder.count <= RECORD_BATCHES else None
-    ort = statistics.median(_ort_seconds(model, recorder.batches, recorder.count, threads) for _ in range(repeats))
-    pipeline = statistics.median(_pipeline_seconds(raster, model, work, threads) for _ in range(repeats))
-    cli_runs = [_cli(raster, model, work, threads) for _ in range(repeats)]
-    cli = statistics.median(s for s, _ in cli_runs)
-    rss = max(r for _, r in cli_runs)
+    # Interleaved repeats: on a shared machine the load drifts, so each ratio compares runs
+    # made one after the other, and the median of the ratios is reported.
+    runs = []
+    for _ in range(repeats):
+        ort = _ort_seconds(model, recorder.batches, recorder.count, threads)
+        pipeline = _pipeline_seconds(raster, model, work, threads)
+        cli, rss = _cli(raster, model, work, threads)
+        runs.append((ort, pipeline, cli, rss))
+    ort, pipeline, cli = (statistics.median(r[i] for r in runs) for i in range(3))
+    pipeline_ratio = statistics.median(r[1] / r[0] for r in runs)
+    cli_ratio = statistics.median(r[2] / r[0] for r in runs)
+    rss = max(r[3] for r in runs)
     count = f"{tiles} tiles" if tiles is not None else f"{recorder.count} batches"
     print(f"bench: {label}: ORT {ort:.2f} s, pipeline {pipeline:.2f} s, CLI {cli:.2f} s", flush=True)
     return [
         (f"{label}: ORT alone", f"{ort:.2f} s", f"{count}, batch 32, session creation included"),
         (
             f"{label}: end to end / ORT (pipeline in process)",
-            f"{pipeline / ort:.3f}",
+            f"{pipeline_ratio:.3f}",
             f"{pipeline:.2f} s; goal <= 1.15",
         ),
         (
             f"{label}: end to end / ORT (CLI, new process)",
-            f"{cli / ort:.3f}",
+            f"{cli_ratio:.3f}",
             f"{cli:.2f} s incl. start-up; peak RSS {rss / 2**20:.0f} MiB",
         ),
     ]
@@ -249,10 +257,11 @@ def _student_vs_teacher(raster, model, work, repeats, threads, tiles):
         teacher = _export("vgg16_bn", work)
     except ImportError as error:
         return [("student vs VGG-16 teacher", "skipped", f"training.models not importable: {error}")]
-    rates = {}
-    for name, path in (("student", model), ("teacher", teacher)):
-        seconds = statistics.median(_ort_seconds(path, batches, len(batches), threads, False) for _ in range(repeats))
-        rates[name] = len(pool) / seconds
+    times = {"student": [], "teacher": []}
+    for _ in range(repeats):  # interleaved, as above
+        for name, path in (("student", model), ("teacher", teacher)):
+            times[name].append(_ort_seconds(path, batches, len(batches), threads, False))
+    rates = {name: len(pool) / statistics.median(values) for name, values in times.items()}
     teacher.unlink()
     print(f"bench: student {rates['student']:.0f} tiles/s, teacher {rates['teacher']:.0f} tiles/s", flush=True)
     return [
@@ -314,16 +323,16 @@ def _peak_rss(work, sizes):
 def _threads_and_batches(raster, model, work, repeats, side):
     area = Area(bounds=(500_000, 6_000_000 - side * 10, 500_000 + side * 10, 6_000_000))
     tiles = (side // 64) ** 2
+    configs = [(threads, batch) for threads in (1, 2) for batch in (8, 32, 64)]
+    seconds = {config: [] for config in configs}
+    for _ in range(repeats):  # configurations interleaved within each repeat: the load drifts
+        for threads, batch in configs:
+            seconds[(threads, batch)].append(_pipeline_seconds(raster, model, work, threads, batch, area))
     rows = []
-    for threads in (1, 2):
-        for batch in (8, 32, 64):
-            seconds = statistics.median(
-                _pipeline_seconds(raster, model, work, threads, batch, area) for _ in range(repeats)
-            )
-            print(f"bench: threads {threads}, batch {batch}: {tiles / seconds:.0f} tiles/s", flush=True)
-            rows.append(
-                (f"pipeline, {threads} thread(s), batch {batch}", f"{tiles / seconds:.0f} tiles/s", f"{tiles} tiles")
-            )
+    for (threads, batch), values in seconds.items():
+        rate = tiles / statistics.median(values)
+        print(f"bench: threads {threads}, batch {batch}: {rate:.0f} tiles/s", flush=True)
+        rows.append((f"pipeline, {threads} thread(s), batch {batch}", f"{rate:.0f} tiles/s", f"{tiles} tiles"))
     return rows
 
 
