@@ -111,6 +111,8 @@ def train_stage(
     """
     out = Path(config.out)
     seed_everything(config.seed)
+    if world.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
     teacher = _load_teacher(config, data.class_names, world.device) if config.distill != "none" else None
     criterion = _criterion(config)
     model = make_model(config.model, len(data.class_names), config.model_options).to(world.device)
@@ -137,7 +139,8 @@ def train_stage(
         if world.is_main:
             print(f"{config.stage}: resuming {out / 'last.pt'} after epoch {state['epoch']} of {config.epochs}")
 
-    net = DistributedDataParallel(model) if world.distributed else model
+    device_ids = [world.device.index] if world.device.type == "cuda" else None
+    net = DistributedDataParallel(model, device_ids=device_ids) if world.distributed else model
     stats = tuple(torch.tensor(state[key], device=world.device).view(1, -1, 1, 1) for key in ("mean", "std"))
     for epoch in range(state["epoch"], config.epochs):
         # Shuffles, augmentations and dropout masks depend on (seed, epoch, rank) only, so a

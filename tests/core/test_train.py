@@ -134,6 +134,19 @@ def test_run_end_to_end_writes_a_verified_onnx_with_a_complete_card(tree, tmp_pa
     np.testing.assert_allclose(logits, expected, atol=1e-3)
 
 
+@pytest.mark.parametrize("distill", ["none", "kd"])
+def test_run_without_teacher_training(tree, teacher, tmp_path, distill):
+    # none: no teacher at all; kd with --teacher-checkpoint: stage 1 is skipped.
+    out = tmp_path / distill
+    argv = ["run", "--student", SMALL, "--distill", distill, "--gsd", "10", "--teacher-checkpoint", str(teacher)]
+    assert cli.main(argv + stage_args(tree, out, epochs=1)) == 0
+    assert not (out / "teacher").exists()
+    graph = onnx.load(str(out / f"{SMALL}_{distill}.onnx"))
+    card = ModelCard.from_metadata({prop.key: prop.value for prop in graph.metadata_props})
+    assert card.training["distillation"]["method"] == distill
+    assert ("teacher" in card.training) == (distill == "kd")
+
+
 def test_teacher_trains_well_enough_to_distil(teacher):
     state = load_checkpoint(teacher)
     assert state["best_acc"] >= 0.9, state["history"]
@@ -200,7 +213,7 @@ def test_same_seed_same_metrics_other_seed_differs(tree, reference, tmp_path):
     for key, value in reference["state_dict"].items():
         assert torch.equal(again["state_dict"][key], value), key
 
-    assert cli.main(train_args(tree, tmp_path / "other", "--seed", "1")) == 0
+    assert cli.main(train_args(tree, tmp_path / "other", "--seed", "1", epochs=1)) == 0
     other = load_checkpoint(tmp_path / "other/last.pt")
     assert other["history"][0]["train_loss"] != reference["history"][0]["train_loss"]
 
