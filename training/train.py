@@ -142,13 +142,13 @@ def train_stage(
     device_ids = [world.device.index] if world.device.type == "cuda" else None
     net = DistributedDataParallel(model, device_ids=device_ids) if world.distributed else model
     stats = tuple(torch.tensor(state[key], device=world.device).view(1, -1, 1, 1) for key in ("mean", "std"))
+    step = _Step(net, teacher, criterion, optimizer, scheduler, scaler, stats, state["input_size"])
     for epoch in range(state["epoch"], config.epochs):
         # Shuffles, augmentations and dropout masks depend on (seed, epoch, rank) only, so a
         # resumed run continues exactly as an uninterrupted one would have.
         loader.sampler.set_epoch(epoch)
         torch.manual_seed(config.seed * 100_003 + epoch * 1_009 + world.rank)
         started = time.perf_counter()
-        step = _Step(net, teacher, criterion, optimizer, scheduler, scaler, stats, state["input_size"])
         loss, acc = _train_epoch(step, loader, config, world, epoch)
         recalibrate_batchnorm(model, data.train, config, world, stats, state["input_size"])
         val_loss, val_acc = _validate(model, data.val, config, world, stats, state["input_size"])
