@@ -9,18 +9,21 @@ import matplotlib
 matplotlib.use("Agg")  # no display on training machines; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_curves(history: list[dict], path: str | Path, title: str = "") -> Path:
     """Loss and accuracy per epoch, train and validation side by side."""
     epochs = [row["epoch"] for row in history]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    for split, style in (("train", "-o"), ("val", "-s")):
-        loss_axis.plot(epochs, [row[f"{split}_loss"] for row in history], style, label=split)
+    # The training loss includes the distillation terms; validation is plain cross-entropy.
+    for split, style, what in (("train", "-o", "objective"), ("val", "-s", "cross-entropy")):
+        loss_axis.plot(epochs, [row[f"{split}_loss"] for row in history], style, label=f"{split} ({what})")
         accuracy_axis.plot(epochs, [100 * row[f"{split}_acc"] for row in history], style, label=split)
     loss_axis.set(xlabel="epoch", ylabel="loss", title="loss")
     accuracy_axis.set(xlabel="epoch", ylabel="top-1 (%)", title="accuracy")
     for axis in (loss_axis, accuracy_axis):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend()
     if title:
