@@ -80,10 +80,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def make_model(name: str, num_classes: int, options: dict[str, Any] | None = None) -> nn.Module:
-    """``build_model`` with a user-facing error for unknown names."""
+def check_model_name(name: str) -> None:
+    """Raise TrainingError listing the known architectures when ``name`` is not one of them."""
     if name not in MODEL_NAMES:
         raise TrainingError(f"unknown model '{name}'; choose one of: {', '.join(MODEL_NAMES)}.")
+
+
+def make_model(name: str, num_classes: int, options: dict[str, Any] | None = None) -> nn.Module:
+    """``build_model`` with a user-facing error for unknown names."""
+    check_model_name(name)
     return build_model(name, num_classes, **(options or {}))
 
 

@@ -20,6 +20,7 @@ from training import distributed
 from training.checkpoint import (
     TrainingError,
     card_from_checkpoint,
+    check_model_name,
     default_raw_range,
     load_checkpoint,
     model_from_checkpoint,
@@ -183,8 +184,12 @@ def _card_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.polygons and not args.data:
+        raise TrainingError("--polygons labels the raster given with --data: add --data scene.tif.")
     args.data = args.data or _find_default_data()
     _check_positive(args, "epochs", "teacher_epochs", "batch_size", "teacher_input_size", "tile_size", "image_size")
+    for name in (args.student, args.teacher):  # before the data, which may take minutes to load
+        check_model_name(name)
     world = distributed.start(args.device)
     data = _load_data_once(args, world, image_size=args.image_size or 64)
     gsd_m = resolve_gsd(data.class_names, args.gsd, data.summary.get("gsd_m"))  # before hours of training
@@ -218,6 +223,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     _check_positive(args, "epochs", "batch_size", "input_size", "image_size")
+    check_model_name(args.model)
     distill = args.distill or ("dkd" if args.teacher_checkpoint else "none")
     if args.teacher and not args.teacher_checkpoint:
         raise TrainingError(

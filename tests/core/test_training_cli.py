@@ -36,6 +36,16 @@ def test_run_without_data_says_how_to_get_eurosat_or_use_local_data(monkeypatch,
     assert not (tmp_path / "out").exists()
 
 
+def test_polygons_need_the_raster(tmp_path, capsys):
+    assert cli.main(["run", "--polygons", str(tmp_path / "labels.gpkg"), "--out", str(tmp_path)]) == 2
+    assert "--data scene.tif" in one_line_error(capsys)
+
+
+def test_unknown_student_is_refused_before_the_data_is_read(tmp_path, capsys):
+    assert cli.main(["run", "--data", str(tmp_path / "missing"), "--student", "mobilenet", "--out", str(tmp_path)]) == 2
+    assert "unknown model 'mobilenet'" in one_line_error(capsys)
+
+
 def test_missing_data_folder(tmp_path, capsys):
     assert cli.main(["train", "--model", SMALL, "--data", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
     assert "does not exist" in one_line_error(capsys)
