@@ -147,6 +147,26 @@ def test_run_without_teacher_training(tree, teacher, tmp_path, distill):
     assert ("teacher" in card.training) == (distill == "kd")
 
 
+def test_run_on_a_raster_with_polygons_takes_the_gsd_from_the_chips(tmp_path):
+    from tests.core.test_data_raster import halves, halves_polygons, write_raster
+
+    # Noise keeps every channel varying: constant channels make a degenerate network.
+    noise = np.random.default_rng(0).integers(-20, 21, (3, 64, 64))
+    raster = write_raster(tmp_path / "scene.tif", (halves().astype(int) + noise).astype(np.uint8))
+    polygons = halves_polygons(tmp_path / "labels.gpkg")
+    out = tmp_path / "run"
+    argv = ["run", "--data", str(raster), "--polygons", str(polygons), "--class-field", "landuse"]
+    # 34 chips of 32 px (stride 2), 2 epochs: enough for a network whose ONNX logits stay within the
+    # export's 1e-4 of torch's (ten chips and 2 steps left it too ill-conditioned for that).
+    argv += ["--chip-stride", "2", "--image-size", "32", "--student", SMALL, "--distill", "none", "--epochs", "2"]
+    assert cli.main([*argv, "--batch-size", "8", "--out", str(out)]) == 0
+    graph = onnx.load(str(out / f"{SMALL}_none.onnx"))
+    card = ModelCard.from_metadata({prop.key: prop.value for prop in graph.metadata_props})
+    assert card.class_names == ["forest", "water"]
+    assert (card.gsd_m, card.tile_size, card.input_size, card.tile_size_m) == (10.0, 32, 32, 320.0)
+    assert card.training["data"]["kind"] == "raster_polygons" and card.raw_range is None
+
+
 def test_teacher_trains_well_enough_to_distil(teacher):
     state = load_checkpoint(teacher)
     assert state["best_acc"] >= 0.9, state["history"]
