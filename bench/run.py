@@ -41,7 +41,9 @@ from rs_ghost_qgis.core.pipeline import Area, ClassifyOptions, classify  # noqa:
 from rs_ghost_qgis.core.rasterio_source import RasterioSource  # noqa: E402
 
 DEMMIN = REPO.parent / "shared" / "data" / "geotiff" / "sentinel2_demmin_germany_20230603.tif"
-MOSAIC_TILE = 2000  # px: the RSS rasters are VRT mosaics of one textured GeoTIFF of this size
+# The RSS rasters are VRT mosaics of one textured GeoTIFF repeated 10 x 10 times: the same
+# number of VRT sources (each costs GDAL some memory) whatever the size.
+MOSAIC_SIDE = 10
 RECORD_BATCHES = 64  # batches kept for replay; larger runs replay them cyclically
 
 
@@ -277,13 +279,14 @@ def _student_vs_teacher(raster, model, work, repeats, threads, tiles):
 
 def _mosaic(work: Path, size: int) -> Path:
     """A size x size px VRT made of one textured GeoTIFF repeated: big rasters without big files."""
-    tile = work / f"mosaic_tile_{MOSAIC_TILE}.tif"
+    side = -(-size // MOSAIC_SIDE)  # ceil
+    tile = work / f"mosaic_tile_{side}.tif"
     if not tile.exists():
-        _textured_raster(tile, MOSAIC_TILE)
+        _textured_raster(tile, side)
     sources = []
-    for row in range(0, size, MOSAIC_TILE):
-        for col in range(0, size, MOSAIC_TILE):
-            h, w = min(MOSAIC_TILE, size - row), min(MOSAIC_TILE, size - col)
+    for row in range(0, size, side):
+        for col in range(0, size, side):
+            h, w = min(side, size - row), min(side, size - col)
             rect = (
                 f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
                 f'<DstRect xOff="{col}" yOff="{row}" xSize="{w}" ySize="{h}"/>'
