@@ -1,4 +1,3 @@
-import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -54,8 +53,3 @@ def test_demo_scene_prefers_shared_then_downloads(demo, tmp_path, monkeypatch):
     assert demo.locate_scene(tmp_path / "absent.tif", cached) == cached
     assert calls == [(demo.SCENE_URL, cached, demo.SCENE_SHA256)]
     assert demo.SCENE_URL.endswith("d547b64611c202182a2dafe36f0407f372cd3cc7/data/sentinel2_fields.tif")
-
-
-def test_pinned_checksum_matches_the_shared_scene(demo, shared_data):
-    scene = shared_data / "geotiff" / demo.SCENE
-    assert hashlib.sha256(scene.read_bytes()).hexdigest() == demo.SCENE_SHA256

@@ -1,5 +1,6 @@
 """The command line on the two real GeoTIFFs in ../shared/data/geotiff (the real-data tier)."""
 
+import hashlib
 import importlib.util
 import math
 from pathlib import Path
@@ -90,10 +91,21 @@ def test_landsat_scene_with_nodata_corners(shared_data, tmp_path, capsys):
         assert set(np.unique(band)) <= {0, 1, 2, 255}
 
 
-def test_demo_on_the_demmin_scene(shared_data, tmp_path, capsys):
+def _demo():
     spec = importlib.util.spec_from_file_location("demo", REPO / "scripts" / "demo.py")
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
+    return demo
+
+
+def test_pinned_checksum_matches_the_shared_scene(shared_data):
+    demo = _demo()
+    scene = shared_data / "geotiff" / demo.SCENE
+    assert hashlib.sha256(scene.read_bytes()).hexdigest() == demo.SCENE_SHA256
+
+
+def test_demo_on_the_demmin_scene(shared_data, tmp_path, capsys):
+    demo = _demo()
     model = _demmin_model(tmp_path)
     assert demo.main(["--model", str(model), "--out", str(tmp_path / "demo")]) == 0
     printed = capsys.readouterr().out
