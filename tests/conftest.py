@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(os.environ.get("RS_GHOST_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("RS_GHOST_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
+)
 
 
 @pytest.fixture(scope="session")

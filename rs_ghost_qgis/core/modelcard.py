@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ModelError
 
@@ -148,7 +149,9 @@ class ModelCard:
         if self.created:
             lines.append(f"| created | {self.created} |")
         lines += ["", "## Classes", "", "| id | class | colour |", "|---|---|---|"]
-        lines += [f"| {i} | {n} | `{c}` |" for i, (n, c) in enumerate(zip(self.class_names, self.class_colors))]
+        lines += [
+            f"| {i} | {n} | `{c}` |" for i, (n, c) in enumerate(zip(self.class_names, self.class_colors, strict=True))
+        ]
         for title, section in (("Training", self.training), ("Metrics", self.metrics), ("Software", self.software)):
             if section:
                 lines += ["", f"## {title}", "", "```json", json.dumps(section, indent=2), "```"]

@@ -6,8 +6,9 @@ provider does (files, VRTs, WMS and XYZ alike). The pipeline never knows which.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
