@@ -225,6 +225,7 @@ class ClassifyDialog(QDialog):
         self.summary = QTableWidget(0, 4)
         self.summary.setHorizontalHeaderLabels(["Class", "Tiles", "Hectares", "Percent"])
         self.summary.verticalHeader().setVisible(False)
+        self.summary.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.summary.setVisible(False)
         layout.addWidget(self.summary)
 
@@ -303,6 +304,8 @@ class ClassifyDialog(QDialog):
                 self.model_info.setText(f'<span style="color:#b00020;">{error}</span>')
             else:
                 self.model_info.setText(card_summary_html(self.card))
+        # Rich text with a table: make the layout give the label all the height it needs.
+        self.model_info.setMinimumHeight(self.model_info.heightForWidth(max(self.model_info.width(), 480)))
         self._update_bands_hint()
 
     def _area_changed(self, *_args) -> None:

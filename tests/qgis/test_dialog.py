@@ -137,14 +137,23 @@ def test_extent_outside_raster_is_a_message(dialog, tmp_path, project, tiny_mode
 
 
 def test_cancel_button_stops_the_run(dialog, tmp_path, project, tiny_model):
-    layer = _raster(tmp_path, project)
+    import numpy as np
+
+    big = np.zeros((3, 1536, 1536), dtype=np.uint8)
+    big[1] = 150  # 48 x 48 tiles, 4 x 4 overlapping per cell with stride 8: seconds of work
+    layer = QgsRasterLayer(str(write_geotiff(tmp_path / "big.tif", big)), "big")
+    project.addMapLayer(layer)
     dialog.select_layer(layer)
     _use_model(dialog, tiny_model)
+    dialog.stride_spin.setValue(8)
+    dialog.folder_widget.setFilePath(str(tmp_path / "out"))
     dialog.start()
-    dialog.cancel_button.click()
+    # Click Cancel once the task reports progress, i.e. while it is running.
+    dialog.task.progressChanged.connect(lambda value: value > 0 and dialog.cancel_button.click())
     _wait(dialog)
     assert "Cancelled" in dialog.message.text()
     assert len(project.mapLayers()) == 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_xyz_layer_needs_an_area_and_runs_on_the_map_extent(dialog, tmp_path, project, tiny_model, qgis_iface):

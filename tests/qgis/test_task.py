@@ -76,7 +76,9 @@ def test_task_error_is_a_message(qgis_app, project, tmp_path, tiny_model):
 
 
 def test_cancel_queued_task_leaves_nothing(qgis_app, project, tmp_path, tiny_model):
-    task = run_task(_task(tmp_path, tiny_model, project), on_start=lambda t: t.cancel())
+    task = _task(tmp_path, tiny_model, project)
+    task.hold()  # queued but not started, whatever the thread pool does
+    run_task(task, on_start=lambda t: t.cancel())
     assert task.result is None and task.layers == []
     assert "Cancelled" in task.error
     assert _leftovers(tmp_path) == []
