@@ -5,6 +5,7 @@ export QT_QPA_PLATFORM ?= offscreen
 SHARED ?= ../shared/data
 
 # make train defaults: EuroSAT RGB, VGG-16-BN teacher, G-Ghost RegNet 040 student, DKD.
+# GSD: metres per pixel of your patches (EuroSAT's 10 m is known); ARGS: any other `run` flags.
 DATA ?= $(wildcard $(SHARED)/eurosat_rgb)
 TEACHER ?= vgg16_bn
 STUDENT ?= g_ghost_regnetx_040
@@ -12,6 +13,8 @@ DISTILL ?= dkd
 EPOCHS ?=
 TEACHER_EPOCHS ?=
 LIMIT_PER_CLASS ?=
+GSD ?=
+ARGS ?=
 SEED ?= 0
 OUT ?= runs/train
 
@@ -39,7 +42,7 @@ train: setup
 	$(PY) -m training run --data "$(DATA)" --teacher $(TEACHER) --student $(STUDENT) --distill $(DISTILL) \
 	  --seed $(SEED) --out $(OUT) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 	  $(if $(TEACHER_EPOCHS),--teacher-epochs $(TEACHER_EPOCHS)) \
-	  $(if $(LIMIT_PER_CLASS),--limit-per-class $(LIMIT_PER_CLASS))
+	  $(if $(LIMIT_PER_CLASS),--limit-per-class $(LIMIT_PER_CLASS)) $(if $(GSD),--gsd $(GSD)) $(ARGS)
 
 bench: setup
 	$(PY) bench/run.py

@@ -45,6 +45,7 @@ def export_onnx(model: torch.nn.Module, card: ModelCard, path: str | Path, *, se
         _trace(model, sample, tmp)
         _embed_card(tmp, card)
         _check_against_torch(model, sample, tmp)
+        tmp.chmod(0o644)  # mkstemp makes owner-only files; a shipped model must be readable by all
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
