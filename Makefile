@@ -54,7 +54,7 @@ install: setup
 	$(PY) scripts/install_plugin.py
 
 qgis: setup install
-	xvfb-run -a qgis --noversioncheck $(SHARED)/geotiff/sentinel2_demmin_germany_20230603.tif
+	$(if $(DISPLAY),,xvfb-run -a) qgis --noversioncheck $(SHARED)/geotiff/sentinel2_demmin_germany_20230603.tif
 
 screenshot: setup
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshot.py

@@ -183,13 +183,27 @@ def _norm(text: str) -> str:
 
 
 def _match(card_band: str, descriptions: tuple[str, ...]) -> int | None:
-    """The first raster band whose description names ``card_band`` (1-based), or None."""
-    key = _norm(card_band)
-    names = next((group for group in _ALIASES if key in group), {key})
+    """The first raster band whose description names ``card_band`` (1-based), or None.
+
+    Names match by any word and its aliases, so a card's "B04 red" finds a band described
+    "B4", "Red" or "B04 (red)".
+    """
+    wanted = _aliases(card_band)
     for index, description in enumerate(descriptions, start=1):
-        if _norm(description) in names:
+        if _words(description) & wanted:
             return index
     return None
+
+
+def _words(text: str) -> set[str]:
+    words = {w for w in re.split(r"[\s_\-()/,:;]+", (text or "").lower()) if w}
+    return words | {_norm(text)} if text else words
+
+
+def _aliases(name: str) -> set[str]:
+    words = _words(name)
+    groups = [group for group in _ALIASES if group & words]
+    return set().union(*groups) if groups else words
 
 
 def _join(bands: list[int]) -> str:

@@ -31,6 +31,22 @@ def test_bands_matched_by_description(tmp_path, descriptions, expected):
     assert bands == expected and "matched by description" in note
 
 
+@pytest.mark.parametrize(
+    ("descriptions", "expected"),
+    [
+        (["B4", "B3", "B2", "B8"], [1, 2, 3]),  # the Demmin scene
+        (["B2", "B3", "B4"], [3, 2, 1]),
+        (["B02 (blue)", "B03 (green)", "B04 (red)"], [3, 2, 1]),
+        (["Blue", "Green", "Red"], [3, 2, 1]),
+    ],
+)
+def test_sentinel2_card_band_names_match_raster_descriptions(tmp_path, descriptions, expected):
+    card = dataclasses.replace(tiny_card(), bands=["B04 red", "B03 green", "B02 blue"])
+    with _source(tmp_path, len(descriptions), descriptions=descriptions) as source:
+        bands, note = choose_bands(source, card, None)
+    assert bands == expected and "matched by description" in note
+
+
 def test_without_descriptions_the_first_bands_are_assumed_and_said(tmp_path):
     with _source(tmp_path, 4, dtype=np.uint16) as source:  # uint16: GDAL sets no RGB colour interpretation
         bands, note = choose_bands(source, tiny_card(), None)
