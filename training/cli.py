@@ -1,4 +1,4 @@
-"""Command line: ``python -m training run|train|evaluate|export``.
+"""Command line: ``python -m training run|train|evaluate|export|quantize``.
 
 ``run`` is the whole method: train the teacher (stage 1), distil the student from it (stage 2),
 evaluate the student on the validation split and export it as one ONNX file with its model card.
@@ -31,6 +31,7 @@ from training.evaluate import evaluate, load_scorer, measure_latency, save_metri
 from training.export import ExportError, export_onnx
 from training.losses import DEFAULTS as DISTILL_DEFAULTS
 from training.models import MODEL_NAMES
+from training.quantize import CALIBRATION_IMAGES, evaluation_folder, format_table, load_fp32, quantize
 from training.train import StageConfig, train_stage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,6 +114,18 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--gsd", type=float, help="metres per pixel of the training images (EuroSAT: 10)")
     _card_arguments(export)
     export.set_defaults(handler=_export)
+
+    quantization = commands.add_parser("quantize", help="int8 copy of an exported model, compared with fp32")
+    quantization.add_argument("--model", required=True, help="exported fp32 model (.onnx)")
+    _data_arguments(quantization, data_required=True)
+    quantization.add_argument(
+        "--calibration-images",
+        type=int,
+        default=CALIBRATION_IMAGES,
+        help=f"training images that calibrate the activation ranges (default {CALIBRATION_IMAGES})",
+    )
+    quantization.add_argument("--out", required=True, help="int8 ONNX file to write; a .md model card goes beside it")
+    quantization.set_defaults(handler=_quantize)
     return parser
 
 
@@ -271,6 +284,16 @@ def _export(args: argparse.Namespace) -> int:
     )
     path = _write_model(model_from_checkpoint(state), card, Path(args.out))
     print(f"model: {path}\nmodel card: {path.with_suffix('.md')}")
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    _check_positive(args, "calibration_images", "image_size")
+    data = _load_data(args, image_size=args.image_size or load_fp32(args.model).image_size)
+    report = quantize(args.model, args.out, data, calibration_images=args.calibration_images, seed=args.seed)
+    print(format_table(report))
+    out = Path(args.out)
+    print(f"model: {out}\nmodel card: {out.with_suffix('.md')}\nevaluation: {evaluation_folder(out)}")
     return 0
 
 

@@ -24,6 +24,7 @@ import onnxruntime as ort
 import torch
 
 from rs_ghost_qgis.core.modelcard import ModelCard
+from rs_ghost_qgis.core.runtime import create_session
 from training.checkpoint import TrainingError, card_from_checkpoint, load_checkpoint, model_from_checkpoint
 from training.data import ImageArrays
 from training.export import export_onnx
@@ -171,14 +172,17 @@ def class_report(matrix: np.ndarray, class_names: list[str]) -> dict[str, Any]:
     return {"macro_f1": float(f1[present].mean()) if present.any() else 0.0, "per_class": per_class}
 
 
-def measure_latency(scorer: Scorer, scratch: Path, seconds: float = 2.0) -> dict[str, Any]:
-    """onnxruntime CPU time per tile: one tile at a time, and in batches of 32 (median of repeats)."""
+def measure_latency(scorer: Scorer, scratch: Path, seconds: float = 2.0, threads: int | None = None) -> dict[str, Any]:
+    """onnxruntime CPU time per tile: one tile at a time, and in batches of 32 (median of repeats).
+
+    The session is the plugin's (runtime.create_session); ``threads`` None uses every core.
+    """
     with tempfile.TemporaryDirectory(dir=scratch) as folder:
         path = scorer.onnx_for_latency(Path(folder))
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = create_session(path, threads)
         name = session.get_inputs()[0].name
         channels = len(scorer.mean)
-        result = {"threads": os.cpu_count(), "provider": "CPUExecutionProvider"}
+        result = {"threads": threads or os.cpu_count(), "provider": "CPUExecutionProvider"}
         for batch in (1, 32):
             sample = np.random.default_rng(0).standard_normal((batch, channels, scorer.input_size, scorer.input_size))
             feed = {name: sample.astype(np.float32)}

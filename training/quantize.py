@@ -1,0 +1,179 @@
+"""Post-training static int8 quantisation of an exported model, measured against the fp32 model.
+
+onnxruntime's ``quantize_static`` in QDQ format: int8 weights per output channel, uint8
+activations whose ranges come from MinMax calibration on normalised training images. Weights
+use 7 bits (``reduce_range``) because x86 CPUs without VNNI (AVX2 only, as many users' laptops)
+saturate the 16-bit sums of full 8-bit products. The int8 file carries the fp32 model card, with
+a ``quantization`` entry in its metrics: the method and the measured fp32 and int8 validation
+top-1 and CPU tiles per second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from rs_ghost_qgis.core.modelcard import ModelCard
+from training.checkpoint import TrainingError
+from training.data import DatasetSplits, ImageArrays, make_loader
+from training.evaluate import Scorer, evaluate, load_scorer, measure_latency, save_metrics
+from training.export import _embed_card
+from training.train import normalise
+
+CALIBRATION_IMAGES = 512
+CALIBRATION_BATCH = 32
+THREADS = (1, 2)  # the plugin's usual settings on a laptop: one core, or two
+METHOD = (
+    "onnxruntime quantize_static, QDQ: int8 per-channel weights (7-bit, reduce_range), "
+    "uint8 activations, MinMax calibration on training images"
+)
+
+
+def quantize(
+    model: str | Path,
+    out: str | Path,
+    data: DatasetSplits,
+    *,
+    calibration_images: int = CALIBRATION_IMAGES,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Write ``model`` (an exported fp32 .onnx) quantised to int8 at ``out``; return the comparison.
+
+    Calibration uses ``calibration_images`` training images drawn with ``seed``; accuracy is
+    measured on ``data.val``. Evaluation files go to ``<out stem>_evaluation/{fp32,int8}`` and a
+    markdown card beside ``out``.
+    """
+    model, out = Path(model), Path(out)
+    fp32 = load_fp32(model)
+    card = ModelCard.from_metadata(_metadata(model), source=str(model))
+    folder = evaluation_folder(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
+        scratch = Path(scratch)
+        batches = calibration_batches(data.train, fp32, calibration_images, seed)
+        draft = scratch / "int8.onnx"
+        _quantize_file(model, draft, batches, scratch)
+        _embed_card(draft, card)  # evaluation reads the normalisation from the card
+        report = {"method": METHOD, "calibration_images": sum(len(b) for b in batches), "seed": seed}
+        report["onnxruntime"] = ort.__version__
+        report.update(compare(fp32, load_scorer(draft), data, folder))
+        report.update(fp32_mb=_megabytes(model), int8_mb=_megabytes(draft))
+        _embed_card(draft, dataclasses.replace(card, metrics={**card.metrics, "quantization": report}))
+        draft.chmod(0o644)  # mkdtemp's folder is private, the model must not be
+        draft.replace(out)
+    (folder / "quantization.json").write_text(json.dumps(report, indent=2))
+    out.with_suffix(".md").write_text(ModelCard.from_metadata(_metadata(out)).to_markdown())
+    return report
+
+
+def load_fp32(model: str | Path) -> Scorer:
+    """The Scorer of an exported fp32 model; TrainingError for anything but a readable .onnx file."""
+    model = Path(model)
+    if model.suffix.lower() != ".onnx":
+        raise TrainingError(
+            f"quantize takes an exported model (.onnx), not {model.name}; export the checkpoint first "
+            "with `python -m training export`."
+        )
+    return load_scorer(model)
+
+
+def evaluation_folder(out: str | Path) -> Path:
+    """Where ``quantize`` writes the evaluation of both models, beside the int8 file."""
+    return Path(out).parent / f"{Path(out).stem}_evaluation"
+
+
+def calibration_batches(arrays: ImageArrays, scorer: Scorer, count: int, seed: int) -> list[np.ndarray]:
+    """``count`` images drawn from ``arrays`` with ``seed``, normalised as for evaluation, in batches."""
+    if len(arrays) == 0:
+        raise TrainingError("the training split is empty; calibration needs training images: check --split-csv.")
+    chosen = np.sort(np.random.default_rng(seed).choice(len(arrays), size=min(count, len(arrays)), replace=False))
+    sample = ImageArrays(arrays.images[chosen], arrays.labels[chosen])
+    mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (scorer.mean, scorer.std))
+    loader = make_loader(sample, batch_size=CALIBRATION_BATCH, train=False, augment=False)
+    return [normalise(images, mean, std, scorer.input_size).numpy() for images, _ in loader]
+
+
+def compare(fp32: Scorer, int8: Scorer, data: DatasetSplits, folder: Path) -> dict[str, Any]:
+    """Validation top-1 and CPU tiles per second (batch 32) of both models; evaluation files in ``folder``."""
+    report: dict[str, Any] = {"val_images": len(data.val), "batch": 32}
+    for name, scorer in (("fp32", fp32), ("int8", int8)):
+        metrics = evaluate(scorer, data.val, data.class_names, folder / name, latency=False)
+        speed = {f"threads_{threads}": _tiles_per_second(scorer, folder, threads) for threads in THREADS}
+        metrics["tiles_per_s_batch32"] = speed
+        save_metrics(metrics, folder / name)
+        report[f"{name}_val_top1"] = metrics["top1"]
+        report[f"{name}_tiles_per_s"] = speed
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """fp32 against int8: validation top-1, tiles per second at batch 32 per thread count, file size."""
+    speeds = [f"tiles/s {threads} thr" for threads in THREADS]
+    lines = [f"{'model':6} {'val top-1':>10} " + " ".join(f"{h:>14}" for h in speeds) + f" {'size MB':>9}"]
+    for name in ("fp32", "int8"):
+        rate = report[f"{name}_tiles_per_s"]
+        cells = " ".join(f"{rate[f'threads_{threads}']:14.1f}" for threads in THREADS)
+        top1 = f"{100 * report[f'{name}_val_top1']:9.2f}%"
+        lines.append(f"{name:6} {top1:>10} {cells} {report[f'{name}_mb']:9.1f}")
+    lines.append(f"({report['val_images']} validation images, {report['calibration_images']} calibration images)")
+    return "\n".join(lines)
+
+
+class _Feeds(CalibrationDataReader):
+    """Hands the calibration batches to onnxruntime, one input dict at a time."""
+
+    def __init__(self, input_name: str, batches: list[np.ndarray]) -> None:
+        self._feeds = iter([{input_name: batch} for batch in batches])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        """The next batch, or None when all were given."""
+        return next(self._feeds, None)
+
+
+def _quantize_file(model: Path, out: Path, batches: list[np.ndarray], scratch: Path) -> None:
+    # quant_pre_process infers every tensor's shape and folds constants, so that no tensor
+    # is left unquantised for want of a known shape.
+    prepared = scratch / "prepared.onnx"
+    quant_pre_process(str(model), str(prepared))
+    input_name = onnx.load(str(prepared), load_external_data=False).graph.input[0].name
+    quantize_static(
+        str(prepared),
+        str(out),
+        _Feeds(input_name, batches),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        reduce_range=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+
+
+def _tiles_per_second(scorer: Scorer, scratch: Path, threads: int) -> float:
+    return round(1000 / measure_latency(scorer, scratch, threads=threads)["ms_per_tile_batch32"], 1)
+
+
+def _megabytes(path: Path) -> float:
+    # Rounded: the int8 file grows by the few bytes of this very number when the card is embedded.
+    return round(path.stat().st_size / 1e6, 2)
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    graph = onnx.load(str(path), load_external_data=False)
+    return {prop.key: prop.value for prop in graph.metadata_props}
