@@ -27,7 +27,7 @@ from training.checkpoint import (
     resolve_gsd,
 )
 from training.data import DataError, DatasetSplits, load_dataset
-from training.evaluate import evaluate, load_scorer, measure_latency, save_metrics
+from training.evaluate import card_metrics, evaluate, load_scorer, measure_latency, save_metrics
 from training.export import ExportError, export_onnx
 from training.losses import DEFAULTS as DISTILL_DEFAULTS
 from training.models import MODEL_NAMES
@@ -225,7 +225,7 @@ def _run(args: argparse.Namespace) -> int:
         gsd_m=gsd_m,
         tile_size=args.tile_size,
         raw_range=args.raw_range or default_raw_range(state["class_names"]),
-        metrics=_card_metrics(metrics, out / "evaluation"),
+        metrics=card_metrics(metrics, _read_json(out / "evaluation" / "confusion.json")),
     )
     onnx_path = _write_model(model_from_checkpoint(state), card, out / f"{args.student}_{args.distill}.onnx")
     metrics["latency"] = measure_latency(load_scorer(onnx_path), out)
@@ -274,7 +274,7 @@ def _export(args: argparse.Namespace) -> int:
     state = load_checkpoint(args.checkpoint)
     metrics = None
     if args.metrics:
-        metrics = _card_metrics(_read_json(Path(args.metrics)), Path(args.metrics).parent)
+        metrics = card_metrics(_read_json(Path(args.metrics)), _read_json(Path(args.metrics).parent / "confusion.json"))
     card = card_from_checkpoint(
         state,
         gsd_m=resolve_gsd(state["class_names"], args.gsd, state["meta"].get("gsd_m")),
@@ -386,17 +386,6 @@ def _meta(args: argparse.Namespace, data: DatasetSplits, world: distributed.Worl
         "world_size": world.size,
         "gsd_m": gsd_m,
         "tile_size": getattr(args, "tile_size", None),
-    }
-
-
-def _card_metrics(metrics: dict[str, Any], folder: Path) -> dict[str, Any]:
-    confusion = _read_json(folder / "confusion.json")
-    return {
-        "val_top1": metrics["top1"],
-        "val_macro_f1": metrics["macro_f1"],
-        "val_images": metrics["images"],
-        "per_class_f1": {name: row["f1"] for name, row in metrics["per_class"].items()},
-        "confusion": confusion["matrix"],
     }
 
 

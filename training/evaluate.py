@@ -197,6 +197,17 @@ def measure_latency(scorer: Scorer, scratch: Path, seconds: float = 2.0, threads
         return result
 
 
+def card_metrics(metrics: dict[str, Any], confusion: dict[str, Any]) -> dict[str, Any]:
+    """The model card's metrics from ``evaluate``'s metrics and its confusion.json contents."""
+    return {
+        "val_top1": metrics["top1"],
+        "val_macro_f1": metrics["macro_f1"],
+        "val_images": metrics["images"],
+        "per_class_f1": {name: row["f1"] for name, row in metrics["per_class"].items()},
+        "confusion": confusion["matrix"],
+    }
+
+
 def save_metrics(metrics: dict[str, Any], out: Path) -> Path:
     """Write ``metrics.json`` into ``out``."""
     path = Path(out) / "metrics.json"

@@ -43,7 +43,7 @@ def export_onnx(model: torch.nn.Module, card: ModelCard, path: str | Path, *, se
     tmp = Path(tmp_name)
     try:
         _trace(model, sample, tmp)
-        _embed_card(tmp, card)
+        embed_card(tmp, card)
         _check_against_torch(model, sample, tmp)
         tmp.chmod(0o644)  # mkstemp makes owner-only files; a shipped model must be readable by all
         tmp.replace(path)
@@ -68,7 +68,8 @@ def _trace(model: torch.nn.Module, sample: torch.Tensor, path: Path) -> None:
         )
 
 
-def _embed_card(path: Path, card: ModelCard) -> None:
+def embed_card(path: Path, card: ModelCard) -> None:
+    """Replace the metadata_props of the ONNX file at ``path`` with ``card``."""
     graph = onnx.load(str(path))
     del graph.metadata_props[:]
     for key, value in card.to_metadata().items():

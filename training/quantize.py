@@ -33,8 +33,8 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from rs_ghost_qgis.core.modelcard import ModelCard
 from training.checkpoint import TrainingError
 from training.data import DatasetSplits, ImageArrays, make_loader
-from training.evaluate import Scorer, evaluate, load_scorer, measure_latency, save_metrics
-from training.export import _embed_card
+from training.evaluate import Scorer, card_metrics, evaluate, load_scorer, measure_latency, save_metrics
+from training.export import embed_card
 from training.train import normalise
 
 CALIBRATION_IMAGES = 512
@@ -44,6 +44,8 @@ METHOD = (
     "onnxruntime quantize_static, QDQ: int8 per-channel weights, "
     "uint8 activations, MinMax calibration on training images"
 )
+
+EVALUATION_FILES = ("metrics.json", "confusion.json")
 
 
 def quantize(
@@ -70,12 +72,14 @@ def quantize(
         batches = calibration_batches(data.train, fp32, calibration_images, seed)
         draft = scratch / "int8.onnx"
         _quantize_file(model, draft, batches, scratch)
-        _embed_card(draft, card)  # evaluation reads the normalisation from the card
+        embed_card(draft, card)  # evaluation reads the normalisation from the card
         report = {"method": METHOD, "calibration_images": sum(len(b) for b in batches), "seed": seed}
         report["onnxruntime"] = ort.__version__
         report.update(compare(fp32, load_scorer(draft), data, folder))
         report.update(fp32_mb=_megabytes(model), int8_mb=_megabytes(draft))
-        _embed_card(draft, dataclasses.replace(card, metrics={**card.metrics, "quantization": report}))
+        # The shipped file must state its own accuracy; the fp32 figures stay under "quantization".
+        int8 = card_metrics(*(json.loads((folder / "int8" / name).read_text()) for name in EVALUATION_FILES))
+        embed_card(draft, dataclasses.replace(card, metrics={**card.metrics, **int8, "quantization": report}))
         draft.chmod(0o644)  # mkdtemp's folder is private, the model must not be
         draft.replace(out)
     (folder / "quantization.json").write_text(json.dumps(report, indent=2))

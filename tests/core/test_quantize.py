@@ -94,6 +94,8 @@ def test_plugin_loads_int8_with_the_fp32_card_and_the_quantisation_measured(fp32
     for name in ("fp32", "int8"):
         assert set(report[f"{name}_tiles_per_s"]) == {"threads_1", "threads_2"}
         assert min(report[f"{name}_tiles_per_s"].values()) > 0
+    assert model.card.metrics["val_top1"] == report["int8_val_top1"]  # the shipped file states its own accuracy
+    assert model.card.metrics["val_images"] == report["val_images"]
     assert report["int8_mb"] == pytest.approx(int8.stat().st_size / 1e6, abs=0.01)
     assert report["fp32_mb"] == pytest.approx(fp32.stat().st_size / 1e6, abs=0.01)
     assert "quantization" in int8.with_suffix(".md").read_text()
