@@ -48,11 +48,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def default_model_path(search_dirs: tuple[Path, ...] = MODEL_DIRS) -> Path:
+def default_model_path(search_dirs: tuple[Path, ...] | None = None) -> Path:
     """The bundled model: the file named in default.txt, else the first .onnx found.
 
-    Raises ModelError when no model is bundled yet.
+    ``search_dirs`` defaults to MODEL_DIRS (read at call time). Raises ModelError when no
+    model is bundled.
     """
+    search_dirs = MODEL_DIRS if search_dirs is None else search_dirs
     for folder in search_dirs:
         named = folder / DEFAULT_NAME_FILE
         if named.is_file():

@@ -5,6 +5,7 @@ import pytest
 from qgis.core import QgsCoordinateReferenceSystem, QgsRasterLayer, QgsRectangle, QgsSettings, QgsVectorLayer
 from qgis.PyQt.QtCore import QEventLoop, QTimer
 
+from rs_ghost_qgis.core import runtime
 from rs_ghost_qgis.ui.dialog import SETTINGS_PREFIX, ClassifyDialog
 from tests.qgis.rasters import two_halves, write_geotiff
 
@@ -111,6 +112,7 @@ def test_bad_inputs_are_messages(dialog, tmp_path, project, tiny_model, monkeypa
     elif case == "no_card":
         dialog.model_file.setFilePath(str(_no_card(tiny_model, tmp_path)))
     elif case == "no_bundled":
+        monkeypatch.setattr(runtime, "MODEL_DIRS", (tmp_path / "no_models",))
         dialog.bundled_radio.setChecked(True)
     elif case == "no_output":
         dialog.polygons_check.setChecked(False)
