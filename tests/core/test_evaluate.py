@@ -9,21 +9,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from rs_ghost_qgis.core.modelcard import ModelCard
 from tests.core.test_train import make_class_tree, train_args
 from training import cli
 from training.checkpoint import TrainingError
 from training.evaluate import _labels_in_model_order, class_report, confusion_matrix
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -24,14 +24,6 @@ GHOST_MILLIONS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def parameters_of(name: str, num_classes: int) -> int:
     # Meta tensors: the exact count without allocating or initialising 138 M weights.
     with torch.device("meta"):

@@ -25,14 +25,6 @@ from training.export import export_onnx
 from training.models import build_model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
     return make_class_tree(tmp_path_factory.mktemp("quantize") / "tree", per_class=8)

@@ -48,15 +48,6 @@ def train_args(tree: Path, out: Path, *extra: str, epochs: int = 2) -> list[str]
     return ["train", "--model", SMALL, *stage_args(tree, out, *extra, epochs=epochs)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The machine is shared: one thread per test process avoids oversubscribed, spinning threads.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
     return make_class_tree(tmp_path_factory.mktemp("data") / "tree")
