@@ -33,11 +33,13 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
+from rs_ghost_qgis.core.radiometry import percentile_ranges
+from rs_ghost_qgis.core.rasterio_source import RasterioSource
+
 from .base import DataError
 from .images import stretch_to_uint8
 
 METRES_PER_DEGREE_LATITUDE = 111_320.0
-STRETCH_SAMPLE_PIXELS = 1024  # longest side of the overview the percentiles are taken from
 
 
 @dataclass
@@ -65,7 +67,7 @@ def cut_chips(
         bands = _bands(src, raster)
         work_crs, gsd, native_gsd = _working_grid(src, raster, gsd_m)
         shapes, class_names, polygon_summary = read_polygons(polygons, class_field, work_crs)
-        stretch = _stretch(src, bands)
+        stretch = _stretch(raster, src, bands)
         with _working_view(src, work_crs, gsd, native_gsd) as view:
             extent = shapely.box(*view.bounds)
             if not any(shape.intersects(extent) for shape, _ in shapes):
@@ -220,14 +222,16 @@ def _natural_key(name: str) -> tuple:
         return (1, 0.0, name)
 
 
-def _stretch(src: rasterio.DatasetReader, bands: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per-band 2nd and 98th percentiles of the valid pixels, or None for uint8 rasters."""
+def _stretch(raster: Path, src: rasterio.DatasetReader, bands: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-band 2nd and 98th percentiles, or None for uint8 rasters.
+
+    Computed by the plugin's own percentile scaling, so a model trained on these chips sees
+    the same mapping when the plugin classifies this raster with percentile scaling.
+    """
     if all(src.dtypes[b - 1] == "uint8" for b in bands):
         return None
-    scale = max(1.0, max(src.width, src.height) / STRETCH_SAMPLE_PIXELS)
-    shape = (len(bands), max(1, round(src.height / scale)), max(1, round(src.width / scale)))
-    values = src.read(bands, out_shape=shape, masked=True)
-    low, high = zip(*(np.percentile(band.compressed(), [2, 98]) for band in values), strict=True)
+    with RasterioSource(raster) as source:
+        low, high = percentile_ranges(source, bands)
     return np.array(low, dtype=np.float32), np.array(high, dtype=np.float32)
 
 
