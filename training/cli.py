@@ -1,4 +1,4 @@
-"""Command line: ``python -m training run|train|evaluate|export|quantize``.
+"""Command line: ``python -m training run|train|evaluate|export|quantize|report``.
 
 ``run`` is the whole method: train the teacher (stage 1), distil the student from it (stage 2),
 evaluate the student on the validation split and export it as one ONNX file with its model card.
@@ -32,6 +32,7 @@ from training.export import ExportError, export_onnx
 from training.losses import DEFAULTS as DISTILL_DEFAULTS
 from training.models import MODEL_NAMES
 from training.quantize import CALIBRATION_IMAGES, evaluation_folder, format_table, load_fp32, quantize
+from training.report import results_table
 from training.train import StageConfig, train_stage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,6 +127,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     quantization.add_argument("--out", required=True, help="int8 ONNX file to write; a .md model card goes beside it")
     quantization.set_defaults(handler=_quantize)
+
+    report = commands.add_parser("report", help="markdown results table from evaluation folders")
+    report.add_argument("folders", nargs="+", help="folders written by evaluate or quantize; rows in this order")
+    report.add_argument("--out", help="markdown file to write as well as printing the table")
+    report.set_defaults(handler=_report)
     return parser
 
 
@@ -294,6 +300,14 @@ def _quantize(args: argparse.Namespace) -> int:
     print(format_table(report))
     out = Path(args.out)
     print(f"model: {out}\nmodel card: {out.with_suffix('.md')}\nevaluation: {evaluation_folder(out)}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    table = results_table([Path(folder) for folder in args.folders])
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
     return 0
 
 

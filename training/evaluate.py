@@ -38,6 +38,7 @@ class Scorer:
     """What evaluation needs from a model of either kind."""
 
     name: str
+    architecture: str
     class_names: list[str]
     input_size: int
     image_size: int  # side the images are loaded at: what the model was trained on
@@ -67,6 +68,7 @@ def _checkpoint_scorer(path: Path) -> Scorer:
 
     return Scorer(
         name=str(path),
+        architecture=str(state["architecture"]),
         class_names=list(state["class_names"]),
         input_size=int(state["input_size"]),
         image_size=int(state["image_size"]),
@@ -94,6 +96,7 @@ def _onnx_scorer(path: Path) -> Scorer:
 
     return Scorer(
         name=str(path),
+        architecture=card.architecture,
         class_names=list(card.class_names),
         input_size=card.input_size,
         image_size=card.input_size,  # the runtime resizes every tile to this side
@@ -126,6 +129,7 @@ def evaluate(
     matrix = confusion_matrix(labels, predictions, len(scorer.class_names))
     metrics: dict[str, Any] = {
         "model": scorer.name,
+        "architecture": scorer.architecture,
         "images": int(len(labels)),
         "top1": float(np.trace(matrix) / max(matrix.sum(), 1)),
         **class_report(matrix, scorer.class_names),

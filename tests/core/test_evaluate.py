@@ -146,3 +146,28 @@ def test_evaluate_of_a_file_that_is_no_model_fails_cleanly(trained, tmp_path, ca
         assert name in capsys.readouterr().err
     assert cli.main(evaluate_args(tmp_path / "missing.pt", tree, tmp_path / "eval")) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_report_tables_the_evaluations_in_the_given_order(trained, exported, tmp_path, capsys):
+    tree, checkpoint = trained
+    for name, model in (("int8_like", exported), ("teacher_like", checkpoint)):
+        assert cli.main(evaluate_args(model, tree, tmp_path / name)) == 0
+    capsys.readouterr()
+    out = tmp_path / "results.md"
+    assert cli.main(["report", str(tmp_path / "teacher_like"), str(tmp_path / "int8_like"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert out.read_text().strip() == printed
+    header, rule, *rows = printed.splitlines()
+    assert header.startswith("| model | architecture | parameters") and len(rows) == 2
+    for row, name in zip(rows, ("teacher_like", "int8_like"), strict=True):
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[:2] == [name, metrics["architecture"]]
+        assert cells[4] == f"{100 * metrics['top1']:.2f}%"
+        assert cells[6] == f"{1000 / metrics['latency']['ms_per_tile_batch32']:.0f}"
+
+
+def test_report_of_a_folder_without_metrics_names_it(tmp_path, capsys):
+    assert cli.main(["report", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert str(tmp_path / "metrics.json") in error and "evaluate" in error
