@@ -111,7 +111,9 @@ def choose_bands(source: RasterSource, card: ModelCard, bands: list[int] | None)
     wanted = ", ".join(card.bands)
     if bands is not None:
         if len(bands) != need:
-            raise InputError(f"--bands lists {len(bands)} bands but the model needs {need} ({wanted}).")
+            raise InputError(
+                f"The band mapping (Bands, --bands) lists {len(bands)} bands but the model needs {need} ({wanted})."
+            )
         for band in bands:
             if not 1 <= band <= info.band_count:
                 raise InputError(
@@ -125,12 +127,12 @@ def choose_bands(source: RasterSource, card: ModelCard, bands: list[int] | None)
     if len(usable) < need:
         raise InputError(
             f"{info.name} has {len(usable)} usable band(s) but the model needs {need} ({wanted}), and no band "
-            f"descriptions say which is which; give a mapping, e.g. --bands {_join([1] * need)}."
+            f"descriptions say which is which; give a mapping in Bands (--bands), e.g. {_join([1] * need)}."
         )
     chosen = usable[:need]
     return (
         chosen,
-        f"bands {_join(chosen)} assumed to hold {wanted} (no band descriptions matched; use --bands to choose)",
+        f"bands {_join(chosen)} assumed to hold {wanted} (no band descriptions matched; set Bands, --bands, to choose)",
     )
 
 
@@ -168,7 +170,9 @@ def _scaling_mode(dtype: str, card: ModelCard, scaling: str) -> str:
     if scaling not in SCALINGS:
         raise InputError(f"Unknown scaling {scaling!r}; choose one of {', '.join(SCALINGS)}.")
     if scaling == "card" and card.raw_range is None:
-        raise InputError("The model card has no raw_range, so --scale card is not possible; use percentile.")
+        raise InputError(
+            "The model card has no raw_range, so Scaling (--scale) 'card' is not possible; choose 'percentile'."
+        )
     if scaling != "auto":
         return scaling
     if dtype == "uint8":

@@ -67,7 +67,7 @@ def default_model_path(search_dirs: tuple[Path, ...] | None = None) -> Path:
     places = " or ".join(str(d) for d in search_dirs)
     raise ModelError(
         f"The bundled model is not there yet (no .onnx file in {places}). Train and export it with "
-        "`make train`, or pass a model file with --model PATH."
+        "`make train`, or choose a model file (Model, --model PATH)."
     )
 
 

@@ -26,6 +26,7 @@ from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -33,6 +34,7 @@ from qgis.PyQt.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QScrollArea,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -128,7 +130,11 @@ class ClassifyDialog(QDialog):
 
     # --- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        # The settings scroll when the window is short (a laptop screen, a docked panel) instead
+        # of squeezing their wrapped hints; progress, results and buttons always stay in view.
+        settings = QWidget()
+        layout = QVBoxLayout(settings)
+        layout.setContentsMargins(0, 0, 0, 0)
         form = QFormLayout()
         self.layer_combo = QgsMapLayerComboBox()
         self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
@@ -213,6 +219,12 @@ class ClassifyDialog(QDialog):
         output_form.addRow("Folder", self.folder_widget)
         layout.addWidget(output_box)
         layout.addStretch(1)  # extra height goes here, not between the groups
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setWidget(settings)
+        layout = QVBoxLayout(self)
+        layout.addWidget(scroll, 1)
 
         self.message = QLabel()
         self.message.setWordWrap(True)

@@ -2,7 +2,14 @@
 
 import onnx
 import pytest
-from qgis.core import QgsCoordinateReferenceSystem, QgsRasterLayer, QgsRectangle, QgsSettings, QgsVectorLayer
+from qgis.core import (
+    QgsApplication,
+    QgsCoordinateReferenceSystem,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsSettings,
+    QgsVectorLayer,
+)
 from qgis.PyQt.QtCore import QEventLoop, QTimer
 
 from rs_ghost_qgis.core import runtime
@@ -56,6 +63,20 @@ def test_preselects_layer_and_shows_model_card(dialog, tmp_path, project, tiny_m
     dialog.select_layer(QgsVectorLayer("Point?crs=EPSG:4326", "points", "memory"))  # not a raster: ignored
     assert dialog.layer_combo.currentLayer() is layer
     assert other is not layer
+
+
+def test_short_window_scrolls_the_settings_instead_of_squeezing_the_hints(dialog, tmp_path, project, tiny_model):
+    dialog.select_layer(_raster(tmp_path, project))
+    _use_model(dialog, tiny_model)
+    dialog.resize(520, 420)  # shorter than the settings: a laptop screen or a docked panel
+    dialog.show()
+    QgsApplication.processEvents()
+    hint = dialog.bands_hint
+    assert len(hint.text()) > 80  # long enough to wrap onto several lines
+    assert hint.height() >= hint.heightForWidth(hint.width()), "the wrapped band hint is cut off"
+    assert dialog.height() == 420, "the dialog cannot be made short enough for a laptop screen"
+    assert dialog.run_button.isVisible() and dialog.run_button.geometry().bottom() <= dialog.height()
+    dialog.hide()
 
 
 def test_run_shows_summary_and_remembers_settings(dialog, tmp_path, project, tiny_model):
