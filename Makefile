@@ -17,8 +17,9 @@ GSD ?=
 ARGS ?=
 SEED ?= 0
 OUT ?= runs/train
+ABLATION_OUT ?= runs/ablation
 
-.PHONY: setup test test-core demo lint train bench package install qgis screenshot clean
+.PHONY: setup test test-core demo lint train ablation bench package install qgis screenshot clean
 
 setup:
 	@bash scripts/setup.sh
@@ -43,6 +44,12 @@ train: setup
 	  --seed $(SEED) --out $(OUT) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 	  $(if $(TEACHER_EPOCHS),--teacher-epochs $(TEACHER_EPOCHS)) \
 	  $(if $(LIMIT_PER_CLASS),--limit-per-class $(LIMIT_PER_CLASS)) $(if $(GSD),--gsd $(GSD)) $(ARGS)
+
+# The paper's ablation: teacher, student without KD / with KD / with DKD, DKD beta sweep, all
+# through `make train` with the same schedule and seed; tables in $(ABLATION_OUT)/*.md.
+ablation: setup
+	DATA="$(DATA)" STUDENT=$(STUDENT) EPOCHS="$(EPOCHS)" TEACHER_EPOCHS="$(TEACHER_EPOCHS)" \
+	  LIMIT_PER_CLASS="$(LIMIT_PER_CLASS)" SEED=$(SEED) ARGS="$(ARGS)" OUT=$(ABLATION_OUT) bash scripts/ablation.sh
 
 bench: setup
 	$(PY) bench/run.py
