@@ -205,7 +205,8 @@ class ClassifyDialog(QDialog):
 
         output_box = QGroupBox("Outputs")
         output_form = QFormLayout(output_box)
-        kinds = QHBoxLayout()
+        kinds = QVBoxLayout()
+        kinds.setContentsMargins(0, 0, 0, 0)
         self.polygons_check = QCheckBox("Polygon layer (class, confidence)")
         self.raster_check = QCheckBox("Class raster")
         kinds.addWidget(self.polygons_check)
@@ -223,6 +224,9 @@ class ClassifyDialog(QDialog):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.NoFrame)
         scroll.setWidget(settings)
+        # Only vertical scrolling: the window is as wide as the settings need.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(settings.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
         layout = QVBoxLayout(self)
         layout.addWidget(scroll, 1)
 
