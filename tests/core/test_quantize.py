@@ -73,7 +73,6 @@ def test_int8_file_is_smaller_and_quantised(fp32, quantized):
     assert int8.stat().st_size < 0.35 * fp32.stat().st_size
 
 
-
 def test_first_layer_and_classifier_keep_fp32_weights(quantized):
     graph = onnx.load(str(quantized[0])).graph
     float_weights = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
@@ -82,6 +81,7 @@ def test_first_layer_and_classifier_keep_fp32_weights(quantized):
     first, *inner, classifier = weighted
     assert first.input[1] in float_weights and classifier.input[1] in float_weights
     assert inner and all(node.input[1] in dequantized for node in inner)
+
 
 def test_plugin_loads_int8_with_the_fp32_card_and_the_quantisation_measured(fp32, quantized):
     int8, _ = quantized

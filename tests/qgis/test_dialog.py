@@ -70,7 +70,8 @@ def test_short_window_scrolls_the_settings_instead_of_squeezing_the_hints(dialog
     _use_model(dialog, tiny_model)
     dialog.resize(520, 420)  # shorter than the settings: a laptop screen or a docked panel
     dialog.show()
-    QgsApplication.processEvents()
+    for _ in range(3):  # the scroll area lays out its contents in a second pass
+        QgsApplication.processEvents()
     hint = dialog.bands_hint
     assert len(hint.text()) > 80  # long enough to wrap onto several lines
     assert hint.height() >= hint.heightForWidth(hint.width()), "the wrapped band hint is cut off"
