@@ -77,7 +77,8 @@ def test_wrong_number_of_bands_given(tmp_path):
 
 
 def test_fewer_bands_than_needed_and_no_mapping(tmp_path):
-    with _source(tmp_path, 2) as source, pytest.raises(InputError, match="2 usable band.*needs 3.*--bands 1,1,1"):
+    message = r"2 usable band.*needs 3.*Bands \(--bands\), e.g. 1,1,1"
+    with _source(tmp_path, 2) as source, pytest.raises(InputError, match=message):
         choose_bands(source, tiny_card(), None)
 
 
