@@ -43,7 +43,7 @@ score() {  # score NAME MODEL: evaluate MODEL on every validation image into $SC
 score teacher "$TEACHER_CHECKPOINT"
 for name in none kd dkd_beta8 dkd_beta4 dkd_beta2 dkd_beta1; do
   model=$(echo "$OUT/$name/${STUDENT}"_*.onnx)
-  [[ -f "$model" ]] && score "student_$name" "$model"
+  if [[ -f "$model" ]]; then score "student_$name" "$model"; fi
 done
 int8="$OUT/dkd_beta8/${STUDENT}_dkd_int8.onnx"
 [[ -f "$int8" ]] || .venv/bin/python -m training quantize --model "$OUT/dkd_beta8/${STUDENT}_dkd.onnx" \

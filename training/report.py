@@ -23,7 +23,7 @@ def results_table(folders: list[Path]) -> str:
 
 
 def tiles_per_second(metrics: dict[str, Any]) -> float | None:
-    """CPU tiles per second at batch 32 on every core, whichever of the two timings the file holds."""
+    """CPU tiles per second at batch 32: ``evaluate``'s timing on every core, else ``quantize``'s fastest."""
     if metrics.get("latency"):
         return 1000 / metrics["latency"]["ms_per_tile_batch32"]
     by_threads = metrics.get("tiles_per_s_batch32") or {}
