@@ -6,9 +6,7 @@ it: the architecture name and options, class names, input size and normalisation
 
 from __future__ import annotations
 
-import os
 import platform
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import onnxruntime
 import torch
 from torch import nn
 
+from rs_ghost_qgis.core.atomic import atomic_path
 from rs_ghost_qgis.core.errors import RsGhostError
 from rs_ghost_qgis.core.modelcard import ModelCard
 from training.colors import EUROSAT_CLASSES, class_colors
@@ -45,22 +44,9 @@ class TrainingError(RsGhostError):
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` to ``path`` atomically (a crash never leaves a half-written file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(suffix=".pt.tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save({"format": FORMAT, **state}, tmp_name)
-        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes owner-only files; keep the usual rights
-        Path(tmp_name).replace(path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, **state}, tmp)
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from training.evaluate import card_metrics, evaluate, load_scorer, measure_laten
 from training.export import ExportError, export_onnx
 from training.losses import DEFAULTS as DISTILL_DEFAULTS
 from training.models import MODEL_NAMES
+from training.precision import CHOICES as PRECISIONS
 from training.quantize import CALIBRATION_IMAGES, evaluation_folder, format_table, load_fp32, quantize
 from training.report import results_table
 from training.train import StageConfig, train_stage
@@ -165,7 +166,13 @@ def _training_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--weight-decay", type=float, default=5e-4)
     group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    group.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto", help="CUDA mixed precision")
+    group.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="number format of the training steps (auto: bf16 where the CPU or GPU computes it natively and "
+        "it measures faster, else fp32; fp16 is CUDA only)",
+    )
     group.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     group.add_argument("--no-augment", action="store_true", help="no flips, turns or colour jitter")
     group.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
@@ -174,6 +181,11 @@ def _training_arguments(parser: argparse.ArgumentParser) -> None:
         "--bn-batches", type=int, default=20, help="batches that re-estimate BatchNorm statistics per epoch (0: off)"
     )
     distill = parser.add_argument_group("distillation (defaults: DKD alpha 1, beta 8, T 4; KD T 4, CE 0.1, KD 0.9)")
+    distill.add_argument(
+        "--soft-labels",
+        help="the teacher's logits file (.soft_labels.npz) to distil from without the teacher checkpoint "
+        "(default: computed once beside --teacher-checkpoint)",
+    )
     distill.add_argument("--alpha", type=float, help="DKD weight of the target-class term (TCKD)")
     distill.add_argument("--beta", type=float, help="DKD weight of the non-target-class term (NCKD)")
     distill.add_argument("--temperature", type=float, help="softmax temperature T")
@@ -214,7 +226,7 @@ def _run(args: argparse.Namespace) -> int:
     gsd_m = resolve_gsd(data.class_names, args.gsd, data.summary.get("gsd_m"))  # before hours of training
     out = Path(args.out)
     meta = _meta(args, data, world, gsd_m)
-    if args.distill != "none" and not args.teacher_checkpoint:
+    if args.distill != "none" and not (args.teacher_checkpoint or args.soft_labels):
         teacher = _stage_config(args, args.teacher, out / "teacher", "teacher", distill="none")
         teacher.epochs = args.teacher_epochs or args.epochs
         teacher.input_size = args.teacher_input_size
@@ -243,7 +255,7 @@ def _run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     _check_positive(args, "epochs", "batch_size", "input_size", "image_size")
     check_model_name(args.model)
-    distill = args.distill or ("dkd" if args.teacher_checkpoint else "none")
+    distill = args.distill or ("dkd" if args.teacher_checkpoint or args.soft_labels else "none")
     if args.teacher and not args.teacher_checkpoint:
         raise TrainingError(
             "`train` trains one model: give --teacher-checkpoint PATH of a trained teacher, or use "
@@ -379,8 +391,9 @@ def _stage_config(args: argparse.Namespace, model: str, out: Path, stage: str, d
         distill=distill,
         distill_options=hyper,
         teacher_checkpoint=args.teacher_checkpoint,
+        soft_labels=args.soft_labels,
         model_options=options,
-        amp=args.amp,
+        precision=args.precision,
         workers=args.workers,
         augment=not args.no_augment,
         resume=args.resume,

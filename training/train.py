@@ -34,13 +34,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from training import distributed, soft_labels
 from training.checkpoint import TrainingError, load_checkpoint, make_model, model_from_checkpoint, save_checkpoint
-from training.data import DatasetSplits, ImageArrays, channel_stats, make_loader
+from training.data import VIEWS, DatasetSplits, ImageArrays, channel_stats, make_loader
 from training.distributed import World, sum_across
 from training.losses import DistillationLoss, make_criterion
 from training.plots import plot_curves
+from training.precision import Precision, choose, hardware, time_steps
 
-LOG_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+LOG_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "img_per_s")
 
 
 @dataclass
@@ -59,8 +61,9 @@ class StageConfig:
     distill: str = "none"
     distill_options: dict[str, float] = field(default_factory=dict)
     teacher_checkpoint: str | None = None
+    soft_labels: str | None = None  # the teacher's logits file; default: beside the teacher checkpoint
     model_options: dict[str, float] = field(default_factory=dict)
-    amp: str = "auto"  # auto | bf16 | fp16 | off (CUDA only)
+    precision: str = "auto"  # auto | bf16 | fp16 | fp32: see training/precision.py
     workers: int = 0
     augment: bool = True
     resume: bool = False
@@ -113,11 +116,11 @@ def train_stage(
     seed_everything(config.seed)
     if world.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
-    teacher = _load_teacher(config, data.class_names, world.device) if config.distill != "none" else None
+    teacher = _soft_labels(config, data, world) if config.distill != "none" else None
     criterion = _criterion(config)
+    # channels_last: oneDNN (CPU) and cuDNN both run convolutions fastest in NHWC.
     model = make_model(config.model, len(data.class_names), config.model_options).to(world.device)
-    if world.device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)
     loader = make_loader(
         data.train,
         batch_size=config.batch_size,
@@ -128,12 +131,24 @@ def train_stage(
         num_workers=config.workers,
     )
     lr = config.lr or base_lr(config.model) * config.batch_size * world.size / 256
+    # fused: one pass over each parameter instead of several (VGG-16's 134 M weights made the
+    # unfused update 15% of a CPU step).
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
+        model.parameters(),
+        lr=lr,
+        momentum=config.momentum,
+        nesterov=True,
+        weight_decay=config.weight_decay,
+        fused=True,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(len(loader), config.epochs))
-    scaler = torch.amp.GradScaler("cuda", enabled=_amp_dtype(config.amp, world.device) == torch.float16)
+    stats_cpu = tuple(torch.tensor(value).view(1, -1, 1, 1) for value in channel_stats(data.train))
+    precision = _choose_precision(config, model, teacher, criterion, data.train, stats_cpu, world)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision.dtype == torch.float16)
     state = _initial_state(config, data, meta, teacher, criterion, lr)
+    state["precision"] = {"name": precision.name, "reason": precision.reason, "hardware": hardware()}
+    if world.is_main:
+        print(f"{config.stage}: {precision.name} ({precision.reason}) on {state['precision']['hardware']}")
     if config.resume and (out / "last.pt").is_file():
         _restore(load_checkpoint(out / "last.pt"), state, model, optimizer, scheduler, scaler, config)
         if world.is_main:
@@ -142,7 +157,7 @@ def train_stage(
     device_ids = [world.device.index] if world.device.type == "cuda" else None
     net = DistributedDataParallel(model, device_ids=device_ids) if world.distributed else model
     stats = tuple(torch.tensor(state[key], device=world.device).view(1, -1, 1, 1) for key in ("mean", "std"))
-    step = _Step(net, teacher, criterion, optimizer, scheduler, scaler, stats, state["input_size"])
+    step = _Step(net, teacher, criterion, optimizer, scheduler, scaler, stats, state["input_size"], precision)
     for epoch in range(state["epoch"], config.epochs):
         # Shuffles, augmentations and dropout masks depend on (seed, epoch, rank) only, so a
         # resumed run continues exactly as an uninterrupted one would have.
@@ -150,7 +165,8 @@ def train_stage(
         torch.manual_seed(config.seed * 100_003 + epoch * 1_009 + world.rank)
         started = time.perf_counter()
         loss, acc = _train_epoch(step, loader, config, world, epoch)
-        recalibrate_batchnorm(model, data.train, config, world, stats, state["input_size"])
+        train_seconds = time.perf_counter() - started
+        recalibrate_batchnorm(model, data.train, config, world, stats, state["input_size"], precision)
         val_loss, val_acc = _validate(model, data.val, config, world, stats, state["input_size"])
         row = {
             "epoch": epoch + 1,
@@ -160,13 +176,15 @@ def train_stage(
             "val_loss": val_loss,
             "val_acc": val_acc,
             "seconds": time.perf_counter() - started,
+            "img_per_s": len(loader) * config.batch_size * world.size / max(train_seconds, 1e-9),
         }
         improved = _record(state, row)
         if world.is_main:
             _save_epoch(state, model, optimizer, scheduler, scaler, out, improved)
             print(
                 f"{config.stage} epoch {epoch + 1}/{config.epochs}: train loss {loss:.4f} acc {100 * acc:.2f}% | "
-                f"val loss {val_loss:.4f} acc {100 * val_acc:.2f}% | {row['seconds']:.1f} s"
+                f"val loss {val_loss:.4f} acc {100 * val_acc:.2f}% | {row['seconds']:.1f} s, "
+                f"{row['img_per_s']:.0f} img/s"
             )
     if state["epoch"] == 0:
         raise TrainingError(f"{config.stage}: no epoch was trained; --epochs must be at least 1.")
@@ -187,7 +205,7 @@ def _initial_state(config, data, meta, teacher, criterion, lr) -> dict[str, Any]
         "std": [float(v) for v in std],
         "config": asdict(config),
         "meta": meta or {},
-        "teacher": teacher.info if teacher else None,
+        "teacher": _teacher_info(teacher.meta) if teacher else None,
         "lr": lr,
         "distill": {"method": config.distill, **criterion.hyperparameters},
         "epoch": 0,
@@ -223,22 +241,20 @@ class Teacher:
             return self.network(normalise(images, self.mean, self.std, self.input_size))
 
 
-def _load_teacher(config: StageConfig, class_names: list[str], device: torch.device) -> Teacher:
-    if not config.teacher_checkpoint:
-        raise TrainingError(f"--distill {config.distill} needs a teacher: give --teacher-checkpoint PATH.")
-    state = load_checkpoint(config.teacher_checkpoint)
+def load_teacher(checkpoint: str | Path, class_names: list[str], device: torch.device) -> Teacher:
+    """A trained checkpoint as a frozen teacher for data with ``class_names``."""
+    state = load_checkpoint(checkpoint)
     if list(state["class_names"]) != list(class_names):
         raise TrainingError(
-            f"the teacher {config.teacher_checkpoint} was trained on classes {state['class_names']}, but the data "
+            f"the teacher {checkpoint} was trained on classes {state['class_names']}, but the data "
             f"has {list(class_names)}; train the teacher on the same data."
         )
     network = model_from_checkpoint(state).to(device)
     network.requires_grad_(False)
-    if device.type == "cuda":
-        network = network.to(memory_format=torch.channels_last)
+    network = network.to(memory_format=torch.channels_last)
     info = {
         "architecture": state["architecture"],
-        "checkpoint": str(config.teacher_checkpoint),
+        "checkpoint": str(checkpoint),
         "input_size": state["input_size"],
         "val_top1": state.get("best_acc"),
     }
@@ -249,6 +265,70 @@ def _load_teacher(config: StageConfig, class_names: list[str], device: torch.dev
         int(state["input_size"]),
         info,
     )
+
+
+def _soft_labels(config: StageConfig, data: DatasetSplits, world: World) -> soft_labels.SoftLabels:
+    """The teacher's logits for every training image and view: read when current, else computed once."""
+    fingerprint = soft_labels.data_fingerprint(data.train, data.class_names)
+    teacher_sha = soft_labels.file_sha256(config.teacher_checkpoint) if config.teacher_checkpoint else None
+    if config.soft_labels:
+        labels = soft_labels.load(config.soft_labels)
+        reason = soft_labels.stale_reason(labels, fingerprint, teacher_sha)
+        if reason:
+            raise TrainingError(
+                f"--soft-labels {config.soft_labels} cannot be used: {reason}. Give the file made for this data "
+                "and teacher, or drop --soft-labels to compute them from --teacher-checkpoint."
+            )
+        return _on_device(labels, world)
+    if not config.teacher_checkpoint:
+        raise TrainingError(
+            f"--distill {config.distill} needs a teacher: give --teacher-checkpoint PATH (or --soft-labels FILE)."
+        )
+    path = soft_labels.default_path(config.teacher_checkpoint)
+    if world.is_main:
+        current = path.is_file() and not soft_labels.stale_reason(soft_labels.load(path), fingerprint, teacher_sha)
+        if not current:
+            _compute_soft_labels(config, data, world, path, fingerprint, teacher_sha)
+    distributed.barrier(world)
+    return _on_device(soft_labels.load(path), world)
+
+
+def _compute_soft_labels(config, data: DatasetSplits, world: World, path: Path, fingerprint: str, sha: str) -> None:
+    teacher = load_teacher(config.teacher_checkpoint, data.class_names, world.device)
+    precision = choose(config.precision, world.device)
+    count = len(data.train) * VIEWS
+    print(f"{config.stage}: computing the teacher's logits for {len(data.train)} images x {VIEWS} views ({path})")
+    started = time.perf_counter()
+    with tqdm(total=count, desc="soft labels", unit="img", disable=not world.is_main) as progress:
+
+        def forward(images: torch.Tensor) -> torch.Tensor:
+            with precision.autocast(world.device):
+                logits = teacher(images.to(world.device).contiguous(memory_format=torch.channels_last))
+            progress.update(len(images))
+            return logits.float().cpu()
+
+        logits = soft_labels.compute(forward, data.train, batch_size=config.batch_size)
+    seconds = time.perf_counter() - started
+    meta = {
+        **teacher.info,
+        "teacher_sha256": sha,
+        "data_sha256": fingerprint,
+        "class_names": list(data.class_names),
+        "views": "v >= 4: left-right flip, then v % 4 quarter turns (training.data.dihedral)",
+        "precision": precision.name,
+        "seconds": round(seconds, 1),
+        "img_per_s": round(count / max(seconds, 1e-9), 1),
+    }
+    soft_labels.save(path, logits, meta)
+
+
+def _on_device(labels: soft_labels.SoftLabels, world: World) -> soft_labels.SoftLabels:
+    return soft_labels.SoftLabels(labels.logits.to(world.device), labels.meta)
+
+
+def _teacher_info(meta: dict[str, Any]) -> dict[str, Any]:
+    keys = ("architecture", "checkpoint", "input_size", "val_top1", "teacher_sha256")
+    return {key: meta.get(key) for key in keys}
 
 
 def _criterion(config: StageConfig) -> DistillationLoss:
@@ -270,18 +350,35 @@ def _warmup_cosine(steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
     return factor
 
 
-def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda" or amp == "off":
-        return None
-    if amp == "fp16" or (amp == "auto" and not torch.cuda.is_bf16_supported()):
-        return torch.float16
-    return torch.bfloat16
+def _choose_precision(config, model, teacher, criterion, arrays: ImageArrays, stats, world: World) -> Precision:
+    """``config.precision`` resolved for this device; auto on a bf16 CPU measures one real batch."""
+    count = min(config.batch_size, len(arrays))
+    images = torch.from_numpy(arrays.images[:count]).permute(0, 3, 1, 2).float().div_(255)
+    images, labels = _to_device(images, torch.from_numpy(arrays.labels[:count]).long(), world.device)
+    mean, std = (value.to(world.device) for value in stats)
+    size = config.input_size or images.shape[-1]
+    indices = torch.arange(count, device=world.device)
+    teacher_logits = teacher(indices, torch.zeros_like(indices)) if teacher else None
+
+    def probe(dtype):
+        def step() -> float:
+            with torch.autocast(world.device.type, dtype=dtype, enabled=dtype is not None):
+                logits = model(normalise(images, mean, std, size))
+            loss = criterion(logits.float(), teacher_logits, labels, 0.0)
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+            return loss.item()
+
+        return time_steps(step)
+
+    try:
+        return choose(config.precision, world.device, probe if world.device.type == "cpu" else None)
+    except ValueError as error:
+        raise TrainingError(str(error)) from None
 
 
 def _to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    images = images.to(device, non_blocking=True)
-    if device.type == "cuda":
-        images = images.contiguous(memory_format=torch.channels_last)
+    images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
     return images, labels.to(device, non_blocking=True)
 
 
@@ -290,26 +387,27 @@ class _Step:
     """What one optimisation step needs."""
 
     net: nn.Module
-    teacher: Teacher | None
+    teacher: soft_labels.SoftLabels | None
     criterion: DistillationLoss
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     stats: tuple[torch.Tensor, torch.Tensor]
     input_size: int
+    precision: Precision
 
 
 def _train_epoch(step: _Step, loader, config: StageConfig, world: World, epoch: int) -> tuple[float, float]:
     step.net.train()
-    amp_dtype = _amp_dtype(config.amp, world.device)
     batches = len(loader)
     totals = [0.0, 0.0, 0.0]  # loss sum, correct, seen
     progress = tqdm(loader, desc=f"{config.stage} {epoch + 1}/{config.epochs}", leave=False, disable=not world.is_main)
-    for number, (images, labels) in enumerate(progress):
-        images, labels = _to_device(images, labels, world.device)
-        with torch.autocast(world.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+    for number, batch in enumerate(progress):
+        images, labels = _to_device(batch.images, batch.labels, world.device)
+        # The teacher's logits for the same image in the same flip/turn, without its radiometric shift.
+        teacher_logits = step.teacher(batch.indices, batch.views).to(world.device) if step.teacher else None
+        with step.precision.autocast(world.device):
             logits = step.net(normalise(images, *step.stats, step.input_size))
-            teacher_logits = step.teacher(images) if step.teacher else None
         # The losses work in fp32; the epoch is fractional so the DKD warm-up ramps per batch.
         loss = step.criterion(
             logits.float(),
@@ -330,7 +428,9 @@ def _train_epoch(step: _Step, loader, config: StageConfig, world: World, epoch: 
     return loss_sum / max(seen, 1), correct / max(seen, 1)
 
 
-def recalibrate_batchnorm(model: nn.Module, arrays: ImageArrays, config: StageConfig, world: World, stats, size):
+def recalibrate_batchnorm(
+    model: nn.Module, arrays: ImageArrays, config: StageConfig, world: World, stats, size, precision: Precision
+):
     """Re-estimate BatchNorm running statistics with the current weights ("precise BN").
 
     The running averages lag behind the weights. After few steps (short runs, small data sets)
@@ -347,13 +447,12 @@ def recalibrate_batchnorm(model: nn.Module, arrays: ImageArrays, config: StageCo
         layer.reset_running_stats()
         layer.momentum = None  # cumulative average over the batches below
     loader = make_loader(arrays, batch_size=config.batch_size, train=True, seed=config.seed, augment=False)
-    amp_dtype = _amp_dtype(config.amp, world.device)
     model.train()
-    with torch.no_grad(), torch.autocast(world.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        for number, (images, labels) in enumerate(loader):
+    with torch.no_grad(), precision.autocast(world.device):
+        for number, batch in enumerate(loader):
             if number == config.bn_batches:
                 break
-            images, _ = _to_device(images, labels, world.device)
+            images, _ = _to_device(batch.images, batch.labels, world.device)
             model(normalise(images, *stats, size))
     for layer, momentum in zip(layers, momenta, strict=True):
         layer.momentum = momentum
@@ -387,10 +486,10 @@ def predict(
     outputs, targets = [], []
     loader = make_loader(arrays, batch_size=batch_size, train=False, augment=False)
     with torch.no_grad():
-        for images, labels in loader:
-            images, _ = _to_device(images, labels, device)
+        for batch in loader:
+            images, _ = _to_device(batch.images, batch.labels, device)
             outputs.append(forward(normalise(images, mean, std, input_size)).float().cpu())
-            targets.append(labels)
+            targets.append(batch.labels)
     if not outputs:
         return torch.zeros(0, 0), torch.zeros(0, dtype=torch.int64)
     return torch.cat(outputs), torch.cat(targets)

@@ -9,10 +9,11 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
+from .atomic import temporary_path
 from .crs import describe
 from .pipeline import ClassifyOptions, ClassifyResult
 from .radiometry import plan_radiometry
-from .sinks import NODATA_CLASS, publish, temporary_path
+from .sinks import NODATA_CLASS, publish
 
 MAX_IMAGE_PX = 1400  # long side of the image rendering
 MAX_OUTLINED_CELLS = 120  # draw tile outlines only when there are few enough to see

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -30,6 +29,7 @@ from osgeo import gdal, ogr
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
+from .atomic import temporary_path
 from .crs import srs_from_wkt
 from .errors import OutputError
 from .modelcard import ModelCard
@@ -127,11 +127,6 @@ def check_output(path: str | os.PathLike, overwrite: bool, suffixes: tuple[str, 
     except OSError as error:
         raise OutputError(f"Cannot write the {what} into {path.parent}: {error.strerror or error}.") from None
     return path
-
-
-def temporary_path(path: Path) -> Path:
-    """A hidden, unique name next to ``path`` with the same suffix."""
-    return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part{path.suffix}")
 
 
 def publish(tmp: Path, path: Path) -> None:

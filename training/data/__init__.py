@@ -2,14 +2,18 @@
 
 from .base import DataError, DatasetSplits, ImageArrays
 from .dataset import load_dataset
-from .loader import augment_batch, channel_stats, make_loader
+from .loader import VIEWS, Batch, augment_batch, channel_stats, dihedral, make_loader, radiometric_shift
 
 __all__ = [
+    "VIEWS",
+    "Batch",
     "DataError",
     "DatasetSplits",
     "ImageArrays",
     "augment_batch",
     "channel_stats",
+    "dihedral",
     "load_dataset",
     "make_loader",
+    "radiometric_shift",
 ]

@@ -8,6 +8,8 @@ and augmentations; ``loader.sampler.set_epoch(n)`` pins the epoch explicitly.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -15,7 +17,19 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from .base import ImageArrays
 
-JITTER = 0.1  # brightness and contrast vary by up to +-10%
+VIEWS = 8  # the flips and quarter turns of a square image
+# Radiometric shifts in 0..1 units of the 8-bit images. EuroSAT maps Sentinel-2 reflectance x
+# 10,000 of 0..2750 to 1..255, so 0.1 is about 1,080 DN / 0.108 reflectance. L1C carries haze
+# that L2A removes: +300/+400/+650 DN on B4/B3/B2 for the Demmin scene, 0.11/0.145/0.235 here.
+HAZE_RGB = (0.11, 0.145, 0.235)
+HAZE_AMOUNT = (-1.0, 0.5)  # x HAZE_RGB: from all of that haze removed to half as much again added
+BAND_OFFSET = 0.03  # plus an independent offset per band
+GAIN = (0.75, 1.3)  # a common gain (illumination, calibration) ...
+BAND_GAIN = 0.06  # ... and +-6% more per band
+GAMMA_LOG = 0.3  # gamma in exp(+-0.3): 0.74..1.35
+NOISE = 0.015  # standard deviation of added sensor noise, at most
+SHIFT_PROBABILITY = 0.5
+BLUR_PROBABILITY = 0.2  # a 3x3 Gaussian blur blended in by up to 100% (a softer sensor or resampling)
 STATS_CHUNK = 256
 STATS_MAX_IMAGES = 5000
 
@@ -30,7 +44,8 @@ def make_loader(
     distributed: bool = False,
     num_workers: int = 0,
 ) -> DataLoader:
-    """A loader of (images float32 (B, 3, H, W) in 0..1, not normalised; labels int64 (B,)).
+    """A loader of ``Batch``: images float32 (B, 3, H, W) in 0..1, not normalised; labels int64 (B,);
+    the images' indices in ``arrays`` and their views.
 
     train=True: shuffled each epoch (split across ranks by a DistributedSampler when
     ``distributed``), augmented unless ``augment`` is False, and the last incomplete batch is
@@ -47,24 +62,69 @@ def make_loader(
     )
 
 
-def augment_batch(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random flips, 90-degree turns and +-10% brightness/contrast for each image of a batch.
+def dihedral(images: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+    """Each image of (B, C, H, W) in view ``views[i]`` of the 8 flips and turns (0 = as it is).
 
-    Overhead imagery has no up or left, so every flip and turn is a valid sample. ``images``
-    is float (B, C, H, W) in 0..1 with H == W; the result stays in 0..1.
+    View v is a left-right flip when v >= 4, then v % 4 quarter turns counter-clockwise. This
+    one definition serves the training batches and the teacher's soft labels, which must agree.
     """
-    batch = images.shape[0]
-    flip_h, flip_v = (torch.rand(batch, generator=generator) < 0.5 for _ in range(2))
-    turns = torch.randint(0, 4, (batch,), generator=generator)
-    brightness, contrast = (1 + (torch.rand(batch, 1, 1, 1, generator=generator) * 2 - 1) * JITTER for _ in range(2))
-    images = torch.where(flip_h[:, None, None, None], images.flip(-1), images)
-    images = torch.where(flip_v[:, None, None, None], images.flip(-2), images)
+    images = torch.where((views >= 4)[:, None, None, None], images.flip(-1), images)
     for k in (1, 2, 3):
-        chosen = turns == k
+        chosen = views % 4 == k
         if chosen.any():
             images[chosen] = torch.rot90(images[chosen], k, dims=(-2, -1))
-    mean = images.mean(dim=(1, 2, 3), keepdim=True)
-    return (((images - mean) * contrast + mean) * brightness).clamp_(0, 1)
+    return images
+
+
+def augment_batch(images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random view (flip and turn) of each image of a batch, then random radiometric shifts.
+
+    Overhead imagery has no up or left, so every flip and turn is a valid sample. ``images`` is
+    float (B, C, H, W) in 0..1 with H == W; returns the images, still in 0..1, and the view of
+    each (0..7, see ``dihedral``).
+    """
+    views = torch.randint(0, VIEWS, (images.shape[0],), generator=generator)
+    return radiometric_shift(dihedral(images, views), generator), views
+
+
+def radiometric_shift(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Physically plausible changes of the radiometry, each drawn per image (0..1 in and out).
+
+    EuroSAT is Sentinel-2 L1C (top of atmosphere); users bring L2A surface reflectance too, which
+    lacks the path radiance (haze) that L1C carries, most of it in blue. So: a haze term added or
+    removed (per band, in the proportions of HAZE_RGB, of either sign), a gain per band around a
+    common gain, a gamma, and sometimes a mild blur (a fifth of the images) or sensor noise. Each
+    other change is applied to half of the images, so clean images stay common.
+    """
+    batch, channels = images.shape[:2]
+
+    def draw(low: float, high: float, *shape: int) -> torch.Tensor:
+        return low + (high - low) * torch.rand(batch, *shape, generator=generator)
+
+    def chosen() -> torch.Tensor:
+        return (torch.rand(batch, 1, 1, 1, generator=generator) < SHIFT_PROBABILITY).float()
+
+    haze = draw(*HAZE_AMOUNT, 1, 1, 1) * torch.tensor(HAZE_RGB[:channels]).view(1, -1, 1, 1)
+    haze = haze + draw(-BAND_OFFSET, BAND_OFFSET, channels, 1, 1)
+    gain = draw(*GAIN, 1, 1, 1) * draw(1 - BAND_GAIN, 1 + BAND_GAIN, channels, 1, 1)
+    gamma = torch.exp(draw(-GAMMA_LOG, GAMMA_LOG, 1, 1, 1))
+    images = images + chosen() * haze
+    images = images * (1 + chosen() * (gain - 1))
+    images = images.clamp(0, 1) ** (1 + chosen() * (gamma - 1))
+    blurred = (torch.rand(batch, 1, 1, 1, generator=generator) < BLUR_PROBABILITY).float()
+    images = _blur(images, blurred * draw(0.0, 1.0, 1, 1, 1))
+    noise = torch.randn(images.shape, generator=generator) * draw(0.0, NOISE, 1, 1, 1) * chosen()
+    return (images + noise).clamp_(0, 1)
+
+
+def _blur(images: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Blend each image with its 3x3 Gaussian blur by ``weight`` (B, 1, 1, 1) in 0..1."""
+    kernel = torch.tensor([1.0, 2.0, 1.0])
+    kernel = (kernel[:, None] * kernel[None, :] / 16).expand(images.shape[1], 1, 3, 3)
+    blurred = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(images, (1, 1, 1, 1), mode="replicate"), kernel, groups=images.shape[1]
+    )
+    return images + weight * (blurred - images)
 
 
 def channel_stats(arrays: ImageArrays) -> tuple[list[float], list[float]]:
@@ -88,6 +148,15 @@ def channel_stats(arrays: ImageArrays) -> tuple[list[float], list[float]]:
     return mean.tolist(), std.tolist()
 
 
+class Batch(NamedTuple):
+    """One batch: images (B, 3, H, W) in 0..1, labels, and which image in which view each is."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor  # positions in the arrays the loader reads
+    views: torch.Tensor  # 0..7, see ``dihedral``; 0 when not augmented
+
+
 class _Batches(Dataset):
     """Gives a whole batch for a (batch seed, indices) key."""
 
@@ -97,12 +166,14 @@ class _Batches(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, key: tuple[int, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, np.ndarray]) -> Batch:
         batch_seed, indices = key
         images = torch.from_numpy(self.images[indices]).permute(0, 3, 1, 2).float().div_(255)
+        views = torch.zeros(len(indices), dtype=torch.int64)
         if self.augment:
-            images = augment_batch(images, torch.Generator().manual_seed(batch_seed))
-        return images.contiguous(), torch.from_numpy(self.labels[indices]).long()
+            images, views = augment_batch(images, torch.Generator().manual_seed(batch_seed))
+        labels = torch.from_numpy(self.labels[indices]).long()
+        return Batch(images.contiguous(), labels, torch.from_numpy(np.asarray(indices)).long(), views)
 
 
 class _BatchSampler(Sampler):
