@@ -34,7 +34,19 @@ EUROSAT_BANDS = ["B04 red", "B03 green", "B02 blue"]
 RGB_BANDS = ["red", "green", "blue"]
 EUROSAT_GSD_M = 10.0
 EUROSAT_TILE_SIZE = 64
-SENTINEL2_RAW_RANGE = [0.0, 3000.0]
+# EuroSAT was made with `gdal_translate -scale 0 2750 1 255` from Sentinel-2 L1C digital numbers
+# (reflectance x 10,000; phelber/EuroSAT issue #6). The card's raw_range maps linearly onto
+# value_range 0..255, so the raw value that lands on 0 is -2750/254: then 0 -> 1 and 2750 -> 255
+# exactly as EuroSAT did.
+SENTINEL2_RAW_RANGE = [-2750.0 / 254.0, 2750.0]
+EUROSAT_RADIOMETRY = {
+    "product_level": "Sentinel-2 L1C top-of-atmosphere reflectance",
+    "raw_unit": "reflectance x 10,000 (Sentinel-2 digital numbers)",
+    "mapping": "linear, 0..2750 -> 1..255 for all bands, clipped (gdal_translate -scale 0 2750 1 255)",
+    "offset": "none: reflectance x 10,000 with no offset. Products of processing baseline 04.00 and later "
+    "(from 25 January 2022) add 1000 (RADIO_ADD_OFFSET / BOA_ADD_OFFSET = -1000): subtract it first",
+    "robustness": "trained with haze added and removed (L1C vs L2A), gain, gamma, blur and noise",
+}
 
 
 class TrainingError(RsGhostError):
@@ -108,12 +120,23 @@ def default_raw_range(class_names: list[str]) -> list[float] | None:
     return list(SENTINEL2_RAW_RANGE) if is_eurosat(class_names) else None
 
 
+def default_radiometry(class_names: list[str], raw_range: list[float] | None) -> dict[str, Any]:
+    """What the training values were: EuroSAT's definition, or what is known of one's own data."""
+    if is_eurosat(class_names) and raw_range == SENTINEL2_RAW_RANGE:
+        return dict(EUROSAT_RADIOMETRY)
+    if raw_range:
+        return {"mapping": f"linear, {raw_range[0]:g}..{raw_range[1]:g} -> 0..255 for all bands, clipped"}
+    return {"mapping": "8-bit imagery as it is, or a percentile stretch of other data"}
+
+
 def card_from_checkpoint(
     state: dict[str, Any],
     *,
     gsd_m: float,
     tile_size: int | None = None,
     raw_range: list[float] | None = None,
+    radiometry: dict[str, Any] | None = None,
+    temperature: float = 1.0,
     metrics: dict[str, Any] | None = None,
 ) -> ModelCard:
     """The model card of a checkpoint: what it expects, how it was trained and how well it did.
@@ -141,6 +164,8 @@ def card_from_checkpoint(
         "distillation": state.get("distill"),
         "teacher": state.get("teacher"),
         "hardware": meta.get("hardware"),
+        "precision": state.get("precision"),
+        "img_per_s": _median_speed(state),
     }
     return ModelCard(
         class_names=names,
@@ -154,6 +179,8 @@ def card_from_checkpoint(
         architecture=state["architecture"],
         value_range=[0.0, 255.0],
         raw_range=raw_range,
+        radiometry=radiometry if radiometry is not None else default_radiometry(names, raw_range),
+        temperature=float(temperature),
         parameters=count_parameters(model),
         macs=count_macs(model, int(state["input_size"]), channels),
         training={key: value for key, value in training.items() if value is not None},
@@ -161,6 +188,11 @@ def card_from_checkpoint(
         software=software_versions(),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+
+
+def _median_speed(state: dict[str, Any]) -> float | None:
+    speeds = sorted(row["img_per_s"] for row in state.get("history", []) if "img_per_s" in row)
+    return round(speeds[len(speeds) // 2], 1) if speeds else None
 
 
 def _native_tile_size(state: dict[str, Any]) -> int:

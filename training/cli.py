@@ -243,6 +243,7 @@ def _run(args: argparse.Namespace) -> int:
         gsd_m=gsd_m,
         tile_size=args.tile_size,
         raw_range=args.raw_range or default_raw_range(state["class_names"]),
+        temperature=metrics["calibration"]["temperature"],
         metrics=card_metrics(metrics, _read_json(out / "evaluation" / "confusion.json")),
     )
     onnx_path = _write_model(model_from_checkpoint(state), card, out / f"{args.student}_{args.distill}.onnx")
@@ -290,14 +291,17 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     state = load_checkpoint(args.checkpoint)
-    metrics = None
+    metrics, temperature = None, 1.0
     if args.metrics:
-        metrics = card_metrics(_read_json(Path(args.metrics)), _read_json(Path(args.metrics).parent / "confusion.json"))
+        scored = _read_json(Path(args.metrics))
+        metrics = card_metrics(scored, _read_json(Path(args.metrics).parent / "confusion.json"))
+        temperature = scored.get("calibration", {}).get("temperature", 1.0)
     card = card_from_checkpoint(
         state,
         gsd_m=resolve_gsd(state["class_names"], args.gsd, state["meta"].get("gsd_m")),
         tile_size=args.tile_size or state["meta"].get("tile_size"),
         raw_range=args.raw_range or default_raw_range(state["class_names"]),
+        temperature=temperature,
         metrics=metrics,
     )
     path = _write_model(model_from_checkpoint(state), card, Path(args.out))
@@ -439,6 +443,15 @@ def _print_summary(out: Path, onnx_path: Path, metrics: dict, state: dict) -> No
     ]
     if teacher.get("val_top1") is not None:
         lines.append(f"teacher {teacher['architecture']}: val top-1 {100 * teacher['val_top1']:.2f}%")
+    robust = metrics.get("robust", {})
+    if robust:
+        shifts = ", ".join(f"{name} {100 * value:.2f}%" for name, value in robust.items())
+        lines.append(f"robust val top-1: min {100 * min(robust.values()):.2f}% ({shifts})")
+    calibration = metrics["calibration"]
+    lines.append(
+        f"confidence: temperature {calibration['temperature']:.3f}, validation ECE "
+        f"{100 * calibration['ece_before']:.2f}% -> {100 * calibration['ece_after']:.2f}%"
+    )
     lines += [
         f"onnxruntime CPU: {latency['ms_per_tile_batch1']:.2f} ms per tile (batch 1), "
         f"{latency['ms_per_tile_batch32']:.2f} ms per tile (batch 32)",

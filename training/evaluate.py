@@ -25,11 +25,13 @@ import torch
 
 from rs_ghost_qgis.core.modelcard import ModelCard
 from rs_ghost_qgis.core.runtime import create_session
+from training.calibration import calibrate, expected_calibration_error
 from training.checkpoint import TrainingError, card_from_checkpoint, load_checkpoint, model_from_checkpoint
 from training.data import ImageArrays
 from training.export import export_onnx
 from training.models import count_macs, count_parameters
-from training.plots import plot_confusion
+from training.plots import plot_confusion, plot_reliability
+from training.robustness import SHIFTS
 from training.train import predict
 
 
@@ -48,6 +50,7 @@ class Scorer:
     parameters: int | None
     macs: int | None
     onnx_for_latency: Callable[[Path], Path]  # writes (or finds) the ONNX to time; returns its path
+    temperature: float = 1.0  # the card's, for an exported model
 
 
 def load_scorer(path: str | Path) -> Scorer:
@@ -106,6 +109,7 @@ def _onnx_scorer(path: Path) -> Scorer:
         parameters=card.parameters,
         macs=card.macs,
         onnx_for_latency=lambda _folder: path,
+        temperature=card.temperature,
     )
 
 
@@ -117,9 +121,15 @@ def evaluate(
     *,
     batch_size: int = 256,
     latency: bool = True,
+    robust: bool = True,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Score ``scorer`` on ``arrays`` (labels index ``data_class_names``); write and return the metrics."""
+    """Score ``scorer`` on ``arrays`` (labels index ``data_class_names``); write and return the metrics.
+
+    Besides top-1 and per-class scores: top-1 under each radiometric shift of
+    ``robustness.SHIFTS`` (``robust``), and the calibration of the confidence: the temperature
+    fitted on these images, the ECE before and after it, and at the model card's temperature.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     labels = _labels_in_model_order(arrays.labels, data_class_names, scorer.class_names)
@@ -136,12 +146,33 @@ def evaluate(
         "parameters": scorer.parameters,
         "macs": scorer.macs,
         "input_size": scorer.input_size,
+        "calibration": _calibration(logits, labels, scorer.temperature, out),
         **(extra or {}),
     }
+    if robust:
+        metrics["robust"] = _robust_top1(scorer, arrays, labels, stats, batch_size)
+        metrics["robust_top1_min"] = min(metrics["robust"].values())
     if latency:
         metrics["latency"] = measure_latency(scorer, out)
     _write(metrics, matrix, scorer.class_names, out)
     return metrics
+
+
+def _robust_top1(scorer: Scorer, arrays: ImageArrays, labels: np.ndarray, stats, batch_size: int) -> dict[str, float]:
+    scores = {}
+    for name, shift in SHIFTS.items():
+        logits, _ = predict(scorer.forward, arrays, stats, scorer.input_size, torch.device("cpu"), batch_size, shift)
+        scores[name] = float((logits.argmax(1).numpy() == labels).mean())
+    return scores
+
+
+def _calibration(logits: torch.Tensor, labels: np.ndarray, card_temperature: float, out: Path) -> dict[str, Any]:
+    report = calibrate(logits, torch.from_numpy(labels))
+    plot_reliability(report, out / "reliability.png")
+    probabilities = torch.softmax(logits.double() / card_temperature, dim=1).numpy()
+    report["card_temperature"] = card_temperature
+    report["ece_at_card_temperature"] = expected_calibration_error(probabilities, labels)["ece"]
+    return report
 
 
 def _labels_in_model_order(labels: np.ndarray, data_names: list[str], model_names: list[str]) -> np.ndarray:
@@ -202,14 +233,25 @@ def measure_latency(scorer: Scorer, scratch: Path, seconds: float = 2.0, threads
 
 
 def card_metrics(metrics: dict[str, Any], confusion: dict[str, Any]) -> dict[str, Any]:
-    """The model card's metrics from ``evaluate``'s metrics and its confusion.json contents."""
-    return {
+    """The model card's metrics from ``evaluate``'s metrics and its confusion.json contents.
+
+    Validation top-1 clean and under each radiometric shift, and the expected calibration error
+    before and after the temperature.
+    """
+    card = {
         "val_top1": metrics["top1"],
         "val_macro_f1": metrics["macro_f1"],
         "val_images": metrics["images"],
         "per_class_f1": {name: row["f1"] for name, row in metrics["per_class"].items()},
         "confusion": confusion["matrix"],
     }
+    if "robust" in metrics:
+        card["robust_val_top1"] = metrics["robust"]
+        card["robust_val_top1_min"] = metrics["robust_top1_min"]
+    if "calibration" in metrics:
+        calibration = metrics["calibration"]
+        card["val_ece"] = {"before": calibration["ece_before"], "after": calibration["ece_after"]}
+    return card
 
 
 def save_metrics(metrics: dict[str, Any], out: Path) -> Path:

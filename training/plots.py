@@ -52,6 +52,30 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path,
     return _save(figure, path)
 
 
+def plot_reliability(report: dict, path: str | Path) -> Path:
+    """Reliability diagram: accuracy against confidence per bin, before and after scaling."""
+    figure, axis = plt.subplots(figsize=(5.5, 5))
+    axis.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    for key, style, name in (("before", "-o", "T = 1"), ("after", "-s", f"T = {report['temperature']:.2f}")):
+        rows = report[f"reliability_{key}"]
+        axis.plot(
+            [r["confidence"] for r in rows],
+            [r["accuracy"] for r in rows],
+            style,
+            label=f"{name}: ECE {100 * report[f'ece_{key}']:.2f}%",
+        )
+    axis.set(
+        xlabel="confidence (top softmax probability)",
+        ylabel="accuracy",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        title="reliability on the validation split",
+    )
+    axis.grid(alpha=0.3)
+    axis.legend(loc="upper left")
+    return _save(figure, path)
+
+
 def _save(figure: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

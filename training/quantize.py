@@ -118,7 +118,7 @@ def calibration_batches(arrays: ImageArrays, scorer: Scorer, count: int, seed: i
     sample = ImageArrays(arrays.images[chosen], arrays.labels[chosen])
     mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (scorer.mean, scorer.std))
     loader = make_loader(sample, batch_size=CALIBRATION_BATCH, train=False, augment=False)
-    return [normalise(images, mean, std, scorer.input_size).numpy() for images, _ in loader]
+    return [normalise(batch.images, mean, std, scorer.input_size).numpy() for batch in loader]
 
 
 def compare(fp32: Scorer, int8: Scorer, data: DatasetSplits, folder: Path) -> dict[str, Any]:

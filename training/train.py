@@ -477,17 +477,19 @@ def predict(
     input_size: int,
     device: torch.device,
     batch_size: int = 256,
+    shift: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """fp32 logits and labels (on the CPU) of ``forward`` over ``arrays``, in order, without gradients.
 
     ``forward`` maps normalised input to logits: a model in eval mode, or an onnxruntime session.
+    ``shift`` changes the 0..1 images before they are normalised (robust validation).
     """
     mean, std = (value.to(device) for value in stats)
     outputs, targets = [], []
     loader = make_loader(arrays, batch_size=batch_size, train=False, augment=False)
     with torch.no_grad():
         for batch in loader:
-            images, _ = _to_device(batch.images, batch.labels, device)
+            images, _ = _to_device(shift(batch.images) if shift else batch.images, batch.labels, device)
             outputs.append(forward(normalise(images, mean, std, input_size)).float().cpu())
             targets.append(batch.labels)
     if not outputs:

@@ -35,10 +35,10 @@ class Model:
         return self.session.get_providers()[0]
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, classes) for a normalised float32 batch (N, C, H, W)."""
+        """Calibrated class probabilities (N, classes) for a normalised float32 batch (N, C, H, W)."""
         output = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
         output = np.asarray(output, dtype=np.float32)
-        return output if self.outputs_probabilities else softmax(output)
+        return output if self.outputs_probabilities else softmax(output / self.card.temperature)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ import torch
 
 from rs_ghost_qgis.core.modelcard import ModelCard
 from training import cli
+from training.checkpoint import SENTINEL2_RAW_RANGE
 from training.colors import EUROSAT_CLASSES, LAND_COVER
 
 pytestmark = pytest.mark.realdata
@@ -39,7 +40,7 @@ def test_run_on_eurosat_slice_exports_a_eurosat_card(shared_data, tmp_path, caps
     assert card.class_colors[EUROSAT_CLASSES.index("River")] == LAND_COVER["river"]
     assert card.bands == ["B04 red", "B03 green", "B02 blue"]
     # Trained at 32 px, the model still covers a 64 px EuroSAT patch (640 m); the runtime resizes.
-    assert (card.input_size, card.tile_size, card.gsd_m, card.raw_range) == (32, 64, 10.0, [0.0, 3000.0])
+    assert (card.input_size, card.tile_size, card.gsd_m, card.raw_range) == (32, 64, 10.0, SENTINEL2_RAW_RANGE)
     data = card.training["data"]
     assert data["source"] == "eurosat_rgb" and data["split"] == "csv"
     assert data["counts"]["train"] == {name: 5 for name in EUROSAT_CLASSES}
