@@ -35,7 +35,7 @@ from .. import deps
 from ..core.errors import OutputError, RsGhostError
 from ..qgis_io import run as qrun
 from ..qgis_io.source import QgisLayerSource, check_raster_layer, crs_from_wkt
-from ..qgis_io.style import layer_names, style_class_raster, style_tiles
+from ..qgis_io.style import layer_names, run_detail, style_class_raster, style_tiles
 
 SCALINGS = ["auto", "none", "card", "percentile"]
 
@@ -170,7 +170,8 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         )
         feedback.pushInfo(result.summary_table())
         name = qrun.model_name(model_path)
-        tiles_name, raster_name = layer_names(source.info.name, name)
+        detail = run_detail(options.stride or result.card.tile_size)  # tells reruns apart in the legend
+        tiles_name, raster_name = layer_names(source.info.name, name, detail)
         outputs = {"TILES_CLASSIFIED": result.tiles_classified, "SUMMARY": result.summary_table()}
         if sink.dest_id:
             outputs[self.OUTPUT_VECTOR] = sink.dest_id

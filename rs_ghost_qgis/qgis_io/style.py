@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
@@ -20,12 +21,22 @@ from qgis.PyQt.QtGui import QColor
 from ..core.modelcard import ModelCard
 
 CLASS_FIELD = "class_name"
-TILE_OPACITY = 0.65  # the imagery stays visible under the tiles
+# Both outputs are semi-transparent so the imagery shows through whichever one is switched on.
+TILE_OPACITY = 0.65
+RASTER_OPACITY = 0.65
+# Marks the layers RS Ghost added, so that "replace the previous run" never removes the user's own.
+OUTPUT_PROPERTY = "rs_ghost_qgis/output"
 
 
-def layer_names(raster_name: str, model_name: str) -> tuple[str, str]:
-    """Names of the polygon and the raster output: which raster, which model."""
-    return f"{raster_name} · {model_name} · tiles", f"{raster_name} · {model_name} · class raster"
+def layer_names(raster_name: str, model_name: str, detail: str = "") -> tuple[str, str]:
+    """Names of the polygon and the raster output: which raster, which model, what sets this run apart."""
+    stem = " · ".join(part for part in (raster_name, model_name, detail) if part)
+    return f"{stem} · tiles", f"{stem} · class raster"
+
+
+def run_detail(stride_px: int, when: datetime | None = None) -> str:
+    """What tells reruns apart in the layer tree: the stride and the time the run ended."""
+    return f"stride {stride_px} px · {(when or datetime.now()):%H:%M:%S}"
 
 
 def group_name(raster_name: str, model_name: str) -> str:
@@ -67,14 +78,66 @@ def style_class_raster(layer: QgsRasterLayer, card: ModelCard, areas: Sequence |
         for class_id, (color, label) in enumerate(zip(card.class_colors, class_labels(card, areas), strict=True))
     ]
     layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
+    layer.setOpacity(RASTER_OPACITY)
     layer.triggerRepaint()
 
 
-def add_to_group(project: QgsProject, layers: Sequence[QgsMapLayer], name: str) -> QgsLayerTreeGroup:
-    """Add ``layers`` to the project inside a group at the top of the layer tree."""
-    root = project.layerTreeRoot()
-    group = root.findGroup(name) or root.insertGroup(0, name)
-    for layer in layers:
+def add_to_group(
+    project: QgsProject, layers: Sequence[QgsMapLayer], name: str, replace: bool = False
+) -> QgsLayerTreeGroup:
+    """Add one run's ``layers`` on top of its group, the group on top of its parent, expanded.
+
+    With ``replace`` the group's earlier RS Ghost outputs leave the project first (their files
+    stay on disk); other layers the user put in the group are kept.
+    """
+    group = _group_on_top(project.layerTreeRoot(), name)
+    if replace:
+        remove_outputs(project, group)
+    for index, layer in enumerate(layers):
+        layer.setCustomProperty(OUTPUT_PROPERTY, True)
         project.addMapLayer(layer, False)
-        group.addLayer(layer)
+        group.insertLayer(index, layer)  # newest first: a rerun is never hidden under older results
+    group.setExpanded(True)
     return group
+
+
+def show_in_legend(group: QgsLayerTreeGroup, tiles: QgsMapLayer | None, classes: QgsMapLayer | None) -> None:
+    """One readable default: the tiles on, legend open (hectares, percent); the class raster off.
+
+    Two opaque-ish layers stacked would hide the imagery and each other; the class raster
+    (same classes, same colours) is one click away. Alone, it is switched on.
+    """
+    if tiles is not None:
+        _legend_node(group, tiles, visible=True, expanded=True)
+    if classes is not None:
+        _legend_node(group, classes, visible=tiles is None, expanded=tiles is None)
+
+
+def remove_outputs(project: QgsProject, group: QgsLayerTreeGroup) -> list[str]:
+    """Remove the RS Ghost outputs in ``group`` from the project; the ids removed."""
+    layers = [node.layer() for node in group.findLayers()]
+    ids = [layer.id() for layer in layers if layer is not None and layer.customProperty(OUTPUT_PROPERTY)]
+    project.removeMapLayers(ids)
+    return ids
+
+
+def _legend_node(group: QgsLayerTreeGroup, layer: QgsMapLayer, visible: bool, expanded: bool) -> None:
+    node = group.findLayer(layer.id())
+    if node is not None:
+        node.setItemVisibilityChecked(visible)
+        node.setExpanded(expanded)
+
+
+def _group_on_top(root: QgsLayerTreeGroup, name: str) -> QgsLayerTreeGroup:
+    """The group called ``name``, moved to the top of its parent; a new group at the top if none."""
+    group = root.findGroup(name)
+    if group is None:
+        return root.insertGroup(0, name)
+    parent = group.parent()
+    if parent.children()[0] is group:
+        return group
+    # The tree has no "move": insert a copy first so its layers never leave the tree (and the project).
+    moved = group.clone()
+    parent.insertChildNode(0, moved)
+    parent.removeChildNode(group)
+    return moved

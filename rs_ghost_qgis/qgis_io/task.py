@@ -14,6 +14,7 @@ from qgis.PyQt.QtCore import pyqtSignal
 from ..core.errors import Cancelled, RsGhostError
 from .results import load_results
 from .source import QgisLayerSource
+from .style import run_detail
 
 LOG_TAG = "RS Ghost"
 
@@ -23,14 +24,23 @@ class ClassifyTask(QgsTask):
 
     done = pyqtSignal(object)  # emitted with the task itself once finished() has run
 
-    def __init__(self, source: QgisLayerSource, options, model_name: str, project: QgsProject | None = None) -> None:
+    def __init__(
+        self,
+        source: QgisLayerSource,
+        options,
+        model_name: str,
+        project: QgsProject | None = None,
+        replace: bool = False,
+    ) -> None:
         super().__init__(f"RS Ghost: classifying {source.info.name}", QgsTask.CanCancel)
         self.source = source
         self.options = options
         self.model_name = model_name
         self.project = project or QgsProject.instance()
+        self.replace = replace  # remove the earlier RS Ghost outputs of the same group when done
         self.result = None
         self.error = ""
+        self.cancelled = False
         self.layers = []
 
     def run(self) -> bool:
@@ -40,8 +50,12 @@ class ClassifyTask(QgsTask):
         try:
             self.result = classify(self.source, self.options, progress=self.setProgress, is_canceled=self.isCanceled)
         except Cancelled as error:
-            self.error = str(error)
-            return False
+            # QGIS 3.22 announces every task whose run() returns False as "Task failed" (message
+            # bar or desktop notification). A cancel the user asked for is no failure: end it as
+            # complete, under a description that says what happened.
+            self.cancelled, self.error = True, str(error)
+            self.setDescription(f"RS Ghost: classifying {self.source.info.name} cancelled, nothing written")
+            return True
         except RsGhostError as error:
             self.error = str(error)
             return False
@@ -54,14 +68,20 @@ class ClassifyTask(QgsTask):
     def finished(self, result: bool) -> None:
         """Main thread: add the styled, grouped layers and log the summary."""
         if result and self.result is not None:
-            try:
-                self.layers = load_results(self.result, self.source.info.name, self.model_name, self.project)
-            except RsGhostError as error:
-                self.error = str(error)
-            else:
-                QgsMessageLog.logMessage(self.result.summary_table(), LOG_TAG, Qgis.Info)
-        elif not self.error:
-            self.error = str(Cancelled())
+            self._add_layers()
+        elif not self.error:  # cancelled before it started: run() never ran
+            self.cancelled, self.error = True, str(Cancelled())
         if self.error:
-            QgsMessageLog.logMessage(self.error, LOG_TAG, Qgis.Warning)
+            QgsMessageLog.logMessage(self.error, LOG_TAG, Qgis.Info if self.cancelled else Qgis.Warning)
         self.done.emit(self)
+
+    def _add_layers(self) -> None:
+        stride = self.options.stride or self.result.card.tile_size
+        try:
+            self.layers = load_results(
+                self.result, self.source.info.name, self.model_name, self.project, run_detail(stride), self.replace
+            )
+        except RsGhostError as error:
+            self.error = str(error)
+        else:
+            QgsMessageLog.logMessage(self.result.summary_table(), LOG_TAG, Qgis.Info)

@@ -1,5 +1,6 @@
 """The classification task on real rasters: layers, fields, CRS, renderers, grouping, cancel."""
 
+import re
 import time
 
 import numpy as np
@@ -7,6 +8,7 @@ from qgis.core import (
     QgsCategorizedSymbolRenderer,
     QgsPalettedRasterRenderer,
     QgsRasterLayer,
+    QgsTask,
     QgsVectorLayer,
 )
 
@@ -111,9 +113,79 @@ def test_cancel_while_running_stops_within_a_second(qgis_app, project, tmp_path,
     assert asked, "the task finished before any progress was reported"
     assert task.result is None and "Cancelled" in task.error
     assert stopped - asked[0] < 1.5
+    # QGIS announces terminated tasks as "Task failed": a cancel ends as complete, and says so.
+    assert task.cancelled and task.status() == QgsTask.Complete
+    assert "cancelled" in task.description()
     assert _leftovers(tmp_path) == []
 
 
 def _leftovers(tmp_path):
     out = tmp_path / "out"
     return sorted(p.name for p in out.iterdir()) if out.exists() else []
+
+
+def _run_on(layer, tiny_model, project, out, replace=False, **options):
+    """One task run on ``layer`` writing into the folder ``out``; the finished task."""
+    options = {"out_vector": str(out / "tiles.gpkg"), "out_raster": str(out / "c.tif"), **options}
+    options = ClassifyOptions(model_path=str(tiny_model), **options)
+    source = QgisLayerSource.from_layer(layer, project)
+    extra = {"replace": True} if replace else {}  # the default must be the old behaviour: keep earlier runs
+    task = run_task(ClassifyTask(source, options, "tiny", project, **extra))
+    assert task.error == "", task.error
+    return task
+
+
+def _halves(tmp_path, project):
+    layer = QgsRasterLayer(str(write_geotiff(tmp_path / "halves.tif", two_halves())), "halves")
+    project.addMapLayer(layer)
+    return layer
+
+
+def test_rerun_goes_on_top_with_names_that_tell_runs_apart(qgis_app, project, tmp_path, tiny_model):
+    layer = _halves(tmp_path, project)
+    first = _run_on(layer, tiny_model, project, tmp_path / "a")
+    root = project.layerTreeRoot()
+    root.insertGroup(0, "my imagery")  # the user's own group above the results
+    second = _run_on(layer, tiny_model, project, tmp_path / "b", stride=16)
+    group = root.children()[0]
+    assert group.name() == "RS Ghost: halves (tiny)", "the group of the newest run is not on top"
+    assert [child.layerId() for child in group.children()] == [lyr.id() for lyr in second.layers + first.layers]
+    assert {lyr.id() for lyr in first.layers + second.layers} <= set(project.mapLayers())  # moving kept them
+    first_tiles, second_tiles = first.layers[0].name(), second.layers[0].name()
+    assert "stride 32 px" in first_tiles and "stride 16 px" in second_tiles
+    for name in (first_tiles, second_tiles):
+        assert "tiny" in name and re.search(r"\d\d:\d\d:\d\d", name), name
+    names = [lyr.name() for lyr in first.layers + second.layers]
+    assert len(set(names)) == 4, names
+
+
+def test_replace_removes_only_the_previous_run(qgis_app, project, tmp_path, tiny_model):
+    layer = _halves(tmp_path, project)
+    first = _run_on(layer, tiny_model, project, tmp_path / "a")
+    group = project.layerTreeRoot().children()[0]
+    mine = QgsVectorLayer("Polygon?crs=EPSG:32633", "my notes", "memory")
+    project.addMapLayer(mine, False)
+    group.addLayer(mine)
+    first_ids = [lyr.id() for lyr in first.layers]
+    second = _run_on(layer, tiny_model, project, tmp_path / "b", replace=True)
+    assert not set(first_ids) & set(project.mapLayers()), "the previous run's layers are still there"
+    assert mine.id() in project.mapLayers() and layer.id() in project.mapLayers()
+    group = project.layerTreeRoot().children()[0]
+    assert [child.layerId() for child in group.children()] == [lyr.id() for lyr in second.layers] + [mine.id()]
+    assert (tmp_path / "a" / "tiles.gpkg").is_file()  # files stay on disk
+
+
+def test_legend_default_shows_imagery_and_areas(qgis_app, project, tmp_path, tiny_model):
+    layer = _halves(tmp_path, project)
+    tiles, classes = _run_on(layer, tiny_model, project, tmp_path / "a").layers
+    group = project.layerTreeRoot().children()[0]
+    assert group.isExpanded()
+    tiles_node, classes_node = group.findLayer(tiles.id()), group.findLayer(classes.id())
+    assert group.children().index(tiles_node) < group.children().index(classes_node)
+    assert tiles_node.itemVisibilityChecked() and tiles_node.isExpanded()
+    assert not classes_node.itemVisibilityChecked(), "the class raster hides the tiles' imagery view"
+    assert 0 < tiles.opacity() < 1 and 0 < classes.opacity() < 1
+    # Alone, the class raster is what the user asked for: shown.
+    alone = _run_on(layer, tiny_model, project, tmp_path / "b", out_vector=None)
+    node = project.layerTreeRoot().children()[0].findLayer(alone.layers[0].id())
+    assert node.itemVisibilityChecked() and node.isExpanded()
