@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import onnx
 import torch
+from onnx import TensorProto, helper
 from torch import nn
 
 from rs_ghost_qgis.core.modelcard import ModelCard
@@ -51,3 +54,33 @@ class TinyNet(nn.Module):
 def export_tiny_model(path: Path, **card_options: float) -> Path:
     """Export TinyNet with its card to ``path`` and return it."""
     return export_onnx(TinyNet(), tiny_card(**card_options), path)
+
+
+def pooled_model(path: Path, card: ModelCard, bias: float = 0.0, sqrt: bool = False) -> Path:
+    """An ONNX classifier written by hand: mean colour -> (its square root) -> 3 logits (+ bias).
+
+    For broken models: ``bias`` NaN or inf gives non-finite outputs for every tile; ``sqrt``
+    gives NaN only for tiles whose mean normalised colour is negative (dark), not for the
+    blank probe tile.
+    """
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [3, 3], np.eye(3, dtype=np.float32).ravel())
+    shift = helper.make_tensor("b", TensorProto.FLOAT, [3], np.full(3, bias, np.float32))
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["mean"]),
+        helper.make_node("Sqrt" if sqrt else "Identity", ["mean"], ["features"]),  # sqrt: NaN below 0
+        helper.make_node("MatMul", ["features", "w"], ["scores"]),
+        helper.make_node("Add", ["scores", "b"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "pooled",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+        [weight, shift],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    for key, value in card.to_metadata().items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    return path

@@ -1,15 +1,20 @@
 """Headless command line: ``python -m rs_ghost_qgis classify|info``.
 
 Every RsGhostError ends the program with exit code 2 and one line ``error: ...`` on stderr
-(no traceback); Ctrl-C ends it with 130 and leaves no partial output.
+(no traceback); Ctrl-C ends it with 130, SIGTERM (``kill``, a job scheduler) with 143, both
+leaving no partial output.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import InputError, RsGhostError
@@ -17,7 +22,8 @@ from .grid import Area
 from .radiometry import SCALINGS
 
 EXIT_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 # GDAL's block cache defaults to 5 % of RAM; strips are read once, in order, so a small cache
 # keeps the command's memory flat whatever the raster size (set GDAL_CACHEMAX to override).
 GDAL_CACHE_MB = "64"
@@ -28,13 +34,37 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GDAL_CACHEMAX", GDAL_CACHE_MB)
     args = _parser().parse_args(argv)
     try:
-        return args.func(args)
+        with _sigterm_as_interrupt():
+            return args.func(args)
     except RsGhostError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print("\ncancelled: no output was written.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived; raised like Ctrl-C so the same cleanup removes every temporary file."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into a Terminated exception while the block runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python only lets the main thread install handlers; the default stays.
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        # A second SIGTERM must not interrupt the cleanup the first one started.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,7 +128,7 @@ def _classify(args: argparse.Namespace) -> int:
     if args.mask and args.bbox:
         raise InputError("Give either --mask or --bbox, not both.")
     if args.preview:
-        check_output(args.preview, args.overwrite, (".png",), "preview")
+        check_output(args.preview, args.overwrite, (".png",), "preview", input_path=args.input)
     area = read_mask(args.mask) if args.mask else parse_bbox(args.bbox) if args.bbox else Area()
     with RasterioSource(args.input) as source, tempfile.TemporaryDirectory(prefix="rs_ghost_") as scratch:
         # The preview is drawn from the class raster; without --out-raster it goes to scratch.
@@ -107,7 +137,7 @@ def _classify(args: argparse.Namespace) -> int:
             model_path=args.model,
             area=area,
             stride=args.stride,
-            bands=parse_bands(args.bands) if args.bands else None,
+            bands=parse_bands(args.bands) if args.bands is not None else None,
             scaling=args.scale,
             min_valid_fraction=args.min_valid,
             threads=args.threads,

@@ -246,8 +246,8 @@ def _check_stride(stride: int, card: ModelCard) -> int:
     ]
     if stride not in divisors:
         raise InputError(
-            f"Stride {stride} is not possible for {card.tile_size} px tiles: it must divide the tile size so "
-            f"overlapping tiles share whole cells; choose one of {', '.join(map(str, divisors))}."
+            f"Stride (--stride) {stride} is not possible for {card.tile_size} px tiles: it must divide the tile "
+            f"size so overlapping tiles share whole cells; choose one of {', '.join(map(str, divisors))}."
         )
     return stride * card.input_size // card.tile_size
 
@@ -277,6 +277,11 @@ def _area_in_raster_crs(area: Area, info: RasterInfo, footprint):
     else:
         what = "bounding box"
         xmin, ymin, xmax, ymax = area.bounds
+        if not all(math.isfinite(v) for v in area.bounds):
+            raise InputError(
+                f"The bounding box (Extent, --bbox) {area.bounds} has a coordinate that is not a finite number; "
+                "give finite xmin, ymin, xmax, ymax."
+            )
         if not (xmin < xmax and ymin < ymax):
             raise InputError(f"The bounding box {area.bounds} is empty; give xmin < xmax and ymin < ymax.")
         shape = shapely.box(xmin, ymin, xmax, ymax)

@@ -117,15 +117,15 @@ def classify(
     started = time.perf_counter()
     _check_options(options)
     out_vector = None if vector_sink is not None or not options.out_vector else options.out_vector
+    info = source.info
     for path, suffixes, what in (
         (out_vector, (".gpkg",), "vector output"),
         (options.out_raster, (".tif", ".tiff"), "raster output"),
     ):
         if path:
-            check_output(path, options.overwrite, suffixes, what)
+            check_output(path, options.overwrite, suffixes, what, input_path=info.path)
     model = load_model(options.model_path, options.threads)
     card = model.card
-    info = source.info
     grid = build_grid(info, card, options.area, options.stride)
     radiometry = plan_radiometry(source, card, options.bands, options.scaling)
     metadata = _metadata(info.name, model, grid, radiometry, options)
@@ -144,7 +144,7 @@ def classify(
         if run.tiles_classified == 0:
             raise InputError(
                 f"No tile of {info.name} in the area has at least {options.min_valid_fraction:.0%} valid pixels "
-                "(all nodata, masked or outside the raster): nothing was classified."
+                "(all nodata, NaN, masked or outside the raster): nothing was classified."
             )
         if vector_sink is not None:
             vector_sink.commit()
@@ -175,12 +175,17 @@ def classify(
 
 
 def _check_options(options: ClassifyOptions) -> None:
+    # Each option is named as the faces spell it; only the thread count exists outside the command line.
     if not 0.0 <= options.min_valid_fraction <= 1.0:
-        raise InputError(f"min_valid_fraction must be between 0 and 1, not {options.min_valid_fraction}.")
+        raise InputError(
+            f"The minimum valid fraction (--min-valid) must be between 0 and 1, not {options.min_valid_fraction}."
+        )
     if options.batch_size < 1:
-        raise InputError(f"The batch size must be at least 1, not {options.batch_size}.")
+        raise InputError(f"The batch size (--batch-size) must be at least 1, not {options.batch_size}.")
     if options.threads is not None and options.threads < 0:
-        raise InputError(f"The thread count must be positive (or 0 for all cores), not {options.threads}.")
+        raise InputError(
+            f"The thread count (Threads, --threads) must be positive (or 0 for all cores), not {options.threads}."
+        )
 
 
 def _metadata(name: str, model: Model, grid: Grid, radiometry: Radiometry, options: ClassifyOptions) -> dict[str, str]:

@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import InputError
 from .modelcard import ModelCard
-from .source import RasterSource
+from .source import RasterSource, finite_pixels
 
 SCALINGS = ("auto", "none", "card", "percentile")
 PERCENTILES = (2.0, 98.0)
@@ -138,15 +138,31 @@ def choose_bands(source: RasterSource, card: ModelCard, bands: list[int] | None)
 
 def percentile_ranges(source: RasterSource, bands: list[int]) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Each band's 2nd and 98th percentile over valid pixels sampled across the whole raster."""
-    samples = [block.data[:, block.valid].astype(np.float64) for block in _sample_blocks(source, bands)]
+    # Non-finite values are nodata whatever the source says: one NaN would make every percentile NaN.
+    samples = [
+        block.data[:, block.valid & finite_pixels(block.data)].astype(np.float64)
+        for block in _sample_blocks(source, bands)
+    ]
     samples = [s for s in samples if s.shape[1]]
     if not samples:
-        raise InputError(f"{source.info.name} has no valid pixels (all nodata or masked); nothing to classify.")
+        raise InputError(
+            f"{source.info.name} has no valid pixels in bands {_join(bands)} (all nodata, NaN or masked); "
+            "nothing to classify."
+        )
     values = np.concatenate(samples, axis=1)
     low = np.percentile(values, PERCENTILES[0], axis=1)
     high = np.percentile(values, PERCENTILES[1], axis=1)
-    high = np.where(high > low, high, low + 1.0)  # a constant band still needs a valid mapping
-    return tuple(float(v) for v in low), tuple(float(v) for v in high)
+    return tuple(float(v) for v in low), tuple(float(v) for v in _widen(low, high))
+
+
+def _widen(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """``high``, raised where needed so that ``high - low`` is a positive, finite span.
+
+    A constant band still needs a valid mapping; a step of 1 vanishes in rounding for large
+    values (1e30 + 1 == 1e30), so the step grows with the magnitude.
+    """
+    step = np.maximum(1.0, np.abs(low) * 1e-6)
+    return np.where(high - low > 0, high, low + step)
 
 
 def _sample_blocks(source: RasterSource, bands: list[int]):

@@ -3,27 +3,29 @@
 Reads in the raster's own CRS are plain windowed reads (GDAL resamples: nearest when the
 window maps pixel for pixel, average when shrinking, bilinear when enlarging). Reads in
 another CRS go through a WarpedVRT built for exactly the requested block. Validity comes
-from GDAL's mask bands, which cover nodata values, alpha bands and internal masks alike.
+from GDAL's mask bands, which cover nodata values, alpha bands and internal masks alike, and
+from the values themselves: NaN or inf in any band is nodata (``source.finite_pixels``).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.transform import from_bounds
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from .crs import same_crs, transform_xy
 from .errors import InputError
-from .source import Block, Bounds, RasterInfo
+from .source import Block, Bounds, RasterInfo, finite_pixels
 
 # Colour interpretations that name what a band holds when it has no description.
 _NAMED_COLOURS = {
@@ -41,16 +43,12 @@ class RasterioSource:
         path = Path(path)
         if not path.exists():
             raise InputError(f"Input raster {path} does not exist; check the path.")
+        self._dataset = _open(path)
         try:
-            self._dataset = rasterio.open(path)
-        except RasterioIOError:
-            raise InputError(f"{path} is not a raster GDAL can read (GeoTIFF, JP2, VRT, ...).") from None
-        if self._dataset.crs is None:
+            _check_georeferenced(path, self._dataset)
+        except InputError:
             self._dataset.close()
-            raise InputError(
-                f"{path} has no coordinate reference system, so its pixels cannot be placed on the ground; "
-                "assign one (e.g. `gdal_edit.py -a_srs EPSG:32633 FILE` or QGIS > Layer > Set CRS)."
-            )
+            raise
         self._info = _describe(path, self._dataset)
         self._has_alpha = ColorInterp.alpha in self._dataset.colorinterp
         transform = self._dataset.transform
@@ -75,8 +73,11 @@ class RasterioSource:
         """Read ``bands`` over ``bounds`` (in ``crs_wkt``) resampled to ``width`` x ``height``."""
         bands = [int(b) for b in bands]
         if self._rectilinear and same_crs(crs_wkt, self._info.crs_wkt):
-            return self._read_direct(bounds, width, height, bands)
-        return self._read_warped(bounds, crs_wkt, width, height, bands)
+            block = self._read_direct(bounds, width, height, bands)
+        else:
+            block = self._read_warped(bounds, crs_wkt, width, height, bands)
+        # GDAL's masks only know declared nodata; NaN and inf are nodata too, in either path.
+        return Block(block.data, block.valid & finite_pixels(block.data))
 
     def _read_direct(self, bounds: Bounds, width: int, height: int, bands: list[int]) -> Block:
         ds = self._dataset
@@ -129,6 +130,35 @@ class RasterioSource:
         return Block(out[:-1], out[-1] >= 128)
 
 
+def _open(path: Path) -> rasterio.DatasetReader:
+    """Open ``path`` read-only; InputError when GDAL cannot read it."""
+    try:
+        # A missing geotransform is reported by _check_georeferenced as one clear error, not as
+        # a NotGeoreferencedWarning on stderr first.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioIOError:
+        raise InputError(f"{path} is not a raster GDAL can read (GeoTIFF, JP2, VRT, ...).") from None
+
+
+def _check_georeferenced(path: Path, ds: rasterio.DatasetReader) -> None:
+    """InputError unless the raster has a CRS and a geotransform that place its pixels on the ground."""
+    if ds.crs is None:
+        raise InputError(
+            f"{path} has no coordinate reference system, so its pixels cannot be placed on the ground; "
+            "assign one (e.g. `gdal_edit.py -a_srs EPSG:32633 FILE` or QGIS > Layer > Set CRS)."
+        )
+    # GDAL reports a missing geotransform as the identity: pixel (0, 0) at the origin, 1 unit
+    # per pixel, with y growing downwards. No real raster is georeferenced like that.
+    if ds.transform.is_identity:
+        raise InputError(
+            f"{path} has a coordinate reference system but no geotransform, so its pixels cannot be placed "
+            "on the ground; georeference it (e.g. `gdal_edit.py -a_ullr XMIN YMAX XMAX YMIN FILE` or the "
+            "QGIS Georeferencer)."
+        )
+
+
 def _describe(path: Path, ds: rasterio.DatasetReader) -> RasterInfo:
     descriptions = tuple(
         (desc or _NAMED_COLOURS.get(interp, "")) for desc, interp in zip(ds.descriptions, ds.colorinterp, strict=True)
@@ -144,6 +174,7 @@ def _describe(path: Path, ds: rasterio.DatasetReader) -> RasterInfo:
         pixel_size=(abs(ds.res[0]), abs(ds.res[1])),
         nodata=tuple(ds.nodatavals),
         band_descriptions=descriptions,
+        path=str(path),
     )
 
 

@@ -37,15 +37,33 @@ class Model:
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities (N, classes) for a normalised float32 batch (N, C, H, W)."""
         output = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
-        output = np.asarray(output, dtype=np.float32)
-        return output if self.outputs_probabilities else softmax(output / self.card.temperature)
+        probabilities = _probabilities(np.asarray(output, dtype=np.float32), self.outputs_probabilities, self.card)
+        _check_finite(probabilities, self.path, f"{len(batch)} tile(s) of this raster")
+        return probabilities
+
+
+def _probabilities(output: np.ndarray, outputs_probabilities: bool, card: ModelCard) -> np.ndarray:
+    """The network's output as calibrated probabilities (softmax of logits / temperature)."""
+    return output if outputs_probabilities else softmax(output / card.temperature)
+
+
+def _check_finite(probabilities: np.ndarray, path: Path, inputs: str) -> None:
+    """ModelError when any probability is NaN or inf: argmax would silently call such a tile class 0."""
+    bad = ~np.isfinite(probabilities).all(axis=1)
+    if bad.any():
+        raise ModelError(
+            f"{path} outputs NaN or infinite values for {int(bad.sum())} of {inputs}, so those tiles have no "
+            "class; the model is broken (e.g. diverged training or a faulty export): retrain or re-export it."
+        )
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, stable for large logits."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
+    """Row-wise softmax, stable for large logits; a row with NaN or +inf logits comes out NaN."""
+    # Quietly: a broken model's NaN is reported once, as a ModelError, not as numpy warnings.
+    with np.errstate(invalid="ignore"):
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        return exp / exp.sum(axis=1, keepdims=True)
 
 
 def default_model_path(search_dirs: tuple[Path, ...] | None = None) -> Path:
@@ -129,7 +147,7 @@ def _check_input(session: ort.InferenceSession, card: ModelCard, path: Path) -> 
 
 
 def _check_output(session: ort.InferenceSession, card: ModelCard, path: Path, input_name: str) -> bool:
-    """Run one blank tile: the output must be (1, classes). Returns whether it is already softmaxed."""
+    """Run one blank tile: the output must be (1, classes) and finite. Returns whether it is already softmaxed."""
     probe = np.zeros((1, len(card.bands), card.input_size, card.input_size), dtype=np.float32)
     try:
         output = session.run(None, {input_name: probe})[0]
@@ -142,4 +160,6 @@ def _check_output(session: ort.InferenceSession, card: ModelCard, path: Path, in
             "the card and the network disagree. Re-export the model with the right class list."
         )
     # Some exporters append a softmax; applying a second one would flatten the probabilities.
-    return bool(np.all(output >= 0) and np.allclose(output.sum(axis=1), 1.0, atol=1e-4))
+    outputs_probabilities = bool(np.all(output >= 0) and np.allclose(output.sum(axis=1), 1.0, atol=1e-4))
+    _check_finite(_probabilities(output.astype(np.float32), outputs_probabilities, card), path, "1 blank test tile")
+    return outputs_probabilities

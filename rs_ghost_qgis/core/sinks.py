@@ -29,7 +29,7 @@ from osgeo import gdal, ogr
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from .atomic import temporary_path
+from .atomic import remove_stale_parts, temporary_path
 from .crs import srs_from_wkt
 from .errors import OutputError
 from .modelcard import ModelCard
@@ -110,15 +110,24 @@ def probability_fields(card: ModelCard) -> list[str]:
     return names
 
 
-def check_output(path: str | os.PathLike, overwrite: bool, suffixes: tuple[str, ...], what: str) -> Path:
-    """Check early that ``path`` can be written: right type, folder writable, not in the way."""
+def check_output(
+    path: str | os.PathLike, overwrite: bool, suffixes: tuple[str, ...], what: str, input_path: str = ""
+) -> Path:
+    """Check early that ``path`` can be written: right type, not the input, folder writable, not in the way.
+
+    Also removes the temporaries that runs killed before their cleanup left in that folder.
+    """
     path = Path(path)
     if path.suffix.lower() not in suffixes:
         raise OutputError(f"The {what} must be a {' or '.join(suffixes)} file, not {path.name}.")
     if path.is_dir():
         raise OutputError(f"The {what} {path} is a folder; give a file name.")
+    if _same_file(path, input_path):
+        raise OutputError(
+            f"The {what} {path} is the input raster; writing it would replace the input. Choose another file name."
+        )
     if path.exists() and not overwrite:
-        raise OutputError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it.")
+        raise OutputError(f"{path} already exists; pass --overwrite to replace it, or choose another file name.")
     probe = temporary_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +135,16 @@ def check_output(path: str | os.PathLike, overwrite: bool, suffixes: tuple[str, 
         probe.unlink()
     except OSError as error:
         raise OutputError(f"Cannot write the {what} into {path.parent}: {error.strerror or error}.") from None
+    remove_stale_parts(path.parent)
     return path
+
+
+def _same_file(path: Path, other: str) -> bool:
+    """Whether ``path`` and ``other`` name one existing file (through links and relative paths too)."""
+    try:
+        return bool(other) and os.path.samefile(path, other)
+    except OSError:  # either does not exist
+        return False
 
 
 def publish(tmp: Path, path: Path) -> None:

@@ -30,6 +30,7 @@ class RasterInfo:
     pixel_size: tuple[float, float]  # (x, y) in CRS units, both positive
     nodata: tuple[float | None, ...]  # per band
     band_descriptions: tuple[str, ...]  # per band, "" when unknown
+    path: str = ""  # the file the pixels come from, "" when not a local file (WMS, XYZ, memory)
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Block:
     """Pixels read for one rectangle: values per band and where they are valid."""
 
     data: np.ndarray  # (bands, height, width), the raster's dtype or float32
-    valid: np.ndarray  # (height, width) bool: False for nodata, alpha/mask 0, or outside the raster
+    valid: np.ndarray  # (height, width) bool: False for nodata, alpha/mask 0, non-finite, or outside the raster
 
 
 class RasterSource(Protocol):
@@ -52,6 +53,19 @@ class RasterSource(Protocol):
         """Read ``bands`` (1-based) over ``bounds`` given in ``crs_wkt``, resampled to width x height.
 
         The source reprojects when ``crs_wkt`` differs from the raster's CRS, and marks every
-        pixel outside the raster or without data as invalid.
+        pixel outside the raster or without data as invalid, including pixels where any band
+        is NaN or infinite (see ``finite_pixels``).
         """
         ...
+
+
+def finite_pixels(data: np.ndarray) -> np.ndarray:
+    """(height, width) bool for ``data`` (bands, height, width): where every band is a finite number.
+
+    The one rule for non-finite values: NaN or inf in any band makes a pixel nodata, whether or
+    not the raster declares a nodata value (float rasters often mark gaps with NaN only), so
+    it never reaches the statistics or the model.
+    """
+    if not np.issubdtype(data.dtype, np.floating) or data.shape[0] == 0:
+        return np.ones(data.shape[1:], dtype=bool)
+    return np.isfinite(data).all(axis=0)

@@ -8,6 +8,7 @@ QgsRasterProjector when the requested CRS differs from the raster's.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 
@@ -18,6 +19,7 @@ from qgis.core import (
     QgsCoordinateTransformContext,
     QgsMapLayer,
     QgsProject,
+    QgsProviderRegistry,
     QgsRaster,
     QgsRasterDataProvider,
     QgsRasterLayer,
@@ -26,7 +28,7 @@ from qgis.core import (
 )
 
 from ..core.errors import InputError
-from ..core.source import Block, Bounds, RasterInfo
+from ..core.source import Block, Bounds, RasterInfo, finite_pixels
 
 # QGIS data types -> numpy. ARGB32 (WMS, XYZ) is split into uint8 R, G, B plus alpha.
 _NUMPY_TYPES = {
@@ -154,6 +156,7 @@ class QgisLayerSource:
             pixel_size=(extent.width() / width, extent.height() / height),
             nodata=nodata,
             band_descriptions=descriptions,
+            path=_local_path(provider),
         )
 
     def read(self, bounds: Bounds, crs_wkt: str, width: int, height: int, bands: Sequence[int]) -> Block:
@@ -184,7 +187,15 @@ class QgisLayerSource:
             alpha, _ = _read_band(interface, self._alpha_band, rect, width, height, dtype)
             valid &= alpha > 0
         data = np.stack(layers) if layers else np.zeros((0, height, width), dtype=dtype)
-        return Block(data=data, valid=valid)
+        # The engine's rule, as in the rasterio source: NaN or inf in any band is nodata.
+        return Block(data=data, valid=valid & finite_pixels(data))
+
+
+def _local_path(provider: QgsRasterDataProvider) -> str:
+    """The file behind ``provider``, "" for WMS, XYZ and other sources that are not a local file."""
+    parts = QgsProviderRegistry.instance().decodeUri(provider.name(), provider.dataSourceUri())
+    path = str(parts.get("path") or "")
+    return path if path and os.path.isfile(path) else ""
 
 
 def _read_band(interface, band: int, rect: QgsRectangle, width: int, height: int, dtype):
@@ -195,8 +206,6 @@ def _read_band(interface, band: int, rect: QgsRectangle, width: int, height: int
         return np.zeros((height, width), dtype=dtype), np.zeros((height, width), dtype=bool)
     values = np.frombuffer(raw, dtype=dtype).reshape(height, width).copy()
     valid = np.ones((height, width), dtype=bool)
-    if np.issubdtype(values.dtype, np.floating):
-        valid &= ~np.isnan(values)
     if block.hasNoDataValue():
         valid &= values != np.array(block.noDataValue()).astype(values.dtype)
     elif block.hasNoData():

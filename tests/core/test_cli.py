@@ -1,3 +1,5 @@
+import select
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -205,3 +207,91 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
     )
     assert run.returncode == 2
     assert run.stderr.strip().startswith("error: ") and "not a raster" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--bands", ""], "--bands takes band numbers"),
+        (["--bbox", "inf,0,1,2"], "(Extent, --bbox) (inf, 0.0, 1.0, 2.0) has a coordinate that is not a finite"),
+        (["--bbox=-inf,nan,1,2"], "not a finite number"),
+        (["--bbox", "13.1,53.8,13.2,inf,EPSG:4326"], "not a finite number"),
+    ],
+)
+def test_bad_bands_and_non_finite_bbox_are_one_line_errors(raster, tiny_model, tmp_path, capsys, extra, expected):
+    args = ["classify", str(raster), "--model", str(tiny_model), "--out-raster", str(tmp_path / "c.tif")]
+    assert main(args + extra) == 2
+    assert expected in _error_line(capsys)
+    assert not (tmp_path / "c.tif").exists()
+
+
+@pytest.mark.parametrize(
+    ("fill", "expected"),
+    [
+        (np.nan, "has no valid pixels in bands 1,2,3 (all nodata, NaN or masked)"),
+        (1e30, None),  # a constant raster: classified, no ZeroDivisionError
+    ],
+)
+def test_float_rasters_of_nan_or_one_huge_value(tiny_model, tmp_path, capsys, fill, expected):
+    raster = write_raster(tmp_path / "f.tif", np.full((3, 96, 96), fill, np.float32))
+    code = main(["classify", str(raster), "--model", str(tiny_model), "--out-raster", str(tmp_path / "c.tif")])
+    if expected is None:
+        assert code == 0 and "Traceback" not in capsys.readouterr().err
+    else:
+        assert code == 2 and expected in _error_line(capsys)
+        assert not (tmp_path / "c.tif").exists()
+
+
+def test_crs_without_geotransform_is_one_line(tiny_model, tmp_path, capsys):
+    path = tmp_path / "nogeo.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=96, height=96, count=3, dtype="uint8", crs="EPSG:32633") as ds:
+        ds.write(class_pattern(PATTERN, 32))
+    capsys.readouterr()
+    assert main(["classify", str(path), "--model", str(tiny_model), "--out-raster", str(tmp_path / "c.tif")]) == 2
+    assert "has a coordinate reference system but no geotransform" in _error_line(capsys)
+
+
+@pytest.mark.parametrize("option", ["--out-raster", "--preview"])
+def test_an_output_on_the_input_is_refused_even_with_overwrite(tmp_path, tiny_model, capsys, option):
+    raster = write_raster(tmp_path / "scene.tif", class_pattern(PATTERN, 32))
+    if option == "--preview":  # GDAL reads PNG too: a preview could replace a PNG input
+        raster = raster.rename(tmp_path / "scene.png")
+    before = raster.read_bytes()
+    assert main(["classify", str(raster), "--model", str(tiny_model), option, str(raster), "--overwrite"]) == 2
+    assert "is the input raster; writing it would replace the input" in _error_line(capsys)
+    assert raster.read_bytes() == before
+
+
+_STALLED_RUN = """
+import sys, time
+from rs_ghost_qgis.core import pipeline
+from rs_ghost_qgis.core.cli import main
+
+def stalled(self):  # the outputs' temporary files exist now; wait to be signalled
+    print("running", flush=True)
+    time.sleep(120)
+
+pipeline._Run.execute = stalled
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_ctrl_c_end_cleanly_and_leave_nothing(raster, tiny_model, tmp_path, signum, code):
+    out = tmp_path / "out"
+    args = ["classify", str(raster), "--model", str(tiny_model), "--out-vector", str(out / "t.gpkg")]
+    args += ["--out-raster", str(out / "c.tif"), "--preview", str(out / "p.png")]
+    process = subprocess.Popen(
+        [sys.executable, "-c", _STALLED_RUN, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], 120)  # a bounded wait for the run to start
+        assert ready and process.stdout.readline().strip() == "running"
+        assert len(list(out.glob(".*.part*"))) == 2  # the vector and raster temporaries
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == code
+    assert stderr.strip() == "cancelled: no output was written." and "Traceback" not in stderr
+    assert list(out.iterdir()) == []

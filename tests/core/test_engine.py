@@ -203,6 +203,78 @@ def test_all_nodata_raster_fails_and_leaves_nothing(tmp_path, tiny_model):
     assert list(out.iterdir()) == []
 
 
+def _speckled(tmp_path, classes=PATTERN):
+    """The pattern as float32 with NaN and inf specks (no nodata tag) in every tile, and a NaN tile."""
+    data = class_pattern(classes, 32).astype(np.float32)
+    data[0, 5::32, 5::32] = np.nan
+    data[1, 20::32, 9::32] = np.inf
+    data[2, 11::32, 27::32] = -np.inf
+    data[:, 96:, 96:] = np.nan  # the bottom-right tile has no data at all
+    return write_raster(tmp_path / "speckled.tif", data)
+
+
+def test_nan_and_inf_pixels_are_nodata_everywhere(tmp_path, tiny_model):
+    result = _run(_speckled(tmp_path), tiny_model, tmp_path / "out")
+    assert "nan" not in result.scaling_used and "inf" not in result.scaling_used
+    assert (result.tiles_classified, result.tiles_nodata) == (15, 1)
+    with rasterio.open(tmp_path / "out" / "classes.tif") as ds:
+        classes, confidence = ds.read(1), ds.read(2)
+    expected = PATTERN.copy()
+    expected[3, 3] = 255
+    np.testing.assert_array_equal(classes, expected)
+    assert (confidence[expected != 255] > 50).all()
+
+
+@pytest.mark.parametrize("scaling", ["percentile", "none"])
+def test_all_nan_raster_fails_and_leaves_nothing(tmp_path, tiny_model, scaling):
+    raster = write_raster(tmp_path / "nan.tif", np.full((3, 64, 64), np.nan, np.float32))
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="no valid pixels|nothing was classified"):
+        _run(raster, tiny_model, out, scaling=scaling)
+    assert list(out.iterdir()) == []
+
+
+def test_a_model_turning_nan_mid_run_fails_and_leaves_nothing(tmp_path):
+    from rs_ghost_qgis.core.errors import ModelError
+    from tests.tiny_model import pooled_model, tiny_card
+
+    model = pooled_model(tmp_path / "sqrt.onnx", tiny_card(), sqrt=True)  # NaN for dark tiles only
+    data = np.full((3, 64, 96), 250, np.uint8)
+    data[:, 32:] = 10  # the second row of tiles is dark
+    raster = write_raster(tmp_path / "r.tif", data)
+    out = tmp_path / "out"
+    with pytest.raises(ModelError, match="outputs NaN or infinite values for 1 of 1 tile"):
+        _run(raster, model, out, batch_size=1)
+    assert list(out.iterdir()) == []
+
+
+def test_stale_temporaries_of_dead_runs_are_removed_before_writing(pattern_raster, tiny_model, tmp_path):
+    import os
+
+    out = tmp_path / "out"
+    out.mkdir()
+    dead_pid = 2**31 - 1  # above any kernel's pid_max: no such process
+    stale = [out / f".classes.{dead_pid}.0123abcd.part.tif", out / f".tiles.{dead_pid}.89abcdef.part.gpkg"]
+    live = out / f".classes.{os.getpid()}.00000000.part.tif"  # a run of a living process: kept
+    for path in [*stale, live]:
+        path.write_bytes(b"half written")
+    _run(pattern_raster, tiny_model, out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(["classes.tif", "tiles.gpkg", live.name])
+
+
+@pytest.mark.parametrize("which", ["out_raster", "out_vector"])
+def test_an_output_that_is_the_input_is_refused(tmp_path, tiny_model, which):
+    raster = write_raster(tmp_path / "in.tif", class_pattern(PATTERN, 32))
+    raster = raster.rename(tmp_path / ("in.tif" if which == "out_raster" else "in.gpkg"))
+    before = raster.read_bytes()
+    alias = tmp_path / "sub" / ".." / raster.name  # another spelling of the same file
+    (tmp_path / "sub").mkdir()
+    options = ClassifyOptions(model_path=str(tiny_model), overwrite=True, **{which: str(alias)})
+    with RasterioSource(raster) as source, pytest.raises(OutputError, match="is the input raster"):
+        classify(source, options)
+    assert raster.read_bytes() == before
+
+
 def test_cancel_leaves_no_files(pattern_raster, tiny_model, tmp_path):
     out = tmp_path / "out"
     calls = []
@@ -363,11 +435,19 @@ def test_a_custom_vector_sink_replaces_the_geopackage(pattern_raster, tiny_model
     assert sink.calls == ["open", "abort"]
 
 
-def test_bad_options(pattern_raster, tiny_model, tmp_path):
-    with pytest.raises(InputError, match="min_valid_fraction"):
+def test_bad_options_are_named_as_the_faces_spell_them(pattern_raster, tiny_model, tmp_path):
+    with pytest.raises(InputError, match=r"minimum valid fraction \(--min-valid\)"):
         _run(pattern_raster, tiny_model, tmp_path, min_valid_fraction=1.5)
-    with pytest.raises(InputError, match="batch size"):
+    with pytest.raises(InputError, match=r"batch size \(--batch-size\)"):
         _run(pattern_raster, tiny_model, tmp_path, batch_size=0)
+    with pytest.raises(InputError, match=r"\(Threads, --threads\)"):
+        _run(pattern_raster, tiny_model, tmp_path, threads=-1)
+    with pytest.raises(InputError, match=r"Stride \(--stride\) 5"):
+        _run(pattern_raster, tiny_model, tmp_path, stride=5)
+    (tmp_path / "tiles.gpkg").write_text("old")
+    with pytest.raises(OutputError) as error:
+        _run(pattern_raster, tiny_model, tmp_path)
+    assert "pass --overwrite to replace it" in str(error.value) and "=True" not in str(error.value)
 
 
 def test_batches_span_strips_and_sizes_do_not_change_results(pattern_raster, tiny_model, tmp_path):

@@ -7,6 +7,7 @@ from rs_ghost_qgis.core import radiometry
 from rs_ghost_qgis.core.errors import InputError
 from rs_ghost_qgis.core.radiometry import choose_bands, plan_radiometry
 from rs_ghost_qgis.core.rasterio_source import RasterioSource
+from rs_ghost_qgis.core.source import Block
 from tests.core.engine_data import write_raster
 from tests.tiny_model import tiny_card
 
@@ -153,3 +154,46 @@ def test_card_scaling_needs_a_raw_range(tmp_path):
 def test_unknown_scaling(tmp_path):
     with _source(tmp_path) as source, pytest.raises(InputError, match="Unknown scaling 'log'"):
         plan_radiometry(source, tiny_card(), scaling="log")
+
+
+def test_percentiles_ignore_nan_and_inf_without_a_nodata_tag(tmp_path):
+    data = np.full((3, 32, 32), 500.0, np.float32)
+    data[:, :, 16:] = 1000.0
+    data[:, :4] = np.nan
+    data[1, 4:8] = np.inf  # one band is enough to make the pixel nodata
+    with _source(tmp_path, data=data) as source:
+        plan = plan_radiometry(source, tiny_card())
+        original = source.read
+
+        def careless(*args):  # a source that leaves NaN pixels valid: the statistics still skip them
+            block = original(*args)
+            return Block(block.data, np.ones_like(block.valid))
+
+        source.read = careless
+        assert plan_radiometry(source, tiny_card()) == plan
+    assert plan.low == (500.0,) * 3 and plan.high == (1000.0,) * 3
+    assert "nan" not in plan.scaling_note
+
+
+def test_all_nan_raster_has_no_percentiles(tmp_path):
+    data = np.full((3, 32, 32), np.nan, np.float32)
+    with _source(tmp_path, data=data) as source, pytest.raises(InputError, match="no valid pixels.*NaN"):
+        plan_radiometry(source, tiny_card())
+
+
+def test_a_raster_of_one_huge_value_maps_without_dividing_by_zero(tmp_path):
+    data = np.full((3, 32, 32), 1e30, np.float32)
+    with _source(tmp_path, data=data) as source:
+        plan = plan_radiometry(source, tiny_card())
+    assert all(high > low for low, high in zip(plan.low, plan.high, strict=True))
+    assert (plan.to_values(data) == 0).all()  # a constant band maps to the bottom of the range, as any constant
+
+
+def test_a_constant_huge_band_still_gets_a_positive_span(tmp_path):
+    data = np.full((3, 32, 32), 1e30, np.float32)
+    data[1:, :, 16:] = 1000.0  # bands 2 and 3 vary; band 1 does not, and 1e30 + 1 == 1e30
+    with _source(tmp_path, data=data) as source:
+        plan = plan_radiometry(source, tiny_card())
+    assert plan.high[0] > plan.low[0] == pytest.approx(1e30)
+    values = plan.to_values(data)
+    assert np.isfinite(values).all() and (values[0] == 0).all()

@@ -137,3 +137,35 @@ def test_colorinterp_alpha_raster_warps(tmp_path):
             transform_bounds(source.info.crs_wkt, mercator, *source.info.bounds), mercator, 16, 16, [1, 2, 3]
         )
     assert block.data.shape == (3, 16, 16) and block.valid.any()
+
+
+def test_nan_and_inf_pixels_are_nodata_without_a_nodata_tag(tmp_path):
+    data = np.full((3, 32, 32), 100.0, np.float32)
+    data[0, :8] = np.nan  # one band is enough: the model cannot use the pixel
+    data[2, 24:] = np.inf
+    data[1, :, :4] = -np.inf
+    expected = np.ones((32, 32), bool)
+    expected[:8] = expected[24:] = False
+    expected[:, :4] = False
+    with RasterioSource(write_raster(tmp_path / "nan.tif", data)) as source:
+        assert source.info.nodata == (None, None, None)
+        bounds = source.info.bounds
+        direct = source.read(bounds, source.info.crs_wkt, 32, 32, [1, 2, 3])
+        halved = source.read(bounds, source.info.crs_wkt, 16, 16, [1, 2, 3])
+        mercator = to_wkt("EPSG:3857")
+        warped = source.read(transform_bounds(source.info.crs_wkt, mercator, *bounds), mercator, 32, 32, [1, 2, 3])
+    np.testing.assert_array_equal(direct.valid, expected)
+    np.testing.assert_array_equal(halved.valid, expected[::2, ::2])  # averaging never hides a NaN
+    assert not warped.valid[:7].any() and warped.valid[9:22, 6:30].all()
+    for block in (direct, halved, warped):
+        assert np.isfinite(block.data[:, block.valid]).all()
+
+
+def test_crs_without_geotransform_is_refused_in_one_message(tmp_path, recwarn):
+    path = tmp_path / "nogeo.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=1, dtype="uint8", crs="EPSG:32633") as ds:
+        ds.write(np.zeros((1, 64, 64), np.uint8))
+    recwarn.clear()
+    with pytest.raises(InputError, match="has a coordinate reference system but no geotransform.*gdal_edit"):
+        RasterioSource(path)
+    assert not [w for w in recwarn if "geotransform" in str(w.message)]  # no NotGeoreferencedWarning on stderr

@@ -8,7 +8,7 @@ from onnx import TensorProto, helper
 
 from rs_ghost_qgis.core.errors import ModelError
 from rs_ghost_qgis.core.runtime import default_model_path, load_model, softmax
-from tests.tiny_model import TinyNet, tiny_card
+from tests.tiny_model import TinyNet, pooled_model, tiny_card
 from training.export import export_onnx
 
 
@@ -133,3 +133,19 @@ def test_default_model_prefers_default_txt_then_first_file(tmp_path):
     package.mkdir()
     (package / "z.onnx").write_bytes(b"")  # the installed plugin's own copy wins
     assert default_model_path((package, repo)) == package / "z.onnx"
+
+
+@pytest.mark.parametrize("bias", [float("nan"), float("inf")])
+def test_model_with_non_finite_outputs_is_refused_at_load(tmp_path, bias):
+    path = pooled_model(tmp_path / "broken.onnx", tiny_card(), bias=bias)
+    with pytest.raises(ModelError, match=r"broken\.onnx outputs NaN or infinite values for 1 of 1 blank test tile"):
+        load_model(path)
+
+
+def test_non_finite_probabilities_in_a_batch_fail_instead_of_becoming_class_0(tmp_path):
+    model = load_model(pooled_model(tmp_path / "sqrt.onnx", tiny_card(), sqrt=True))  # the blank tile is fine
+    batch = np.ones((4, 3, 32, 32), np.float32)
+    assert np.isfinite(model.predict(batch)).all()
+    batch[1:3] = -1.0  # square roots of negative means
+    with pytest.raises(ModelError, match=r"sqrt\.onnx outputs NaN or infinite values for 2 of 4 tile"):
+        model.predict(batch)

@@ -76,3 +76,21 @@ def test_bad_layers_give_messages(qgis_app, tmp_path):
     path = write_geotiff(tmp_path / "nocrs.tif", two_halves(), epsg=None)
     with pytest.raises(InputError, match="no coordinate reference system"):
         QgisLayerSource.from_layer(QgsRasterLayer(str(path), "nocrs"))
+
+
+def test_nan_and_inf_are_nodata_and_the_file_is_known(qgis_app, tmp_path):
+    # The engine's rule, as in the rasterio source: NaN or inf in any band is nodata, tag or not.
+    data = np.full((3, 32, 32), 100.0, np.float32)
+    data[0, :8] = np.nan
+    data[2, 24:] = np.inf
+    data[1, :, :4] = -np.inf
+    path = write_geotiff(tmp_path / "nan.tif", data)
+    layer = QgsRasterLayer(str(path), "nan")
+    source = QgisLayerSource.from_layer(layer)
+    assert source.info.path == str(path)  # so an output on the input can be refused
+    block = source.read(source.info.bounds, source.info.crs_wkt, 32, 32, [1, 2, 3])
+    expected = np.ones((32, 32), bool)
+    expected[:8] = expected[24:] = False
+    expected[:, :4] = False
+    np.testing.assert_array_equal(block.valid, expected)
+    del layer
