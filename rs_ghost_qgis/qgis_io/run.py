@@ -6,10 +6,14 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 from qgis.core import QgsCoordinateReferenceSystem, QgsGeometry, QgsRectangle, QgsWkbTypes
 
-from ..core.errors import InputError
+from ..core.errors import InputError, RsGhostError
 from .source import crs_to_wkt
+
+SAMPLE_SIDE = 256  # the scaling check reads the raster at most this many pixels across
+MOSTLY = 0.5  # warn when more than this share of the sampled values falls outside the range
 
 
 def bundled_model_or_none() -> Path | None:
@@ -109,3 +113,45 @@ def _unique(path: Path) -> Path:
         n += 1
         candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
     return candidate
+
+
+def scaling_warning(source, card, bands: list[int] | None, scaling: str, label: str = "") -> str:
+    """Why ``scaling`` does not fit ``source``: most values outside the model's range ('' if it fits).
+
+    With 'none' the model expects the card's ``value_range`` as it is; with 'card' (or 'auto'
+    choosing it) values outside ``raw_range`` are clipped. A percentile stretch fits by
+    construction. Reads a small overview: call it for local rasters, not for web services.
+    """
+    from ..core.radiometry import plan_radiometry
+
+    if scaling == "percentile":
+        return ""
+    try:
+        radiometry = plan_radiometry(source, card, bands, scaling)
+        if radiometry.scaling == "percentile":
+            return ""
+        values = _overview_values(source, radiometry.bands)
+    except RsGhostError:
+        return ""  # wrong bands and the like: Run reports them
+    if values.size == 0:
+        return ""
+    low, high = radiometry.low[0], radiometry.high[0]  # one range for all bands with 'none' and 'card'
+    share = float(np.mean((values < low) | (values > high)))
+    if share <= MOSTLY:
+        return ""
+    effect = "used as they are, far outside" if radiometry.scaling == "none" else "clipped to the ends of"
+    return (
+        f"Scaling '{label or scaling}' expects values in {low:g}–{high:g}, but {share:.0%} of the values sampled "
+        f"from '{source.info.name}' (bands {', '.join(map(str, radiometry.bands))}) lie outside: they range "
+        f"{values.min():g}–{values.max():g} and would be {effect} what the model was trained on. "
+        "Choose another Scaling (Automatic or Percentile stretch) or check the bands."
+    )
+
+
+def _overview_values(source, bands: list[int]) -> np.ndarray:
+    """The valid values of ``bands`` read over the whole raster at most SAMPLE_SIDE pixels across."""
+    info = source.info
+    scale = min(1.0, SAMPLE_SIDE / max(info.width, info.height))
+    width, height = max(1, round(info.width * scale)), max(1, round(info.height * scale))
+    block = source.read(info.bounds, info.crs_wkt, width, height, bands)
+    return block.data[:, block.valid].astype(np.float64)

@@ -7,6 +7,7 @@ is a ClassifyTask, whose errors arrive the same way.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from qgis.core import (
@@ -31,6 +32,7 @@ from qgis.PyQt.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QRadioButton,
@@ -61,6 +63,14 @@ SCALINGS = [
     ("card", "Model card range (e.g. 0–3000 reflectance)"),
     ("percentile", "Percentile stretch 2–98 %"),
 ]
+# The engine's messages name both the dialog field and the command-line option, e.g.
+# "Bands (--bands)" or "Bands, --bands,"; the dialog has no command line, so only the field stays.
+_CLI_OPTION = re.compile(r"\s*\(--[a-z][a-z-]*\)|,\s*--[a-z][a-z-]*\b,?")
+
+
+def dialog_words(text: str) -> str:
+    """An engine message in the dialog's words: field names without their command-line options."""
+    return _CLI_OPTION.sub("", text)
 
 
 @dataclass
@@ -101,7 +111,7 @@ def _accuracy(metrics: dict) -> str:
     found = []
     for key, value in metrics.items():
         name = key.lower()
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         if any(word in name for word in ("acc", "top1", "f1", "kappa")):
             shown = f"{value:.1%}" if 0 <= value <= 1 and "kappa" not in name else f"{value:.3g}"
@@ -121,6 +131,10 @@ class ClassifyDialog(QDialog):
         self.iface = iface
         self.task = None
         self.card = None
+        # Bands and Scaling belong to one raster: kept per layer id for this session only, so
+        # the next raster (and the next QGIS session) starts from Automatic.
+        self._per_layer: dict[str, tuple[str, str]] = {}
+        self._layer_id = ""
         self.setWindowTitle("RS Ghost: classify raster tiles")
         self.setWindowIcon(QIcon(str(icon_path())))
         self.setMinimumWidth(520)
@@ -138,7 +152,6 @@ class ClassifyDialog(QDialog):
         form = QFormLayout()
         self.layer_combo = QgsMapLayerComboBox()
         self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
-        self.layer_combo.layerChanged.connect(self._update_bands_hint)
         form.addRow("Raster layer", self.layer_combo)
         layout.addLayout(form)
 
@@ -171,6 +184,9 @@ class ClassifyDialog(QDialog):
             self.area_combo.addItem(label, key)
         self.mask_combo = QgsMapLayerComboBox()
         self.mask_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        # Empty while the area is not a mask: a disabled box must not show a layer (such as the
+        # last run's tiles, which QGIS would otherwise pick as the first polygon layer).
+        self.mask_combo.setAllowEmptyLayer(True)
         self.area_combo.currentIndexChanged.connect(self._area_changed)
         area_form.addRow("Area", self.area_combo)
         area_form.addRow("Mask layer", self.mask_combo)
@@ -197,6 +213,11 @@ class ClassifyDialog(QDialog):
         for key, label in SCALINGS:
             self.scaling_combo.addItem(label, key)
         input_form.addRow("Scaling", self.scaling_combo)
+        self.scaling_warning = QLabel()
+        self.scaling_warning.setWordWrap(True)
+        self.scaling_warning.setStyleSheet("color:#b00020;")
+        self.scaling_warning.setVisible(False)
+        input_form.addRow("", self.scaling_warning)
         self.threads_spin = QSpinBox()
         self.threads_spin.setRange(0, 256)
         self.threads_spin.setSpecialValueText("all cores")
@@ -218,6 +239,12 @@ class ClassifyDialog(QDialog):
         self.folder_widget.setStorageMode(QgsFileWidget.GetDirectory)
         self.folder_widget.lineEdit().setPlaceholderText("[temporary files]")
         output_form.addRow("Folder", self.folder_widget)
+        self.replace_check = QCheckBox("Replace the previous run's layers (same raster and model)")
+        self.replace_check.setToolTip(
+            "On: a new run removes the earlier RS Ghost layers of its group from the project (their files "
+            "stay on disk). Off: the new layers go on top, next to the earlier ones, for comparison."
+        )
+        output_form.addRow("", self.replace_check)
         layout.addWidget(output_box)
         layout.addStretch(1)  # extra height goes here, not between the groups
         scroll = QScrollArea()
@@ -257,6 +284,10 @@ class ClassifyDialog(QDialog):
         for button in (self.run_button, self.cancel_button, self.close_button):
             buttons.addWidget(button)
         layout.addLayout(buttons)
+        # Connected last: these update widgets built above.
+        self.layer_combo.layerChanged.connect(self._layer_changed)
+        self.scaling_combo.currentIndexChanged.connect(self._update_scaling_warning)
+        self.bands_edit.editingFinished.connect(self._update_scaling_warning)
 
     # --- settings -----------------------------------------------------------------------------
     def _restore(self) -> None:
@@ -269,11 +300,12 @@ class ClassifyDialog(QDialog):
         self.model_file.setFilePath(get("model_path", ""))
         self.area_combo.setCurrentIndex(max(0, self.area_combo.findData(get("area", "whole"))))
         self.stride_spin.setValue(int(get("stride", 0)))
-        self.scaling_combo.setCurrentIndex(max(0, self.scaling_combo.findData(get("scaling", "auto"))))
         self.threads_spin.setValue(int(get("threads", 0)))
         self.polygons_check.setChecked(str(get("polygons", "true")).lower() == "true")
         self.raster_check.setChecked(str(get("raster", "true")).lower() == "true")
         self.folder_widget.setFilePath(get("folder", ""))
+        self.replace_check.setChecked(str(get("replace", "false")).lower() == "true")
+        self._layer_id = self._current_layer_id()
         self._area_changed()
 
     def save_settings(self) -> None:
@@ -284,14 +316,15 @@ class ClassifyDialog(QDialog):
             "model_path": self.model_file.filePath(),
             "area": self.area_combo.currentData(),
             "stride": self.stride_spin.value(),
-            "scaling": self.scaling_combo.currentData(),
             "threads": self.threads_spin.value(),
             "polygons": str(self.polygons_check.isChecked()).lower(),
             "raster": str(self.raster_check.isChecked()).lower(),
             "folder": self.folder_widget.filePath(),
+            "replace": str(self.replace_check.isChecked()).lower(),
         }
         for key, value in values.items():
             settings.setValue(SETTINGS_PREFIX + key, value)
+        settings.remove(SETTINGS_PREFIX + "scaling")  # older versions remembered it across rasters
 
     # --- reactions ----------------------------------------------------------------------------
     def select_layer(self, layer) -> None:
@@ -299,6 +332,7 @@ class ClassifyDialog(QDialog):
         if isinstance(layer, QgsRasterLayer):
             self.layer_combo.setLayer(layer)
         self._update_bands_hint()
+        self._update_scaling_warning()
 
     def model_path(self) -> str | None:
         """The chosen model file, or None for the bundled model."""
@@ -323,9 +357,32 @@ class ClassifyDialog(QDialog):
         # Rich text with a table: make the layout give the label all the height it needs.
         self.model_info.setMinimumHeight(self.model_info.heightForWidth(max(self.model_info.width(), 480)))
         self._update_bands_hint()
+        self._update_scaling_warning()
 
     def _area_changed(self, *_args) -> None:
-        self.mask_combo.setEnabled(self.area_combo.currentData() in ("mask_all", "mask_selected"))
+        uses_mask = self.area_combo.currentData() in ("mask_all", "mask_selected")
+        self.mask_combo.setEnabled(uses_mask)
+        if not uses_mask:
+            self.mask_combo.setLayer(None)
+        elif self.mask_combo.currentLayer() is None and self.mask_combo.count() > 1:
+            self.mask_combo.setCurrentIndex(1)  # the first polygon layer (0 is the empty entry)
+
+    def _current_layer_id(self) -> str:
+        layer = self.layer_combo.currentLayer()
+        return layer.id() if layer is not None else ""
+
+    def _layer_changed(self, *_args) -> None:
+        """Keep Bands and Scaling with the raster they were chosen for; a new raster starts automatic."""
+        if self._layer_id:
+            self._per_layer[self._layer_id] = (self.bands_edit.text(), self.scaling_combo.currentData())
+        self._layer_id = self._current_layer_id()
+        bands, scaling = self._per_layer.get(self._layer_id, ("", "auto"))
+        self.bands_edit.setText(bands)
+        self.scaling_combo.blockSignals(True)  # one warning update below, not two
+        self.scaling_combo.setCurrentIndex(max(0, self.scaling_combo.findData(scaling)))
+        self.scaling_combo.blockSignals(False)
+        self._update_bands_hint()
+        self._update_scaling_warning()
 
     def _update_bands_hint(self, *_args) -> None:
         layer = self.layer_combo.currentLayer()
@@ -339,10 +396,36 @@ class ClassifyDialog(QDialog):
             descriptions = ", ".join(f"{i}: {d or '?'}" for i, d in enumerate(source.info.band_descriptions, start=1))
             bands, note = choose_bands(source, self.card, None)
         except RsGhostError as error:
-            self.bands_hint.setText(str(error))
+            self.bands_hint.setText(dialog_words(str(error)))
             return
         self.bands_edit.setPlaceholderText("auto: " + ",".join(map(str, bands)))
-        self.bands_hint.setText(f"Raster bands {descriptions}. Automatic: {note}")
+        self.bands_hint.setText(dialog_words(f"Raster bands {descriptions}. Automatic: {note}"))
+
+    def current_scaling_warning(self) -> str:
+        """Why the chosen Scaling does not fit the layer's values ('' when it fits or cannot be told)."""
+        layer = self.layer_combo.currentLayer()
+        # Files and VRTs only: for a web layer the sample would be a download on every change.
+        if layer is None or self.card is None or layer.providerType() != "gdal":
+            return ""
+        try:
+            source = QgisLayerSource.from_layer(layer)
+            bands = qrun.parse_bands(self.bands_edit.text())
+        except RsGhostError:
+            return ""  # the band hint, or Run, says what is wrong
+        label = self.scaling_combo.currentText()
+        return qrun.scaling_warning(source, self.card, bands, self.scaling_combo.currentData(), label)
+
+    def _update_scaling_warning(self, *_args) -> None:
+        text = self.current_scaling_warning()
+        self.scaling_warning.setText(text)
+        self.scaling_warning.setVisible(bool(text))
+
+    def confirm_scaling(self, warning: str) -> bool:
+        """Ask whether to run although the scaling does not fit; True to run."""
+        answer = QMessageBox.question(
+            self, "RS Ghost", f"{warning}\n\nRun anyway?", QMessageBox.Yes | QMessageBox.No, QMessageBox.No
+        )
+        return answer == QMessageBox.Yes
 
     # --- the run ------------------------------------------------------------------------------
     def collect(self) -> Request:
@@ -397,12 +480,18 @@ class ClassifyDialog(QDialog):
             request = self.collect()
             source = QgisLayerSource.from_layer(request.layer)
         except RsGhostError as error:
-            self.show_message(str(error), error=True)
+            self.show_message(dialog_words(str(error)), error=True)
+            return
+        self._update_scaling_warning()
+        warning = self.scaling_warning.text()
+        if warning and not self.confirm_scaling(warning):
+            self.show_message("Not started: choose another Scaling, or Run again and confirm.")
             return
         from ..qgis_io.task import ClassifyTask
 
         self.save_settings()
-        self.task = ClassifyTask(source, request.options, request.model_name, QgsProject.instance())
+        project = QgsProject.instance()
+        self.task = ClassifyTask(source, request.options, request.model_name, project, self.replace_check.isChecked())
         self.task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
         self.task.done.connect(self._finished)
         self.show_message(f"Classifying {request.layer.name()}…")
@@ -438,9 +527,15 @@ class ClassifyDialog(QDialog):
             self.iface.messageBar().pushMessage(
                 "RS Ghost", f"{task.source.info.name}: {result.tiles_classified} tiles classified.", Qgis.Success, 5
             )
+        elif task.cancelled:
+            self.progress.setValue(0)
+            self.show_message(task.error)
+            self.iface.messageBar().pushMessage(
+                "RS Ghost", f"Classifying {task.source.info.name} was cancelled; nothing was written.", Qgis.Info, 5
+            )
         else:
             self.progress.setValue(0)
-            self.show_message(task.error, error=True)
+            self.show_message(dialog_words(task.error), error=True)
 
     def _show_summary(self, result) -> None:
         rows = [row for row in result.areas if row.tiles > 0]

@@ -3,6 +3,7 @@
 import onnx
 import pytest
 from qgis.core import (
+    Qgis,
     QgsApplication,
     QgsCoordinateReferenceSystem,
     QgsRasterLayer,
@@ -176,6 +177,9 @@ def test_cancel_button_stops_the_run(dialog, tmp_path, project, tiny_model):
     dialog.task.progressChanged.connect(lambda value: value > 0 and dialog.cancel_button.click())
     _wait(dialog)
     assert "Cancelled" in dialog.message.text()
+    assert "#b00020" not in dialog.message.styleSheet()  # a cancel is no error
+    infos = dialog.iface.messageBar().get_messages(Qgis.Info)
+    assert any("big" in text and "cancelled" in text for text in infos), infos
     assert len(project.mapLayers()) == 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
@@ -204,3 +208,97 @@ def test_xyz_layer_needs_an_area_and_runs_on_the_map_extent(dialog, tmp_path, pr
     assert dialog.message.text().startswith("Done:"), dialog.message.text()
     rows = {dialog.summary.item(i, 0).text() for i in range(dialog.summary.rowCount())}
     assert rows == {"Forest", "Water"}
+
+
+def test_replace_checkbox_is_remembered_and_replaces_the_previous_run(dialog, tmp_path, project, tiny_model):
+    layer = _raster(tmp_path, project)
+    dialog.select_layer(layer)
+    _use_model(dialog, tiny_model)
+    dialog.folder_widget.setFilePath(str(tmp_path / "out"))
+    assert not dialog.replace_check.isChecked()  # default: keep earlier runs for comparison
+    dialog.start()
+    first = [lyr.id() for lyr in _wait(dialog).layers]  # ids: the layers themselves go away
+    dialog.replace_check.setChecked(True)
+    dialog.start()
+    second = _wait(dialog).layers
+    assert set(project.mapLayers()) == {layer.id()} | {lyr.id() for lyr in second}
+    assert not set(first) & set(project.mapLayers())
+    assert str(QgsSettings().value(SETTINGS_PREFIX + "replace")).lower() == "true"
+    again = ClassifyDialog(dialog.iface)
+    assert again.replace_check.isChecked()
+    again.deleteLater()
+
+
+def test_bands_and_scaling_belong_to_one_raster(dialog, tmp_path, project, tiny_model):
+    first = _raster(tmp_path, project, name="first")
+    second = _raster(tmp_path, project, name="second")
+    dialog.select_layer(first)
+    _use_model(dialog, tiny_model)
+    dialog.bands_edit.setText("3,2,1")
+    dialog.scaling_combo.setCurrentIndex(dialog.scaling_combo.findData("percentile"))
+    dialog.select_layer(second)
+    assert dialog.scaling_combo.currentData() == "auto" and dialog.bands_edit.text() == ""
+    dialog.select_layer(first)  # back to the first raster: its choices come back
+    assert dialog.scaling_combo.currentData() == "percentile" and dialog.bands_edit.text() == "3,2,1"
+    dialog.folder_widget.setFilePath(str(tmp_path / "out"))
+    dialog.start()
+    _wait(dialog)
+    # Not across sessions either: a new dialog (a QGIS restart) starts automatic.
+    assert QgsSettings().value(SETTINGS_PREFIX + "scaling") is None
+    again = ClassifyDialog(dialog.iface)
+    again.select_layer(first)
+    assert again.scaling_combo.currentData() == "auto" and again.bands_edit.text() == ""
+    again.deleteLater()
+
+
+def test_scaling_that_puts_values_out_of_range_is_warned_before_run(dialog, tmp_path, project, tiny_model, monkeypatch):
+    import numpy as np
+
+    reflectance = np.full((3, 64, 128), 5000, dtype=np.uint16)  # above the card's 0..3000 and far above 255
+    path = write_geotiff(tmp_path / "bright.tif", reflectance, descriptions=["B4", "B3", "B2"])
+    layer = QgsRasterLayer(str(path), "bright")
+    project.addMapLayer(layer)
+    dialog.select_layer(layer)
+    _use_model(dialog, tiny_model)
+    assert dialog.scaling_warning.isHidden() is False and "100%" in dialog.scaling_warning.text()
+    dialog.scaling_combo.setCurrentIndex(dialog.scaling_combo.findData("none"))
+    warning = dialog.scaling_warning.text()
+    assert "0–255" in warning and "5000" in warning and "outside" in warning
+    dialog.scaling_combo.setCurrentIndex(dialog.scaling_combo.findData("percentile"))
+    assert dialog.scaling_warning.isHidden() and dialog.scaling_warning.text() == ""
+    dialog.scaling_combo.setCurrentIndex(dialog.scaling_combo.findData("none"))
+    asked = []
+    monkeypatch.setattr(dialog, "confirm_scaling", lambda text: asked.append(text) or False)
+    dialog.folder_widget.setFilePath(str(tmp_path / "out"))
+    dialog.start()
+    assert asked == [warning] and dialog.task is None and "Not started" in dialog.message.text()
+    monkeypatch.setattr(dialog, "confirm_scaling", lambda text: True)
+    dialog.start()
+    assert _wait(dialog).error == ""
+
+
+def test_band_hint_speaks_the_dialogs_words(dialog, tmp_path, project, tiny_model):
+    path = write_geotiff(tmp_path / "plain.tif", two_halves())  # no band descriptions
+    layer = QgsRasterLayer(str(path), "plain")
+    project.addMapLayer(layer)
+    dialog.select_layer(layer)
+    _use_model(dialog, tiny_model)
+    hint = dialog.bands_hint.text()
+    assert "no band descriptions matched" in hint and "Bands" in hint
+    assert "--" not in hint, hint
+    one = _raster(tmp_path, project, bands=1, name="one")
+    dialog.select_layer(one)
+    dialog.start()
+    assert "in Bands, e.g. 1,1,1" in dialog.message.text() and "--" not in dialog.message.text()
+
+
+def test_disabled_mask_box_shows_no_layer(dialog, tmp_path, project, tiny_model):
+    dialog.select_layer(_raster(tmp_path, project))
+    _use_model(dialog, tiny_model)
+    dialog.folder_widget.setFilePath(str(tmp_path / "out"))
+    dialog.start()
+    tiles = _wait(dialog).layers[0]
+    assert not dialog.mask_combo.isEnabled()
+    assert dialog.mask_combo.currentLayer() is None, "the disabled Mask box shows the new output layer"
+    dialog.area_combo.setCurrentIndex(dialog.area_combo.findData("mask_all"))
+    assert dialog.mask_combo.isEnabled() and dialog.mask_combo.currentLayer() is tiles
