@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from qgis.core import Qgis, QgsApplication, QgsMessageLog
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
@@ -12,11 +14,18 @@ from .paths import icon_path
 MENU = "&RS Ghost"
 LOG_TAG = "RS Ghost"
 TOOLBAR_NAME = "RsGhostToolbar"
+# deps.check() words its problem as a full sentence that already begins like the tooltip.
+_CANNOT_RUN = re.compile(r"^\s*RS Ghost cannot run[^:]*:\s*")
 
 
 def dependency_folder():
     """The plugin-owned folder for onnxruntime, inside the QGIS profile."""
     return deps.deps_folder(QgsApplication.qgisSettingsDirPath())
+
+
+def missing_tooltip(problem: str) -> str:
+    """The toolbar tooltip when a dependency is missing: say "cannot run yet" once, then the problem."""
+    return f"RS Ghost cannot run yet: {_CANNOT_RUN.sub('', problem).strip()} Click for the fix."
 
 
 class RsGhostPlugin:
@@ -53,7 +62,7 @@ class RsGhostPlugin:
         self._add_action("Check dependencies…", self.show_dependencies, "rsGhostDependencies")
         status = deps.check(dependency_folder())
         if not status.ok:
-            main.setToolTip(f"RS Ghost cannot run yet: {status.problem} Click for the fix.")
+            main.setToolTip(missing_tooltip(status.problem))
             QgsMessageLog.logMessage(status.message(), LOG_TAG, Qgis.Warning)
 
     def _add_action(self, text: str, slot, name: str) -> QAction:

@@ -183,17 +183,31 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
 
 def _run_streaming(command: list[str], cwd: Path, feedback) -> int:
     """Run ``command``, pass its lines to ``feedback``, terminate it on cancel; its exit code."""
-    process = subprocess.Popen(  # nosec B603  # argument list, no shell
+    # The with block waits for the process and closes its pipe, also on cancel and on errors:
+    # an unclosed pipe is a ResourceWarning and a file descriptor lost per run.
+    with subprocess.Popen(  # nosec B603  # argument list, no shell
         command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-    )
-    lines: queue.Queue[str | None] = queue.Queue()
+    ) as process:
+        lines: queue.Queue[str | None] = queue.Queue()
+        pump = threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True)
+        pump.start()
+        code = _follow(process, lines, feedback)
+        pump.join(timeout=5)  # the pipe ends with the process; let the reader finish before closing it
+    return code
 
-    def pump() -> None:
-        for line in process.stdout:
+
+def _pump(stream, lines: queue.Queue) -> None:
+    """Reader thread: the process's lines into ``lines``, then None."""
+    try:
+        for line in stream:
             lines.put(line.rstrip())
-        lines.put(None)
+    except (OSError, ValueError):  # the pipe was closed under us after a cancel
+        pass
+    lines.put(None)
 
-    threading.Thread(target=pump, daemon=True).start()
+
+def _follow(process: subprocess.Popen, lines: queue.Queue, feedback) -> int:
+    """Forward ``lines`` to ``feedback`` until the process ends or the user cancels; the exit code."""
     while True:
         if feedback.isCanceled():
             process.terminate()

@@ -104,3 +104,31 @@ def test_dependency_dialog_shows_problem_command_and_install(qgis_app, qgis_ifac
     assert seen["text"] == "onnxruntime is not installed"
     assert deps.format_command(command) in seen["info"] and str(tmp_path) in seen["info"]
     assert "Install now" in seen["buttons"] and "Copy command" in seen["buttons"]
+
+
+def test_missing_dependency_tooltip_says_cannot_run_once(qgis_app, qgis_iface, qgis_processing, monkeypatch):
+    from rs_ghost_qgis import deps
+
+    # Worded as deps.check() words it: the problem is already a whole sentence.
+    problem = "RS Ghost cannot run in this QGIS yet: onnxruntime is not installed; shapely is not installed."
+    missing = deps.DependencyStatus(ok=False, problem=problem, install_command=["py", "x"])
+    monkeypatch.setattr(deps, "check", lambda folder: missing)
+    plugin = rs_ghost_qgis.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        tip = plugin.actions[0].toolTip()
+    finally:
+        plugin.unload()
+    assert tip.lower().count("cannot run") == 1, tip
+    assert tip == "RS Ghost cannot run yet: onnxruntime is not installed; shapely is not installed. Click for the fix."
+
+
+def test_metadata_names_every_runtime_requirement():
+    from pathlib import Path
+
+    from rs_ghost_qgis import deps
+
+    metadata = (Path(__file__).resolve().parents[2] / "metadata.txt").read_text(encoding="utf-8")
+    about = next(line for line in metadata.splitlines() if line.startswith("about="))
+    for module in (*deps.PIP_MODULES, *deps.PLATFORM_MODULES):
+        assert module in about, f"metadata.txt's about does not say that {module} is needed"

@@ -299,3 +299,25 @@ def test_cancel_through_feedback_leaves_no_output(qgis_app, provider, tmp_path, 
     with pytest.raises(QgsProcessingException, match="Cancelled"):
         _run("rsghost:classify", parameters, QgsProcessingContext(), CancelOnProgress())
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("cancel", [False, True])
+def test_train_subprocess_leaves_no_open_pipe(qgis_app, tmp_path, cancel):
+    import gc
+    import warnings
+
+    from rs_ghost_qgis.processing.train import _run_streaming
+
+    feedback = QgsProcessingFeedback()
+    lines = []
+    feedback.pushConsoleInfo = lambda line: (lines.append(line), cancel and feedback.cancel())
+    pause = 30 if cancel else 0.2  # a cancelled run is stopped long before its pause ends
+    script = f"import time\nprint('epoch 1', flush=True)\ntime.sleep({pause})\nprint('done')"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = _run_streaming([sys.executable, "-c", script], tmp_path, feedback)
+        gc.collect()
+    assert lines[0] == "epoch 1"
+    assert (code != 0) if cancel else (code == 0 and lines == ["epoch 1", "done"])
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaks == []
