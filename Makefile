@@ -18,8 +18,15 @@ ARGS ?=
 SEED ?= 0
 OUT ?= runs/train
 ABLATION_OUT ?= runs/ablation
+SWEEP_EPOCHS ?=
+SEEDS ?= 0
+SOFT_LABELS ?=
+# tcmalloc reuses the large gradient buffers instead of returning them to the system every step
+# (glibc maps and zeroes them afresh): VGG-16 trains about 15% faster with it. Used when present.
+TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4))
+TRAIN_ENV := $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC))
 
-.PHONY: setup test test-core demo lint train ablation bench package install qgis screenshot clean
+.PHONY: setup test test-core demo lint train ablation bench bench-train package install qgis screenshot clean
 
 setup:
 	@bash scripts/setup.sh
@@ -40,19 +47,26 @@ lint: setup
 	git ls-files rs_ghost_qgis | xargs $(PY) -m detect_secrets.pre_commit_hook --
 
 train: setup
-	$(PY) -m training run --data "$(DATA)" --teacher $(TEACHER) --student $(STUDENT) --distill $(DISTILL) \
+	$(TRAIN_ENV) $(PY) -m training run --data "$(DATA)" --teacher $(TEACHER) --student $(STUDENT) --distill $(DISTILL) \
 	  --seed $(SEED) --out $(OUT) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 	  $(if $(TEACHER_EPOCHS),--teacher-epochs $(TEACHER_EPOCHS)) \
 	  $(if $(LIMIT_PER_CLASS),--limit-per-class $(LIMIT_PER_CLASS)) $(if $(GSD),--gsd $(GSD)) $(ARGS)
 
-# The paper's ablation: teacher, student without KD / with KD / with DKD, DKD beta sweep, all
-# through `make train` with the same schedule and seed; tables in $(ABLATION_OUT)/*.md.
+# The paper's ablation: teacher, student without KD / with KD / with DKD (same schedule and
+# seed, for each of SEEDS), DKD beta sweep on SWEEP_EPOCHS; tables in $(ABLATION_OUT)/*.md.
+# SOFT_LABELS=file distils from a teacher's committed logits instead of training the teacher.
 ablation: setup
-	DATA="$(DATA)" STUDENT=$(STUDENT) EPOCHS="$(EPOCHS)" TEACHER_EPOCHS="$(TEACHER_EPOCHS)" \
-	  LIMIT_PER_CLASS="$(LIMIT_PER_CLASS)" SEED=$(SEED) ARGS="$(ARGS)" OUT=$(ABLATION_OUT) bash scripts/ablation.sh
+	$(TRAIN_ENV) DATA="$(DATA)" STUDENT=$(STUDENT) EPOCHS="$(EPOCHS)" TEACHER_EPOCHS="$(TEACHER_EPOCHS)" \
+	  SWEEP_EPOCHS="$(SWEEP_EPOCHS)" SEEDS="$(SEEDS)" SOFT_LABELS="$(SOFT_LABELS)" \
+	  LIMIT_PER_CLASS="$(LIMIT_PER_CLASS)" ARGS="$(ARGS)" OUT=$(ABLATION_OUT) bash scripts/ablation.sh
 
 bench: setup
 	$(PY) bench/run.py
+	$(TRAIN_ENV) $(PY) bench/train.py
+
+# Training speed alone: fp32 against the chosen precision, no KD against DKD with soft labels.
+bench-train: setup
+	$(TRAIN_ENV) $(PY) bench/train.py
 
 package: setup
 	$(PY) scripts/package.py

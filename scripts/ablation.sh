@@ -1,57 +1,92 @@
 #!/usr/bin/env bash
-# The paper's ablation, run the way a user trains: `make train` for every variant.
-# One VGG-16-BN teacher, then the G-Ghost student with DKD, with classic KD and without KD (same
-# schedule and seed), then DKD's beta sweep. Every student is scored on the full validation split.
-# A variant whose model file exists is skipped, so a stopped ablation continues where it ended;
-# an interrupted variant continues from its last epoch with RESUME=1.
+# The paper's ablation, run the way a user trains: `make train` for every student.
+# 1. The VGG-16-BN teacher (`python -m training train`), unless SOFT_LABELS names its committed
+#    logits: then no teacher is trained and every student reads them.
+# 2. The G-Ghost student without KD, with classic KD and with DKD (beta 8): same schedule, same
+#    seed, for every seed in SEEDS.
+# 3. DKD's beta sweep {1, 2, 4, 8} on a short schedule (SWEEP_EPOCHS).
+# 4. Every model scored on the full validation split (clean and under radiometric shifts), the
+#    DKD student quantised, the tables written to $OUT/results.md and $OUT/beta_sweep.md.
+# Every stage resumes from its last epoch; a finished one is skipped. So a stopped ablation
+# continues where it ended when started again with the same settings.
 set -euo pipefail
 
 OUT=${OUT:-runs/ablation}
-SCHEDULE=(EPOCHS="${EPOCHS:-30}" TEACHER_EPOCHS="${TEACHER_EPOCHS:-${EPOCHS:-30}}" SEED="${SEED:-0}"
-  LIMIT_PER_CLASS="${LIMIT_PER_CLASS:-}")
-STUDENT=${STUDENT:-g_ghost_regnetx_040}
-EXTRA=${ARGS:-}
-RESUME=${RESUME:+--resume}
 DATA=${DATA:-../shared/data/eurosat_rgb}
-TEACHER_CHECKPOINT="$OUT/dkd_beta8/teacher/best.pt"
+STUDENT=${STUDENT:-g_ghost_regnetx_040}
+EPOCHS=${EPOCHS:-30}
+TEACHER_EPOCHS=${TEACHER_EPOCHS:-$EPOCHS}
+SWEEP_EPOCHS=${SWEEP_EPOCHS:-$(((EPOCHS + 2) / 3))}
+SEEDS=${SEEDS:-0}
+LIMIT_PER_CLASS=${LIMIT_PER_CLASS:-}
+SOFT_LABELS=${SOFT_LABELS:-}
+EXTRA=${ARGS:-}
+PY=.venv/bin/python
+TEACHER_CHECKPOINT="$OUT/teacher/best.pt"
+LIMIT=${LIMIT_PER_CLASS:+--limit-per-class $LIMIT_PER_CLASS}
 
-variant() {  # variant NAME DISTILL EXTRA_ARGS...
-  local name=$1 distill=$2
-  shift 2
+stamp() { echo "== $1: $(date -u +%H:%M:%S)"; }
+
+if [[ -n "$SOFT_LABELS" ]]; then
+  TEACHER=(--soft-labels "$SOFT_LABELS")
+else
+  stamp "teacher vgg16_bn, $TEACHER_EPOCHS epochs"
+  # shellcheck disable=SC2086  # EXTRA and LIMIT are lists of flags
+  $PY -m training train --model vgg16_bn --data "$DATA" --epochs "$TEACHER_EPOCHS" --seed 0 \
+    --out "$OUT/teacher" --resume $LIMIT $EXTRA
+  TEACHER=(--teacher-checkpoint "$TEACHER_CHECKPOINT")
+fi
+
+student() {  # student NAME DISTILL EPOCHS SEED EXTRA_ARGS...
+  local name=$1 distill=$2 epochs=$3 seed=$4
+  shift 4
   if [[ -f "$OUT/$name/${STUDENT}_${distill}.onnx" ]]; then
     echo "== $name: done before, skipped"
     return
   fi
-  echo "== $name: $(date -u +%H:%M:%S)"
+  stamp "$name"
   make --no-print-directory train DATA="$DATA" STUDENT="$STUDENT" DISTILL="$distill" OUT="$OUT/$name" \
-    "${SCHEDULE[@]}" ARGS="$EXTRA $RESUME $*"
+    EPOCHS="$epochs" SEED="$seed" LIMIT_PER_CLASS="$LIMIT_PER_CLASS" ARGS="$EXTRA --resume $*"
 }
 
-variant dkd_beta8 dkd --beta 8  # trains the teacher as stage 1
-variant kd kd --teacher-checkpoint "$TEACHER_CHECKPOINT"
-variant none none
-for beta in 4 2 1; do
-  variant "dkd_beta$beta" dkd --teacher-checkpoint "$TEACHER_CHECKPOINT" --beta "$beta"
+for seed in $SEEDS; do
+  student "none_seed$seed" none "$EPOCHS" "$seed"
+  student "kd_seed$seed" kd "$EPOCHS" "$seed" "${TEACHER[@]}"
+  student "dkd_seed$seed" dkd "$EPOCHS" "$seed" "${TEACHER[@]}" --beta 8
+done
+for beta in 1 2 4 8; do
+  student "sweep_beta$beta" dkd "$SWEEP_EPOCHS" 0 "${TEACHER[@]}" --beta "$beta"
 done
 
-echo "== scoring on the full validation split: $(date -u +%H:%M:%S)"
+stamp "scoring on the full validation split"
 SCORES="$OUT/validation"
 score() {  # score NAME MODEL: evaluate MODEL on every validation image into $SCORES/NAME
-  [[ -f "$SCORES/$1/metrics.json" ]] || .venv/bin/python -m training evaluate --model "$2" --data "$DATA" \
+  [[ -f "$SCORES/$1/metrics.json" ]] || $PY -m training evaluate --model "$2" --data "$DATA" \
     --split-csv "$DATA/validation.csv" --out "$SCORES/$1"
 }
-score teacher "$TEACHER_CHECKPOINT"
-for name in none kd dkd_beta8 dkd_beta4 dkd_beta2 dkd_beta1; do
-  model=$(echo "$OUT/$name/${STUDENT}"_*.onnx)
-  if [[ -f "$model" ]]; then score "student_$name" "$model"; fi
+rows=()
+if [[ -f "$TEACHER_CHECKPOINT" ]]; then
+  score teacher "$TEACHER_CHECKPOINT"
+  rows+=("$SCORES/teacher")
+fi
+for seed in $SEEDS; do
+  for name in none kd dkd; do
+    model=$(echo "$OUT/${name}_seed$seed/${STUDENT}"_*.onnx)
+    score "student_${name}_seed$seed" "$model"
+    rows+=("$SCORES/student_${name}_seed$seed")
+  done
 done
-int8="$OUT/dkd_beta8/${STUDENT}_dkd_int8.onnx"
-[[ -f "$int8" ]] || .venv/bin/python -m training quantize --model "$OUT/dkd_beta8/${STUDENT}_dkd.onnx" \
-  --data "$DATA" --out "$int8"
-rm -rf "$SCORES/student_dkd_beta8_int8"
-cp -r "$(dirname "$int8")/${STUDENT}_dkd_int8_evaluation/int8" "$SCORES/student_dkd_beta8_int8"
+for beta in 1 2 4 8; do
+  score "sweep_beta$beta" "$OUT/sweep_beta$beta/${STUDENT}_dkd.onnx"
+done
 
-.venv/bin/python -m training report "$SCORES"/{teacher,student_none,student_kd,student_dkd_beta8,student_dkd_beta8_int8} \
-  --out "$OUT/results.md"
-.venv/bin/python -m training report "$SCORES"/student_dkd_beta{1,2,4,8} --out "$OUT/beta_sweep.md"
-echo "== done: $(date -u +%H:%M:%S)"
+first_seed=${SEEDS%% *}
+dkd="$OUT/dkd_seed$first_seed/${STUDENT}_dkd"
+[[ -f "${dkd}_int8.onnx" ]] || $PY -m training quantize --model "$dkd.onnx" --data "$DATA" --out "${dkd}_int8.onnx"
+rm -rf "$SCORES/student_dkd_int8"
+cp -r "${dkd}_int8_evaluation/int8" "$SCORES/student_dkd_int8"
+rows+=("$SCORES/student_dkd_int8")
+
+$PY -m training report "${rows[@]}" --out "$OUT/results.md"
+$PY -m training report "$SCORES"/sweep_beta{1,2,4,8} --out "$OUT/beta_sweep.md"
+stamp "done"

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="qgis python3-qgis python3-qgis-common qgis-providers python3-rasterio python3-matplotlib python3-pil xvfb xauth"
+APT_PACKAGES="qgis python3-qgis python3-qgis-common qgis-providers python3-rasterio python3-matplotlib python3-pil xvfb xauth libtcmalloc-minimal4"
 VENV=.venv
 STAMP="$VENV/.setup-stamp"
 

@@ -1,5 +1,6 @@
 """Results table in the paper's shape, from the ``metrics.json`` files that ``evaluate`` and
-``quantize`` write: model, parameters, MACs, validation top-1, macro F1 and CPU tiles/s.
+``quantize`` write: model, parameters, MACs, validation top-1 clean and robust (the lowest top-1
+under the fixed radiometric shifts of ``training.robustness``), macro F1 and CPU tiles/s.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from typing import Any
 from training.checkpoint import TrainingError
 
 HEADER = (
-    "| model | architecture | parameters | MACs (64 px) | val top-1 | macro F1 | CPU tiles/s |",
-    "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    "| model | architecture | parameters | MACs (64 px) | val top-1 | robust val top-1 | macro F1 | CPU tiles/s |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
 )
 
 
@@ -38,6 +39,7 @@ def _row(label: str, metrics: dict[str, Any]) -> str:
         f"{metrics['parameters'] / 1e6:.1f} M",
         f"{metrics['macs'] / 1e9:.2f} G",
         f"{100 * metrics['top1']:.2f}%",
+        f"{100 * metrics['robust_top1_min']:.2f}%" if "robust_top1_min" in metrics else "not measured",
         f"{100 * metrics['macro_f1']:.2f}%",
         f"{speed:.0f}" if speed is not None else "not measured",
     ]
