@@ -123,6 +123,35 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("TILES_CLASSIFIED", "Tiles classified"))
         self.addOutput(QgsProcessingOutputString("SUMMARY", "Area per class"))
 
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
+        """Refuse what can be told before the run (packages, model, bands) with one clear message.
+
+        An exception raised while the algorithm runs is printed three times by qgis_process: QGIS
+        logs it as critical, reports it to the feedback ("ERROR:"), and the feedback logs it again.
+        A failed check is reported once, here and in the Processing dialog alike.
+        """
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, message
+        status = deps.check(deps.deps_folder(QgsApplication.qgisSettingsDirPath()))
+        if not status.ok:
+            return False, status.message()
+        try:
+            self._check_inputs(parameters, context)
+        except RsGhostError as error:
+            return False, str(error)
+        return True, ""
+
+    def _check_inputs(self, parameters, context) -> None:
+        """Raise RsGhostError for a layer, model or band mapping the run would refuse."""
+        from ..core.radiometry import choose_bands
+        from ..core.runtime import load_model
+
+        layer = check_raster_layer(self.parameterAsRasterLayer(parameters, self.INPUT, context))
+        card = load_model(self.parameterAsFile(parameters, self.MODEL, context) or None, threads=1).card
+        bands = qrun.parse_bands(self.parameterAsString(parameters, self.BANDS, context))
+        choose_bands(QgisLayerSource.from_layer(layer, context.project()), card, bands)
+
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802 (QGIS API)
         """Main thread: check the dependencies and clone the raster's provider for the worker."""
         status = deps.check(deps.deps_folder(QgsApplication.qgisSettingsDirPath()))

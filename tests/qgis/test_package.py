@@ -124,7 +124,8 @@ def test_zip_installs_into_fresh_profile_and_runs(plugin_zip, tmp_path, tiny_mod
     assert "TILES 8" in done.stdout and "PROVIDER None 0" in done.stdout
 
 
-def test_qgis_process_bin_runs_classify(plugin_zip, tmp_path, tiny_model):
+def _qgis_process_classify(plugin_zip, tmp_path, *parameters: str) -> subprocess.CompletedProcess:
+    """``qgis_process.bin run rsghost:classify -- PARAMETERS`` with the zip in a fresh profile."""
     binary = shutil.which("qgis_process.bin")
     if binary is None:
         pytest.skip("qgis_process.bin is not installed")
@@ -133,18 +134,42 @@ def test_qgis_process_bin_runs_classify(plugin_zip, tmp_path, tiny_model):
     ini = tmp_path / "config" / "profiles" / "default" / "QGIS" / "QGIS3.ini"
     ini.parent.mkdir(parents=True)
     ini.write_text("[PythonPlugins]\nrs_ghost_qgis=true\n")
-    raster = write_geotiff(tmp_path / "halves.tif", two_halves())
     env = _env(
         QGIS_CUSTOM_CONFIG_PATH=str(tmp_path / "config"),
         QGIS_PLUGINPATH=str(plugins),
         PYTHONPATH=sysconfig.get_paths()["purelib"],  # the venv's onnxruntime and shapely
     )
-    command = [binary, "run", "rsghost:classify", "--", f"INPUT={raster}", f"MODEL={tiny_model}"]
-    command += [f"OUTPUT_VECTOR={tmp_path / 'tiles.gpkg'}", f"OUTPUT_RASTER={tmp_path / 'classes.tif'}"]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    command = [binary, "run", "rsghost:classify", "--", *parameters]
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_qgis_process_bin_runs_classify(plugin_zip, tmp_path, tiny_model):
+    raster = write_geotiff(tmp_path / "halves.tif", two_halves())
+    done = _qgis_process_classify(
+        plugin_zip,
+        tmp_path,
+        f"INPUT={raster}",
+        f"MODEL={tiny_model}",
+        f"OUTPUT_VECTOR={tmp_path / 'tiles.gpkg'}",
+        f"OUTPUT_RASTER={tmp_path / 'classes.tif'}",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "TILES_CLASSIFIED:\t8" in done.stdout
     assert (tmp_path / "tiles.gpkg").is_file() and (tmp_path / "classes.tif").is_file()
+
+
+@pytest.mark.parametrize("case", ["missing_model", "one_band"])
+def test_qgis_process_bin_prints_an_input_error_once(plugin_zip, tmp_path, tiny_model, case):
+    raster = write_geotiff(tmp_path / "halves.tif", two_halves()[:1] if case == "one_band" else two_halves())
+    model = tmp_path / "nothing.onnx" if case == "missing_model" else tiny_model
+    done = _qgis_process_classify(
+        plugin_zip, tmp_path, f"INPUT={raster}", f"MODEL={model}", f"OUTPUT_VECTOR={tmp_path / 'tiles.gpkg'}"
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    message = "does not exist" if case == "missing_model" else "usable band(s) but the model needs 3"
+    assert output.count(message) == 1, output
+    assert "Traceback" not in output and not (tmp_path / "tiles.gpkg").exists()
 
 
 def test_install_links_a_zip_shaped_folder(plugin_zip, tmp_path):
