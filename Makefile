@@ -16,8 +16,10 @@ LIMIT_PER_CLASS ?=
 GSD ?=
 ARGS ?=
 SEED ?= 0
-OUT ?= runs/train
-ABLATION_OUT ?= runs/ablation
+# Runs live beside the checkout, so they survive a fresh clone; commit only small artefacts.
+RUNS ?= ../rs_ghost_runs
+OUT ?= $(RUNS)/train
+ABLATION_OUT ?= $(RUNS)/ablation
 SWEEP_EPOCHS ?=
 SEEDS ?= 0
 SOFT_LABELS ?=

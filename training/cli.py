@@ -34,7 +34,8 @@ from training.models import MODEL_NAMES
 from training.precision import CHOICES as PRECISIONS
 from training.quantize import CALIBRATION_IMAGES, evaluation_folder, format_table, load_fp32, quantize
 from training.report import results_table
-from training.train import StageConfig, train_stage
+from training.soft_labels import default_path as default_soft_labels_path
+from training.train import StageConfig, soft_labels_for, train_stage
 
 REPO = Path(__file__).resolve().parents[1]
 # Where `run` looks for EuroSAT when no --data is given (the shared data folder beside the repo).
@@ -128,6 +129,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     quantization.add_argument("--out", required=True, help="int8 ONNX file to write; a .md model card goes beside it")
     quantization.set_defaults(handler=_quantize)
+
+    soft = commands.add_parser("soft-labels", help="the teacher's logits for every training image and view, once")
+    _data_arguments(soft, data_required=True)
+    soft.add_argument("--teacher-checkpoint", required=True, help="teacher checkpoint (.pt)")
+    soft.add_argument("--batch-size", type=int, default=128)
+    soft.add_argument("--precision", choices=PRECISIONS, default="auto", help="number format (auto: bf16 if native)")
+    soft.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    soft.set_defaults(handler=_soft_labels)
 
     report = commands.add_parser("report", help="markdown results table from evaluation folders")
     report.add_argument("folders", nargs="+", help="folders written by evaluate or quantize; rows in this order")
@@ -316,6 +325,24 @@ def _quantize(args: argparse.Namespace) -> int:
     print(format_table(report))
     out = Path(args.out)
     print(f"model: {out}\nmodel card: {out.with_suffix('.md')}\nevaluation: {evaluation_folder(out)}")
+    return 0
+
+
+def _soft_labels(args: argparse.Namespace) -> int:
+    world = distributed.start(args.device)
+    data = _load_data_once(args, world, image_size=args.image_size or 64)
+    config = StageConfig(
+        model="unused",
+        out="unused",
+        batch_size=args.batch_size,
+        distill="dkd",
+        teacher_checkpoint=args.teacher_checkpoint,
+        precision=args.precision,
+        stage="teacher",
+    )
+    labels = soft_labels_for(config, data, world)
+    path = default_soft_labels_path(args.teacher_checkpoint)
+    print(f"soft labels: {path} ({tuple(labels.logits.shape)}, {labels.meta.get('img_per_s', '?')} img/s)")
     return 0
 
 

@@ -116,7 +116,7 @@ def train_stage(
     seed_everything(config.seed)
     if world.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
-    teacher = _soft_labels(config, data, world) if config.distill != "none" else None
+    teacher = soft_labels_for(config, data, world) if config.distill != "none" else None
     criterion = _criterion(config)
     # channels_last: oneDNN (CPU) and cuDNN both run convolutions fastest in NHWC.
     model = make_model(config.model, len(data.class_names), config.model_options).to(world.device)
@@ -267,7 +267,7 @@ def load_teacher(checkpoint: str | Path, class_names: list[str], device: torch.d
     )
 
 
-def _soft_labels(config: StageConfig, data: DatasetSplits, world: World) -> soft_labels.SoftLabels:
+def soft_labels_for(config: StageConfig, data: DatasetSplits, world: World) -> soft_labels.SoftLabels:
     """The teacher's logits for every training image and view: read when current, else computed once."""
     fingerprint = soft_labels.data_fingerprint(data.train, data.class_names)
     teacher_sha = soft_labels.file_sha256(config.teacher_checkpoint) if config.teacher_checkpoint else None

@@ -156,3 +156,14 @@ def test_soft_label_files_hold_no_pickles(tree, teacher, tmp_path):
     with np.load(teacher.with_name("best.soft_labels.npz"), allow_pickle=False) as archive:
         assert set(archive.files) == {"logits", "meta"}
         assert json.loads(str(archive["meta"]))["format"] == 1
+
+
+def test_the_soft_labels_command_computes_them_once(tree, teacher, tmp_path, capsys):
+    data = ["--data", str(tree), "--image-size", "32", "--cache-dir", str(tree.parent / "cache")]
+    argv = ["soft-labels", *data, "--teacher-checkpoint", str(teacher), "--precision", "fp32", "--batch-size", "8"]
+    teacher.with_name("best.soft_labels.npz").unlink(missing_ok=True)
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    labels = soft_labels.load(teacher.with_name("best.soft_labels.npz"))
+    assert f"soft labels: {teacher.with_name('best.soft_labels.npz')} (({labels.logits.shape[0]}, 8, 3)" in printed
+    assert labels.meta["teacher_sha256"] == soft_labels.file_sha256(teacher)
