@@ -8,11 +8,10 @@ from qgis.core import Qgis, QgsApplication, QgsMessageLog
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
-from . import deps
+from . import LOG_TAG, deps
 from .paths import icon_path
 
 MENU = "&RS Ghost"
-LOG_TAG = "RS Ghost"
 TOOLBAR_NAME = "RsGhostToolbar"
 # deps.check() words its problem as a full sentence that already begins like the tooltip.
 _CANNOT_RUN = re.compile(r"^\s*RS Ghost cannot run[^:]*:\s*")

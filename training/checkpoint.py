@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from rs_ghost_qgis.core.atomic import atomic_path
-from rs_ghost_qgis.core.errors import RsGhostError
 from rs_ghost_qgis.core.modelcard import ModelCard
 from training.colors import EUROSAT_CLASSES, class_colors
+from training.errors import TrainingError
 from training.models import MODEL_NAMES, build_model, count_macs, count_parameters
 
 FORMAT = 1
@@ -47,10 +47,6 @@ EUROSAT_RADIOMETRY = {
     "(from 25 January 2022) add 1000 (RADIO_ADD_OFFSET / BOA_ADD_OFFSET = -1000): subtract it first",
     "robustness": "trained with haze added and removed (L1C vs L2A), gain, gamma, blur and noise",
 }
-
-
-class TrainingError(RsGhostError):
-    """A training, evaluation or export request that cannot be carried out as given."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:

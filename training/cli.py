@@ -26,7 +26,7 @@ from training.checkpoint import (
     model_from_checkpoint,
     resolve_gsd,
 )
-from training.data import DataError, DatasetSplits, load_dataset
+from training.data import DatasetSplits, load_dataset
 from training.evaluate import card_metrics, evaluate, load_scorer, measure_latency, save_metrics
 from training.export import ExportError, export_onnx
 from training.losses import DEFAULTS as DISTILL_DEFAULTS
@@ -58,12 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = "python -m training " + shlex.join(argv)
     try:
         return args.handler(args)
-    except (RsGhostError, DataError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except ExportError as error:
+    except ExportError as error:  # a TrainingError too, but the exporter failed, not the request
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except RsGhostError as error:  # TrainingError, DataError and the plugin's own
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; continue later with the same command plus --resume", file=sys.stderr)
         return 130

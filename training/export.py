@@ -16,13 +16,10 @@ import onnxruntime as ort
 import torch
 
 from rs_ghost_qgis.core.modelcard import ModelCard
+from training.errors import ExportError
 
 OPSET = 17
 MAX_LOGIT_DIFFERENCE = 1e-4
-
-
-class ExportError(RuntimeError):
-    """The exported graph does not reproduce the torch model; nothing was written."""
 
 
 def export_onnx(model: torch.nn.Module, card: ModelCard, path: str | Path, *, seed: int = 0) -> Path:

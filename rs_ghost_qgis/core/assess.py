@@ -76,7 +76,7 @@ class Assessment:
             writer.writerow(row)
         writer.writerow([])
         writer.writerow(["reference \\ predicted", *self.labels])
-        for label, counts in zip(self.labels, self.matrix, strict=True):
+        for label, counts in zip(self.labels, self.matrix):
             writer.writerow([label, *(_number(value) for value in counts)])
         return out.getvalue()
 
@@ -88,7 +88,7 @@ class Assessment:
             f"<tr><th>{esc(label)}</th>"
             + "".join(f'<td class="{"diag" if i == j else ""}">{_number(value)}</td>' for j, value in enumerate(counts))
             + "</tr>"
-            for i, (label, counts) in enumerate(zip(self.labels, self.matrix, strict=True))
+            for i, (label, counts) in enumerate(zip(self.labels, self.matrix))
         )
         class_rows = "".join(
             "<tr>" + "".join(f"<td>{esc(str(cell))}</td>" for cell in row) + "</tr>" for row in self._class_rows()
@@ -115,7 +115,7 @@ td.diag{{background:#d9f0d3;font-weight:bold}}</style></head><body>
     def _class_rows(self) -> list[list[str]]:
         return [
             [label, f"{p:.4f}", f"{r:.4f}", f"{f:.4f}", _number(s)]
-            for label, p, r, f, s in zip(self.labels, self.precision, self.recall, self.f1, self.support, strict=True)
+            for label, p, r, f, s in zip(self.labels, self.precision, self.recall, self.f1, self.support)
         ]
 
 

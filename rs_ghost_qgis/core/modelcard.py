@@ -159,9 +159,7 @@ class ModelCard:
         if self.created:
             lines.append(f"| created | {self.created} |")
         lines += ["", "## Classes", "", "| id | class | colour |", "|---|---|---|"]
-        lines += [
-            f"| {i} | {n} | `{c}` |" for i, (n, c) in enumerate(zip(self.class_names, self.class_colors, strict=True))
-        ]
+        lines += [f"| {i} | {n} | `{c}` |" for i, (n, c) in enumerate(zip(self.class_names, self.class_colors))]
         for title, section in (
             ("Radiometry", self.radiometry),
             ("Training", self.training),

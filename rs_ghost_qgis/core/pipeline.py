@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -206,7 +206,7 @@ def _metadata(name: str, model: Model, grid: Grid, radiometry: Radiometry, optio
         "bands": radiometry.bands_note,
         "scaling": radiometry.scaling_note,
         "provider": model.provider,
-        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
 
@@ -284,7 +284,7 @@ class _Run:
                 float(hectares[i]),
                 float(100 * hectares[i] / total) if total else 0.0,
             )
-            for i, (name, colour) in enumerate(zip(self.card.class_names, self.card.class_colors, strict=True))
+            for i, (name, colour) in enumerate(zip(self.card.class_names, self.card.class_colors))
         ]
 
     def _check_cancel(self) -> None:
@@ -349,9 +349,7 @@ class _Run:
             boxes, grid.crs_wkt, self.output_crs, max_segment=grid.tile_cells * grid.cell / TILE_EDGE_SEGMENTS
         )
         records, k = [], 0
-        for geometry, col, valid, classified in zip(
-            boxes, chunk.cols, chunk.valid_fraction, chunk.classified, strict=True
-        ):
+        for geometry, col, valid, classified in zip(boxes, chunk.cols, chunk.valid_fraction, chunk.classified):
             head = [int(chunk.row), int(col)]
             if classified:
                 p, (first, second) = probs[k], order[k]

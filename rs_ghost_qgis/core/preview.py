@@ -45,7 +45,7 @@ def draw_preview(
     aspect = (bounds[3] - bounds[1]) / (bounds[2] - bounds[0])
     panel_w = 6.0
     fig, axes = plt.subplots(1, 2, figsize=(2 * panel_w + 3.2, max(3.5, panel_w * aspect + 1.6)), dpi=110)
-    for ax, title in zip(axes, ("image (bands and scaling as fed to the model)", "classes"), strict=True):
+    for ax, title in zip(axes, ("image (bands and scaling as fed to the model)", "classes")):
         ax.imshow(image, extent=extent, interpolation="bilinear")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(f"x (m), {describe(grid_wkt)}", fontsize=8)

@@ -59,9 +59,7 @@ class Radiometry:
         vr0, vr1 = self.card.value_range
         if self.scaling == "none":
             return f"none (values used as they are, expected in {vr0:g}..{vr1:g})"
-        ranges = ", ".join(
-            f"band {b}: {lo:g}..{hi:g}" for b, lo, hi in zip(self.bands, self.low, self.high, strict=True)
-        )
+        ranges = ", ".join(f"band {b}: {lo:g}..{hi:g}" for b, lo, hi in zip(self.bands, self.low, self.high))
         how = "card raw_range" if self.scaling == "card" else f"percentile {PERCENTILES[0]:g}-{PERCENTILES[1]:g}"
         return f"{how} -> {vr0:g}..{vr1:g} ({ranges})"
 
@@ -71,7 +69,7 @@ class Radiometry:
         if self.scaling == "none":
             return values
         vr0, vr1 = self.card.value_range
-        for c, (lo, hi) in enumerate(zip(self.low, self.high, strict=True)):
+        for c, (lo, hi) in enumerate(zip(self.low, self.high)):
             values[c] -= lo
             values[c] *= (vr1 - vr0) / (hi - lo)
             values[c] += vr0
@@ -82,9 +80,7 @@ class Radiometry:
         """Raw pixels (C, ...) -> the float32 network input ``(v / value_range[1] - mean) / std``."""
         values = self.to_values(data)
         top = self.card.value_range[1]
-        for c, (mean, std) in enumerate(
-            zip(self.card.standardization_mean, self.card.standardization_std, strict=True)
-        ):
+        for c, (mean, std) in enumerate(zip(self.card.standardization_mean, self.card.standardization_std)):
             values[c] *= 1.0 / (top * std)
             values[c] -= mean / std
         return values

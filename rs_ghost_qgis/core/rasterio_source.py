@@ -161,7 +161,7 @@ def _check_georeferenced(path: Path, ds: rasterio.DatasetReader) -> None:
 
 def _describe(path: Path, ds: rasterio.DatasetReader) -> RasterInfo:
     descriptions = tuple(
-        (desc or _NAMED_COLOURS.get(interp, "")) for desc, interp in zip(ds.descriptions, ds.colorinterp, strict=True)
+        (desc or _NAMED_COLOURS.get(interp, "")) for desc, interp in zip(ds.descriptions, ds.colorinterp)
     )
     return RasterInfo(
         name=path.stem,

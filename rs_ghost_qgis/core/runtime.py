@@ -137,7 +137,7 @@ def _check_input(session: ort.InferenceSession, card: ModelCard, path: Path) -> 
     if len(shape) != 4:
         raise ModelError(f"{path} takes input of shape {shape}, not N x C x H x W; export it channels-first (NCHW).")
     expected = [len(card.bands), card.input_size, card.input_size]
-    for axis, (have, want) in enumerate(zip(shape[1:], expected, strict=True), start=1):
+    for axis, (have, want) in enumerate(zip(shape[1:], expected), start=1):
         if isinstance(have, int) and have != want:
             raise ModelError(
                 f"{path} takes input of shape {shape} but its model card says {expected[0]} bands of "

@@ -57,7 +57,7 @@ def class_labels(card: ModelCard, areas: Sequence | None = None) -> list[str]:
 def style_tiles(layer: QgsVectorLayer, card: ModelCard, areas: Sequence | None = None) -> None:
     """Categorized renderer on class_name with the card's colours; confidence in map tips."""
     categories = []
-    for name, color, label in zip(card.class_names, card.class_colors, class_labels(card, areas), strict=True):
+    for name, color, label in zip(card.class_names, card.class_colors, class_labels(card, areas)):
         # A thin light outline shows each tile as a tile without hiding the class colour.
         symbol = QgsFillSymbol.createSimple(
             {"color": color, "outline_color": "255,255,255,160", "outline_width": "0.15", "outline_width_unit": "MM"}
@@ -75,7 +75,7 @@ def style_class_raster(layer: QgsRasterLayer, card: ModelCard, areas: Sequence |
     """Paletted renderer on band 1 (class id) with the card's colours; other values transparent."""
     classes = [
         QgsPalettedRasterRenderer.Class(class_id, QColor(color), label)
-        for class_id, (color, label) in enumerate(zip(card.class_colors, class_labels(card, areas), strict=True))
+        for class_id, (color, label) in enumerate(zip(card.class_colors, class_labels(card, areas)))
     ]
     layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
     layer.setOpacity(RASTER_OPACITY)

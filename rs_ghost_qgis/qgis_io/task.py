@@ -11,12 +11,11 @@ import traceback
 from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
+from .. import LOG_TAG
 from ..core.errors import Cancelled, RsGhostError
 from .results import load_results
 from .source import QgisLayerSource
 from .style import run_detail
-
-LOG_TAG = "RS Ghost"
 
 
 class ClassifyTask(QgsTask):

@@ -7,9 +7,7 @@ from pathlib import Path
 from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsTask
 from qgis.PyQt.QtWidgets import QApplication, QMessageBox
 
-from .. import deps
-
-LOG_TAG = "RS Ghost"
+from .. import LOG_TAG, deps
 
 
 class InstallTask(QgsTask):

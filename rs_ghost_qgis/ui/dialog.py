@@ -93,7 +93,7 @@ def card_summary_html(card, columns: int = 3) -> str:
     """Classes with colour swatches, tile footprint, GSD and accuracy, for the dialog."""
     cells = [
         f'<td><span style="background:{color};">&nbsp;&nbsp;&nbsp;&nbsp;</span>&nbsp;{name}&nbsp;&nbsp;</td>'
-        for name, color in zip(card.class_names, card.class_colors, strict=True)
+        for name, color in zip(card.class_names, card.class_colors)
     ]
     rows = "".join("<tr>" + "".join(cells[i : i + columns]) + "</tr>" for i in range(0, len(cells), columns))
     facts = [

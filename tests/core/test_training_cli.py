@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from rs_ghost_qgis.core.errors import RsGhostError
 from tests.core.test_train import SMALL, make_class_tree, stage_args, train_args
 from training import cli
 from training.checkpoint import save_checkpoint
+from training.errors import DataError, ExportError, TrainingError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -117,6 +119,18 @@ def test_module_entry_point_exits_2_with_one_line(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: ") and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("error", "code"), [(TrainingError, 2), (DataError, 2), (ExportError, 1)])
+def test_training_errors_share_one_root_and_keep_their_exit_codes(monkeypatch, tmp_path, capsys, error, code):
+    assert issubclass(error, TrainingError) and issubclass(error, RsGhostError)
+
+    def fail(args):
+        raise error("what went wrong")
+
+    monkeypatch.setattr(cli, "_export", fail)
+    assert cli.main(["export", "--checkpoint", str(tmp_path / "x.pt"), "--out", str(tmp_path / "x.onnx")]) == code
+    assert one_line_error(capsys) == "error: what went wrong"
 
 
 def test_missing_required_argument_is_a_usage_error(capsys):

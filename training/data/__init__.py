@@ -1,6 +1,8 @@
 """Training data: labelled image sets as compact uint8 arrays, and loaders over them."""
 
-from .base import DataError, DatasetSplits, ImageArrays
+from training.errors import DataError
+
+from .base import DatasetSplits, ImageArrays
 from .dataset import load_dataset
 from .loader import VIEWS, Batch, augment_batch, channel_stats, dihedral, make_loader, radiometric_shift
 

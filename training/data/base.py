@@ -1,14 +1,10 @@
-"""The data package's public types: the error users see and the arrays training consumes."""
+"""The data package's public types: the arrays training consumes and the summary beside them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-
-
-class DataError(Exception):
-    """A user mistake in the data; the message names the problem and the fix."""
 
 
 @dataclass

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DataError, DatasetSplits, ImageArrays
+from training.errors import DataError
+
+from .base import DatasetSplits, ImageArrays
 from .cache import Decoded, decode_cached
 from .folders import FileList, choose_splits, scan_tree
 from .raster import cut_chips

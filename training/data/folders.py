@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DataError
+from training.errors import DataError
+
 from .images import IMAGE_SUFFIXES
 from .splits import stratified_split
 

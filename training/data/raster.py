@@ -35,8 +35,8 @@ from rasterio.windows import Window
 
 from rs_ghost_qgis.core.radiometry import percentile_ranges
 from rs_ghost_qgis.core.rasterio_source import RasterioSource
+from training.errors import DataError
 
-from .base import DataError
 from .images import stretch_to_uint8
 
 METRES_PER_DEGREE_LATITUDE = 111_320.0
