@@ -89,7 +89,20 @@ def _parser() -> argparse.ArgumentParser:
         "--stride", type=int, help="step between tiles in model pixels (default: tile size; smaller = overlap)"
     )
     classify.add_argument("--bands", metavar="3,2,1", help="raster bands (1-based) for the model's channels")
-    classify.add_argument("--scale", choices=SCALINGS, default="auto", help="how values reach the model's range")
+    classify.add_argument(
+        "--scale",
+        choices=SCALINGS,
+        default="auto",
+        help="how values reach the model's range: auto = as is for 8-bit, the card's linear mapping for "
+        "reflectance (0..10,000 or 0..1), one percentile range for all bands otherwise (see docs/ENGINE.md)",
+    )
+    classify.add_argument(
+        "--offset",
+        type=float,
+        metavar="N",
+        help="raw value removed before the card mapping, e.g. 1000 for Sentinel-2 baseline 04.00+ products "
+        "(default: from BOA_ADD_OFFSET / RADIO_ADD_OFFSET in the metadata, else 0)",
+    )
     classify.add_argument("--mask", metavar="polygons.gpkg", help="classify only tiles overlapping these polygons")
     classify.add_argument(
         "--bbox", metavar="xmin,ymin,xmax,ymax[,EPSG:code]", help="classify only this box (default CRS: the raster's)"
@@ -139,6 +152,7 @@ def _classify(args: argparse.Namespace) -> int:
             stride=args.stride,
             bands=parse_bands(args.bands) if args.bands is not None else None,
             scaling=args.scale,
+            offset=args.offset,
             min_valid_fraction=args.min_valid,
             threads=args.threads,
             batch_size=args.batch_size,
@@ -160,7 +174,8 @@ def _classify(args: argparse.Namespace) -> int:
     ):
         if value:
             print(f"{label + ':':9}{Path(value).resolve()}")
-    print(f"{'bands:':9}{', '.join(map(str, result.bands_used))}; scaling: {result.scaling_used}")
+    print(f"{'bands:':9}{result.bands_note}")
+    print(f"{'scaling:':9}{result.scaling_used}")
     rate = result.tiles_classified / result.seconds if result.seconds else 0.0
     print(
         f"{'model:':9}{result.card.architecture} on {result.provider}; {result.tiles_total:,} tiles in "
@@ -184,10 +199,15 @@ def _run_with_progress(source, options):
         bars[0].update(percent - bars[0].n)
 
     try:
-        return classify(source, options, progress=progress)
+        return classify(source, options, progress=progress, warn=_warn)
     finally:
         for bar in bars:
             bar.close()
+
+
+def _warn(text: str) -> None:
+    """A radiometry warning on stderr, before the progress bar starts."""
+    print(f"warning: {text}", file=sys.stderr)
 
 
 def parse_bands(text: str) -> list[int]:

@@ -49,7 +49,8 @@ class ClassifyOptions:
     area: Area = field(default_factory=Area)
     stride: int | None = None  # pixels at the model GSD; None = tile_size
     bands: list[int] | None = None  # 1-based raster bands feeding the model's channels; None = auto
-    scaling: str = "auto"  # "auto" | "none" | "card" | "percentile"
+    scaling: str = "auto"  # "auto" | "none" | "card" | "percentile" | "percentile-per-band"
+    offset: float | None = None  # raw value removed before the card mapping (1000); None = from the metadata
     min_valid_fraction: float = 0.5
     threads: int | None = None
     batch_size: int = 32
@@ -85,6 +86,9 @@ class ClassifyResult:
     provider: str
     seconds: float
     card: ModelCard
+    bands_note: str = ""  # how the bands were chosen, with the option that changes them
+    warnings: list[str] = field(default_factory=list)  # what to check about bands and scaling
+    radiometry: Radiometry | None = None  # the mapping the model's input went through
 
     def summary_table(self) -> str:
         """The area table as aligned text, with totals and the nodata count."""
@@ -106,13 +110,15 @@ def classify(
     progress: Callable[[float], None] | None = None,
     is_canceled: Callable[[], bool] | None = None,
     vector_sink: VectorSink | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> ClassifyResult:
     """Classify ``source`` tile by tile and write the requested outputs.
 
     ``progress`` receives 0..100; ``is_canceled`` is polled between strips and batches (a
     cancelled run raises Cancelled and leaves no output). ``vector_sink`` replaces the
-    GeoPackage of ``options.out_vector`` when given. Raises RsGhostError subclasses for
-    every problem the user can fix.
+    GeoPackage of ``options.out_vector`` when given. ``warn`` receives each radiometry warning
+    as soon as the scaling is chosen (they are in the result too). Raises RsGhostError
+    subclasses for every problem the user can fix.
     """
     started = time.perf_counter()
     _check_options(options)
@@ -127,7 +133,9 @@ def classify(
     model = load_model(options.model_path, options.threads)
     card = model.card
     grid = build_grid(info, card, options.area, options.stride)
-    radiometry = plan_radiometry(source, card, options.bands, options.scaling)
+    radiometry = plan_radiometry(source, card, options.bands, options.scaling, options.offset)
+    for warning in radiometry.warnings if warn else ():
+        warn(warning)
     metadata = _metadata(info.name, model, grid, radiometry, options)
     if out_vector:
         vector_sink = GeoPackageSink(out_vector, f"{info.name}_classes", _description(metadata), metadata)
@@ -171,6 +179,9 @@ def classify(
         provider=model.provider,
         seconds=time.perf_counter() - started,
         card=card,
+        bands_note=radiometry.bands_note,
+        warnings=list(radiometry.warnings),
+        radiometry=radiometry,
     )
 
 
@@ -180,6 +191,8 @@ def _check_options(options: ClassifyOptions) -> None:
         raise InputError(
             f"The minimum valid fraction (--min-valid) must be between 0 and 1, not {options.min_valid_fraction}."
         )
+    if options.offset is not None and not (0 <= options.offset < 1e9):
+        raise InputError(f"The offset (Offset, --offset) must be a raw value of 0 or more, not {options.offset}.")
     if options.batch_size < 1:
         raise InputError(f"The batch size (--batch-size) must be at least 1, not {options.batch_size}.")
     if options.threads is not None and options.threads < 0:
@@ -205,6 +218,7 @@ def _metadata(name: str, model: Model, grid: Grid, radiometry: Radiometry, optio
         ),
         "bands": radiometry.bands_note,
         "scaling": radiometry.scaling_note,
+        **({"scaling_warnings": " | ".join(radiometry.warnings)} if radiometry.warnings else {}),
         "provider": model.provider,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

@@ -104,7 +104,9 @@ def draw_preview(
 
 def _render_image(source, result: ClassifyResult, bounds, grid_wkt: str, options: ClassifyOptions):
     """The raster over ``bounds`` as RGB in 0..1 (run's bands and scaling) and its valid mask."""
-    radiometry = plan_radiometry(source, result.card, result.bands_used, options.scaling)
+    radiometry = result.radiometry or plan_radiometry(
+        source, result.card, result.bands_used, options.scaling, options.offset
+    )
     width_m, height_m = bounds[2] - bounds[0], bounds[3] - bounds[1]
     scale = MAX_IMAGE_PX / max(width_m, height_m)
     width, height = max(1, round(width_m * scale)), max(1, round(height_m * scale))

@@ -2,22 +2,30 @@
 
 Band mapping: explicit (``bands=[3, 2, 1]``), else matched from band descriptions (B4/B04/Red
 for a card band 'red', and so on, case-insensitive), else the first bands of the raster in
-order (said so in the outputs).
+order (said so in the outputs, with a hint when another order matches the training images'
+colour balance far better).
 
-Scaling, chosen once for the whole run and never per tile:
+Scaling, chosen once for the whole run from a sample of the whole raster, never per tile:
 - ``none``: values are used as they are (8-bit imagery, already in ``value_range``);
-- ``card``: the card's ``raw_range`` is mapped linearly onto ``value_range`` and clipped
-  (Sentinel-2 reflectance x 10,000: 0..3000 -> 0..255);
-- ``percentile``: each band's 2nd..98th percentile, measured once on pixels sampled over the
-  whole raster at full resolution, is mapped onto ``value_range`` and clipped;
-- ``auto``: ``none`` for uint8, ``card`` for other integer types when the card has a
-  ``raw_range``, ``percentile`` otherwise (float rasters have no common scale).
+- ``card``: reflectance; the Sentinel-2 offset is removed (``offset``: from the raster's
+  metadata, BOA_ADD_OFFSET / RADIO_ADD_OFFSET, or given by hand), floats in 0..1 are scaled
+  by 10,000, then the card's ``raw_range`` is mapped linearly onto ``value_range`` and
+  clipped: one scale for all bands, as the training images were made;
+- ``percentile``: one 2nd..98th percentile range of all bands' values together (keeps the
+  colour balance), for data in unknown units;
+- ``percentile-per-band``: each band its own 2nd..98th percentile (explicit choice only: it
+  changes the colour balance);
+- ``auto``: ``none`` for uint8; ``card`` for reflectance-like data (valid values in
+  0..10,000, or floats in 0..1); ``percentile`` otherwise, with a warning.
 The network then sees ``(v / value_range[1] - mean) / std`` per band.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,13 +34,28 @@ from .errors import InputError
 from .modelcard import ModelCard
 from .source import RasterSource, finite_pixels
 
-SCALINGS = ("auto", "none", "card", "percentile")
+SCALINGS = ("auto", "none", "card", "percentile", "percentile-per-band")
 PERCENTILES = (2.0, 98.0)
-# Full-resolution sample for the percentile stretch: whole raster when it is at most this
-# many pixels, else a regular 8 x 8 pattern of 128 x 128 px windows.
+# Full-resolution sample for the statistics: whole raster when it is at most this many
+# pixels, else a regular 8 x 8 pattern of 128 x 128 px windows.
 SAMPLE_PIXELS = 1 << 20
 SAMPLE_WINDOWS = 8
 SAMPLE_WINDOW_PX = 128
+
+REFLECTANCE_SCALE = 10_000.0  # digital numbers per unit reflectance (Sentinel-2, Landsat SR, most COGs)
+# Bright clouds and snow exceed reflectance 1; values up to 1.5 still look like reflectance.
+REFLECTANCE_HEADROOM = 1.5
+# The top of the data for that test: a few saturated pixels (65535) must not decide the units.
+TOP_PERCENTILE = 99.9
+# Processing baseline 04.00 and later add this to every Sentinel-2 value; without a tag saying
+# so, a raster whose bands all start at or above it probably carries it.
+S2_OFFSET = 1000.0
+_OFFSET_KEY = re.compile(r"(BOA|RADIO)_ADD_OFFSET", re.IGNORECASE)
+# Colour balance hint for guessed bands: a chromaticity farther than this from the card's
+# means is suspicious, and another band order must at least halve the distance to be named.
+COLOUR_FAR = 0.04
+COLOUR_BETTER = 0.5
+HINT_MAX_BANDS = 6  # band orders tried for the hint are drawn from the first usable bands
 
 _ALIASES = [
     {"red", "r", "b4", "b04"},
@@ -44,24 +67,49 @@ _ALIASES = [
 
 @dataclass(frozen=True)
 class Radiometry:
-    """The band mapping and value scaling of one run."""
+    """The band mapping and value scaling of one run.
+
+    A raw value ``v`` becomes ``v * gain - offset`` (reflectance x 10,000 for ``card``), then
+    ``low..high`` (per channel) is mapped linearly onto the card's ``value_range`` and clipped.
+    """
 
     card: ModelCard
     bands: list[int]  # 1-based raster bands, one per model channel
     bands_note: str  # how the mapping was chosen, for people
-    scaling: str  # "none" | "card" | "percentile"
-    low: tuple[float, ...]  # raw value mapped to value_range[0], per channel
-    high: tuple[float, ...]  # raw value mapped to value_range[1], per channel
+    scaling: str  # "none" | "card" | "percentile" | "percentile-per-band"
+    low: tuple[float, ...]  # value mapped to value_range[0], per channel
+    high: tuple[float, ...]  # value mapped to value_range[1], per channel
+    gain: float = 1.0  # REFLECTANCE_SCALE for reflectance in 0..1
+    offset: float = 0.0  # subtracted after the gain (the Sentinel-2 offset, 1000)
+    reason: str = ""  # why this scaling, for people
+    warnings: tuple[str, ...] = ()  # what the user should check, each naming the option that changes it
 
     @property
     def scaling_note(self) -> str:
-        """The scaling in words, with its numbers."""
+        """What was chosen and why, in words, e.g. 'reflectance x 10,000 detected: linear ... (card)'."""
         vr0, vr1 = self.card.value_range
         if self.scaling == "none":
-            return f"none (values used as they are, expected in {vr0:g}..{vr1:g})"
-        ranges = ", ".join(f"band {b}: {lo:g}..{hi:g}" for b, lo, hi in zip(self.bands, self.low, self.high))
-        how = "card raw_range" if self.scaling == "card" else f"percentile {PERCENTILES[0]:g}-{PERCENTILES[1]:g}"
-        return f"{how} -> {vr0:g}..{vr1:g} ({ranges})"
+            how = f"values used as they are (expected in {vr0:g}..{vr1:g})"
+        elif self.scaling == "card":
+            mapping = self.card.radiometry.get("mapping") if isinstance(self.card.radiometry, dict) else None
+            lo, hi = self.low[0], self.high[0]
+            how = f"{mapping} (card)" if mapping else f"linear {lo:g}..{hi:g} -> {vr0:g}..{vr1:g} for all bands (card)"
+        elif self.scaling == "percentile":
+            how = (
+                f"one {PERCENTILES[0]:g}-{PERCENTILES[1]:g} percentile range for all bands, "
+                f"{self.low[0]:.6g}..{self.high[0]:.6g} -> {vr0:g}..{vr1:g}"
+            )
+        else:
+            ranges = ", ".join(f"band {b}: {self.low[c]:.6g}..{self.high[c]:.6g}" for c, b in enumerate(self.bands))
+            how = f"{PERCENTILES[0]:g}-{PERCENTILES[1]:g} percentile per band -> {vr0:g}..{vr1:g} ({ranges})"
+        return f"{self.reason}: {how}" if self.reason else how
+
+    def raw_bounds(self) -> tuple[float, float]:
+        """The raw values mapped onto the ends of ``value_range`` (the widest over the channels)."""
+        return (min(self.low) + self.offset) / self.gain, (max(self.high) + self.offset) / self.gain
+
+    def _ranges(self) -> list[tuple[float, float]]:
+        return [(self.low[c], self.high[c]) for c in range(len(self.low))]
 
     def to_values(self, data: np.ndarray) -> np.ndarray:
         """Raw pixels (C, ...) -> float32 values in the card's ``value_range``."""
@@ -69,8 +117,12 @@ class Radiometry:
         if self.scaling == "none":
             return values
         vr0, vr1 = self.card.value_range
-        for c, (lo, hi) in enumerate(zip(self.low, self.high)):
-            values[c] -= lo
+        for c, (lo, hi) in enumerate(self._ranges()):
+            # Subtract before scaling: folding the shift into one multiply-add loses float32
+            # precision when the values are huge and the span is small (1e30 + a few).
+            if self.gain != 1.0:
+                values[c] *= self.gain
+            values[c] -= self.offset + lo
             values[c] *= (vr1 - vr0) / (hi - lo)
             values[c] += vr0
         np.clip(values, vr0, vr1, out=values)
@@ -80,28 +132,151 @@ class Radiometry:
         """Raw pixels (C, ...) -> the float32 network input ``(v / value_range[1] - mean) / std``."""
         values = self.to_values(data)
         top = self.card.value_range[1]
-        for c, (mean, std) in enumerate(zip(self.card.standardization_mean, self.card.standardization_std)):
+        for c, mean in enumerate(self.card.standardization_mean):
+            std = self.card.standardization_std[c]
             values[c] *= 1.0 / (top * std)
             values[c] -= mean / std
         return values
 
 
 def plan_radiometry(
-    source: RasterSource, card: ModelCard, bands: list[int] | None = None, scaling: str = "auto"
+    source: RasterSource,
+    card: ModelCard,
+    bands: list[int] | None = None,
+    scaling: str = "auto",
+    offset: float | None = None,
 ) -> Radiometry:
-    """Choose the band mapping and the scaling for ``source`` (reads a sample for percentiles)."""
-    chosen, note = choose_bands(source, card, bands)
-    mode = _scaling_mode(source.info.dtype, card, scaling)
-    if mode == "percentile":
-        low, high = percentile_ranges(source, chosen)
+    """Choose the band mapping and the scaling for ``source`` (reads a sample of the whole raster).
+
+    ``offset`` (raw units, e.g. 1000) is removed before the card mapping; None takes it from the
+    raster's metadata (BOA_ADD_OFFSET / RADIO_ADD_OFFSET), else 0 with a warning when every band
+    starts at 1000 or more.
+    """
+    _check_scaling(card, scaling)
+    chosen, note, guessed = _choose(source, card, bands)
+    info = source.info
+    as_is = scaling == "none" or (scaling == "auto" and info.dtype == "uint8")
+    if as_is and not guessed:
+        return _as_is(card, chosen, note, scaling)  # no statistics needed
+    candidates = _hint_bands(info, chosen) if guessed else chosen
+    sample = sample_values(source, candidates)
+    if as_is:
+        plan = _as_is(card, chosen, note, scaling)
     else:
-        lo, hi = card.raw_range if mode == "card" else card.value_range
-        low, high = (lo,) * len(chosen), (hi,) * len(chosen)
-    return Radiometry(card, chosen, note, mode, tuple(low), tuple(high))
+        plan = _plan_scaling(info, card, chosen, note, scaling, offset, sample[: len(chosen)])
+    hint = colour_hint(plan, candidates, sample) if guessed else ""
+    return dataclasses.replace(plan, warnings=plan.warnings + ((hint,) if hint else ()))
+
+
+def _as_is(card: ModelCard, chosen: list[int], note: str, scaling: str) -> Radiometry:
+    """Values used as they are: 8-bit data, or Scaling none."""
+    n, (vr0, vr1) = len(chosen), card.value_range
+    reason = "8-bit data" if scaling == "auto" else "Scaling none as chosen"
+    return Radiometry(card, chosen, note, "none", (vr0,) * n, (vr1,) * n, reason=reason)
+
+
+def _plan_scaling(info, card: ModelCard, chosen, note, scaling, offset, values) -> Radiometry:
+    """The scaling of ``chosen`` from the sample ``values`` (C, N) of those bands."""
+    n = len(chosen)
+    gain, units = reflectance_units(info.dtype, values)
+    mode = scaling
+    if scaling == "auto":
+        mode = "card" if gain is not None and card.raw_range is not None else "percentile"
+    if mode == "card":
+        removed, why, warnings = _offset(info, offset, values * (gain or 1.0))
+        reason = units if scaling == "auto" else "Scaling card as chosen"
+        if removed:
+            reason += f", offset {removed:g} removed ({why})"
+        lo, hi = card.raw_range
+        return Radiometry(card, chosen, note, "card", (lo,) * n, (hi,) * n, gain or 1.0, removed, reason, warnings)
+    low, high = percentile_ranges(values, common=mode == "percentile")
+    if scaling != "auto":
+        return Radiometry(card, chosen, note, mode, low, high, reason=f"Scaling {mode} as chosen")
+    if gain is None:
+        found = f"values {values.min():.6g}..{np.percentile(values, TOP_PERCENTILE):.6g}"
+        reason = f"unknown units ({found})"
+        warning = (
+            f"{info.name} does not look like reflectance x 10,000 (0..10,000) or reflectance 0..1 "
+            f"({found}): one percentile range for all bands is used, which keeps the colour balance "
+            "but not the brightness of the training images; choose another Scaling (--scale) if you know better."
+        )
+    else:
+        reason = "reflectance-like, but the model card has no raw_range"
+        warning = f"The model card has no raw_range, so {info.name} gets one percentile range for all bands."
+    return Radiometry(card, chosen, note, "percentile", low, high, reason=reason, warnings=(warning,))
+
+
+def reflectance_units(dtype: str, values: np.ndarray) -> tuple[float | None, str]:
+    """The gain that makes ``values`` reflectance x 10,000 and a phrase saying so; (None, "") when they are not.
+
+    Reflectance-like: every valid value at least 0 and (but for a few saturated pixels) at most
+    1.5 x 10,000; floats up to 1.5 are reflectance in 0..1.
+    """
+    if values.size == 0:
+        return None, ""
+    low, top = float(values.min()), float(np.percentile(values, TOP_PERCENTILE))
+    if low < 0:
+        return None, ""
+    if np.issubdtype(np.dtype(dtype), np.floating) and top <= REFLECTANCE_HEADROOM:
+        return REFLECTANCE_SCALE, "reflectance 0..1 detected (x 10,000 first)"
+    if top <= REFLECTANCE_HEADROOM * REFLECTANCE_SCALE:
+        return 1.0, "reflectance x 10,000 detected"
+    return None, ""
+
+
+def offset_from_metadata(metadata: Mapping[str, str]) -> tuple[float, str] | None:
+    """The Sentinel-2 offset a raster's metadata declares, and the tag that says so (None: no tag).
+
+    ESA writes ``BOA_ADD_OFFSET`` (L2A) / ``RADIO_ADD_OFFSET`` (L1C) = -1000, meaning reflectance =
+    (DN - 1000) / 10,000; some exporters write +1000 for the same thing, so the size counts.
+    """
+    for key, text in metadata.items():
+        if _OFFSET_KEY.search(key):
+            try:
+                value = float(str(text).strip())
+            except ValueError:
+                continue
+            if np.isfinite(value):
+                return abs(value), f"{key.split(':')[-1]} {text} in the metadata"
+    return None
+
+
+def _offset(info, offset: float | None, reflectance: np.ndarray) -> tuple[float, str, tuple[str, ...]]:
+    """The offset to remove, why, and a warning when the data seem to carry one nobody declared."""
+    if offset is not None:
+        return float(offset), "Offset, --offset", ()
+    tagged = offset_from_metadata(info.metadata)
+    if tagged is not None:
+        return tagged[0], tagged[1], ()
+    lows = reflectance.min(axis=1)
+    if lows.size and (lows >= S2_OFFSET).all():
+        warning = (
+            f"Every band of {info.name} starts at {S2_OFFSET:g} or more (smallest values "
+            f"{', '.join(f'{v:g}' for v in lows)}) and no metadata tag says why: the data probably carry the "
+            f"+{S2_OFFSET:g} offset of Sentinel-2 processing baseline 04.00 and later; if so, set Offset "
+            f"(--offset) to {S2_OFFSET:g}."
+        )
+        return 0.0, "", (warning,)
+    return 0.0, "", ()
+
+
+def _check_scaling(card: ModelCard, scaling: str) -> None:
+    if scaling not in SCALINGS:
+        raise InputError(f"Unknown scaling {scaling!r}; choose one of {', '.join(SCALINGS)}.")
+    if scaling == "card" and card.raw_range is None:
+        raise InputError(
+            "The model card has no raw_range, so Scaling (--scale) 'card' is not possible; choose 'percentile'."
+        )
 
 
 def choose_bands(source: RasterSource, card: ModelCard, bands: list[int] | None) -> tuple[list[int], str]:
     """The raster bands feeding the model's channels and a sentence saying how they were chosen."""
+    chosen, note, _ = _choose(source, card, bands)
+    return chosen, note
+
+
+def _choose(source: RasterSource, card: ModelCard, bands: list[int] | None) -> tuple[list[int], str, bool]:
+    """``choose_bands`` plus whether the bands were guessed (no mapping given, no description matched)."""
     info = source.info
     need = len(card.bands)
     wanted = ", ".join(card.bands)
@@ -115,26 +290,78 @@ def choose_bands(source: RasterSource, card: ModelCard, bands: list[int] | None)
                 raise InputError(
                     f"Band {band} is out of range: {info.name} has {info.band_count} band(s), numbered from 1."
                 )
-        return list(bands), f"bands {_join(bands)} as given"
+        return list(bands), f"bands {_join(bands)} as given", False
     matched = [_match(name, info.band_descriptions) for name in card.bands]
     if all(m is not None for m in matched):
-        return matched, f"bands {_join(matched)} matched by description to {wanted}"
-    usable = [i + 1 for i, d in enumerate(info.band_descriptions) if _norm(d) != "alpha"]
+        return matched, f"bands {_join(matched)} matched by description to {wanted}", False
+    usable = _usable(info)
     if len(usable) < need:
         raise InputError(
             f"{info.name} has {len(usable)} usable band(s) but the model needs {need} ({wanted}), and no band "
             f"descriptions say which is which; give a mapping in Bands (--bands), e.g. {_join([1] * need)}."
         )
     chosen = usable[:need]
+    note = (
+        f"bands {_join(chosen)} assumed to hold {wanted} (no band descriptions matched, nor colour "
+        "interpretation; set Bands, --bands, to choose)"
+    )
+    return chosen, note, True
+
+
+def _usable(info) -> list[int]:
+    """The raster's bands that can feed a channel (alpha bands cannot)."""
+    return [i + 1 for i, d in enumerate(info.band_descriptions) if _norm(d) != "alpha"]
+
+
+def _hint_bands(info, chosen: list[int]) -> list[int]:
+    """The guessed bands first, then the other bands the colour-balance hint may propose."""
+    return chosen + [b for b in _usable(info)[:HINT_MAX_BANDS] if b not in chosen]
+
+
+def colour_hint(plan: Radiometry, bands: list[int], values: np.ndarray) -> str:
+    """A hint naming a band order whose colour balance matches the card's far better than the guess ('' if none).
+
+    ``values`` (len(bands), N) samples ``bands``, the guessed ones first. The balance is the
+    chromaticity of the mean value fed to the model (each channel's share of their sum),
+    compared with the card's standardisation means, which are the training images' means.
+    """
+    need = len(plan.bands)
+    if plan.scaling == "percentile-per-band" or need < 2 or len(bands) < need or values.shape[1] == 0:
+        return ""
+    # 'none', 'card' and 'percentile' map every band alike, so the other bands can be mapped the same way.
+    n = len(bands)
+    common = dataclasses.replace(plan, bands=list(bands), low=(plan.low[0],) * n, high=(plan.high[0],) * n)
+    means = common.to_values(values).mean(axis=1) / plan.card.value_range[1]
+    target = _chromaticity(np.asarray(plan.card.standardization_mean, dtype=np.float64))
+    if target is None:
+        return ""
+
+    def distance(order: tuple[int, ...]) -> float:
+        shares = _chromaticity(means[list(order)])
+        return float(np.abs(shares - target).max()) if shares is not None else float("inf")
+
+    guess = distance(tuple(range(need)))
+    best = min(itertools.permutations(range(len(bands)), need), key=distance)
+    if guess <= COLOUR_FAR or distance(best) >= guess * COLOUR_BETTER:
+        return ""
+    order = [bands[i] for i in best]
+    shown = ", ".join(f"{m:.2f}" for m in means[:need])
+    trained = ", ".join(f"{m:.2f}" for m in plan.card.standardization_mean)
     return (
-        chosen,
-        f"bands {_join(chosen)} assumed to hold {wanted} (no band descriptions matched; set Bands, --bands, to choose)",
+        f"The guessed bands {_join(plan.bands)} give a colour balance unlike the training images' "
+        f"({', '.join(plan.card.bands)} means {shown} of the range, trained {trained}); bands {_join(order)} "
+        f"come much closer: try Bands (--bands) {_join(order)}."
     )
 
 
-def percentile_ranges(source: RasterSource, bands: list[int]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Each band's 2nd and 98th percentile over valid pixels sampled across the whole raster."""
-    # Non-finite values are nodata whatever the source says: one NaN would make every percentile NaN.
+def _chromaticity(means: np.ndarray) -> np.ndarray | None:
+    total = float(means.sum())
+    return means / total if total > 0 else None
+
+
+def sample_values(source: RasterSource, bands: list[int]) -> np.ndarray:
+    """Valid, finite values of ``bands`` (len(bands), N) sampled across the whole raster at full resolution."""
+    # Non-finite values are nodata whatever the source says: one NaN would make every statistic NaN.
     samples = [
         block.data[:, block.valid & finite_pixels(block.data)].astype(np.float64)
         for block in _sample_blocks(source, bands)
@@ -145,9 +372,17 @@ def percentile_ranges(source: RasterSource, bands: list[int]) -> tuple[tuple[flo
             f"{source.info.name} has no valid pixels in bands {_join(bands)} (all nodata, NaN or masked); "
             "nothing to classify."
         )
-    values = np.concatenate(samples, axis=1)
-    low = np.percentile(values, PERCENTILES[0], axis=1)
-    high = np.percentile(values, PERCENTILES[1], axis=1)
+    return np.concatenate(samples, axis=1)
+
+
+def percentile_ranges(values: np.ndarray, common: bool) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The 2nd and 98th percentiles per band of ``values`` (C, N), or of all bands together when ``common``."""
+    if common:
+        low = np.full(values.shape[0], np.percentile(values, PERCENTILES[0]))
+        high = np.full(values.shape[0], np.percentile(values, PERCENTILES[1]))
+    else:
+        low = np.percentile(values, PERCENTILES[0], axis=1)
+        high = np.percentile(values, PERCENTILES[1], axis=1)
     return tuple(float(v) for v in low), tuple(float(v) for v in _widen(low, high))
 
 
@@ -176,22 +411,6 @@ def _sample_blocks(source: RasterSource, bands: list[int]):
             row = round((info.height - h) * (i + 0.5) / SAMPLE_WINDOWS)
             x0, y1 = xmin + col * px, ymax - row * py
             yield source.read((x0, y1 - h * py, x0 + w * px, y1), info.crs_wkt, w, h, bands)
-
-
-def _scaling_mode(dtype: str, card: ModelCard, scaling: str) -> str:
-    if scaling not in SCALINGS:
-        raise InputError(f"Unknown scaling {scaling!r}; choose one of {', '.join(SCALINGS)}.")
-    if scaling == "card" and card.raw_range is None:
-        raise InputError(
-            "The model card has no raw_range, so Scaling (--scale) 'card' is not possible; choose 'percentile'."
-        )
-    if scaling != "auto":
-        return scaling
-    if dtype == "uint8":
-        return "none"
-    if np.issubdtype(np.dtype(dtype), np.integer) and card.raw_range is not None:
-        return "card"
-    return "percentile"
 
 
 def _norm(text: str) -> str:

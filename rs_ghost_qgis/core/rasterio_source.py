@@ -175,7 +175,16 @@ def _describe(path: Path, ds: rasterio.DatasetReader) -> RasterInfo:
         nodata=tuple(ds.nodatavals),
         band_descriptions=descriptions,
         path=str(path),
+        metadata=_metadata(ds),
     )
+
+
+def _metadata(ds: rasterio.DatasetReader) -> dict[str, str]:
+    """The dataset's and each band's metadata items (default domain), band keys as 'band N:KEY'."""
+    items = dict(ds.tags())
+    for band in range(1, ds.count + 1):
+        items.update({f"band {band}:{key}": value for key, value in ds.tags(band).items()})
+    return items
 
 
 def _resampling(sx: float, sy: float, window: Window) -> Resampling:

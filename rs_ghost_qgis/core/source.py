@@ -6,8 +6,8 @@ provider does (files, VRTs, WMS and XYZ alike). The pipeline never knows which.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -31,6 +31,9 @@ class RasterInfo:
     nodata: tuple[float | None, ...]  # per band
     band_descriptions: tuple[str, ...]  # per band, "" when unknown
     path: str = ""  # the file the pixels come from, "" when not a local file (WMS, XYZ, memory)
+    # GDAL metadata items of the dataset ("KEY") and its bands ("band N:KEY"), default domain:
+    # where BOA_ADD_OFFSET / RADIO_ADD_OFFSET say whether values carry the Sentinel-2 offset.
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,9 @@ from ..qgis_io import run as qrun
 from ..qgis_io.source import QgisLayerSource, check_raster_layer, crs_from_wkt
 from ..qgis_io.style import layer_names, run_detail, style_class_raster, style_tiles
 
-SCALINGS = ["auto", "none", "card", "percentile"]
+# core.radiometry.SCALINGS (not imported here: numpy may still be missing when the toolbox loads);
+# an enum is stored by index, so new entries go at the end.
+SCALINGS = ["auto", "none", "card", "percentile", "percentile-per-band"]
 
 
 class ClassifyAlgorithm(QgsProcessingAlgorithm):
@@ -50,6 +52,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
     STRIDE = "STRIDE"
     BANDS = "BANDS"
     SCALING = "SCALING"
+    OFFSET = "OFFSET"
     THREADS = "THREADS"
     OUTPUT_VECTOR = "OUTPUT_VECTOR"
     OUTPUT_RASTER = "OUTPUT_RASTER"
@@ -75,9 +78,13 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
             "MODEL: an ONNX file with an RS Ghost model card (empty = the bundled model). EXTENT and MASK "
             "limit the area (a mask can use selected features only). STRIDE: the step between tiles in "
             "model pixels (empty or 0 = the tile size, no overlap). BANDS: raster bands for the model's "
-            "channels, e.g. '1,2,3' (empty = from the band descriptions, else the first bands). SCALING: how "
-            "pixel values reach the model's 0-255 domain: auto (by data type), none, card (the model "
-            "card's raw range, e.g. 0-3000 for Sentinel-2 reflectance) or percentile (2-98 % stretch)."
+            "channels, e.g. '1,2,3' (empty = from the band descriptions, else the first bands, said in the log). "
+            "SCALING: how pixel values reach the model's 0-255 domain: auto (8-bit as it is; reflectance "
+            "x 10,000 or 0..1 with the model card's linear mapping, one scale for all bands; other data one "
+            "2-98 % range for all bands), none, card, percentile (one range for all bands) or "
+            "percentile-per-band. OFFSET: raw value removed before the card mapping, e.g. 1000 for "
+            "Sentinel-2 products of processing baseline 04.00 and later (empty = from BOA_ADD_OFFSET / "
+            "RADIO_ADD_OFFSET in the raster's metadata, else 0). The log says what was chosen and why."
         )
 
     def createInstance(self):  # noqa: N802 (QGIS API)
@@ -111,6 +118,16 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         )
         self.addParameter(QgsProcessingParameterString(self.BANDS, "Bands, e.g. 1,2,3 (empty = auto)", "", False, True))
         self.addParameter(QgsProcessingParameterEnum(self.SCALING, "Input scaling", SCALINGS, False, 0))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.OFFSET,
+                "Offset removed before the card mapping (empty = from the metadata)",
+                QgsProcessingParameterNumber.Double,
+                None,
+                True,
+                0,
+            )
+        )
         threads = QgsProcessingParameterNumber(
             self.THREADS, "CPU threads (0 = all)", QgsProcessingParameterNumber.Integer, 0, True, 0
         )
@@ -189,14 +206,21 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
             stride=self.parameterAsInt(parameters, self.STRIDE, context) or None,
             bands=qrun.parse_bands(self.parameterAsString(parameters, self.BANDS, context)),
             scaling=SCALINGS[self.parameterAsEnum(parameters, self.SCALING, context)],
+            offset=self._offset(parameters, context),
             threads=self.parameterAsInt(parameters, self.THREADS, context) or None,
             out_raster=raster_path,
             overwrite=True,  # Processing asked for this destination (and confirmed overwriting)
         )
         sink = FeatureSinkAdapter(self, parameters, context)
         result = classify(
-            source, options, progress=feedback.setProgress, is_canceled=feedback.isCanceled, vector_sink=sink
+            source,
+            options,
+            progress=feedback.setProgress,
+            is_canceled=feedback.isCanceled,
+            vector_sink=sink,
+            warn=feedback.pushWarning,
         )
+        feedback.pushInfo(f"Bands: {result.bands_note}\nScaling: {result.scaling_used}")
         feedback.pushInfo(result.summary_table())
         name = qrun.model_name(model_path)
         detail = run_detail(options.stride or result.card.tile_size)  # tells reruns apart in the legend
@@ -209,6 +233,12 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
             outputs[self.OUTPUT_RASTER] = str(result.out_raster)
             _style_on_load(context, str(result.out_raster), raster_name, "raster", result)
         return outputs
+
+    def _offset(self, parameters, context) -> float | None:
+        """The Offset parameter, None when empty (the raster's metadata decides)."""
+        if parameters.get(self.OFFSET) in (None, ""):
+            return None
+        return self.parameterAsDouble(parameters, self.OFFSET, context)
 
 
 class FeatureSinkAdapter:

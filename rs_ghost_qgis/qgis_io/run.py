@@ -33,6 +33,17 @@ def model_name(model_path: str | Path | None) -> str:
     return path.stem if path else "bundled model"
 
 
+def parse_offset(text: str) -> float | None:
+    """'1000' -> 1000.0; empty or 'auto' -> None (the raster's metadata decides)."""
+    text = (text or "").strip()
+    if not text or text.lower() == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"Offset '{text}' is not a number: give e.g. 1000, 0, or leave it empty.") from None
+
+
 def parse_bands(text: str) -> list[int] | None:
     """'3, 2, 1' -> [3, 2, 1]; empty or 'auto' -> None (automatic mapping)."""
     text = (text or "").strip()
@@ -115,36 +126,41 @@ def _unique(path: Path) -> Path:
     return candidate
 
 
-def scaling_warning(source, card, bands: list[int] | None, scaling: str, label: str = "") -> str:
-    """Why ``scaling`` does not fit ``source``: most values outside the model's range ('' if it fits).
-
-    With 'none' the model expects the card's ``value_range`` as it is; with 'card' (or 'auto'
-    choosing it) values outside ``raw_range`` are clipped. A percentile stretch fits by
-    construction. Reads a small overview: call it for local rasters, not for web services.
-    """
+def plan_or_none(source, card, bands: list[int] | None, scaling: str, offset: float | None):
+    """The engine's radiometry plan for the dialog's hints (None when the inputs are wrong: Run says why)."""
     from ..core.radiometry import plan_radiometry
 
-    if scaling == "percentile":
+    try:
+        return plan_radiometry(source, card, bands, scaling, offset)
+    except RsGhostError:
+        return None
+
+
+def scaling_warning(source, radiometry, label: str = "") -> str:
+    """Why the planned scaling does not fit ``source``: most values outside the model's range ('' if it fits).
+
+    With 'none' the model expects the card's ``value_range`` as it is; with 'card' values
+    outside the raw values mapped onto it are clipped. A percentile stretch fits by
+    construction. Reads a small overview: call it for local rasters, not for web services.
+    """
+    if radiometry is None or radiometry.scaling not in ("none", "card"):
         return ""
     try:
-        radiometry = plan_radiometry(source, card, bands, scaling)
-        if radiometry.scaling == "percentile":
-            return ""
         values = _overview_values(source, radiometry.bands)
     except RsGhostError:
         return ""  # wrong bands and the like: Run reports them
     if values.size == 0:
         return ""
-    low, high = radiometry.low[0], radiometry.high[0]  # one range for all bands with 'none' and 'card'
+    low, high = radiometry.raw_bounds()  # one range for all bands with 'none' and 'card'
     share = float(np.mean((values < low) | (values > high)))
     if share <= MOSTLY:
         return ""
     effect = "used as they are, far outside" if radiometry.scaling == "none" else "clipped to the ends of"
     return (
-        f"Scaling '{label or scaling}' expects values in {low:g}–{high:g}, but {share:.0%} of the values sampled "
-        f"from '{source.info.name}' (bands {', '.join(map(str, radiometry.bands))}) lie outside: they range "
-        f"{values.min():g}–{values.max():g} and would be {effect} what the model was trained on. "
-        "Choose another Scaling (Automatic or Percentile stretch) or check the bands."
+        f"Scaling '{label or radiometry.scaling}' expects values in {max(low, 0.0):.4g}–{high:.4g}, but {share:.0%} "
+        f"of the values sampled from '{source.info.name}' (bands {', '.join(map(str, radiometry.bands))}) lie "
+        f"outside: they range {values.min():g}–{values.max():g} and would be {effect} what the model was trained "
+        "on. Choose another Scaling (Automatic or Percentile stretch) or check the bands."
     )
 
 

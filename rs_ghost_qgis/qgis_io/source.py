@@ -157,6 +157,7 @@ class QgisLayerSource:
             nodata=nodata,
             band_descriptions=descriptions,
             path=_local_path(provider),
+            metadata=_gdal_metadata(provider),
         )
 
     def read(self, bounds: Bounds, crs_wkt: str, width: int, height: int, bands: Sequence[int]) -> Block:
@@ -196,6 +197,31 @@ def _local_path(provider: QgsRasterDataProvider) -> str:
     parts = QgsProviderRegistry.instance().decodeUri(provider.name(), provider.dataSourceUri())
     path = str(parts.get("path") or "")
     return path if path and os.path.isfile(path) else ""
+
+
+def _gdal_metadata(provider: QgsRasterDataProvider) -> dict[str, str]:
+    """The GDAL metadata items of the dataset and its bands, keyed as the rasterio source keys them.
+
+    The engine looks there for the Sentinel-2 offset tags; QGIS does not expose them, so the
+    dataset is opened once more with GDAL. Empty for WMS, XYZ and anything GDAL cannot open.
+    """
+    if provider.name() != "gdal":
+        return {}
+    from osgeo import gdal
+
+    uri = provider.dataSourceUri()
+    path = str(QgsProviderRegistry.instance().decodeUri("gdal", uri).get("path") or uri)
+    try:  # osgeo's exception mode is process-wide: it may raise or return None
+        dataset = gdal.Open(path)
+    except RuntimeError:
+        dataset = None
+    if dataset is None:
+        return {}
+    items = dict(dataset.GetMetadata() or {})
+    for band in range(1, dataset.RasterCount + 1):
+        band_items = dataset.GetRasterBand(band).GetMetadata() or {}
+        items.update({f"band {band}:{key}": value for key, value in band_items.items()})
+    return items
 
 
 def _read_band(interface, band: int, rect: QgsRectangle, width: int, height: int, dtype):

@@ -18,6 +18,11 @@ from .source import QgisLayerSource
 from .style import run_detail
 
 
+def _log_warning(text: str) -> None:
+    """A radiometry warning in the log as soon as the scaling is chosen (the dialog shows it at the end)."""
+    QgsMessageLog.logMessage(text, LOG_TAG, Qgis.Warning)
+
+
 class ClassifyTask(QgsTask):
     """Classify one raster source with the engine; add the outputs when done."""
 
@@ -47,7 +52,9 @@ class ClassifyTask(QgsTask):
         from ..core.pipeline import classify
 
         try:
-            self.result = classify(self.source, self.options, progress=self.setProgress, is_canceled=self.isCanceled)
+            self.result = classify(
+                self.source, self.options, progress=self.setProgress, is_canceled=self.isCanceled, warn=_log_warning
+            )
         except Cancelled as error:
             # QGIS 3.22 announces every task whose run() returns False as "Task failed" (message
             # bar or desktop notification). A cancel the user asked for is no failure: end it as

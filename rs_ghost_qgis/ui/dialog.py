@@ -58,10 +58,11 @@ AREAS = [
     ("mask_selected", "Selected polygons of a mask layer"),
 ]
 SCALINGS = [
-    ("auto", "Automatic (by data type)"),
+    ("auto", "Automatic (8-bit as is, reflectance by the card, else one range)"),
     ("none", "None (values already 0–255)"),
-    ("card", "Model card range (e.g. 0–3000 reflectance)"),
-    ("percentile", "Percentile stretch 2–98 %"),
+    ("card", "Model card mapping (reflectance × 10,000 or 0–1)"),
+    ("percentile", "Percentile stretch 2–98 %, one range for all bands"),
+    ("percentile-per-band", "Percentile stretch 2–98 % per band (changes colours)"),
 ]
 # The engine's messages name both the dialog field and the command-line option, e.g.
 # "Bands (--bands)" or "Bands, --bands,"; the dialog has no command line, so only the field stays.
@@ -131,9 +132,9 @@ class ClassifyDialog(QDialog):
         self.iface = iface
         self.task = None
         self.card = None
-        # Bands and Scaling belong to one raster: kept per layer id for this session only, so
-        # the next raster (and the next QGIS session) starts from Automatic.
-        self._per_layer: dict[str, tuple[str, str]] = {}
+        # Bands, Scaling and Offset belong to one raster: kept per layer id for this session only,
+        # so the next raster (and the next QGIS session) starts from Automatic.
+        self._per_layer: dict[str, tuple[str, str, str]] = {}
         self._layer_id = ""
         self.setWindowTitle("RS Ghost: classify raster tiles")
         self.setWindowIcon(QIcon(str(icon_path())))
@@ -213,6 +214,16 @@ class ClassifyDialog(QDialog):
         for key, label in SCALINGS:
             self.scaling_combo.addItem(label, key)
         input_form.addRow("Scaling", self.scaling_combo)
+        self.offset_edit = QLineEdit()
+        self.offset_edit.setPlaceholderText("from the raster's metadata (else 0)")
+        self.offset_edit.setToolTip(
+            "Raw value removed before the model card's mapping: 1000 for Sentinel-2 products of processing "
+            "baseline 04.00 and later. Empty: BOA_ADD_OFFSET / RADIO_ADD_OFFSET in the metadata decide."
+        )
+        input_form.addRow("Offset", self.offset_edit)
+        self.scaling_hint = QLabel()
+        self.scaling_hint.setWordWrap(True)
+        input_form.addRow("", self.scaling_hint)
         self.scaling_warning = QLabel()
         self.scaling_warning.setWordWrap(True)
         self.scaling_warning.setStyleSheet("color:#b00020;")
@@ -288,6 +299,7 @@ class ClassifyDialog(QDialog):
         self.layer_combo.layerChanged.connect(self._layer_changed)
         self.scaling_combo.currentIndexChanged.connect(self._update_scaling_warning)
         self.bands_edit.editingFinished.connect(self._update_scaling_warning)
+        self.offset_edit.editingFinished.connect(self._update_scaling_warning)
 
     # --- settings -----------------------------------------------------------------------------
     def _restore(self) -> None:
@@ -372,12 +384,14 @@ class ClassifyDialog(QDialog):
         return layer.id() if layer is not None else ""
 
     def _layer_changed(self, *_args) -> None:
-        """Keep Bands and Scaling with the raster they were chosen for; a new raster starts automatic."""
+        """Keep Bands, Scaling and Offset with the raster they were chosen for; a new raster starts automatic."""
         if self._layer_id:
-            self._per_layer[self._layer_id] = (self.bands_edit.text(), self.scaling_combo.currentData())
+            chosen = (self.bands_edit.text(), self.scaling_combo.currentData(), self.offset_edit.text())
+            self._per_layer[self._layer_id] = chosen
         self._layer_id = self._current_layer_id()
-        bands, scaling = self._per_layer.get(self._layer_id, ("", "auto"))
+        bands, scaling, offset = self._per_layer.get(self._layer_id, ("", "auto", ""))
         self.bands_edit.setText(bands)
+        self.offset_edit.setText(offset)
         self.scaling_combo.blockSignals(True)  # one warning update below, not two
         self.scaling_combo.setCurrentIndex(max(0, self.scaling_combo.findData(scaling)))
         self.scaling_combo.blockSignals(False)
@@ -401,22 +415,30 @@ class ClassifyDialog(QDialog):
         self.bands_edit.setPlaceholderText("auto: " + ",".join(map(str, bands)))
         self.bands_hint.setText(dialog_words(f"Raster bands {descriptions}. Automatic: {note}"))
 
-    def current_scaling_warning(self) -> str:
-        """Why the chosen Scaling does not fit the layer's values ('' when it fits or cannot be told)."""
+    def current_scaling(self) -> tuple[str, str]:
+        """What the chosen Scaling does to the layer and why, and why it does not fit ('' when it fits).
+
+        Both are '' when it cannot be told (no layer or model, wrong fields, a web layer).
+        """
         layer = self.layer_combo.currentLayer()
         # Files and VRTs only: for a web layer the sample would be a download on every change.
         if layer is None or self.card is None or layer.providerType() != "gdal":
-            return ""
+            return "", ""
         try:
             source = QgisLayerSource.from_layer(layer)
             bands = qrun.parse_bands(self.bands_edit.text())
+            offset = qrun.parse_offset(self.offset_edit.text())
         except RsGhostError:
-            return ""  # the band hint, or Run, says what is wrong
-        label = self.scaling_combo.currentText()
-        return qrun.scaling_warning(source, self.card, bands, self.scaling_combo.currentData(), label)
+            return "", ""  # the band hint, or Run, says what is wrong
+        plan = qrun.plan_or_none(source, self.card, bands, self.scaling_combo.currentData(), offset)
+        if plan is None:
+            return "", ""
+        hint = "\n".join(dialog_words(text) for text in (plan.scaling_note, *plan.warnings))
+        return hint, qrun.scaling_warning(source, plan, self.scaling_combo.currentText())
 
     def _update_scaling_warning(self, *_args) -> None:
-        text = self.current_scaling_warning()
+        hint, text = self.current_scaling()
+        self.scaling_hint.setText(hint)
         self.scaling_warning.setText(text)
         self.scaling_warning.setVisible(bool(text))
 
@@ -461,6 +483,7 @@ class ClassifyDialog(QDialog):
             stride=self.stride_spin.value() or None,
             bands=qrun.parse_bands(self.bands_edit.text()),
             scaling=self.scaling_combo.currentData(),
+            offset=qrun.parse_offset(self.offset_edit.text()),
             threads=self.threads_spin.value() or None,
             out_vector=out_vector,
             out_raster=out_raster,
@@ -519,10 +542,14 @@ class ClassifyDialog(QDialog):
         if task.result is not None and not task.error:
             self.progress.setValue(100)
             result = task.result
-            self.show_message(
+            lines = [
                 f"Done: {result.tiles_classified} of {result.tiles_total} tiles classified in {result.seconds:.1f} s "
-                f"({result.provider}); bands {result.bands_used}, scaling {result.scaling_used}."
-            )
+                f"({result.provider}).",
+                f"Bands: {result.bands_note}.",
+                f"Scaling: {result.scaling_used}.",
+                *result.warnings,
+            ]
+            self.show_message(dialog_words("\n".join(lines)))
             self._show_summary(result)
             self.iface.messageBar().pushMessage(
                 "RS Ghost", f"{task.source.info.name}: {result.tiles_classified} tiles classified.", Qgis.Success, 5

@@ -295,3 +295,54 @@ def test_sigterm_and_ctrl_c_end_cleanly_and_leave_nothing(raster, tiny_model, tm
     assert process.returncode == code
     assert stderr.strip() == "cancelled: no output was written." and "Traceback" not in stderr
     assert list(out.iterdir()) == []
+
+
+TINY_CARD_MAPPING = "linear 0..3000 -> 0..255 for all bands (card)"
+SUMMARY_LINES = {
+    "uint16": f"reflectance x 10,000 detected: {TINY_CARD_MAPPING}",
+    "float 0..1": f"reflectance 0..1 detected (x 10,000 first): {TINY_CARD_MAPPING}",
+    "float x 10,000": f"reflectance x 10,000 detected: {TINY_CARD_MAPPING}",
+    "offset, tagged": "reflectance x 10,000 detected, offset 1000 removed (BOA_ADD_OFFSET -1000 in the metadata): "
+    + TINY_CARD_MAPPING,
+    "offset, no tag": f"reflectance x 10,000 detected: {TINY_CARD_MAPPING}",
+    "uint8": "8-bit data: values used as they are (expected in 0..255)",
+    "int16 with negatives": "unknown units (values -1450..1198): one 2-98 percentile range for all bands, ",
+}
+
+
+@pytest.mark.parametrize("kind", list(SUMMARY_LINES))
+def test_summary_says_what_reached_the_model_and_why(tiny_model, tmp_path, capsys, kind):
+    from tests.core.test_radiometry import write_kind
+
+    raster, _, _ = write_kind(tmp_path / "r.tif", kind)
+    vector = tmp_path / "t.gpkg"
+    assert main(["classify", str(raster), "--model", str(tiny_model), "--out-vector", str(vector)]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    (scaling,) = [line for line in lines if line.startswith("scaling:")]
+    (bands,) = [line for line in lines if line.startswith("bands:")]
+    assert scaling[len("scaling:") :].strip().startswith(SUMMARY_LINES[kind]), scaling
+    if kind == "uint8":  # GDAL marks 3-band 8-bit GeoTIFFs RGB: the colour interpretation names the bands
+        assert bands.endswith("bands 1,2,3 matched by description to red, green, blue")
+    else:
+        assert "bands 1,2,3 assumed to hold red, green, blue" in bands and "--bands" in bands
+    dataset = ogr.Open(str(vector))
+    assert dataset.GetLayer(0).GetMetadata()["scaling"] == scaling[len("scaling:") :].strip()
+    warned = {"offset, no tag": "set Offset (--offset) to 1000", "int16 with negatives": "Scaling (--scale)"}
+    if kind in warned:
+        assert "warning: " in captured.err and warned[kind] in captured.err
+        assert warned[kind] in dataset.GetLayer(0).GetMetadata()["scaling_warnings"]
+    else:
+        assert "warning" not in captured.err
+
+
+def test_offset_option(tiny_model, tmp_path, capsys):
+    from tests.core.test_radiometry import write_kind
+
+    raster, _, _ = write_kind(tmp_path / "r.tif", "offset, no tag")
+    args = ["classify", str(raster), "--model", str(tiny_model), "--out-vector", str(tmp_path / "t.gpkg")]
+    assert main(args + ["--offset", "1000"]) == 0
+    captured = capsys.readouterr()
+    assert "offset 1000 removed (Offset, --offset)" in captured.out and "warning" not in captured.err
+    assert main(args + ["--offset", "-5", "--overwrite"]) == 2
+    assert "Offset, --offset" in _error_line(capsys)

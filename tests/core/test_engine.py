@@ -122,7 +122,7 @@ def test_uint16_reflectance_with_shuffled_band_descriptions(tmp_path, tiny_model
     path = write_raster(tmp_path / "s2.tif", data, descriptions=["B2", "B3", "B4", "B8"])
     result = _run(path, tiny_model, tmp_path)
     assert result.bands_used == [3, 2, 1]
-    assert result.scaling_used.startswith("card raw_range")
+    assert result.scaling_used == "reflectance x 10,000 detected: linear 0..3000 -> 0..255 for all bands (card)"
     with rasterio.open(tmp_path / "classes.tif") as ds:
         np.testing.assert_array_equal(ds.read(1), PATTERN)
 
@@ -214,7 +214,8 @@ def _speckled(tmp_path, classes=PATTERN):
 
 
 def test_nan_and_inf_pixels_are_nodata_everywhere(tmp_path, tiny_model):
-    result = _run(_speckled(tmp_path), tiny_model, tmp_path / "out")
+    # 8-bit colours stored as float: values in 0..10,000 would be read as reflectance, so say what they are.
+    result = _run(_speckled(tmp_path), tiny_model, tmp_path / "out", scaling="percentile")
     assert "nan" not in result.scaling_used and "inf" not in result.scaling_used
     assert (result.tiles_classified, result.tiles_nodata) == (15, 1)
     with rasterio.open(tmp_path / "out" / "classes.tif") as ds:

@@ -302,3 +302,21 @@ def test_disabled_mask_box_shows_no_layer(dialog, tmp_path, project, tiny_model)
     assert dialog.mask_combo.currentLayer() is None, "the disabled Mask box shows the new output layer"
     dialog.area_combo.setCurrentIndex(dialog.area_combo.findData("mask_all"))
     assert dialog.mask_combo.isEnabled() and dialog.mask_combo.currentLayer() is tiles
+
+
+def test_scaling_hint_says_what_automatic_does_and_the_offset_field_changes_it(dialog, tmp_path, project, tiny_model):
+    from tests.core.test_radiometry import write_kind
+
+    path, _, _ = write_kind(tmp_path / "offset.tif", "offset, no tag")
+    layer = QgsRasterLayer(str(path), "offset")
+    project.addMapLayer(layer)
+    dialog.select_layer(layer)
+    _use_model(dialog, tiny_model)
+    hint = dialog.scaling_hint.text()
+    assert hint.startswith("reflectance x 10,000 detected: linear 0..3000 -> 0..255 for all bands (card)")
+    assert "probably carry the +1000 offset" in hint and "set Offset to 1000" in hint and "--" not in hint
+    dialog.offset_edit.setText("1000")
+    dialog.offset_edit.editingFinished.emit()
+    assert "offset 1000 removed (Offset)" in dialog.scaling_hint.text()
+    assert "probably" not in dialog.scaling_hint.text()
+    assert dialog.collect().options.offset == 1000.0

@@ -321,3 +321,19 @@ def test_train_subprocess_leaves_no_open_pipe(qgis_app, tmp_path, cancel):
     assert (code != 0) if cancel else (code == 0 and lines == ["epoch 1", "done"])
     leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert leaks == []
+
+
+def test_offset_parameter_and_the_log_say_what_reached_the_model(qgis_app, provider, tmp_path, tiny_model):
+    from tests.core.test_radiometry import write_kind
+
+    raster, _, _ = write_kind(tmp_path / "offset.tif", "offset, no tag")
+    base = {"INPUT": str(raster), "MODEL": str(tiny_model), "OUTPUT_VECTOR": str(tmp_path / "t.gpkg")}
+    feedback = QgsProcessingFeedback()
+    _run("rsghost:classify", base, None, feedback)
+    log = feedback.textLog()
+    assert "Bands: bands 1,2,3 assumed to hold red, green, blue" in log and "set Bands, --bands, to choose" in log
+    assert "Scaling: reflectance x 10,000 detected: linear 0..3000 -> 0..255 for all bands (card)" in log
+    assert "set Offset (--offset) to 1000" in log
+    feedback = QgsProcessingFeedback()
+    _run("rsghost:classify", {**base, "OFFSET": 1000, "OUTPUT_VECTOR": str(tmp_path / "t2.gpkg")}, None, feedback)
+    assert "offset 1000 removed (Offset, --offset)" in feedback.textLog() and "probably" not in feedback.textLog()

@@ -49,7 +49,7 @@ def test_demmin_scene_in_degrees_gives_metric_tiles(shared_data, tmp_path, capsy
     features, epsg, metadata = _features(vector)
     assert epsg == "4326"  # the raster's own CRS
     assert "UTM zone 33N" in metadata["grid_crs"] and "geographic" in metadata["grid_crs"]
-    assert "matched by description" in metadata["bands"] and "card raw_range" in metadata["scaling"]
+    assert "matched by description" in metadata["bands"] and "reflectance x 10,000 detected" in metadata["scaling"]
     # 620 x 242 px of about 5.9 x 10 m: about 3.65 x 2.42 km, so a few dozen 640 m tiles.
     assert 15 <= len(features) <= 40
     classified = [f for f in features if f[0]["class_id"] is not None]
