@@ -81,9 +81,11 @@ def _check_against_torch(model: torch.nn.Module, sample: torch.Tensor, path: Pat
         expected = model(sample).numpy()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (actual,) = session.run(None, {session.get_inputs()[0].name: sample.numpy()})
-    difference = float(np.max(np.abs(actual - expected)))
+    # fp32 rounding grows with the logits' size: compare relative to the largest (at least 1).
+    scale = max(1.0, float(np.max(np.abs(expected))))
+    difference = float(np.max(np.abs(actual - expected))) / scale
     if not difference <= MAX_LOGIT_DIFFERENCE:
         raise ExportError(
-            f"onnxruntime logits differ from torch by {difference:.2e} (> {MAX_LOGIT_DIFFERENCE:g}); "
-            "the ONNX file was not written."
+            f"onnxruntime logits differ from torch by {difference:.2e} of the largest logit "
+            f"(> {MAX_LOGIT_DIFFERENCE:g}); the ONNX file was not written."
         )
