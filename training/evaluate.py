@@ -23,6 +23,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from rs_ghost_qgis.core.assess import Assessment, confusion_matrix
 from rs_ghost_qgis.core.modelcard import ModelCard
 from rs_ghost_qgis.core.runtime import create_session
 from training.calibration import calibrate, expected_calibration_error
@@ -136,13 +137,16 @@ def evaluate(
     stats = tuple(torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (scorer.mean, scorer.std))
     logits, _ = predict(scorer.forward, arrays, stats, scorer.input_size, torch.device("cpu"), batch_size)
     predictions = logits.argmax(1).numpy()
+    # The plugin's accuracy maths (rsghost:assess), so both sides score a model the same way.
     matrix = confusion_matrix(labels, predictions, len(scorer.class_names))
+    report = Assessment(list(scorer.class_names), matrix)
     metrics: dict[str, Any] = {
         "model": scorer.name,
         "architecture": scorer.architecture,
         "images": int(len(labels)),
-        "top1": float(np.trace(matrix) / max(matrix.sum(), 1)),
-        **class_report(matrix, scorer.class_names),
+        "top1": report.overall_accuracy,
+        "macro_f1": report.macro_f1,
+        "per_class": report.per_class(),
         "parameters": scorer.parameters,
         "macs": scorer.macs,
         "input_size": scorer.input_size,
@@ -184,27 +188,6 @@ def _labels_in_model_order(labels: np.ndarray, data_names: list[str], model_name
         )
     mapping = np.array([model_names.index(name) for name in data_names], dtype=np.int64)
     return mapping[labels]
-
-
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts with the true class per row and the predicted class per column."""
-    return np.bincount(labels * num_classes + predictions, minlength=num_classes**2).reshape(num_classes, -1)
-
-
-def class_report(matrix: np.ndarray, class_names: list[str]) -> dict[str, Any]:
-    """Per-class precision, recall, F1 and support, and their macro average F1."""
-    true_positive = np.diag(matrix).astype(float)
-    predicted, actual = matrix.sum(axis=0), matrix.sum(axis=1)
-    precision = np.divide(true_positive, predicted, out=np.zeros_like(true_positive), where=predicted > 0)
-    recall = np.divide(true_positive, actual, out=np.zeros_like(true_positive), where=actual > 0)
-    both = precision + recall
-    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(true_positive), where=both > 0)
-    per_class = {
-        name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-        for name, p, r, f, s in zip(class_names, precision, recall, f1, actual, strict=True)
-    }
-    present = actual > 0  # classes absent from the data would drag the average to zero
-    return {"macro_f1": float(f1[present].mean()) if present.any() else 0.0, "per_class": per_class}
 
 
 def measure_latency(scorer: Scorer, scratch: Path, seconds: float = 2.0, threads: int | None = None) -> dict[str, Any]:

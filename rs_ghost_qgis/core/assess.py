@@ -1,7 +1,8 @@
 """Accuracy assessment maths: confusion matrix, overall accuracy, kappa, per-class F1.
 
-QGIS-free (numpy only), so the Processing algorithm, the command line and tests share it.
-Rows of the matrix are the reference classes, columns the predicted ones.
+QGIS-free (numpy only), so the Processing algorithm, the command line, the training side's
+evaluation (``training/evaluate.py``) and tests share it. Rows of the matrix are the reference
+classes, columns the predicted ones.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ class Assessment:
 
     @property
     def overall_accuracy(self) -> float:
-        """Share of samples on the diagonal."""
-        return float(np.trace(self.matrix) / self.total)
+        """Share of samples on the diagonal (0 without samples)."""
+        return float(np.trace(self.matrix) / self.total) if self.total else 0.0
 
     @property
     def kappa(self) -> float:
@@ -62,6 +63,19 @@ class Assessment:
     def f1(self) -> np.ndarray:
         """Per class: harmonic mean of precision and recall; 0 when both are 0."""
         return _safe_divide(2 * self.precision * self.recall, self.precision + self.recall)
+
+    @property
+    def macro_f1(self) -> float:
+        """Mean F1 over the classes the reference holds: an absent class would drag it towards zero."""
+        present = self.support > 0
+        return float(self.f1[present].mean()) if present.any() else 0.0
+
+    def per_class(self) -> dict[str, dict[str, float]]:
+        """Per class: precision, recall, F1 and support (an int when the matrix counts), JSON-ready."""
+        return {
+            label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": s.item()}
+            for label, p, r, f, s in zip(self.labels, self.precision, self.recall, self.f1, self.support)
+        }
 
     def to_csv(self) -> str:
         """Three tables separated by blank lines: summary, per class, confusion matrix."""
@@ -164,6 +178,18 @@ def assess(
     if unknown:
         raise InputError(f"Classes not in the label list: {', '.join(unknown)}.")
     weight = np.ones(len(reference)) if weights is None else np.asarray(weights, dtype=float)
-    matrix = np.zeros((len(labels), len(labels)), dtype=float)
-    np.add.at(matrix, ([index[r] for r in reference], [index[p] for p in predicted]), weight)
-    return Assessment(labels=list(labels), matrix=matrix)
+    matrix = confusion_matrix([index[r] for r in reference], [index[p] for p in predicted], len(labels), weight)
+    return Assessment(labels=list(labels), matrix=matrix.astype(float))
+
+
+def confusion_matrix(
+    reference: Sequence[int] | np.ndarray,
+    predicted: Sequence[int] | np.ndarray,
+    num_classes: int,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """matrix[reference, predicted] from class indices: integer counts, or the summed ``weights``."""
+    reference = np.asarray(reference, dtype=np.int64)
+    predicted = np.asarray(predicted, dtype=np.int64)
+    cells = np.bincount(reference * num_classes + predicted, weights=weights, minlength=num_classes**2)
+    return cells.reshape(num_classes, num_classes)

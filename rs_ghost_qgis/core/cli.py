@@ -239,24 +239,11 @@ def read_mask(path: str) -> Area:
 
     A layer without a CRS is taken to be in the raster's CRS.
     """
-    import shapely
-    from osgeo import ogr, osr
+    from .vector import read_features
 
     if not Path(path).exists():
         raise InputError(f"Mask file {path} does not exist; check the path.")
-    try:
-        dataset = ogr.Open(str(path))
-    except RuntimeError:
-        dataset = None
-    if dataset is None or dataset.GetLayerCount() == 0:
+    layer = read_features(path)
+    if layer is None:
         raise InputError(f"{path} is not a vector file OGR can read (GeoPackage, Shapefile, GeoJSON, ...).")
-    layer = dataset.GetLayer(0)
-    srs = layer.GetSpatialRef()
-    if srs is not None:
-        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    geometries = [
-        shapely.from_wkb(bytes(feature.GetGeometryRef().ExportToIsoWkb()))
-        for feature in layer
-        if feature.GetGeometryRef() is not None
-    ]
-    return Area(geometries=geometries, crs_wkt=srs.ExportToWkt() if srs is not None else None)
+    return Area(geometries=layer.geometries, crs_wkt=layer.crs_wkt)

@@ -116,10 +116,15 @@ def metres_per_unit(wkt: str) -> float | None:
     return float(srs.GetLinearUnits())
 
 
-def utm_wkt(lon: float, lat: float) -> str:
-    """The WGS 84 UTM zone around a point (EPSG:326zz north, 327zz south)."""
+def utm_epsg(lon: float, lat: float) -> int:
+    """The EPSG code of the WGS 84 UTM zone around a point: 326zz north, 327zz south."""
     zone = min(60, max(1, int(math.floor((lon + 180.0) / 6.0)) + 1))
-    return to_wkt(f"EPSG:{(32600 if lat >= 0 else 32700) + zone}")
+    return (32600 if lat >= 0 else 32700) + zone
+
+
+def utm_wkt(lon: float, lat: float) -> str:
+    """The WGS 84 UTM zone around a point, as WKT."""
+    return to_wkt(f"EPSG:{utm_epsg(lon, lat)}")
 
 
 def utm_scale_error(geometry, wkt: str, utm: str) -> float:

@@ -4,7 +4,7 @@ import io
 import numpy as np
 import pytest
 
-from rs_ghost_qgis.core.assess import assess, harmonise
+from rs_ghost_qgis.core.assess import Assessment, assess, confusion_matrix, harmonise
 from rs_ghost_qgis.core.errors import InputError
 
 
@@ -63,3 +63,25 @@ def test_csv_and_html_reports():
     page = assess(["<x>"], ["<x>"]).to_html(notes=["n"])
     assert "&lt;x&gt;" in page and "<x>" not in page.split("<body>")[1]
     assert "kappa" in page
+
+
+def test_confusion_matrix_per_class_and_macro_f1_from_class_indices():
+    # The training side's evaluation scores models with these (training/evaluate.py).
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    predictions = np.array([0, 0, 1, 1, 1, 0])
+    matrix = confusion_matrix(labels, predictions, 3)
+    assert matrix.tolist() == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
+    report = Assessment(["a", "b", "c"], matrix)
+    per_class = report.per_class()
+    assert per_class["a"] == {"precision": 2 / 3, "recall": 2 / 3, "f1": pytest.approx(2 / 3), "support": 3}
+    assert per_class["b"]["precision"] == pytest.approx(2 / 3) and per_class["b"]["recall"] == 1
+    assert per_class["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert type(per_class["a"]["support"]) is int  # JSON and per_class.csv show counts as integers
+    assert report.macro_f1 == pytest.approx((2 / 3 + 0.8 + 0) / 3)
+    assert report.overall_accuracy == pytest.approx(4 / 6)
+
+
+def test_macro_f1_ignores_classes_absent_from_the_reference():
+    report = Assessment(["a", "b"], confusion_matrix([0, 0], [0, 1], 2))
+    assert report.macro_f1 == pytest.approx(report.f1[0])
+    assert Assessment(["a"], np.zeros((1, 1))).overall_accuracy == 0.0

@@ -14,7 +14,7 @@ from rs_ghost_qgis.core.modelcard import ModelCard
 from tests.core.test_train import make_class_tree, train_args
 from training import cli
 from training.checkpoint import TrainingError
-from training.evaluate import _labels_in_model_order, class_report, confusion_matrix
+from training.evaluate import _labels_in_model_order
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +37,6 @@ def exported(trained) -> Path:
 def evaluate_args(model: Path, tree: Path, out: Path, *extra: str) -> list[str]:
     data = ["--data", str(tree), "--cache-dir", str(tree.parent / "cache")]
     return ["evaluate", "--model", str(model), *data, "--out", str(out), *extra]
-
-
-def test_confusion_matrix_and_class_report_on_known_counts():
-    labels = np.array([0, 0, 0, 1, 1, 2])
-    predictions = np.array([0, 0, 1, 1, 1, 0])
-    matrix = confusion_matrix(labels, predictions, 3)
-    assert matrix.tolist() == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
-    report = class_report(matrix, ["a", "b", "c"])
-    assert report["per_class"]["a"] == {"precision": 2 / 3, "recall": 2 / 3, "f1": pytest.approx(2 / 3), "support": 3}
-    assert report["per_class"]["b"]["precision"] == pytest.approx(2 / 3) and report["per_class"]["b"]["recall"] == 1
-    assert report["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
-    assert report["macro_f1"] == pytest.approx((2 / 3 + 0.8 + 0) / 3)
 
 
 def test_data_labels_are_mapped_to_the_models_class_order():

@@ -3,8 +3,9 @@
 Chips of image_size x image_size pixels at ``gsd_m`` metres per pixel sit on a regular grid
 (every ``chip_stride`` pixels) over the raster; a chip is kept when it lies entirely inside
 the polygons of one class (polygons of one class are merged first) and holds no nodata.
-- Polygons are read with OGR (first layer of a GeoPackage or Shapefile) and reprojected to
-  the raster's CRS; features without a geometry or a class value are skipped and counted.
+- Polygons are read with OGR (first layer of a GeoPackage or Shapefile, by the plugin's
+  ``core.vector``) and reprojected to the raster's CRS (``core.crs``, edges densified);
+  features without a geometry or a class value are skipped and counted.
 - Geographic rasters (degrees) need ``gsd_m``; their chips are cut in the local UTM zone.
 - When ``gsd_m`` differs from the raster's pixel size, the raster is resampled through a
   rasterio WarpedVRT (bilinear when enlarging, average when shrinking).
@@ -24,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import shapely
-from osgeo import ogr, osr
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import RasterioError
@@ -33,8 +33,10 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
+from rs_ghost_qgis.core.crs import same_crs, transform_geometry, utm_epsg
 from rs_ghost_qgis.core.radiometry import percentile_ranges
 from rs_ghost_qgis.core.rasterio_source import RasterioSource
+from rs_ghost_qgis.core.vector import read_features
 from training.errors import DataError
 
 from .images import stretch_to_uint8
@@ -123,9 +125,8 @@ def _working_grid(src: rasterio.DatasetReader, raster: Path, gsd_m: float | None
             f"give gsd_m (its pixels are about {guess:.3g} m north-south)."
         )
     lon_min, lat_min, lon_max, lat_max = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
-    lon, lat = (lon_min + lon_max) / 2, (lat_min + lat_max) / 2
-    zone = min(int((lon + 180) // 6) + 1, 60)
-    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone), gsd_m, None
+    # The plugin's zone for the same raster, so its tiles fall where these chips were cut.
+    return CRS.from_epsg(utm_epsg((lon_min + lon_max) / 2, (lat_min + lat_max) / 2)), gsd_m, None
 
 
 @contextlib.contextmanager
@@ -156,30 +157,24 @@ def read_polygons(path: Path, class_field: str, crs: CRS) -> tuple[list[tuple[sh
     """Return [(merged geometry of one class in ``crs``, label)], the class names and a summary."""
     if not path.exists():
         raise DataError(f"Polygon layer {path} does not exist. Fix the path (a GeoPackage or Shapefile).")
-    dataset = ogr.Open(str(path))
-    if dataset is None or dataset.GetLayerCount() == 0:
+    layer = read_features(path, [class_field])
+    if layer is None:
         raise DataError(f"{path} cannot be opened as a polygon layer. Give a GeoPackage (.gpkg) or Shapefile (.shp).")
-    layer = dataset.GetLayer(0)
-    definition = layer.GetLayerDefn()
-    fields = [definition.GetFieldDefn(i).GetName() for i in range(definition.GetFieldCount())]
-    if class_field not in fields:
+    if class_field not in layer.fields:
         raise DataError(
             f"Polygon layer {path.name} has no field {class_field!r}; its fields are: "
-            f"{', '.join(fields) or '(none)'}. Pass class_field=<the field that holds the class>."
+            f"{', '.join(layer.fields) or '(none)'}. Pass class_field=<the field that holds the class>."
         )
-    transform, layer_crs = _transform_to(layer.GetSpatialRef(), crs)
+    labels = [values[class_field] for values in layer.values]
+    labelled = [i for i, label in enumerate(labels) if label is not None]
+    geometries = [layer.geometries[i] for i in labelled]
+    # Without a layer CRS the polygons are taken to be in the raster's CRS already.
+    reproject = layer.crs_wkt is not None and not same_crs(layer.crs_wkt, crs.to_wkt())
+    if reproject:
+        geometries = transform_geometry(np.array(geometries, dtype=object), layer.crs_wkt, crs.to_wkt())
     by_class: dict[str, list[shapely.Geometry]] = {}
-    skipped = 0
-    for feature in layer:
-        value, geometry = feature.GetField(class_field), feature.GetGeometryRef()
-        if value is None or geometry is None or geometry.IsEmpty():
-            skipped += 1
-            continue
-        geometry = geometry.Clone()
-        if transform is not None:
-            geometry.Transform(transform)
-        shape = shapely.make_valid(shapely.from_wkb(bytes(geometry.ExportToIsoWkb())))
-        by_class.setdefault(str(value), []).append(shape)
+    for shape, i in zip(geometries, labelled, strict=True):
+        by_class.setdefault(str(labels[i]), []).append(shapely.make_valid(shape))
     class_names = sorted(by_class, key=_natural_key)
     if len(class_names) < 2:
         raise DataError(
@@ -191,27 +186,11 @@ def read_polygons(path: Path, class_field: str, crs: CRS) -> tuple[list[tuple[sh
     summary = {
         "polygons": str(path),
         "class_field": class_field,
-        "polygon_crs": layer_crs,
-        "polygons_reprojected": transform is not None,
-        "features_skipped": skipped,
+        "polygon_crs": CRS.from_wkt(layer.crs_wkt).to_string() if layer.crs_wkt else "none (taken as the raster's)",
+        "polygons_reprojected": reproject,
+        "features_skipped": layer.skipped + len(layer.geometries) - len(labelled),
     }
     return shapes, class_names, summary
-
-
-def _transform_to(layer_srs: osr.SpatialReference | None, crs: CRS) -> tuple[osr.CoordinateTransformation | None, str]:
-    # Without a layer CRS the polygons are taken to be in the raster's CRS already.
-    if layer_srs is None:
-        return None, "none (taken as the raster's)"
-    source = layer_srs.Clone()
-    target = osr.SpatialReference()
-    target.ImportFromWkt(crs.to_wkt())
-    # Both x=easting/longitude, y=northing/latitude, whatever the EPSG axis order says.
-    for srs in (source, target):
-        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    name = CRS.from_wkt(source.ExportToWkt()).to_string()
-    if source.IsSame(target):
-        return None, name
-    return osr.CoordinateTransformation(source, target), name
 
 
 def _natural_key(name: str) -> tuple:
