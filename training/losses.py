@@ -2,7 +2,7 @@
 
 All losses are computed in fp32 and in log space, so they stay finite for logits up to ±1e4
 (a teacher trained on the same images is often almost certain). The teacher's logits are
-detached: gradients reach the student only. See docs/METHOD.md section 3.
+detached: gradients reach the student only. See docs/METHOD.md, section 3 (Losses).
 """
 
 from __future__ import annotations

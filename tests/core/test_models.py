@@ -15,7 +15,7 @@ from training.models import MODEL_NAMES, build_model, count_macs, count_paramete
 from training.models.vgg import ExportableAdaptiveAvgPool2d
 
 GHOSTS = ("g_ghost_regnetx_032", "g_ghost_regnetx_040", "g_ghost_regnetx_080", "g_ghost_regnetx_160")
-# Published sizes (METHOD.md section 2): 1000-class and 30-class heads, millions of parameters.
+# Published sizes (docs/METHOD.md, section 2): 1000-class and 30-class heads, millions of parameters.
 GHOST_MILLIONS = {
     "g_ghost_regnetx_032": (10.51, 9.53),
     "g_ghost_regnetx_040": (15.73, 14.41),

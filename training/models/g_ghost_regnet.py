@@ -3,7 +3,7 @@
 A RegNetX whose deep stages compute only part of their output channels with the full block
 stack ("intrinsic" features) and make the rest with a cheap 1x1 operation on the stage's first
 block output, corrected by a vector mixed from every intermediate feature (feature reuse).
-See docs/METHOD.md section 2.
+See docs/METHOD.md, section 2 (Student).
 """
 
 from __future__ import annotations
