@@ -34,7 +34,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from rs_ghost_qgis.core.crs import same_crs, transform_geometry, utm_epsg
-from rs_ghost_qgis.core.radiometry import percentile_ranges
+from rs_ghost_qgis.core.radiometry import percentile_ranges, sample_values
 from rs_ghost_qgis.core.rasterio_source import RasterioSource
 from rs_ghost_qgis.core.vector import read_features
 from training.errors import DataError
@@ -204,13 +204,13 @@ def _natural_key(name: str) -> tuple:
 def _stretch(raster: Path, src: rasterio.DatasetReader, bands: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
     """Per-band 2nd and 98th percentiles, or None for uint8 rasters.
 
-    Computed by the plugin's own percentile scaling, so a model trained on these chips sees
-    the same mapping when the plugin classifies this raster with percentile scaling.
+    Computed by the plugin's own sampling and percentiles, so a model trained on these chips
+    sees the same mapping when the plugin classifies this raster with percentile-per-band scaling.
     """
     if all(src.dtypes[b - 1] == "uint8" for b in bands):
         return None
     with RasterioSource(raster) as source:
-        low, high = percentile_ranges(source, bands)
+        low, high = percentile_ranges(sample_values(source, bands), common=False)
     return np.array(low, dtype=np.float32), np.array(high, dtype=np.float32)
 
 
