@@ -102,6 +102,28 @@ class ModelCard:
         return self.tile_size * self.gsd_m
 
     @property
+    def status(self) -> str:
+        """What the trainer says about the model (``training.status``), '' when the card is silent."""
+        return str(self.training.get("status") or "")
+
+    @property
+    def interim(self) -> bool:
+        """Whether the card marks the model as interim (``training.status`` starting 'INTERIM')."""
+        return "interim" in self.status.lower()
+
+    def evaluated_on(self) -> str:
+        """What the card's accuracy was measured on, e.g. 'validation split (validation.csv), 5,400 images of
+        eurosat_rgb'; '' when the card does not say."""
+        data = self.training.get("data") or {}
+        images = self.metrics.get("val_images")
+        if not isinstance(images, int) and not data:
+            return ""
+        split = f"validation split ({data['val_csv']})" if data.get("val_csv") else "validation split"
+        count = f", {images:,} images" if isinstance(images, int) else ""
+        source = f" of {data['source']}" if data.get("source") else ""
+        return split + count + source
+
+    @property
     def resolution_cm(self) -> float:
         """Deepness' name for the ground sampling distance, in cm per pixel."""
         return self.gsd_m * 100.0

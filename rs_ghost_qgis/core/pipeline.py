@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
+import shapely
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import crs
+from . import crs, workload
 from .errors import Cancelled, InputError
 from .grid import EDGE_POLICY, Area, Grid, build_grid
 from .modelcard import ModelCard
@@ -61,7 +62,11 @@ class ClassifyOptions:
 
 @dataclass
 class AreaRow:
-    """One class in the area table: tiles whose top class it is, and its area in the class map."""
+    """One class in the area table: tiles whose top class it is, and its cells and area in the class map.
+
+    With overlapping tiles (stride below the tile size) a class can lead some tiles yet win no
+    cell of the averaged map: ``cells`` and ``hectares`` are what the map shows.
+    """
 
     class_id: int
     class_name: str
@@ -69,6 +74,12 @@ class AreaRow:
     tiles: int
     hectares: float
     percent: float
+    cells: int = 0
+
+    @property
+    def found(self) -> bool:
+        """Whether the run found this class at all (as a tile's top class or in the map)."""
+        return self.tiles > 0 or self.cells > 0
 
 
 @dataclass
@@ -89,19 +100,46 @@ class ClassifyResult:
     bands_note: str = ""  # how the bands were chosen, with the option that changes them
     warnings: list[str] = field(default_factory=list)  # what to check about bands and scaling
     radiometry: Radiometry | None = None  # the mapping the model's input went through
+    # Why tiles were not classified (they add up to tiles_nodata): mostly outside the raster,
+    # without any valid pixel (nodata, NaN, alpha), or with some but below min_valid_fraction.
+    tiles_outside: int = 0
+    tiles_no_data: int = 0
+    tiles_few_valid: int = 0
+    min_valid_fraction: float = 0.5
+    overlapping: bool = False  # stride below the tile size: the map averages overlapping tiles
 
     def summary_table(self) -> str:
-        """The area table as aligned text, with totals and the nodata count."""
+        """The area table as fixed-width text (read it in a monospace font), with totals and skipped tiles."""
         width = max([len("class")] + [len(a.class_name) for a in self.areas])
-        lines = [f"{'class':<{width}}  {'tiles':>7}  {'hectares':>11}  {'percent':>7}"]
+        cells = self.overlapping  # overlapping tiles: the map's cells are what the hectares count
+        head = f"{'class':<{width}}  {'tiles':>7}  " + (f"{'cells':>9}  " if cells else "")
+        lines = [head + f"{'hectares':>11}  {'percent':>7}"]
         for a in self.areas:
-            lines.append(f"{a.class_name:<{width}}  {a.tiles:>7,}  {a.hectares:>11,.1f}  {a.percent:>7.1f}")
+            middle = f"{a.cells:>9,}  " if cells else ""
+            lines.append(f"{a.class_name:<{width}}  {a.tiles:>7,}  {middle}{a.hectares:>11,.1f}  {a.percent:>7.1f}")
         total_ha = sum(a.hectares for a in self.areas)
+        middle = f"{sum(a.cells for a in self.areas):>9,}  " if cells else ""
         lines.append(
-            f"{'total':<{width}}  {self.tiles_classified:>7,}  {total_ha:>11,.1f}  {100.0 if total_ha else 0.0:>7.1f}"
+            f"{'total':<{width}}  {self.tiles_classified:>7,}  {middle}{total_ha:>11,.1f}  "
+            f"{100.0 if total_ha else 0.0:>7.1f}"
         )
-        lines.append(f"nodata tiles (not classified): {self.tiles_nodata:,} of {self.tiles_total:,}")
+        if cells:
+            lines.append(
+                "tiles overlap: 'tiles' counts each tile's top class, 'cells' and hectares the averaged class map "
+                "(a class can lead some tiles and no cell)"
+            )
+        lines.append(self.skipped_line())
         return "\n".join(lines)
+
+    def skipped_line(self) -> str:
+        """Why tiles were not classified, told apart: outside the raster, nodata, too few valid pixels."""
+        if not self.tiles_nodata:
+            return f"not classified: 0 of {self.tiles_total:,} tiles"
+        return (
+            f"not classified: {self.tiles_nodata:,} of {self.tiles_total:,} tiles: "
+            f"{self.tiles_outside:,} mostly outside the raster, {self.tiles_no_data:,} nodata, "
+            f"{self.tiles_few_valid:,} below {self.min_valid_fraction:.0%} valid pixels"
+        )
 
 
 def classify(
@@ -133,6 +171,7 @@ def classify(
     model = load_model(options.model_path, options.threads)
     card = model.card
     grid = build_grid(info, card, options.area, options.stride)
+    workload.check(workload.estimate(grid, card), info)  # a planet-sized web download is refused here
     radiometry = plan_radiometry(source, card, options.bands, options.scaling, options.offset)
     for warning in radiometry.warnings if warn else ():
         warn(warning)
@@ -150,10 +189,7 @@ def classify(
         run = _Run(source, grid, radiometry, model, options, vector_sink, raster, progress, is_canceled)
         run.execute()
         if run.tiles_classified == 0:
-            raise InputError(
-                f"No tile of {info.name} in the area has at least {options.min_valid_fraction:.0%} valid pixels "
-                "(all nodata, NaN, masked or outside the raster): nothing was classified."
-            )
+            raise InputError(_nothing_classified(info, run, options.min_valid_fraction))
         if vector_sink is not None:
             vector_sink.commit()
         if raster is not None:
@@ -174,6 +210,11 @@ def classify(
         tiles_total=run.tiles_total,
         tiles_classified=run.tiles_classified,
         tiles_nodata=run.tiles_total - run.tiles_classified,
+        tiles_outside=run.skipped["outside"],
+        tiles_no_data=run.skipped["nodata"],
+        tiles_few_valid=run.skipped["few"],
+        min_valid_fraction=options.min_valid_fraction,
+        overlapping=grid.tile_cells > 1,
         bands_used=list(radiometry.bands),
         scaling_used=radiometry.scaling_note,
         provider=model.provider,
@@ -182,6 +223,22 @@ def classify(
         bands_note=radiometry.bands_note,
         warnings=list(radiometry.warnings),
         radiometry=radiometry,
+    )
+
+
+def _nothing_classified(info, run: _Run, min_valid: float) -> str:
+    """Why no tile was classified; for a web layer without a single pixel: the download failed."""
+    if info.web and run.skipped["outside"] < run.tiles_total and not run.any_valid:
+        return (
+            f"The tiles of the web layer '{info.name}' could not be fetched: not one pixel came back (offline, "
+            "server down or sending errors, wrong URL, or no tiles at this place and zoom), so this is not "
+            "nodata in the imagery. Check the connection and that the layer draws in QGIS at this extent, then "
+            "run again; nothing was classified."
+        )
+    return (
+        f"No tile of {info.name} in the area has at least {min_valid:.0%} valid pixels: nothing was classified "
+        f"({run.skipped['outside']:,} mostly outside the raster, {run.skipped['nodata']:,} nodata or NaN, "
+        f"{run.skipped['few']:,} below {min_valid:.0%} valid pixels)."
     )
 
 
@@ -267,6 +324,9 @@ class _Run:
         self.tiles_classified = 0
         self.class_tiles = np.zeros(self.card.num_classes, dtype=np.int64)
         self.output_crs = source.info.crs_wkt
+        self.skipped = {"outside": 0, "nodata": 0, "few": 0}
+        self.any_valid = False  # whether any pixel read was valid (a web layer may send none)
+        self._footprint = None  # the raster's outline in the grid CRS, made when first needed
 
     def execute(self) -> None:
         """Read, classify and write every tile of the grid."""
@@ -297,6 +357,7 @@ class _Run:
                 int(self.class_tiles[i]),
                 float(hectares[i]),
                 float(100 * hectares[i] / total) if total else 0.0,
+                int(self.cells.counts[i]),
             )
             for i, (name, colour) in enumerate(zip(self.card.class_names, self.card.class_colors))
         ]
@@ -322,6 +383,7 @@ class _Run:
         valid = sliding_window_view(block.valid, size, axis=1)[:, ::px].transpose(1, 0, 2)  # (k, size, size)
         valid_fraction = valid.mean(axis=(1, 2))
         classified = valid_fraction >= max(self.options.min_valid_fraction, 1e-9)
+        self.any_valid = self.any_valid or bool(block.valid.any())
         chunk = _Chunk(
             row=row,
             cols=np.arange(start, end),
@@ -346,7 +408,37 @@ class _Run:
                 self._apply(head, self.batcher.take(needed))
             queue.popleft()
 
+    def _count_skipped(self, chunk: _Chunk) -> None:
+        """Tell apart why the chunk's unclassified tiles were skipped (see ClassifyResult)."""
+        skipped = ~chunk.classified
+        if not skipped.any():
+            return
+        inside = self._inside_fraction(chunk.row, chunk.cols[skipped])
+        fractions = chunk.valid_fraction[skipped]
+        outside = inside < self.options.min_valid_fraction
+        self.skipped["outside"] += int(outside.sum())
+        self.skipped["nodata"] += int((~outside & (fractions <= 0)).sum())
+        self.skipped["few"] += int((~outside & (fractions > 0)).sum())
+
+    def _inside_fraction(self, row: int, cols: np.ndarray) -> np.ndarray:
+        """The share of each tile's square that lies on the raster (1 where that cannot be told)."""
+        if self._footprint is None:
+            info = self.source.info
+            try:
+                self._footprint = crs.transform_geometry(shapely.box(*info.bounds), info.crs_wkt, self.grid.crs_wkt)
+            except InputError:  # a world layer beyond the zone has no outline there: call its tiles nodata
+                self._footprint = False
+            if self._footprint is not False and not np.isfinite(shapely.total_bounds(self._footprint)).all():
+                self._footprint = False
+            if self._footprint is not False:
+                shapely.prepare(self._footprint)
+        if self._footprint is False:
+            return np.ones(len(cols))
+        boxes = self.grid.tile_boxes(row, cols)
+        return shapely.area(shapely.intersection(boxes, self._footprint)) / shapely.area(boxes)
+
     def _apply(self, chunk: _Chunk, probs: np.ndarray) -> None:
+        self._count_skipped(chunk)
         self.tiles_total += len(chunk.cols)
         self.tiles_classified += len(probs)
         self.cells.set_valid(chunk.row, chunk.cols, chunk.cell_valid)
@@ -452,6 +544,7 @@ class _CellMap:
         self.rows: dict[int, _Row] = {}
         self.next_row = grid.rows[0]
         self.hectares = np.zeros(num_classes, dtype=np.float64)
+        self.counts = np.zeros(num_classes, dtype=np.int64)  # cells per class in the finished map
 
     def _row(self, row: int) -> _Row:
         if row not in self.rows:
@@ -506,4 +599,5 @@ class _CellMap:
         self.hectares += np.bincount(
             classes[ok], weights=data.valid[ok] * self.grid.cell_hectares, minlength=self.num_classes
         )
+        self.counts += np.bincount(classes[ok], minlength=self.num_classes)
         return classes, confidence

@@ -34,6 +34,9 @@ class RasterInfo:
     # GDAL metadata items of the dataset ("KEY") and its bands ("band N:KEY"), default domain:
     # where BOA_ADD_OFFSET / RADIO_ADD_OFFSET say whether values carry the Sentinel-2 offset.
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # A web service (XYZ, WMS, WMTS): pixels are downloaded, so the area is limited
+    # (core.workload) and a run that gets no pixel says the tiles could not be fetched.
+    web: bool = False
 
 
 @dataclass(frozen=True)

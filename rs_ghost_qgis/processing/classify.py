@@ -211,6 +211,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
             out_raster=raster_path,
             overwrite=True,  # Processing asked for this destination (and confirmed overwriting)
         )
+        self._log_workload(source, options, feedback)
         sink = FeatureSinkAdapter(self, parameters, context)
         result = classify(
             source,
@@ -221,7 +222,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
             warn=feedback.pushWarning,
         )
         feedback.pushInfo(f"Bands: {result.bands_note}\nScaling: {result.scaling_used}")
-        feedback.pushInfo(result.summary_table())
+        feedback.pushCommandInfo(fixed_width(result.summary_table()))
         name = qrun.model_name(model_path)
         detail = run_detail(options.stride or result.card.tile_size)  # tells reruns apart in the legend
         tiles_name, raster_name = layer_names(source.info.name, name, detail)
@@ -234,11 +235,26 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
             _style_on_load(context, str(result.out_raster), raster_name, "raster", result)
         return outputs
 
+    def _log_workload(self, source: QgisLayerSource, options, feedback) -> None:
+        """Say how big the run is before it starts; an area too big for a web layer is refused here."""
+        from ..core import workload
+        from ..core.runtime import load_model
+
+        card = load_model(options.model_path, threads=1).card
+        feedback.pushInfo(f"Size: {workload.plan(source.info, card, options.area, options.stride).describe()}")
+
     def _offset(self, parameters, context) -> float | None:
         """The Offset parameter, None when empty (the raster's metadata decides)."""
         if parameters.get(self.OFFSET) in (None, ""):
             return None
         return self.parameterAsDouble(parameters, self.OFFSET, context)
+
+
+def fixed_width(text: str) -> str:
+    """Aligned text for the Processing log: its command lines use a monospace font, but HTML
+    collapses runs of spaces (QGIS 3.22 has no pushFormattedMessage); no-break spaces keep them.
+    """
+    return text.replace(" ", "\u00a0")
 
 
 class FeatureSinkAdapter:

@@ -31,5 +31,5 @@ def load_results(
     layers = [layer for layer in (tiles, classes) if layer is not None]
     if layers:
         group = add_to_group(project, layers, group_name(raster_name, model_name), replace)
-        show_in_legend(group, tiles, classes)
+        show_in_legend(group, tiles, classes, result.overlapping)
     return layers

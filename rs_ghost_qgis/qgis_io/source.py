@@ -43,6 +43,8 @@ _NUMPY_TYPES = {
 _COLOR_TYPES = (Qgis.ARGB32, Qgis.ARGB32_Premultiplied)
 _BAND_PREFIX = re.compile(r"^Band \d+:?\s*")
 CRS_WKT_FLAVOUR = QgsCoordinateReferenceSystem.WKT_PREFERRED
+# Providers whose pixels come from a server: "wms" also serves XYZ and WMTS layers.
+WEB_PROVIDERS = frozenset({"wms", "wcs", "arcgismapserver"})
 
 
 def crs_to_wkt(crs: QgsCoordinateReferenceSystem) -> str:
@@ -158,6 +160,7 @@ class QgisLayerSource:
             band_descriptions=descriptions,
             path=_local_path(provider),
             metadata=_gdal_metadata(provider),
+            web=provider.name() in WEB_PROVIDERS,
         )
 
     def read(self, bounds: Bounds, crs_wkt: str, width: int, height: int, bands: Sequence[int]) -> Block:

@@ -50,7 +50,7 @@ def class_labels(card: ModelCard, areas: Sequence | None = None) -> list[str]:
     labels = []
     for class_id, name in enumerate(card.class_names):
         row = by_id.get(class_id)
-        labels.append(f"{name}  {row.hectares:,.1f} ha ({row.percent:.1f} %)" if row and row.tiles else name)
+        labels.append(f"{name}  {row.hectares:,.1f} ha ({row.percent:.1f} %)" if row and row.found else name)
     return labels
 
 
@@ -77,7 +77,11 @@ def style_class_raster(layer: QgsRasterLayer, card: ModelCard, areas: Sequence |
         QgsPalettedRasterRenderer.Class(class_id, QColor(color), label)
         for class_id, (color, label) in enumerate(zip(card.class_colors, class_labels(card, areas)))
     ]
-    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
+    renderer = QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes)
+    # Cells as crisp land-cover patches: nearest neighbour at every zoom, no smoothing of class ids.
+    layer.resampleFilter().setZoomedInResampler(None)
+    layer.resampleFilter().setZoomedOutResampler(None)
+    layer.setRenderer(renderer)
     layer.setOpacity(RASTER_OPACITY)
     layer.triggerRepaint()
 
@@ -101,16 +105,22 @@ def add_to_group(
     return group
 
 
-def show_in_legend(group: QgsLayerTreeGroup, tiles: QgsMapLayer | None, classes: QgsMapLayer | None) -> None:
-    """One readable default: the tiles on, legend open (hectares, percent); the class raster off.
+def show_in_legend(
+    group: QgsLayerTreeGroup, tiles: QgsMapLayer | None, classes: QgsMapLayer | None, overlapping: bool = False
+) -> None:
+    """One readable default layer on, legend open (hectares, percent); the other off.
 
-    Two opaque-ish layers stacked would hide the imagery and each other; the class raster
-    (same classes, same colours) is one click away. Alone, it is switched on.
+    Two opaque-ish layers stacked would hide the imagery and each other. Without overlap the
+    tiles are shown (each square one decision, the class raster is one click away). With
+    overlapping tiles (stride below the tile size) the squares pile up into a muddy mesh, so
+    the class raster's averaged cells are shown instead, like a land-cover map. A layer alone
+    is always shown.
     """
+    show_tiles = tiles is not None and (classes is None or not overlapping)
     if tiles is not None:
-        _legend_node(group, tiles, visible=True, expanded=True)
+        _legend_node(group, tiles, visible=show_tiles, expanded=show_tiles)
     if classes is not None:
-        _legend_node(group, classes, visible=tiles is None, expanded=tiles is None)
+        _legend_node(group, classes, visible=not show_tiles, expanded=not show_tiles)
 
 
 def remove_outputs(project: QgsProject, group: QgsLayerTreeGroup) -> list[str]:

@@ -18,8 +18,8 @@ from qgis.core import (
     QgsRasterLayer,
     QgsSettings,
 )
-from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
-from qgis.PyQt.QtCore import Qt
+from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget, QgsMapLayerComboBox
+from qgis.PyQt.QtCore import QByteArray, Qt
 from qgis.PyQt.QtGui import QColor, QIcon, QPixmap
 from qgis.PyQt.QtWidgets import (
     QButtonGroup,
@@ -37,6 +37,7 @@ from qgis.PyQt.QtWidgets import (
     QPushButton,
     QRadioButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -44,13 +45,16 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from ..core import workload
 from ..core.errors import InputError, ModelError, RsGhostError
 from ..paths import icon_path
 from ..qgis_io import run as qrun
-from ..qgis_io.source import QgisLayerSource, check_raster_layer
+from ..qgis_io.source import WEB_PROVIDERS, QgisLayerSource, check_raster_layer
 
 SETTINGS_PREFIX = "rs_ghost_qgis/dialog/"
-WEB_PROVIDERS = {"wms", "arcgismapserver", "wcs"}  # tiled or web services: no bounded "whole layer"
+# The first opening: wide enough for the model's class table, short enough for a 1366 x 768
+# laptop screen (title bar and task bar take some 80 px) with the essentials and Run in view.
+DEFAULT_SIZE = (700, 680)
 AREAS = [
     ("whole", "Whole layer"),
     ("canvas", "Current map extent"),
@@ -103,8 +107,19 @@ def card_summary_html(card, columns: int = 3) -> str:
     ]
     accuracy = _accuracy(card.metrics)
     if accuracy:
-        facts.append(accuracy)
+        basis = card.evaluated_on() or "the card does not say on what"
+        facts.append(f"{accuracy}, measured on the {basis}" if card.evaluated_on() else f"{accuracy} ({basis})")
+    facts.append(_status_html(card))
     return "<br>".join(facts) + f"<table>{rows}</table>"
+
+
+def _status_html(card) -> str:
+    """The card's status; an interim model in the warning colour, so its accuracy is read with care."""
+    if not card.status:
+        return "status: not stated in the model card"
+    if card.interim:
+        return f'<span style="color:#b35900;"><b>Interim model.</b> {card.status}</span>'
+    return f"status: {card.status}"
 
 
 def _accuracy(metrics: dict) -> str:
@@ -119,9 +134,7 @@ def _accuracy(metrics: dict) -> str:
             label = name.replace("val_", "validation ").replace("top1", "top-1 accuracy").replace("f1", "F1")
             label = label.replace("_", " ")
             found.append(f"{label} {shown}")
-    images = metrics.get("val_images")
-    suffix = f" ({images:,} images)" if isinstance(images, int) else ""
-    return "accuracy: " + ", ".join(found) + suffix if found else ""
+    return "accuracy: " + ", ".join(found) if found else ""
 
 
 class ClassifyDialog(QDialog):
@@ -138,10 +151,10 @@ class ClassifyDialog(QDialog):
         self._layer_id = ""
         self.setWindowTitle("RS Ghost: classify raster tiles")
         self.setWindowIcon(QIcon(str(icon_path())))
-        self.setMinimumWidth(520)
         self._build()
         self._restore()
         self._model_changed()
+        self._restore_geometry()
 
     # --- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -176,7 +189,6 @@ class ClassifyDialog(QDialog):
         model_layout.addWidget(self.model_info)
         self.bundled_radio.toggled.connect(self._model_changed)
         self.model_file.fileChanged.connect(self._model_changed)
-        layout.addWidget(model_box)
 
         area_box = QGroupBox("Area and tiling")
         area_form = QFormLayout(area_box)
@@ -191,15 +203,6 @@ class ClassifyDialog(QDialog):
         self.area_combo.currentIndexChanged.connect(self._area_changed)
         area_form.addRow("Area", self.area_combo)
         area_form.addRow("Mask layer", self.mask_combo)
-        self.stride_spin = QSpinBox()
-        self.stride_spin.setRange(0, 4096)
-        self.stride_spin.setSpecialValueText("tile size (no overlap)")
-        self.stride_spin.setSuffix(" px")
-        self.stride_spin.setToolTip(
-            "Step between tiles in model pixels. Smaller than the tile size gives overlapping tiles, "
-            "a finer and smoother map, and more work."
-        )
-        area_form.addRow("Stride", self.stride_spin)
         layout.addWidget(area_box)
 
         input_box = QGroupBox("Input values")
@@ -210,34 +213,64 @@ class ClassifyDialog(QDialog):
         self.bands_hint.setWordWrap(True)
         input_form.addRow("Bands", self.bands_edit)
         input_form.addRow("", self.bands_hint)
+        # Outside the collapsed group: a scaling that does not fit must be seen.
+        self.scaling_warning = QLabel()
+        self.scaling_warning.setWordWrap(True)
+        self.scaling_warning.setStyleSheet("color:#b00020;")
+        self.scaling_warning.setVisible(False)
+        input_form.addRow("", self.scaling_warning)
+        layout.addWidget(input_box)
+
+        layout.addWidget(self._build_outputs())
+        # The model's card (classes, accuracy, status) is long: below what every run needs to set,
+        # so that Area, Bands, Outputs and Folder fit a laptop screen without scrolling.
+        layout.addWidget(model_box)
+        layout.addWidget(self._build_advanced())
+        layout.addStretch(1)  # extra height goes here, not between the groups
+        self._build_bottom(settings)
+
+    def _build_advanced(self) -> QgsCollapsibleGroupBox:
+        """Stride, Scaling, Offset and Threads: collapsed at first, then as the user left it."""
+        advanced = QgsCollapsibleGroupBox("Advanced: stride, scaling, offset, threads")
+        advanced.setObjectName("advanced")  # the key its collapsed state is saved under
+        advanced.setSettingGroup(SETTINGS_PREFIX.rstrip("/"))
+        advanced.setSaveCollapsedState(True)
+        advanced.setCollapsed(True)
+        self.advanced_box = advanced
+        advanced_form = QFormLayout(advanced)
+        self.stride_spin = QSpinBox()
+        self.stride_spin.setRange(0, 4096)
+        self.stride_spin.setSpecialValueText("tile size (no overlap)")
+        self.stride_spin.setSuffix(" px")
+        self.stride_spin.setToolTip(
+            "Step between tiles in model pixels. Smaller than the tile size gives overlapping tiles, "
+            "a finer and smoother map, and more work."
+        )
+        advanced_form.addRow("Stride", self.stride_spin)
         self.scaling_combo = QComboBox()
         for key, label in SCALINGS:
             self.scaling_combo.addItem(label, key)
-        input_form.addRow("Scaling", self.scaling_combo)
+        advanced_form.addRow("Scaling", self.scaling_combo)
         self.offset_edit = QLineEdit()
         self.offset_edit.setPlaceholderText("from the raster's metadata (else 0)")
         self.offset_edit.setToolTip(
             "Raw value removed before the model card's mapping: 1000 for Sentinel-2 products of processing "
             "baseline 04.00 and later. Empty: BOA_ADD_OFFSET / RADIO_ADD_OFFSET in the metadata decide."
         )
-        input_form.addRow("Offset", self.offset_edit)
+        advanced_form.addRow("Offset", self.offset_edit)
         self.scaling_hint = QLabel()
         self.scaling_hint.setWordWrap(True)
-        input_form.addRow("", self.scaling_hint)
-        self.scaling_warning = QLabel()
-        self.scaling_warning.setWordWrap(True)
-        self.scaling_warning.setStyleSheet("color:#b00020;")
-        self.scaling_warning.setVisible(False)
-        input_form.addRow("", self.scaling_warning)
+        advanced_form.addRow("", self.scaling_hint)
         self.threads_spin = QSpinBox()
         self.threads_spin.setRange(0, 256)
         self.threads_spin.setSpecialValueText("all cores")
-        input_form.addRow("Threads", self.threads_spin)
-        layout.addWidget(input_box)
+        advanced_form.addRow("Threads", self.threads_spin)
+        return advanced
 
+    def _build_outputs(self) -> QGroupBox:
         output_box = QGroupBox("Outputs")
         output_form = QFormLayout(output_box)
-        kinds = QVBoxLayout()
+        kinds = QHBoxLayout()
         kinds.setContentsMargins(0, 0, 0, 0)
         self.polygons_check = QCheckBox("Polygon layer (class, confidence)")
         self.raster_check = QCheckBox("Class raster")
@@ -256,8 +289,10 @@ class ClassifyDialog(QDialog):
             "stay on disk). Off: the new layers go on top, next to the earlier ones, for comparison."
         )
         output_form.addRow("", self.replace_check)
-        layout.addWidget(output_box)
-        layout.addStretch(1)  # extra height goes here, not between the groups
+        return output_box
+
+    def _build_bottom(self, settings: QWidget) -> None:
+        """The scrolling settings, then message, progress, area table and buttons, always in view."""
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.NoFrame)
@@ -277,8 +312,11 @@ class ClassifyDialog(QDialog):
         self.progress.setValue(0)
         layout.addWidget(self.progress)
         self.summary = QTableWidget(0, 4)
-        self.summary.setHorizontalHeaderLabels(["Class", "Tiles", "Hectares", "Percent"])
         self.summary.verticalHeader().setVisible(False)
+        # The table takes its height from the settings above (they scroll), never from the window:
+        # a finished run must not resize the dialog or move Run.
+        self.summary.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Maximum)
+        self.summary.setMinimumHeight(0)
         self.summary.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.summary.setVisible(False)
         layout.addWidget(self.summary)
@@ -319,6 +357,18 @@ class ClassifyDialog(QDialog):
         self.replace_check.setChecked(str(get("replace", "false")).lower() == "true")
         self._layer_id = self._current_layer_id()
         self._area_changed()
+
+    def _restore_geometry(self) -> None:
+        """The size and place the dialog had last time; DEFAULT_SIZE the first time."""
+        saved = QgsSettings().value(SETTINGS_PREFIX + "geometry", None)
+        if not (isinstance(saved, QByteArray) and self.restoreGeometry(saved)):
+            self.resize(*DEFAULT_SIZE)
+
+    def hideEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        """Remember the geometry whenever the dialog is closed or hidden."""
+        QgsSettings().setValue(SETTINGS_PREFIX + "geometry", self.saveGeometry())
+        self.advanced_box.saveState()
+        super().hideEvent(event)
 
     def save_settings(self) -> None:
         """Remember the choices for the next time (QgsSettings, plugin prefix)."""
@@ -367,7 +417,7 @@ class ClassifyDialog(QDialog):
             else:
                 self.model_info.setText(card_summary_html(self.card))
         # Rich text with a table: make the layout give the label all the height it needs.
-        self.model_info.setMinimumHeight(self.model_info.heightForWidth(max(self.model_info.width(), 480)))
+        self.model_info.setMinimumHeight(self.model_info.heightForWidth(max(self.model_info.width(), 560)))
         self._update_bands_hint()
         self._update_scaling_warning()
 
@@ -449,6 +499,17 @@ class ClassifyDialog(QDialog):
         )
         return answer == QMessageBox.Yes
 
+    def confirm_workload(self, size) -> bool:
+        """Ask before a long run (above workload.CONFIRM_SECONDS); True to run."""
+        answer = QMessageBox.question(
+            self,
+            "RS Ghost",
+            f"This run is big: {size.describe()}.\n\nRun anyway?",
+            QMessageBox.Yes | QMessageBox.No,
+            QMessageBox.No,
+        )
+        return answer == QMessageBox.Yes
+
     # --- the run ------------------------------------------------------------------------------
     def collect(self) -> Request:
         """Check the choices and build the engine options; raises RsGhostError with the fix."""
@@ -505,6 +566,16 @@ class ClassifyDialog(QDialog):
         except RsGhostError as error:
             self.show_message(dialog_words(str(error)), error=True)
             return
+        try:
+            size = workload.plan(source.info, self.card, request.options.area, request.options.stride)
+        except RsGhostError as error:  # an area refused before any work (a web layer's world view)
+            self.show_message(dialog_words(str(error)), error=True)
+            return
+        if size.seconds > workload.CONFIRM_SECONDS and not self.confirm_workload(size):
+            self.show_message(
+                "Not started: zoom in, choose a smaller area or a larger Stride, or Run again and confirm."
+            )
+            return
         self._update_scaling_warning()
         warning = self.scaling_warning.text()
         if warning and not self.confirm_scaling(warning):
@@ -517,7 +588,7 @@ class ClassifyDialog(QDialog):
         self.task = ClassifyTask(source, request.options, request.model_name, project, self.replace_check.isChecked())
         self.task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
         self.task.done.connect(self._finished)
-        self.show_message(f"Classifying {request.layer.name()}…")
+        self.show_message(f"Classifying {request.layer.name()}: {size.describe()}…")
         self.progress.setValue(0)
         self._set_running(True)
         QgsApplication.taskManager().addTask(self.task)
@@ -544,7 +615,7 @@ class ClassifyDialog(QDialog):
             result = task.result
             lines = [
                 f"Done: {result.tiles_classified} of {result.tiles_total} tiles classified in {result.seconds:.1f} s "
-                f"({result.provider}).",
+                f"({result.provider}); {result.skipped_line()}.",
                 f"Bands: {result.bands_note}.",
                 f"Scaling: {result.scaling_used}.",
                 *result.warnings,
@@ -565,14 +636,20 @@ class ClassifyDialog(QDialog):
             self.show_message(dialog_words(task.error), error=True)
 
     def _show_summary(self, result) -> None:
-        rows = [row for row in result.areas if row.tiles > 0]
+        rows = [row for row in result.areas if row.found]
+        # Overlapping tiles: the hectares count the averaged map's cells, so show those too.
+        headers = ["Class", "Tiles", "Cells", "Hectares", "Percent"] if result.overlapping else None
+        headers = headers or ["Class", "Tiles", "Hectares", "Percent"]
+        self.summary.setColumnCount(len(headers))
+        self.summary.setHorizontalHeaderLabels(headers)
         self.summary.setRowCount(len(rows))
         for i, row in enumerate(rows):
             swatch = QPixmap(12, 12)
             swatch.fill(QColor(row.color))
             cells = [
                 QTableWidgetItem(QIcon(swatch), row.class_name),
-                QTableWidgetItem(str(row.tiles)),
+                QTableWidgetItem(f"{row.tiles:,}"),
+                *([QTableWidgetItem(f"{row.cells:,}")] if result.overlapping else []),
                 QTableWidgetItem(f"{row.hectares:,.1f}"),
                 QTableWidgetItem(f"{row.percent:.1f} %"),
             ]
@@ -584,9 +661,10 @@ class ClassifyDialog(QDialog):
         self.summary.resizeColumnsToContents()
         self.summary.horizontalHeader().setStretchLastSection(True)
         header = self.summary.horizontalHeader().height()
-        self.summary.setFixedHeight(header + sum(self.summary.rowHeight(i) for i in range(len(rows))) + 4)
+        # At most its rows' height; less when the window is short (the table scrolls). No
+        # adjustSize(): the dialog keeps the geometry the user gave it.
+        self.summary.setMaximumHeight(header + sum(self.summary.rowHeight(i) for i in range(len(rows))) + 4)
         self.summary.setVisible(True)
-        self.adjustSize()
 
     def show_message(self, text: str, error: bool = False) -> None:
         """Show a status or error line in the dialog."""

@@ -56,7 +56,7 @@ def test_classify_end_to_end(raster, tiny_model, tmp_path, capsys):
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert "Water" in out and "hectares" in out and "nodata tiles (not classified): 0 of 9" in out
+    assert "Water" in out and "hectares" in out and "not classified: 0 of 9 tiles" in out
     assert str(vector.resolve()) in out and "CPUExecutionProvider" in out
     with rasterio.open(classes) as ds:
         np.testing.assert_array_equal(ds.read(1), PATTERN)

@@ -84,7 +84,7 @@ def test_tiles_are_classified_aligned_and_complete(pattern_raster, tiny_model, t
     assert [round(a.hectares, 2) for a in result.areas] == [51.2, 61.44, 51.2]
     assert math.isclose(sum(a.percent for a in result.areas), 100.0)
     table = result.summary_table()
-    assert "Forest" in table and "163.8" in table and "nodata tiles (not classified): 0 of 16" in table
+    assert "Forest" in table and "163.8" in table and "not classified: 0 of 16 tiles" in table
 
 
 def test_output_is_deterministic(pattern_raster, tiny_model, tmp_path):

@@ -79,7 +79,7 @@ def test_landsat_scene_with_nodata_corners(shared_data, tmp_path, capsys):
     assert len(features) == math.ceil(cols) * math.ceil(rows)
     nodata = [a for a, _ in features if a["class_id"] is None]
     assert nodata and all(a["class_name"] == "nodata" and a["valid_fraction"] < 0.5 for a in nodata)
-    assert f"nodata tiles (not classified): {len(nodata)} of {len(features)}" in out
+    assert f"not classified: {len(nodata)} of {len(features)} tiles" in out
     for attrs, polygon in features:
         xmin, _, _, ymax = polygon.bounds
         assert math.isclose(xmin, left + attrs["tile_col"] * 9600) and math.isclose(
