@@ -149,6 +149,21 @@ def harmonise(reference: Sequence[str], known: Sequence[str]) -> list[str]:
     return [canonical.get(_key(name), name) for name in reference]
 
 
+def check_classes(reference: Sequence[str], model_classes: Sequence[str]) -> None:
+    """Refuse reference classes the model does not have: they could only ever count as errors.
+
+    Compared like ``harmonise`` does (case, spaces and underscores do not matter).
+    """
+    known = {_key(name) for name in model_classes}
+    unknown = sorted({name for name in reference if _key(name) not in known})
+    if unknown:
+        raise InputError(
+            f"The reference holds classes the model does not have: {', '.join(unknown)}. The model's classes are "
+            f"{', '.join(model_classes)}. Recode the reference field to these names (case and spaces do not "
+            "matter) or drop those polygons; otherwise every such tile counts as an error."
+        )
+
+
 def _key(name: str) -> str:
     return "".join(name.split()).replace("_", "").casefold()
 

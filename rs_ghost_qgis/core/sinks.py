@@ -80,6 +80,9 @@ class VectorSink(Protocol):
         ...
 
 
+PROB_PREFIX = "prob_"  # per-class probability fields: prob_<class>
+
+
 def tile_fields(card: ModelCard) -> list[FieldSpec]:
     """The attribute columns of the tile layer for a model (fixed before the run starts).
 
@@ -105,7 +108,7 @@ def probability_fields(card: ModelCard) -> list[str]:
     """``prob_<class>`` column names: lower case, letters, digits and underscores, unique."""
     names: list[str] = []
     for index, class_name in enumerate(card.class_names):
-        name = "prob_" + (re.sub(r"[^0-9a-zA-Z]+", "_", class_name).strip("_").lower() or str(index))
+        name = PROB_PREFIX + (re.sub(r"[^0-9a-zA-Z]+", "_", class_name).strip("_").lower() or str(index))
         names.append(name if name not in names else f"{name}_{index}")
     return names
 

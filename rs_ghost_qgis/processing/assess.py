@@ -19,8 +19,9 @@ from qgis.core import (
     QgsSpatialIndex,
 )
 
-from ..core.assess import assess, harmonise
+from ..core.assess import assess, check_classes, harmonise
 from ..core.errors import RsGhostError
+from ..core.sinks import PROB_PREFIX
 
 
 class AssessAlgorithm(QgsProcessingAlgorithm):
@@ -117,6 +118,7 @@ class AssessAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException("Cancelled by the user; no report was written.")
         predicted = [p for p, _ in pairs]
         try:
+            check_classes([r for _, r in pairs], _model_classes(tiles, predicted))
             result = assess(harmonise([r for _, r in pairs], predicted), predicted)
         except RsGhostError as error:
             raise QgsProcessingException(str(error)) from None
@@ -135,6 +137,17 @@ class AssessAlgorithm(QgsProcessingAlgorithm):
             "KAPPA": result.kappa,
             "SAMPLES": len(pairs),
         }
+
+
+def _model_classes(tiles, predicted: list[str]) -> list[str]:
+    """The model's classes: as the tiles spell them, plus those only their prob_<class> fields name."""
+    names = list(dict.fromkeys(predicted))
+    spelled = {"".join(n.split()).replace("_", "").casefold() for n in names}
+    for field in tiles.fields().names():
+        suffix = field[len(PROB_PREFIX) :] if field.startswith(PROB_PREFIX) else ""
+        if suffix and suffix.replace("_", "").casefold() not in spelled:
+            names.append(suffix)
+    return names
 
 
 def _pair(tiles, predicted_field, reference, reference_field, min_coverage, context, feedback):

@@ -231,3 +231,30 @@ def test_model_panel_says_interim_and_what_the_accuracy_was_measured_on(dialog):
     text = dialog.model_info.text()
     assert "Interim model." in text and "INTERIM" in text, text
     assert "measured on the validation split (validation.csv), 5,400 images of eurosat_rgb" in text, text
+
+
+def test_assess_refuses_reference_classes_the_model_does_not_have(qgis_app, qgis_processing, tmp_path, tiny_model):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    from tests.qgis.test_processing import _polygons
+
+    registry = QgsApplication.processingRegistry()
+    provider = RsGhostProvider()
+    registry.addProvider(provider)
+    try:
+        raster = write_geotiff(tmp_path / "halves.tif", two_halves())
+        parameters = {"INPUT": str(raster), "MODEL": str(tiny_model), "OUTPUT_VECTOR": str(tmp_path / "t.gpkg")}
+        tiles = processing.run("rsghost:classify", parameters)["OUTPUT_VECTOR"]
+        boxes = [((500000, 5899360, 500640, 5900000), "forest"), ((500640, 5899360, 501280, 5900000), "wheat")]
+        reference = _polygons(tmp_path, boxes)
+        report = {"INPUT": tiles, "REFERENCE": reference, "REFERENCE_FIELD": "class", "OUTPUT": str(tmp_path / "r.csv")}
+        with pytest.raises(QgsProcessingException) as error:
+            processing.run("rsghost:assess", report)
+    finally:
+        registry.removeProvider(provider)
+    message = str(error.value)
+    unknown, classes = message.split("The model's classes are ")
+    assert unknown.endswith("does not have: wheat. "), "a class differing in case only is the model's"
+    assert all(name.lower() in classes.lower() for name in ("Water", "Forest", "Crop")), message
+    assert not (tmp_path / "r.csv").exists()
