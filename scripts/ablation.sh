@@ -4,7 +4,7 @@
 #    logits: then no teacher is trained and every student reads them.
 # 2. The G-Ghost student without KD, with classic KD and with DKD (beta 8): same schedule, same
 #    seed, for every seed in SEEDS.
-# 3. DKD's beta sweep {1, 2, 4, 8} on a short schedule (SWEEP_EPOCHS).
+# 3. DKD's beta sweep over BETAS (default 1 2 4 8) on a short schedule (SWEEP_EPOCHS).
 # 4. Every model scored on the full validation split (clean and under radiometric shifts), the
 #    DKD student quantised, the tables written to $OUT/results.md and $OUT/beta_sweep.md.
 # Every stage resumes from its last epoch; a finished one is skipped. So a stopped ablation
@@ -18,6 +18,7 @@ EPOCHS=${EPOCHS:-30}
 TEACHER_EPOCHS=${TEACHER_EPOCHS:-$EPOCHS}
 SWEEP_EPOCHS=${SWEEP_EPOCHS:-$(((EPOCHS + 2) / 3))}
 SEEDS=${SEEDS:-0}
+BETAS=${BETAS:-1 2 4 8}
 LIMIT_PER_CLASS=${LIMIT_PER_CLASS:-}
 SOFT_LABELS=${SOFT_LABELS:-}
 EXTRA=${ARGS:-}
@@ -45,7 +46,8 @@ student() {  # student NAME DISTILL EPOCHS SEED EXTRA_ARGS...
     return
   fi
   stamp "$name"
-  make --no-print-directory train DATA="$DATA" STUDENT="$STUDENT" DISTILL="$distill" OUT="$OUT/$name" \
+  # SOFT_LABELS= : the teacher comes in $* (its checkpoint or the committed logits), never twice.
+  make --no-print-directory train DATA="$DATA" STUDENT="$STUDENT" DISTILL="$distill" OUT="$OUT/$name" SOFT_LABELS= \
     EPOCHS="$epochs" SEED="$seed" LIMIT_PER_CLASS="$LIMIT_PER_CLASS" ARGS="$EXTRA --resume $*"
 }
 
@@ -54,7 +56,7 @@ for seed in $SEEDS; do
   student "kd_seed$seed" kd "$EPOCHS" "$seed" "${TEACHER[@]}"
   student "dkd_seed$seed" dkd "$EPOCHS" "$seed" "${TEACHER[@]}" --beta 8
 done
-for beta in 1 2 4 8; do
+for beta in $BETAS; do
   student "sweep_beta$beta" dkd "$SWEEP_EPOCHS" 0 "${TEACHER[@]}" --beta "$beta"
 done
 
@@ -76,8 +78,10 @@ for seed in $SEEDS; do
     rows+=("$SCORES/student_${name}_seed$seed")
   done
 done
-for beta in 1 2 4 8; do
+sweep=()
+for beta in $BETAS; do
   score "sweep_beta$beta" "$OUT/sweep_beta$beta/${STUDENT}_dkd.onnx"
+  sweep+=("$SCORES/sweep_beta$beta")
 done
 
 first_seed=${SEEDS%% *}
@@ -88,5 +92,5 @@ cp -r "${dkd}_int8_evaluation/int8" "$SCORES/student_dkd_int8"
 rows+=("$SCORES/student_dkd_int8")
 
 $PY -m training report "${rows[@]}" --out "$OUT/results.md"
-$PY -m training report "$SCORES"/sweep_beta{1,2,4,8} --out "$OUT/beta_sweep.md"
+$PY -m training report "${sweep[@]}" --out "$OUT/beta_sweep.md"
 stamp "done"
