@@ -160,11 +160,16 @@ def _classify(args: argparse.Namespace) -> int:
             out_raster=out_raster,
             overwrite=args.overwrite,
         )
-        result = _run_with_progress(source, options)
+        preview = None
         if args.preview:
-            from .preview import draw_preview
+            from .preview import render_preview
 
-            draw_preview(source, result, out_raster, args.preview, options)
+            def preview(result, class_raster):
+                # Drawn from the finished class raster before anything is published, so the
+                # preview is published with the other outputs or none of them is.
+                return [render_preview(source, result, class_raster, args.preview, options)]
+
+        result = _run_with_progress(source, options, preview)
     print(result.summary_table())
     print()
     for label, value in (
@@ -184,7 +189,7 @@ def _classify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_with_progress(source, options):
+def _run_with_progress(source, options, extra_outputs=None):
     from tqdm import tqdm
 
     from .pipeline import classify
@@ -199,7 +204,7 @@ def _run_with_progress(source, options):
         bars[0].update(percent - bars[0].n)
 
     try:
-        return classify(source, options, progress=progress, warn=_warn)
+        return classify(source, options, progress=progress, warn=_warn, extra_outputs=extra_outputs)
     finally:
         for bar in bars:
             bar.close()

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import shapely
@@ -32,7 +33,9 @@ from .sinks import (
     GeoPackageSink,
     TileRecord,
     VectorSink,
+    check_layers,
     check_output,
+    publish_all,
     tile_fields,
 )
 
@@ -149,13 +152,17 @@ def classify(
     is_canceled: Callable[[], bool] | None = None,
     vector_sink: VectorSink | None = None,
     warn: Callable[[str], None] | None = None,
+    extra_outputs: Callable[[ClassifyResult, Path | None], list[tuple[Path, Path]]] | None = None,
 ) -> ClassifyResult:
     """Classify ``source`` tile by tile and write the requested outputs.
 
     ``progress`` receives 0..100; ``is_canceled`` is polled between strips and batches (a
     cancelled run raises Cancelled and leaves no output). ``vector_sink`` replaces the
     GeoPackage of ``options.out_vector`` when given. ``warn`` receives each radiometry warning
-    as soon as the scaling is chosen (they are in the result too). Raises RsGhostError
+    as soon as the scaling is chosen (they are in the result too). ``extra_outputs`` (the
+    preview) is called once the outputs are complete under their temporary names, with the
+    result and the class raster's temporary path; it returns more finished (temporary, final
+    path) pairs, published together with them: all the outputs or none. Raises RsGhostError
     subclasses for every problem the user can fix.
     """
     started = time.perf_counter()
@@ -177,7 +184,8 @@ def classify(
         warn(warning)
     metadata = _metadata(info.name, model, grid, radiometry, options)
     if out_vector:
-        vector_sink = GeoPackageSink(out_vector, f"{info.name}_classes", _description(metadata), metadata)
+        check_layers(out_vector, _layer_name(info), options.overwrite)
+        vector_sink = GeoPackageSink(out_vector, _layer_name(info), _description(metadata), metadata)
     raster = None
     try:
         if vector_sink is not None:
@@ -190,10 +198,17 @@ def classify(
         run.execute()
         if run.tiles_classified == 0:
             raise InputError(_nothing_classified(info, run, options.min_valid_fraction))
-        if vector_sink is not None:
-            vector_sink.commit()
+        finished = []  # every file complete under its temporary name before any is published
+        if isinstance(vector_sink, GeoPackageSink):
+            finished.append(vector_sink.finish())
         if raster is not None:
-            raster.commit()
+            finished.append(raster.finish())
+        result = _result(run, grid, radiometry, model, options, out_vector, started)
+        if extra_outputs is not None:
+            finished += extra_outputs(result, finished[-1][0] if raster is not None else None)
+        publish_all(finished, options.overwrite)
+        if vector_sink is not None and not isinstance(vector_sink, GeoPackageSink):
+            vector_sink.commit()  # a QGIS sink: after the files, which are the likelier to fail
     except BaseException:
         # Cancel, Ctrl-C or failure: leave nothing half-written.
         if vector_sink is not None:
@@ -203,6 +218,24 @@ def classify(
         raise
     if progress:
         progress(100.0)
+    return result
+
+
+def _layer_name(info) -> str:
+    """The GeoPackage layer of a run on this raster."""
+    return f"{info.name}_classes"
+
+
+def _result(
+    run: _Run,
+    grid: Grid,
+    radiometry: Radiometry,
+    model: Model,
+    options: ClassifyOptions,
+    out_vector: str | None,
+    started: float,
+) -> ClassifyResult:
+    """What the run produced, for the faces and the preview."""
     return ClassifyResult(
         out_vector=out_vector,
         out_raster=options.out_raster or None,
@@ -219,7 +252,7 @@ def classify(
         scaling_used=radiometry.scaling_note,
         provider=model.provider,
         seconds=time.perf_counter() - started,
-        card=card,
+        card=model.card,
         bands_note=radiometry.bands_note,
         warnings=list(radiometry.warnings),
         radiometry=radiometry,

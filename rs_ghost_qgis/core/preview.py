@@ -13,7 +13,7 @@ from .atomic import temporary_path
 from .crs import describe
 from .pipeline import ClassifyOptions, ClassifyResult
 from .radiometry import plan_radiometry
-from .sinks import NODATA_CLASS, publish
+from .sinks import NODATA_CLASS, publish, write_failed
 
 MAX_IMAGE_PX = 1400  # long side of the image rendering
 MAX_OUTLINED_CELLS = 120  # draw tile outlines only when there are few enough to see
@@ -24,6 +24,30 @@ def draw_preview(
     source, result: ClassifyResult, class_raster: str | os.PathLike, path: str | os.PathLike, options: ClassifyOptions
 ) -> Path:
     """Write a PNG: left the image as the model saw it, right the classes over it, with a legend."""
+    path = Path(path)
+    publish(*render_preview(source, result, class_raster, path, options), overwrite=options.overwrite)
+    return path
+
+
+def render_preview(
+    source, result: ClassifyResult, class_raster: str | os.PathLike, path: str | os.PathLike, options: ClassifyOptions
+) -> tuple[Path, Path]:
+    """Draw the preview of ``path`` under a temporary name; return (temporary, final path) for publish_all."""
+    path = Path(path)
+    tmp = temporary_path(path)
+    try:
+        _draw(source, result, class_raster, tmp, options)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise write_failed("preview", path, error.strerror or error) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp, path
+
+
+def _draw(source, result: ClassifyResult, class_raster: str | os.PathLike, tmp: Path, options: ClassifyOptions) -> None:
+    """Render the figure into ``tmp``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,12 +118,10 @@ def draw_preview(
         fontsize=10,
     )
     fig.tight_layout()
-    path = Path(path)
-    tmp = temporary_path(path)
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    publish(tmp, path)
-    return path
+    try:
+        fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
 
 
 def _render_image(source, result: ClassifyResult, bounds, grid_wkt: str, options: ClassifyOptions):

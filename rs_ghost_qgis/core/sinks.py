@@ -10,14 +10,19 @@ QgsFeatureSink adapter; the command line uses GeoPackageSink.
 - VectorSink: ``open(fields, crs_wkt)`` once, ``add(records)`` per batch, then
   ``commit()`` on success or ``abort()`` on failure or cancel (which must leave nothing).
 
-Files are written under a hidden temporary name next to the target and moved into place by
-``commit``, so a failed or cancelled run never leaves a half-written output.
+Files are written under a hidden temporary name next to the target. ``finish`` completes and
+checks one (every GDAL/OGR return code, then the file re-opened and read back), and
+``publish_all`` moves a run's finished files into place together, so a failed, cancelled or
+disk-full run never leaves a half-written output nor half a set of outputs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +31,7 @@ import numpy as np
 import rasterio
 import shapely
 from osgeo import gdal, ogr
+from rasterio._err import CPLE_BaseError  # what rasterio raises for GDAL errors it does not wrap
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
@@ -37,6 +43,10 @@ from .modelcard import ModelCard
 NODATA_CLASS = 255
 NODATA_NAME = "nodata"
 COMMIT_EVERY = 20_000  # features per GeoPackage transaction
+VERIFY_ROWS = 256  # class-map rows read back per step when a finished GeoTIFF is checked
+# Filesystems without hard links (FAT, some network shares): publish_all falls back to a rename.
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS, errno.EXDEV}
+_RASTER_ERRORS = (RasterioError, CPLE_BaseError, OSError)
 
 
 @dataclass(frozen=True)
@@ -130,7 +140,7 @@ def check_output(
             f"The {what} {path} is the input raster; writing it would replace the input. Choose another file name."
         )
     if path.exists() and not overwrite:
-        raise OutputError(f"{path} already exists; pass --overwrite to replace it, or choose another file name.")
+        raise _exists(path)
     probe = temporary_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,6 +152,11 @@ def check_output(
     return path
 
 
+def _exists(path: Path) -> OutputError:
+    """The one message for an output name that is taken."""
+    return OutputError(f"{path} already exists; pass --overwrite to replace it, or choose another file name.")
+
+
 def _same_file(path: Path, other: str) -> bool:
     """Whether ``path`` and ``other`` name one existing file (through links and relative paths too)."""
     try:
@@ -150,13 +165,126 @@ def _same_file(path: Path, other: str) -> bool:
         return False
 
 
-def publish(tmp: Path, path: Path) -> None:
-    """Move a finished temporary file onto its final name."""
+def check_layers(path: str | os.PathLike, layer_name: str, overwrite: bool) -> None:
+    """Refuse to overwrite a GeoPackage holding layers other than ``layer_name``: replacing the file would drop them."""
+    path = Path(path)
+    if not (overwrite and path.exists()):
+        return
+    ds = ogr.Open(str(path))
+    if ds is None:  # not a GeoPackage OGR can read: nothing of value to lose in it
+        return
+    others = [ds.GetLayer(i).GetName() for i in range(ds.GetLayerCount())]
+    others = [name for name in others if name != layer_name]
+    if others:
+        raise OutputError(
+            f"{path} holds other layers ({', '.join(others)}) that --overwrite would delete with the file; "
+            "choose another file name for --out-vector."
+        )
+
+
+def write_failed(what: str, path: Path, reason: object) -> OutputError:
+    """The one message for an output that could not be written completely."""
+    reason = str(reason).strip().rstrip(".") or "GDAL error"
+    return OutputError(
+        f"Cannot write the {what} {path}: {reason} (disk full or folder not writable?). "
+        f"No output was written; an existing {path.name} was left as it was."
+    )
+
+
+def publish(tmp: Path, path: Path, overwrite: bool = True) -> None:
+    """Move one finished temporary file onto its final name (see publish_all)."""
+    publish_all([(tmp, path)], overwrite)
+
+
+def publish_all(finished: list[tuple[Path, Path]], overwrite: bool) -> None:
+    """Move finished temporaries onto their final names together: all of them, or on any failure none.
+
+    The existence check of check_output ran at the start; another run may have written a file
+    since, so without ``overwrite`` each name is claimed atomically here (a hard link fails if
+    the name exists). With it, an earlier file is kept under a hidden name until every output
+    is in place and put back if one fails. The temporaries are gone afterwards either way.
+    """
+    placed: list[tuple[Path, Path | None]] = []  # (final path, hidden copy of the earlier file or None)
+    try:
+        for tmp, path in finished:
+            placed.append((path, _place(tmp, path, overwrite)))
+    except BaseException as error:  # Ctrl-C too: never leave half a set of outputs
+        for path, backup in reversed(placed):
+            _undo(path, backup)
+        for tmp, _ in finished:
+            tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise OutputError(
+                f"Cannot move the finished output to {error.filename}: {error.strerror or error}; "
+                "no output was written."
+            ) from None
+        raise
+    for _, backup in placed:
+        if backup is not None:
+            backup.unlink(missing_ok=True)
+
+
+def _place(tmp: Path, path: Path, overwrite: bool) -> Path | None:
+    """Put ``tmp`` at ``path``; return the hidden copy of the file it replaced, if any."""
+    if not overwrite:
+        _claim(tmp, path)
+        return None
+    backup = None
+    if path.exists():
+        backup = temporary_path(path)  # a crash leaves it as a stale part, removed by a later run
+        _link_or_rename(path, backup)
     try:
         os.replace(tmp, path)
+    except BaseException:
+        _undo(path, backup, ours=False)
+        raise
+    return backup
+
+
+def _claim(tmp: Path, path: Path) -> None:
+    """Give ``tmp`` the name ``path`` only if no file has it (atomically where hard links exist)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputError(
+            f"{path} was created by someone else while this run was writing; pass --overwrite to replace it, "
+            "or choose another file name. No output was written."
+        ) from None
     except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"Cannot move the finished output to {path}: {error.strerror or error}.") from None
+        if error.errno not in _NO_LINKS:
+            raise
+        if path.exists():  # no atomic claim possible here: the best check there is
+            raise _exists(path) from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+def _link_or_rename(path: Path, backup: Path) -> None:
+    """Keep the file at ``path`` under ``backup`` too (a hard link leaves ``path`` in place meanwhile)."""
+    try:
+        os.link(path, backup)
+    except OSError as error:
+        if error.errno not in _NO_LINKS:
+            raise
+        os.replace(path, backup)
+
+
+def _undo(path: Path, backup: Path | None, ours: bool = True) -> None:
+    """Put the earlier file back at ``path``, or remove what this run put there."""
+    if backup is not None:
+        os.replace(backup, path)
+    elif ours:
+        path.unlink(missing_ok=True)
+
+
+def _ogr_check(code: object) -> None:
+    """Raise RuntimeError when an OGR call failed, whether it said so by return code or error state.
+
+    Call gdal.ErrorReset() before the call; in GDAL's exception mode the call raises by itself.
+    """
+    if code not in (0, None) or gdal.GetLastErrorType() >= gdal.CE_Failure:
+        raise RuntimeError(gdal.GetLastErrorMsg() or f"OGR error {code}")
 
 
 class GeoPackageSink:
@@ -173,6 +301,7 @@ class GeoPackageSink:
         self._ds = None
         self._layer = None
         self._pending = 0
+        self._count = 0  # features written, checked when the file is re-opened
 
     def open(self, fields: list[FieldSpec], crs_wkt: str) -> None:
         """Create the temporary GeoPackage and its layer."""
@@ -191,9 +320,10 @@ class GeoPackageSink:
             if self._layer is None:
                 raise RuntimeError(gdal.GetLastErrorMsg() or "GDAL could not create it")
             for spec in fields:
-                if self._layer.CreateField(ogr.FieldDefn(spec.name, self._KINDS[spec.kind])) != 0:
-                    raise RuntimeError(f"field {spec.name}: {gdal.GetLastErrorMsg()}")
-            self._layer.StartTransaction()
+                gdal.ErrorReset()
+                _ogr_check(self._layer.CreateField(ogr.FieldDefn(spec.name, self._KINDS[spec.kind])))
+            gdal.ErrorReset()
+            _ogr_check(self._layer.StartTransaction())
         except RuntimeError as error:
             self.abort()
             raise OutputError(f"Cannot create the GeoPackage {self.path}: {error}.") from None
@@ -201,30 +331,61 @@ class GeoPackageSink:
     def add(self, tiles: list[TileRecord]) -> None:
         """Append features; commits every COMMIT_EVERY features to keep the journal small."""
         definition = self._layer.GetLayerDefn()
-        for tile in tiles:
-            feature = ogr.Feature(definition)
-            feature.SetGeometry(ogr.CreateGeometryFromWkb(tile.wkb))
-            for index, value in enumerate(tile.attributes):
-                if value is None:
-                    feature.SetFieldNull(index)
-                else:
-                    feature.SetField(index, value)
-            if self._layer.CreateFeature(feature) != 0:
-                raise OutputError(f"Cannot write to {self.path}: {gdal.GetLastErrorMsg() or 'GDAL error'}.")
-        self._pending += len(tiles)
-        if self._pending >= COMMIT_EVERY:
-            self._layer.CommitTransaction()
-            self._layer.StartTransaction()
-            self._pending = 0
+        try:
+            for tile in tiles:
+                feature = ogr.Feature(definition)
+                feature.SetGeometry(ogr.CreateGeometryFromWkb(tile.wkb))
+                for index, value in enumerate(tile.attributes):
+                    if value is None:
+                        feature.SetFieldNull(index)
+                    else:
+                        feature.SetField(index, value)
+                gdal.ErrorReset()
+                _ogr_check(self._layer.CreateFeature(feature))
+            self._count += len(tiles)
+            self._pending += len(tiles)
+            if self._pending >= COMMIT_EVERY:
+                self._commit_transaction()
+                self._layer.StartTransaction()
+                self._pending = 0
+        except RuntimeError as error:
+            raise write_failed("GeoPackage", self.path, error) from None
 
     def commit(self) -> None:
-        """Finish the layer, record the metadata and move the file into place."""
-        self._layer.CommitTransaction()
-        self._layer.SetMetadata(self.metadata)
-        self._layer = None
-        self._ds = None  # closes the file
-        publish(self._tmp, self.path)
+        """Finish and move the file into place (publish_all with other outputs does both steps together)."""
+        publish(*self.finish())
         self._tmp = None
+
+    def finish(self) -> tuple[Path, Path]:
+        """Complete the temporary GeoPackage and check it re-opens whole; return (temporary, final path)."""
+        try:
+            self._commit_transaction()
+            gdal.ErrorReset()
+            _ogr_check(self._layer.SetMetadata(self.metadata))
+            gdal.ErrorReset()
+            _ogr_check(self._layer.SyncToDisk())
+            self._layer = None
+            gdal.ErrorReset()
+            self._ds = None  # closes the file; GDAL 3.6 reports a failed close only in its error state
+            _ogr_check(0)
+            self._verify()
+        except RuntimeError as error:
+            raise write_failed("GeoPackage", self.path, error) from None
+        return self._tmp, self.path
+
+    def _commit_transaction(self) -> None:
+        gdal.ErrorReset()
+        _ogr_check(self._layer.CommitTransaction())
+
+    def _verify(self) -> None:
+        """Re-open the temporary file: our layer must be there with every feature written."""
+        ds = ogr.Open(str(self._tmp))
+        layer = ds.GetLayerByName(self.layer_name) if ds is not None else None
+        if layer is None:
+            raise RuntimeError(f"the written file has no layer {self.layer_name}")
+        found = layer.GetFeatureCount()
+        if found != self._count:
+            raise RuntimeError(f"the written file holds {found} of {self._count} tiles")
 
     def abort(self) -> None:
         """Close and delete the temporary file."""
@@ -255,6 +416,8 @@ class ClassRasterWriter:
         self._tmp = temporary_path(self.path)
         self._rows: list[np.ndarray] = []
         self._next_row = 0
+        self._width, self._height = width, height
+        self._crc = [0, 0]  # per band, of the rows in order: the read-back check compares them
         try:
             self._ds = rasterio.open(
                 self._tmp,
@@ -280,19 +443,30 @@ class ClassRasterWriter:
 
     def write_row(self, classes: np.ndarray, confidence: np.ndarray) -> None:
         """Append the next row (uint8 class ids and confidence percent)."""
-        self._rows.append(np.stack([classes, confidence]).astype(np.uint8))
+        row = np.stack([classes, confidence]).astype(np.uint8)
+        self._crc = [zlib.crc32(band.tobytes(), crc) for band, crc in zip(row, self._crc)]
+        self._rows.append(row)
         if len(self._rows) >= 256:
             self._flush()
 
     def commit(self) -> None:
-        """Write what is buffered, close, move into place."""
-        self._flush()
-        self._ds.close()
-        publish(self._tmp, self.path)
+        """Finish and move into place (publish_all with other outputs does both steps together)."""
+        publish(*self.finish())
+
+    def finish(self) -> tuple[Path, Path]:
+        """Write what is buffered, close, and check the file reads back as written; return (temporary, final)."""
+        try:
+            self._flush()
+            self._ds.close()
+            self._verify()
+        except _RASTER_ERRORS as error:
+            raise write_failed("GeoTIFF", self.path, error) from None
+        return self._tmp, self.path
 
     def abort(self) -> None:
         """Close and delete the temporary file."""
-        self._ds.close()
+        with contextlib.suppress(*_RASTER_ERRORS):  # the file is deleted anyway
+            self._ds.close()
         self._tmp.unlink(missing_ok=True)
 
     def _flush(self) -> None:
@@ -300,9 +474,31 @@ class ClassRasterWriter:
             return
         block = np.stack(self._rows, axis=1)  # (2, rows, width)
         window = Window(0, self._next_row, block.shape[2], block.shape[1])
-        self._ds.write(block, window=window)
+        try:
+            self._ds.write(block, window=window)
+        except _RASTER_ERRORS as error:
+            raise write_failed("GeoTIFF", self.path, error) from None
         self._next_row += block.shape[1]
         self._rows = []
+
+    def _verify(self) -> None:
+        """Re-open the temporary file: every row must be there and read back to the same bytes.
+
+        A failed block write at close may be reported only in GDAL's log; reading the whole map
+        back (a small uint8 raster) is what proves it complete.
+        """
+        if self._next_row != self._height:
+            raise RasterioError(f"{self._next_row} of {self._height} rows were written")
+        crc = [0, 0]
+        with rasterio.open(self._tmp) as ds:
+            if (ds.count, ds.height, ds.width) != (2, self._height, self._width):
+                raise RasterioError(f"the written file has shape {(ds.count, ds.height, ds.width)}")
+            for top in range(0, ds.height, VERIFY_ROWS):
+                block = ds.read(window=Window(0, top, ds.width, min(VERIFY_ROWS, ds.height - top)))
+                for row in range(block.shape[1]):
+                    crc = [zlib.crc32(band.tobytes(), c) for band, c in zip(block[:, row], crc)]
+        if crc != self._crc:
+            raise RasterioError("the written file does not read back as written")
 
 
 def _colour_table(card: ModelCard) -> dict[int, tuple[int, int, int, int]]:
