@@ -89,7 +89,7 @@ qgis: setup install
 	$(if $(DISPLAY),,xvfb-run -a) qgis --noversioncheck $(SHARED)/geotiff/sentinel2_demmin_germany_20230603.tif
 
 screenshot: setup
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshot.py
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshot.py --rerun-stride 16
 
 clean:
 	rm -rf dist build .pytest_cache .ruff_cache .qgis-settings

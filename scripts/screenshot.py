@@ -141,12 +141,46 @@ def _spin(milliseconds: int) -> None:
     loop.exec_()
 
 
+def run_dialog(dialog) -> bool:
+    """Press Run in the dialog and wait for its task; False (with the message) when it fails."""
+    from qgis.PyQt.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    dialog.start()
+    if dialog.task is None:
+        print(f"screenshot: {dialog.message.text()}", file=sys.stderr)
+        return False
+    dialog.task.done.connect(lambda _: loop.quit())
+    QTimer.singleShot(300_000, loop.quit)
+    loop.exec_()
+    if dialog.task is not None or not dialog.message.text().startswith("Done"):
+        print(f"screenshot: {dialog.message.text()}", file=sys.stderr)
+        return False
+    return True
+
+
+def grab(window, canvas, root, out: Path) -> None:
+    """Render the visible layers and save the window as ``out``."""
+    canvas.setLayers([node.layer() for node in root.findLayers() if node.isVisible()])
+    canvas.refreshAllLayers()
+    _spin(2000)  # let the canvas start and finish its render jobs
+    canvas.waitWhileRendering()
+    _spin(500)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    window.resize(*SIZE)
+    _spin(300)
+    window.grab().save(str(out))
+    print(f"screenshot: {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Classify, arrange, grab; exit 2 with a message when the model or scene is missing."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="ONNX model (default: the bundled model)")
     parser.add_argument("--scene", type=Path, help="raster to show (default: the Demmin scene)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshot.png")
+    parser.add_argument("--rerun-stride", type=int, help="then run again at this stride (px) and grab that too")
+    parser.add_argument("--rerun-out", type=Path, default=REPO / "docs" / "screenshot_rerun.png")
     args = parser.parse_args(argv)
 
     from qgis.core import (
@@ -156,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         QgsProject,
         QgsRasterLayer,
     )
-    from qgis.PyQt.QtCore import QEventLoop, Qt, QTimer
+    from qgis.PyQt.QtCore import Qt
     from qgis.PyQt.QtWidgets import QDockWidget, QLabel
 
     os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
@@ -211,27 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     legend = window.findChild(QDockWidget, "legend")
     window.resizeDocks([legend, dock], [LEGEND_WIDTH, DIALOG_WIDTH], Qt.Horizontal)
 
-    loop = QEventLoop()
-    dialog.start()
-    if dialog.task is None:
-        print(f"screenshot: {dialog.message.text()}", file=sys.stderr)
+    if not run_dialog(dialog):
         return 2
-    dialog.task.done.connect(lambda _: loop.quit())
-    QTimer.singleShot(300_000, loop.quit)
-    loop.exec_()
-    if dialog.task is not None or not dialog.message.text().startswith("Done"):
-        print(f"screenshot: {dialog.message.text()}", file=sys.stderr)
-        return 2
-
-    # Tiles over the imagery; the class raster (same colours) stays in the legend, switched off.
+    # The plugin's own defaults decide what is shown: tiles over the imagery, class raster off.
     root = project.layerTreeRoot()
-    for node in root.findLayers():
-        if node.layer().type() == node.layer().RasterLayer and node.layer() is not layer:
-            node.setItemVisibilityChecked(False)
-    view.expandAllNodes()
-    for node in root.findLayers():
-        if not node.isVisible():  # the switched-off class raster stays folded
-            view.collapse(view.node2index(node))
     card = dialog.card
     window.findChild(QLabel, "mapTitle").setText(
         f"Land cover per {card.tile_size_m:g} m tile ({card.architecture}, {card.num_classes} EuroSAT-style classes)"
@@ -239,16 +256,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     transform = QgsCoordinateTransform(layer.crs(), project.crs(), project)
     canvas.setExtent(transform.transformBoundingBox(layer.extent()).buffered(150))
-    canvas.setLayers([node.layer() for node in root.findLayers() if node.isVisible()])
-    canvas.refreshAllLayers()
-    _spin(2000)  # let the canvas start and finish its render jobs
-    canvas.waitWhileRendering()
-    _spin(500)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    window.resize(*SIZE)
-    _spin(300)
-    window.grab().save(str(args.out))
-    print(f"screenshot: {args.out}")
+    grab(window, canvas, root, args.out)
+    if args.rerun_stride:
+        # A rerun as a user makes it: same dialog, another stride; the plugin's own layer order,
+        # names and visibility (the newest run on top) are what the picture shows.
+        dialog.stride_spin.setValue(args.rerun_stride)
+        if not run_dialog(dialog):
+            return 2
+        view.expandAllNodes()
+        grab(window, canvas, root, args.rerun_out)
     plugin.unload()
     project.removeAllMapLayers()
     window.close()
