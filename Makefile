@@ -17,10 +17,10 @@ GSD ?=
 ARGS ?=
 SEED ?= 0
 # On the whole of EuroSAT, `make train` reproduces the bundled model: the committed teacher's
-# soft labels (no teacher to train) and its 15 student epochs. Other data trains its own teacher.
+# soft labels (no teacher to train) and its 12 student epochs. Other data trains its own teacher.
 BUNDLED_RECIPE := $(and $(EUROSAT),$(filter $(EUROSAT),$(DATA)),$(if $(LIMIT_PER_CLASS),,yes))
 SOFT_LABELS ?= $(if $(BUNDLED_RECIPE),results/eurosat_seed0/teacher_vgg16_bn/best.soft_labels.npz)
-EPOCHS ?= $(if $(BUNDLED_RECIPE),15)
+EPOCHS ?= $(if $(BUNDLED_RECIPE),12)
 # Runs live beside the checkout, so they survive a fresh clone; commit only small artefacts.
 RUNS ?= ../rs_ghost_runs
 OUT ?= $(RUNS)/train
