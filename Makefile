@@ -16,7 +16,7 @@ LIMIT_PER_CLASS ?=
 GSD ?=
 ARGS ?=
 SEED ?= 0
-# On the whole of EuroSAT, `make train` reproduces the bundled model: the committed teacher's
+# On the whole of EuroSAT, `make train` runs the CPU recipe of results/eurosat_seed0: the committed teacher's
 # soft labels (no teacher to train) and its 12 student epochs. Other data trains its own teacher.
 BUNDLED_RECIPE := $(and $(EUROSAT),$(filter $(EUROSAT),$(DATA)),$(if $(LIMIT_PER_CLASS),,yes))
 SOFT_LABELS ?= $(if $(BUNDLED_RECIPE),results/eurosat_seed0/teacher_vgg16_bn/best.soft_labels.npz)
