@@ -96,9 +96,13 @@ def choose(requested: str, device: torch.device, probe=None) -> Precision:
 
 
 def _choose_cuda(requested: str) -> Precision:
-    if requested == "fp16" or (requested == "auto" and not torch.cuda.is_bf16_supported()):
-        return Precision("fp16", torch.float16, f"{'auto: no bf16 on this GPU' if requested == 'auto' else 'asked'}")
-    return Precision("bf16", torch.bfloat16, "auto: CUDA bf16" if requested == "auto" else "asked for")
+    if requested == "fp16":
+        return Precision("fp16", torch.float16, "asked for (--precision fp16)")
+    if requested == "bf16":
+        return Precision("bf16", torch.bfloat16, "asked for (--precision bf16)")
+    if not torch.cuda.is_bf16_supported():
+        return Precision("fp16", torch.float16, "auto: this GPU has no bf16")
+    return Precision("bf16", torch.bfloat16, "auto: CUDA bf16")
 
 
 def _measured(probe) -> Precision:

@@ -142,10 +142,10 @@ def train_stage(
         fused=True,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(len(loader), config.epochs))
-    stats_cpu = tuple(torch.tensor(value).view(1, -1, 1, 1) for value in channel_stats(data.train))
+    state = _initial_state(config, data, meta, teacher, criterion, lr)
+    stats_cpu = tuple(torch.tensor(state[key]).view(1, -1, 1, 1) for key in ("mean", "std"))
     precision = _choose_precision(config, model, teacher, criterion, data.train, stats_cpu, world)
     scaler = torch.amp.GradScaler("cuda", enabled=precision.dtype == torch.float16)
-    state = _initial_state(config, data, meta, teacher, criterion, lr)
     state["precision"] = {"name": precision.name, "reason": precision.reason, "hardware": hardware()}
     if world.is_main:
         print(f"{config.stage}: {precision.name} ({precision.reason}) on {state['precision']['hardware']}")
