@@ -179,7 +179,7 @@ def _pipeline_seconds(raster: Path, model: Path, work: Path, threads: int, batch
 # would also count the pages of this big parent (torch, models) that the fork copied.
 _CLI_WITH_PEAK = (
     "import sys\n"
-    "from rs_ghost_qgis.core.cli import main\n"
+    "from rs_ghost_qgis.cli.main import main\n"
     "code = main(sys.argv[1:])\n"
     "peak = [line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')][0]\n"
     "sys.stderr.write(f'VmHWM_kB {peak}\\n')\n"

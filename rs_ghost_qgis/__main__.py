@@ -1,8 +1,8 @@
-"""``python -m rs_ghost_qgis``: the headless command line (see rs_ghost_qgis.core.cli)."""
+"""``python -m rs_ghost_qgis``: the headless command line (rs_ghost_qgis.cli.main)."""
 
 import sys
 
-from rs_ghost_qgis.core.cli import main
+from rs_ghost_qgis.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,7 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rs_ghost_qgis.core.cli import main as cli_main  # noqa: E402
+from rs_ghost_qgis.cli.main import main as cli_main  # noqa: E402
 from rs_ghost_qgis.core.download import fetch  # noqa: E402
 from rs_ghost_qgis.core.errors import ModelError, RsGhostError  # noqa: E402
 from rs_ghost_qgis.core.runtime import default_model_path  # noqa: E402

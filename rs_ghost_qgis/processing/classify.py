@@ -33,7 +33,7 @@ from qgis.PyQt.QtCore import QVariant
 
 from .. import deps
 from ..core.errors import OutputError, RsGhostError
-from ..qgis_io import run as qrun
+from ..qgis_io import options as qopts
 from ..qgis_io.source import QgisLayerSource, check_raster_layer, crs_from_wkt
 from ..qgis_io.style import layer_names, run_detail, style_class_raster, style_tiles
 
@@ -94,7 +94,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS API)
         """Declare the parameters and outputs."""
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
-        default_model = qrun.bundled_model_or_none()
+        default_model = qopts.bundled_model_or_none()
         self.addParameter(
             QgsProcessingParameterFile(
                 self.MODEL,
@@ -166,7 +166,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
 
         layer = check_raster_layer(self.parameterAsRasterLayer(parameters, self.INPUT, context))
         card = load_model(self.parameterAsFile(parameters, self.MODEL, context) or None, threads=1).card
-        bands = qrun.parse_bands(self.parameterAsString(parameters, self.BANDS, context))
+        bands = qopts.parse_bands(self.parameterAsString(parameters, self.BANDS, context))
         choose_bands(QgisLayerSource.from_layer(layer, context.project()), card, bands)
 
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802 (QGIS API)
@@ -195,16 +195,16 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         area = Area()
         mask = self.parameterAsSource(parameters, self.MASK, context)
         if mask is not None:
-            area = qrun.area_from_geometries((f.geometry() for f in mask.getFeatures()), mask.sourceCrs(), "The mask")
+            area = qopts.area_from_geometries((f.geometry() for f in mask.getFeatures()), mask.sourceCrs(), "The mask")
         elif parameters.get(self.EXTENT):
             extent_crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
-            area = qrun.area_from_extent(self.parameterAsExtent(parameters, self.EXTENT, context), extent_crs)
+            area = qopts.area_from_extent(self.parameterAsExtent(parameters, self.EXTENT, context), extent_crs)
         raster_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_RASTER, context) or None
         options = ClassifyOptions(
             model_path=model_path,
             area=area,
             stride=self.parameterAsInt(parameters, self.STRIDE, context) or None,
-            bands=qrun.parse_bands(self.parameterAsString(parameters, self.BANDS, context)),
+            bands=qopts.parse_bands(self.parameterAsString(parameters, self.BANDS, context)),
             scaling=SCALINGS[self.parameterAsEnum(parameters, self.SCALING, context)],
             offset=self._offset(parameters, context),
             threads=self.parameterAsInt(parameters, self.THREADS, context) or None,
@@ -223,7 +223,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         )
         feedback.pushInfo(f"Bands: {result.bands_note}\nScaling: {result.scaling_used}")
         feedback.pushCommandInfo(fixed_width(result.summary_table()))
-        name = qrun.model_name(model_path)
+        name = qopts.model_name(model_path)
         detail = run_detail(options.stride or result.card.tile_size)  # tells reruns apart in the legend
         tiles_name, raster_name = layer_names(source.info.name, name, detail)
         outputs = {"TILES_CLASSIFIED": result.tiles_classified, "SUMMARY": result.summary_table()}

@@ -48,7 +48,7 @@ from qgis.PyQt.QtWidgets import (
 from ..core import workload
 from ..core.errors import InputError, ModelError, RsGhostError
 from ..paths import icon_path
-from ..qgis_io import run as qrun
+from ..qgis_io import options as qopts
 from ..qgis_io.source import WEB_PROVIDERS, QgisLayerSource, check_raster_layer
 
 SETTINGS_PREFIX = "rs_ghost_qgis/dialog/"
@@ -343,7 +343,7 @@ class ClassifyDialog(QDialog):
     def _restore(self) -> None:
         settings = QgsSettings()
         get = lambda key, default: settings.value(SETTINGS_PREFIX + key, default)  # noqa: E731
-        has_bundled = qrun.bundled_model_or_none() is not None
+        has_bundled = qopts.bundled_model_or_none() is not None
         use_file = get("model_mode", "bundled") == "file" or not has_bundled
         self.file_radio.setChecked(use_file)
         self.bundled_radio.setChecked(not use_file)
@@ -476,15 +476,15 @@ class ClassifyDialog(QDialog):
             return "", ""
         try:
             source = QgisLayerSource.from_layer(layer)
-            bands = qrun.parse_bands(self.bands_edit.text())
-            offset = qrun.parse_offset(self.offset_edit.text())
+            bands = qopts.parse_bands(self.bands_edit.text())
+            offset = qopts.parse_offset(self.offset_edit.text())
         except RsGhostError:
             return "", ""  # the band hint, or Run, says what is wrong
-        plan = qrun.plan_or_none(source, self.card, bands, self.scaling_combo.currentData(), offset)
+        plan = qopts.plan_or_none(source, self.card, bands, self.scaling_combo.currentData(), offset)
         if plan is None:
             return "", ""
         hint = "\n".join(dialog_words(text) for text in (plan.scaling_note, *plan.warnings))
-        return hint, qrun.scaling_warning(source, plan, self.scaling_combo.currentText())
+        return hint, qopts.scaling_warning(source, plan, self.scaling_combo.currentText())
 
     def _update_scaling_warning(self, *_args) -> None:
         hint, text = self.current_scaling()
@@ -523,9 +523,9 @@ class ClassifyDialog(QDialog):
         area_key = self.area_combo.currentData()
         if area_key == "canvas":
             canvas = self.iface.mapCanvas()
-            area = qrun.area_from_extent(canvas.extent(), canvas.mapSettings().destinationCrs())
+            area = qopts.area_from_extent(canvas.extent(), canvas.mapSettings().destinationCrs())
         elif area_key in ("mask_all", "mask_selected"):
-            area = qrun.area_from_layer(self.mask_combo.currentLayer(), area_key == "mask_selected")
+            area = qopts.area_from_layer(self.mask_combo.currentLayer(), area_key == "mask_selected")
         elif layer.providerType() in WEB_PROVIDERS:
             raise InputError(
                 f"'{layer.name()}' is a web layer ({layer.providerType()}) covering the whole world; choose "
@@ -536,15 +536,15 @@ class ClassifyDialog(QDialog):
         polygons, raster = self.polygons_check.isChecked(), self.raster_check.isChecked()
         if not polygons and not raster:
             raise RsGhostError("Choose at least one output: the polygon layer, the class raster or both.")
-        name = qrun.model_name(path)
-        out_vector, out_raster = qrun.output_paths(self.folder_widget.filePath(), layer.name(), name, polygons, raster)
+        name = qopts.model_name(path)
+        out_vector, out_raster = qopts.output_paths(self.folder_widget.filePath(), layer.name(), name, polygons, raster)
         options = ClassifyOptions(
             model_path=path,
             area=area,
             stride=self.stride_spin.value() or None,
-            bands=qrun.parse_bands(self.bands_edit.text()),
+            bands=qopts.parse_bands(self.bands_edit.text()),
             scaling=self.scaling_combo.currentData(),
-            offset=qrun.parse_offset(self.offset_edit.text()),
+            offset=qopts.parse_offset(self.offset_edit.text()),
             threads=self.threads_spin.value() or None,
             out_vector=out_vector,
             out_raster=out_raster,

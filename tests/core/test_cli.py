@@ -10,8 +10,8 @@ import rasterio
 import shapely
 from osgeo import ogr, osr
 
+from rs_ghost_qgis.cli.main import main, parse_bbox
 from rs_ghost_qgis.core import pipeline
-from rs_ghost_qgis.core.cli import main, parse_bbox
 from rs_ghost_qgis.core.crs import to_wkt, transform_geometry
 from rs_ghost_qgis.core.errors import InputError
 from tests.core.engine_data import ORIGIN, class_pattern, write_raster
@@ -265,7 +265,7 @@ def test_an_output_on_the_input_is_refused_even_with_overwrite(tmp_path, tiny_mo
 _STALLED_RUN = """
 import sys, time
 from rs_ghost_qgis.core import pipeline
-from rs_ghost_qgis.core.cli import main
+from rs_ghost_qgis.cli.main import main
 
 def stalled(self):  # the outputs' temporary files exist now; wait to be signalled
     print("running", flush=True)

@@ -3,12 +3,13 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-ENGINE = ["crs", "grid", "radiometry", "rasterio_source", "runtime", "sinks", "pipeline", "preview", "download", "cli"]
+ENGINE = ["crs", "grid", "radiometry", "rasterio_source", "runtime", "sinks", "pipeline", "download"]
+CLI = ["rs_ghost_qgis.cli.main", "rs_ghost_qgis.cli.preview"]
 
 
-def test_package_and_engine_import_neither_torch_nor_qgis():
+def test_package_engine_and_cli_import_neither_torch_nor_qgis():
     modules = ["rs_ghost_qgis", "rs_ghost_qgis.core", "rs_ghost_qgis.__main__"]
-    modules += [f"rs_ghost_qgis.core.{name}" for name in ENGINE]
+    modules += [f"rs_ghost_qgis.core.{name}" for name in ENGINE] + CLI
     code = (
         "import importlib, sys\n"
         f"for name in {modules!r}:\n"
@@ -26,8 +27,8 @@ def test_engine_leaves_osgeo_exception_mode_alone():
     code = (
         "from osgeo import gdal, ogr, osr\n"
         "before = (gdal.GetUseExceptions(), ogr.GetUseExceptions(), osr.GetUseExceptions())\n"
-        "import rs_ghost_qgis.core.cli, rs_ghost_qgis.core.pipeline, rs_ghost_qgis.core.preview\n"
-        "from rs_ghost_qgis.core.cli import read_mask, parse_bbox\n"
+        "import rs_ghost_qgis.cli.main, rs_ghost_qgis.core.pipeline, rs_ghost_qgis.cli.preview\n"
+        "from rs_ghost_qgis.cli.main import read_mask, parse_bbox\n"
         "parse_bbox('1,2,3,4,EPSG:4326')\n"
         "print(before == (gdal.GetUseExceptions(), ogr.GetUseExceptions(), osr.GetUseExceptions()))\n"
     )

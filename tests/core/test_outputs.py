@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from osgeo import ogr
 
-from rs_ghost_qgis.core import preview
-from rs_ghost_qgis.core.cli import main
+from rs_ghost_qgis.cli import preview
+from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.core.errors import OutputError
 from rs_ghost_qgis.core.sinks import publish_all
 from tests.core.engine_data import class_pattern, write_raster

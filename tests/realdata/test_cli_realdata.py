@@ -11,7 +11,7 @@ import rasterio
 import shapely
 from osgeo import ogr
 
-from rs_ghost_qgis.core.cli import main
+from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.core.crs import to_wkt, transform_geometry
 from rs_ghost_qgis.core.errors import ModelError
 from rs_ghost_qgis.core.runtime import default_model_path, load_model

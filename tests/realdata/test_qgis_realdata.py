@@ -9,7 +9,7 @@ from qgis.core import QgsCategorizedSymbolRenderer, QgsRasterLayer
 
 from rs_ghost_qgis.core.pipeline import Area, ClassifyOptions, classify
 from rs_ghost_qgis.core.rasterio_source import RasterioSource
-from rs_ghost_qgis.qgis_io.run import bundled_model_or_none
+from rs_ghost_qgis.qgis_io.options import bundled_model_or_none
 from rs_ghost_qgis.qgis_io.source import QgisLayerSource
 from rs_ghost_qgis.qgis_io.task import ClassifyTask
 from tests.qgis.conftest import project, run_task  # noqa: F401  (fixture)

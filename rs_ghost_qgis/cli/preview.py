@@ -9,11 +9,11 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
-from .atomic import temporary_path
-from .crs import describe
-from .pipeline import ClassifyOptions, ClassifyResult
-from .radiometry import plan_radiometry
-from .sinks import NODATA_CLASS, publish, write_failed
+from ..core.atomic import temporary_path
+from ..core.crs import describe
+from ..core.pipeline import ClassifyOptions, ClassifyResult
+from ..core.radiometry import plan_radiometry
+from ..core.sinks import NODATA_CLASS, publish, write_failed
 
 MAX_IMAGE_PX = 1400  # long side of the image rendering
 MAX_OUTLINED_CELLS = 120  # draw tile outlines only when there are few enough to see

@@ -1,4 +1,4 @@
-"""Glue between the QGIS faces (dialog, Processing) and the engine: QGIS inputs -> engine options."""
+"""QGIS inputs (layers, extents, fields of the dialog and of Processing) -> engine options."""
 
 from __future__ import annotations
 

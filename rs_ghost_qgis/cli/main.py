@@ -17,9 +17,9 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import InputError, RsGhostError
-from .grid import Area
-from .radiometry import SCALINGS
+from ..core.errors import InputError, RsGhostError
+from ..core.grid import Area
+from ..core.radiometry import SCALINGS
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
@@ -123,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .runtime import load_model
+    from ..core.runtime import load_model
 
     model = load_model(args.model, args.threads)
     print(f"model: {model.path}\nruns on: {model.provider}\n")
@@ -132,9 +132,9 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from .pipeline import ClassifyOptions
-    from .rasterio_source import RasterioSource
-    from .sinks import check_output
+    from ..core.pipeline import ClassifyOptions
+    from ..core.rasterio_source import RasterioSource
+    from ..core.sinks import check_output
 
     if not (args.out_vector or args.out_raster or args.preview):
         raise InputError("Nothing to write: give --out-vector, --out-raster and/or --preview.")
@@ -192,7 +192,7 @@ def _classify(args: argparse.Namespace) -> int:
 def _run_with_progress(source, options, extra_outputs=None):
     from tqdm import tqdm
 
-    from .pipeline import classify
+    from ..core.pipeline import classify
 
     bars = []  # the bar appears with the first progress report, after every check has passed
 
@@ -225,7 +225,7 @@ def parse_bands(text: str) -> list[int]:
 
 def parse_bbox(text: str) -> Area:
     """'xmin,ymin,xmax,ymax[,EPSG:code]' -> Area (CRS None = the raster's)."""
-    from .crs import to_wkt
+    from ..core.crs import to_wkt
 
     parts = [p.strip() for p in text.split(",")]
     try:
@@ -244,7 +244,7 @@ def read_mask(path: str) -> Area:
 
     A layer without a CRS is taken to be in the raster's CRS.
     """
-    from .vector import read_features
+    from ..core.vector import read_features
 
     if not Path(path).exists():
         raise InputError(f"Mask file {path} does not exist; check the path.")
