@@ -113,6 +113,10 @@ def _parser() -> argparse.ArgumentParser:
     classify.add_argument("--overwrite", action="store_true", help="replace existing output files")
     classify.set_defaults(func=_classify)
 
+    from .many import add_parser as add_many  # Dask itself is imported only when classify-many runs
+
+    add_many(commands, classify)
+
     info = commands.add_parser(
         "info", help="print a model's card", description="Print the model card of an ONNX model."
     )

@@ -40,9 +40,12 @@ class RasterioSource:
     """A RasterSource reading a GDAL raster file through rasterio; use as a context manager."""
 
     def __init__(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        if not path.exists():
-            raise InputError(f"Input raster {path} does not exist; check the path.")
+        if is_gdal_path(path):
+            path = str(path)  # /vsicurl/https://... : Path() would fold the URL's '//'
+        else:
+            path = Path(path)
+            if not path.exists():
+                raise InputError(f"Input raster {path} does not exist; check the path.")
         self._dataset = _open(path)
         try:
             _check_georeferenced(path, self._dataset)
@@ -130,7 +133,13 @@ class RasterioSource:
         return Block(out[:-1], out[-1] >= 128)
 
 
-def _open(path: Path) -> rasterio.DatasetReader:
+def is_gdal_path(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a GDAL virtual path or URL (/vsicurl/, /vsis3/, /vsizip/, https://...), not a plain file."""
+    text = str(path)
+    return text.startswith("/vsi") or "://" in text
+
+
+def _open(path: Path | str) -> rasterio.DatasetReader:
     """Open ``path`` read-only; InputError when GDAL cannot read it."""
     try:
         # A missing geotransform is reported by _check_georeferenced as one clear error, not as
@@ -142,7 +151,7 @@ def _open(path: Path) -> rasterio.DatasetReader:
         raise InputError(f"{path} is not a raster GDAL can read (GeoTIFF, JP2, VRT, ...).") from None
 
 
-def _check_georeferenced(path: Path, ds: rasterio.DatasetReader) -> None:
+def _check_georeferenced(path: Path | str, ds: rasterio.DatasetReader) -> None:
     """InputError unless the raster has a CRS and a geotransform that place its pixels on the ground."""
     if ds.crs is None:
         raise InputError(
@@ -159,12 +168,12 @@ def _check_georeferenced(path: Path, ds: rasterio.DatasetReader) -> None:
         )
 
 
-def _describe(path: Path, ds: rasterio.DatasetReader) -> RasterInfo:
+def _describe(path: Path | str, ds: rasterio.DatasetReader) -> RasterInfo:
     descriptions = tuple(
         (desc or _NAMED_COLOURS.get(interp, "")) for desc, interp in zip(ds.descriptions, ds.colorinterp)
     )
     return RasterInfo(
-        name=path.stem,
+        name=Path(str(path)).stem,
         width=ds.width,
         height=ds.height,
         band_count=ds.count,

@@ -1,0 +1,812 @@
+"""``python -m rs_ghost_qgis classify-many INPUT... --out-dir DIR``: many rasters on a Dask cluster.
+
+Each raster's tile grid is cut into blocks (``core.blocks``); each block is one Dask task
+that runs the ordinary engine (``core.pipeline.classify``) on its area and sends back its
+GeoPackage and class GeoTIFF as bytes, so workers need no shared folder. This process
+writes every block into ``DIR/.blocks/<key>/`` atomically, then records it in
+``DIR/manifest.jsonl``; a rerun with the same inputs and options skips what the manifest
+holds. When a raster's last block is in, its blocks are merged into ``DIR/<name>.gpkg`` and
+``DIR/<name>.tif`` (halo tiles kept once), published together under temporary names.
+
+A worker that dies mid-task is Dask's business: the scheduler runs the task again on another
+worker (``distributed.scheduler.allowed-failures`` times, 3 by default). A raster that cannot
+be read fails alone: one ``failed:`` line, the others finish, and the exit code is
+EXIT_SOME_FAILED. Dask is imported only here, and only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import csv
+import dataclasses
+import glob
+import hashlib
+import io
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.errors import InputError, RsGhostError
+
+EXIT_SOME_FAILED = 3  # some inputs failed, the others are done (2 stays "nothing was done: fix the command")
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")  # what a folder given as INPUT contributes
+LIST_SUFFIXES = (".txt", ".lst")  # an INPUT with these names lists one path per line
+MANIFEST = "manifest.jsonl"
+WORK = ".blocks"
+SUMMARY = "summary.csv"
+MERGE_BATCH = 2000  # features per add() while merging
+# classify's options that classify-many replaces (its outputs are DIR) or must not copy.
+_NOT_COPIED = {"help", "input", "out_vector", "out_raster", "preview"}
+
+Progress = Callable[[int, int, int, int], None]  # (blocks done, blocks, tiles done, tiles)
+
+
+def add_parser(commands, classify: argparse.ArgumentParser) -> None:
+    """Register ``classify-many``; it takes the same model and options as ``classify`` (copied from it)."""
+    many = commands.add_parser(
+        "classify-many",
+        help="classify many rasters (or huge ones) in blocks on a Dask cluster",
+        description="Classify every INPUT (raster files, folders, globs, or .txt files listing paths; GDAL "
+        "paths such as /vsicurl/ included) with the options of `classify`, in blocks on a Dask cluster; write "
+        "DIR/<raster>.gpkg and DIR/<raster>.tif per raster and DIR/summary.csv. A rerun resumes.",
+    )
+    many.add_argument("inputs", nargs="+", metavar="INPUT", help="rasters, folders, globs or lists of paths")
+    many.add_argument("--out-dir", required=True, metavar="DIR", help="where the outputs and the manifest go")
+    for action in classify._actions:
+        if action.dest in _NOT_COPIED:
+            continue
+        if action.dest == "threads":
+            action = copy.copy(action)
+            action.help = "onnxruntime threads per worker (default: 1, with one worker process per core)"
+        many._add_action(action)  # the same option objects: any option classify gains, this command has
+    many.add_argument(
+        "--workers", type=int, metavar="N", help="start a local cluster of N processes (default: one per core)"
+    )
+    many.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask cluster, e.g. tcp://host:8786")
+    many.add_argument(
+        "--block-cells", type=int, metavar="B", help="block side in grid cells (default: see docs/ENGINE.md)"
+    )
+    many.set_defaults(func=command)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def expand_inputs(items: list[str]) -> list[str]:
+    """Files, folders (their rasters), globs and path lists -> raster paths, in order, each once.
+
+    GDAL paths (/vsicurl/..., https://...) are kept as given. A name that is none of these is
+    kept too: it fails later as that raster's own error, without stopping the others.
+    """
+    from ..core.rasterio_source import is_gdal_path
+
+    found: list[str] = []
+    for item in items:
+        path = Path(item)
+        if is_gdal_path(item):
+            found.append(item)
+        elif path.is_dir():
+            found += sorted(str(p) for p in path.iterdir() if p.suffix.lower() in RASTER_SUFFIXES)
+        elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+            found += _read_list(path)
+        elif not path.exists() and glob.has_magic(item):
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                raise InputError(f"The INPUT pattern {item} matches no file; check it (quote it for the shell).")
+            found += matches
+        else:
+            found.append(item)
+    unique = list(dict.fromkeys(found))
+    if not unique:
+        raise InputError("The INPUTs hold no raster; give raster files, folders with .tif files, globs or lists.")
+    return unique
+
+
+def _read_list(path: Path) -> list[str]:
+    """One path per line (blank lines and # comments skipped); relative paths are relative to the list."""
+    from ..core.rasterio_source import is_gdal_path
+
+    paths = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        paths.append(line if is_gdal_path(line) or Path(line).is_absolute() else str(path.parent / line))
+    return paths
+
+
+def many_options(args: argparse.Namespace):
+    """The engine options of classify (main.classify_options), without outputs, one onnxruntime thread per worker."""
+    from .main import classify_options
+
+    options = classify_options(args, None, None)
+    return dataclasses.replace(
+        options,
+        # Workers may run elsewhere: the model's absolute path, the same on every machine (docs/CLUSTER.md).
+        model_path=str(Path(options.model_path).resolve()) if options.model_path else None,
+        threads=1 if args.threads is None else args.threads,
+        overwrite=False,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The worker's side: one block
+
+
+@dataclass(frozen=True)
+class BlockTask:
+    """What a worker needs to classify one block."""
+
+    path: str
+    key: str
+    index: int
+    tiles: int
+    options: object  # ClassifyOptions with the block's area and no outputs
+
+
+def run_block(task: BlockTask) -> dict:
+    """Classify one block with the engine; return its GeoPackage and GeoTIFF as bytes (runs on a worker).
+
+    A problem with the raster comes back as ``{"ok": False, "error": ...}`` rather than an
+    exception, so Dask does not retry what would fail again.
+    """
+    from rasterio._err import CPLE_BaseError
+    from rasterio.errors import RasterioError
+
+    from ..core.pipeline import classify
+    from ..core.rasterio_source import RasterioSource
+
+    started = time.perf_counter()
+    try:
+        with RasterioSource(task.path) as source, tempfile.TemporaryDirectory(prefix="rs_ghost_block_") as scratch:
+            sink = _BlockSink(Path(scratch) / "tiles.gpkg")
+            out_raster = Path(scratch) / "classes.tif"
+            options = dataclasses.replace(task.options, out_raster=str(out_raster), out_vector=None, overwrite=True)
+            cells = hectares = None
+            warnings: list[str] = []
+            scaling = bands = ""
+            try:
+                result = classify(source, options, vector_sink=sink)
+                cells = [row.cells for row in result.areas]
+                hectares = [row.hectares for row in result.areas]
+                warnings, scaling, bands = list(result.warnings), result.scaling_used, result.bands_note
+            except InputError:
+                # Every tile of the block is nodata: the engine refuses that for a whole run, but a
+                # block of a real scene may well be; its tiles (all 'nodata') still belong in the merge.
+                if not sink.saw_nothing_classified(task.tiles):
+                    sink.discard()
+                    raise
+                sink.commit()
+            return {
+                "ok": True,
+                "gpkg": sink.path.read_bytes(),
+                "tif": out_raster.read_bytes() if cells is not None else None,
+                "cells": cells,
+                "hectares": hectares,
+                "warnings": warnings,
+                "scaling": scaling,
+                "bands": bands,
+                "seconds": time.perf_counter() - started,
+            }
+    except RsGhostError as error:
+        return {"ok": False, "error": str(error)}
+    except (RasterioError, CPLE_BaseError, OSError) as error:
+        reason = str(error).strip() or type(error).__name__
+        return {"ok": False, "error": f"cannot read {task.path}: {reason}"}
+
+
+class _BlockSink:
+    """A GeoPackage of one block's tiles that survives the engine's "nothing classified" refusal."""
+
+    def __init__(self, path: Path) -> None:
+        from ..core.sinks import GeoPackageSink
+
+        self.path = path
+        self._sink = GeoPackageSink(path, "tiles", "", {})
+        self._class_index = 2
+        self.records = 0
+        self.classified = 0
+
+    def open(self, fields, crs_wkt: str) -> None:
+        """Create the file (see VectorSink)."""
+        self._class_index = [spec.name for spec in fields].index("class_id")
+        self._sink.open(fields, crs_wkt)
+
+    def add(self, tiles) -> None:
+        """Write tiles and count them (see VectorSink)."""
+        self._sink.add(tiles)
+        self.records += len(tiles)
+        self.classified += sum(tile.attributes[self._class_index] is not None for tile in tiles)
+
+    def commit(self) -> None:
+        """Finish the file at its name (see VectorSink)."""
+        self._sink.commit()
+
+    def abort(self) -> None:
+        """Keep the open file: run_block decides whether the block was merely empty (see VectorSink)."""
+
+    def discard(self) -> None:
+        """Delete the file."""
+        self._sink.abort()
+
+    def saw_nothing_classified(self, tiles: int) -> bool:
+        """Whether the run read every tile of the block and none had enough valid pixels."""
+        return self.records == tiles and self.classified == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The client's side: the job
+
+
+@dataclass
+class RasterJob:
+    """One input raster: its plan, its finished blocks, its outputs or why it failed."""
+
+    path: str
+    key: str = ""
+    name: str = ""
+    info: object = None
+    plan: object = None  # core.blocks.BlockPlan
+    done: dict = field(default_factory=dict)  # block index -> manifest record
+    summary: dict | None = None  # after the merge: tiles and areas per class
+    error: str | None = None
+    warned: bool = False
+
+    @property
+    def missing(self) -> list:
+        """The blocks not finished yet."""
+        return [block for block in self.plan.blocks if block.index not in self.done] if self.plan else []
+
+
+@dataclass
+class JobResult:
+    """What a classify-many run did."""
+
+    rasters: list[RasterJob]
+    class_names: list[str]
+    blocks_total: int
+    blocks_skipped: int  # finished by an earlier run (manifest)
+    blocks_run: int
+    tiles: int  # tiles read over all blocks, halo included
+    seconds: float
+    summary_csv: Path | None
+
+    @property
+    def failures(self) -> list[RasterJob]:
+        """The inputs that failed."""
+        return [job for job in self.rasters if job.error]
+
+    def totals(self) -> list[dict]:
+        """Per class over every finished raster: tiles, cells, hectares, percent."""
+        rows = [
+            {"class_id": i, "class_name": n, "tiles": 0, "cells": 0, "hectares": 0.0}
+            for i, n in enumerate(self.class_names)
+        ]
+        for job in self.rasters:
+            for row, part in zip(rows, (job.summary or {}).get("classes", [])):
+                row["tiles"] += part["tiles"]
+                row["cells"] += part["cells"]
+                row["hectares"] += part["hectares"]
+        total = sum(row["hectares"] for row in rows)
+        for row in rows:
+            row["percent"] = 100.0 * row["hectares"] / total if total else 0.0
+        return rows
+
+    def table(self) -> str:
+        """The area per class over all inputs, as fixed-width text."""
+        rows = self.totals()
+        width = max([len("class")] + [len(row["class_name"]) for row in rows])
+        lines = [f"{'class':<{width}}  {'tiles':>9}  {'hectares':>13}  {'percent':>7}"]
+        for row in rows:
+            lines.append(
+                f"{row['class_name']:<{width}}  {row['tiles']:>9,}  {row['hectares']:>13,.1f}  {row['percent']:>7.1f}"
+            )
+        lines.append(
+            f"{'total':<{width}}  {sum(r['tiles'] for r in rows):>9,}  {sum(r['hectares'] for r in rows):>13,.1f}  "
+            f"{100.0 if any(r['hectares'] for r in rows) else 0.0:>7.1f}"
+        )
+        return "\n".join(lines)
+
+
+def run_job(
+    inputs: list[str],
+    out_dir: str | os.PathLike,
+    options,
+    client,
+    block_cells: int | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> JobResult:
+    """Classify every input in blocks on the Dask ``client``; merge, summarise and return what happened.
+
+    ``options`` is a ClassifyOptions without outputs. Raises RsGhostError for problems of the
+    whole job (the model, DIR, an output in the way without ``overwrite``); a raster that
+    cannot be classified is recorded in its RasterJob.error instead.
+    """
+    from distributed import as_completed
+
+    from ..core.atomic import remove_stale_parts
+    from ..core.runtime import load_model
+
+    started = time.perf_counter()
+    out = _prepare_dir(Path(out_dir))
+    model = load_model(options.model_path, 1)  # a bad model stops the job before any work
+    manifest = _read_manifest(out / MANIFEST)
+    jobs = [RasterJob(path) for path in inputs]
+    names: set[str] = set()
+    for job in jobs:
+        _plan(job, model, options, block_cells, manifest, names, out, overwrite)
+    for job in jobs:
+        if job.key:
+            remove_stale_parts(out / WORK / job.key)
+    skipped = sum(len(job.done) for job in jobs if job.plan)
+    blocks_total = sum(len(job.plan.blocks) for job in jobs if job.plan and not job.error)
+    tiles_total = sum(job.plan.tiles for job in jobs if job.plan and not job.error)
+    tiles_done = sum(b.tiles for job in jobs if job.plan for b in job.plan.blocks if b.index in job.done)
+    blocks_done = skipped
+    if progress:
+        progress(blocks_done, blocks_total, tiles_done, tiles_total)
+    for job in jobs:
+        if job.plan and not job.error and not job.missing and job.summary is None:
+            _merge_or_fail(job, model.card, out)
+
+    tasks, owner = [], {}
+    for job in jobs:
+        if job.error:
+            continue
+        for block in job.missing:
+            task = BlockTask(job.path, job.key, block.index, block.tiles, dataclasses.replace(options, area=block.area))
+            future = client.submit(run_block, task, key=f"rs-ghost-block-{job.key}-{block.index}", pure=False)
+            tasks.append(future)
+            owner[future.key] = (job, block)
+    run = 0
+    try:
+        for future in as_completed(tasks):
+            job, block = owner[future.key]
+            if job.error:
+                continue
+            try:
+                outcome = future.result()
+            except Exception as error:  # noqa: BLE001 - a worker died too often, or a bug: this raster fails alone
+                outcome = {"ok": False, "error": _describe_failure(error, block.index)}
+            future.release()
+            if not outcome["ok"]:
+                job.error = outcome["error"]
+                client.cancel([f for f in tasks if owner[f.key][0] is job and not f.done()])
+                continue
+            _store_block(job, block, outcome, out, warn)
+            run += 1
+            blocks_done += 1
+            tiles_done += block.tiles
+            if progress:
+                progress(blocks_done, blocks_total, tiles_done, tiles_total)
+            if not job.missing:
+                _merge_or_fail(job, model.card, out)
+    except BaseException:
+        client.cancel([f for f in tasks if not f.done()])  # Ctrl-C: the finished blocks stay for a rerun
+        raise
+    result = JobResult(
+        jobs, list(model.card.class_names), blocks_total, skipped, run, tiles_total, time.perf_counter() - started, None
+    )
+    result.summary_csv = _write_summary(result, out)
+    return result
+
+
+def _prepare_dir(out: Path) -> Path:
+    """Create DIR and check it can be written (before any work)."""
+    from ..core.atomic import remove_stale_parts
+    from ..core.errors import OutputError
+
+    try:
+        (out / WORK).mkdir(parents=True, exist_ok=True)
+        probe = out / f".probe.{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise OutputError(
+            f"Cannot write into --out-dir {out}: {error.strerror or error}; choose another folder."
+        ) from None
+    remove_stale_parts(out)
+    return out
+
+
+def _plan(job: RasterJob, model, options, block_cells, manifest: dict, names: set, out: Path, overwrite: bool) -> None:
+    """Open the raster, cut it into blocks, find what the manifest already holds; errors go to job.error."""
+    from ..core.blocks import plan_blocks
+    from ..core.rasterio_source import RasterioSource
+    from ..core.sinks import check_output
+
+    try:
+        with RasterioSource(job.path) as source:
+            job.info = source.info
+        job.plan = plan_blocks(job.info, model.card, options.area, options.stride, block_cells)
+    except RsGhostError as error:
+        job.error = str(error)
+        return
+    job.key = _fingerprint(job.path, model.path, options, job.plan.block_cells)
+    stem = job.info.name
+    job.name = stem if stem not in names else f"{stem}_{job.key[:6]}"
+    names.add(job.name)
+    record = manifest.get(job.key, {})
+    work = out / WORK / job.key
+    for index, entry in record.get("blocks", {}).items():
+        if (work / f"{index}.gpkg").exists() and (not entry["raster"] or (work / f"{index}.tif").exists()):
+            job.done[int(index)] = entry
+    outputs = (out / f"{job.name}.gpkg", out / f"{job.name}.tif")
+    if "merged" in record and all(path.exists() for path in outputs):
+        job.summary = record["merged"]
+        return
+    ours = "merged" in record  # a merge of this job was interrupted: its files may be replaced
+    for path, suffixes, what in ((outputs[0], (".gpkg",), "vector output"), (outputs[1], (".tif",), "raster output")):
+        check_output(path, overwrite or ours, suffixes, what, input_path=job.path)
+
+
+def _fingerprint(path: str, model_path: Path, options, block_cells: int) -> str:
+    """A key for the raster under these options: a rerun with anything changed starts that raster afresh."""
+    import shapely
+
+    def stat(name) -> list:
+        with contextlib.suppress(OSError):
+            found = os.stat(name)
+            return [found.st_size, found.st_mtime_ns]
+        return []
+
+    area = options.area
+    geometries = [hashlib.sha256(shapely.to_wkb(g)).hexdigest() for g in area.geometries or []]
+    payload = {
+        "input": path if "://" in path or path.startswith("/vsi") else str(Path(path).resolve()),
+        "input_stat": stat(path),
+        "model": str(model_path),
+        "model_stat": stat(model_path),
+        "stride": options.stride,
+        "bands": options.bands,
+        "scaling": options.scaling,
+        "offset": options.offset,
+        "min_valid": options.min_valid_fraction,
+        "area": [area.bounds, area.crs_wkt, geometries],
+        "block_cells": block_cells,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _read_manifest(path: Path) -> dict:
+    """key -> {"blocks": {index: record}, "merged": summary}; a torn last line (a crash) is ignored."""
+    manifest: dict = {}
+    if not path.exists():
+        return manifest
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        record = manifest.setdefault(entry["key"], {"blocks": {}})
+        if "merged" in entry:
+            record["merged"] = entry["merged"]
+        else:
+            record["blocks"][str(entry["block"])] = entry
+    return manifest
+
+
+def _append_manifest(out: Path, entry: dict) -> None:
+    """One line per finished block or raster, on disk before the next block counts as done."""
+    with open(out / MANIFEST, "a", encoding="utf-8") as stream:
+        stream.write(json.dumps(entry) + "\n")
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def _store_block(job: RasterJob, block, outcome: dict, out: Path, warn) -> None:
+    """Write a finished block's files atomically, then record it in the manifest."""
+    from ..core.atomic import atomic_path
+
+    work = out / WORK / job.key
+    for suffix, data in ((".gpkg", outcome["gpkg"]), (".tif", outcome["tif"])):
+        if data is not None:
+            with atomic_path(work / f"{block.index}{suffix}") as tmp:
+                tmp.write_bytes(data)
+    entry = {
+        "key": job.key,
+        "block": block.index,
+        "input": job.path,
+        "raster": outcome["tif"] is not None,
+        "cells": outcome["cells"],
+        "hectares": outcome["hectares"],
+        "seconds": round(outcome["seconds"], 3),
+    }
+    _append_manifest(out, entry)
+    job.done[block.index] = entry
+    if warn and not job.warned and outcome["tif"] is not None:
+        job.warned = True
+        for text in outcome["warnings"]:
+            warn(f"{job.name}: {text}")
+
+
+def _describe_failure(error: BaseException, index: int) -> str:
+    """One line for an exception a block's future raised."""
+    from distributed import KilledWorker
+
+    if isinstance(error, KilledWorker):
+        return (
+            f"block {index} killed every worker that ran it (out of memory?); give the workers more memory or "
+            "pass a smaller --block-cells"
+        )
+    return f"block {index} failed: {type(error).__name__}: {error}"
+
+
+def _merge_or_fail(job: RasterJob, card, out: Path) -> None:
+    """Merge a raster whose blocks are all in; a raster with nothing classified fails like `classify`."""
+    try:
+        job.summary = merge_blocks(job, card, out)
+    except RsGhostError as error:
+        job.error = str(error)
+        return
+    _append_manifest(out, {"key": job.key, "merged": job.summary})
+
+
+def merge_blocks(job: RasterJob, card, out: Path) -> dict:
+    """Merge the raster's block files into DIR/<name>.gpkg and DIR/<name>.tif; return its summary.
+
+    Halo tiles, classified by two blocks alike, are written once. Both files are finished and
+    checked under temporary names, then published together (or neither).
+    """
+    import numpy as np
+    import rasterio
+    import shapely
+    from osgeo import ogr
+
+    from ..core.pipeline import _description, _layer_name  # the engine's own names and wording
+    from ..core.sinks import ClassRasterWriter, GeoPackageSink, TileRecord, publish_all, tile_fields
+
+    grid, work = job.plan.grid, out / WORK / job.key
+    with_raster = [b for b in job.plan.blocks if job.done[b.index]["raster"]]
+    if not with_raster:
+        raise InputError(f"No tile of {job.info.name} in the area has enough valid pixels: nothing was classified.")
+    with rasterio.open(work / f"{with_raster[0].index}.tif") as ds:
+        metadata = {k: v for k, v in ds.tags().items() if k != "AREA_OR_POINT"}
+    fields = tile_fields(card)
+    vector = GeoPackageSink(out / f"{job.name}.gpkg", _layer_name(job.info), _description(metadata), metadata)
+    raster = None
+    class_tiles = np.zeros(card.num_classes, dtype=np.int64)
+    seen: set[tuple[int, int]] = set()
+    try:
+        vector.open(fields, job.info.crs_wkt)
+        for block in job.plan.blocks:
+            ds = ogr.Open(str(work / f"{block.index}.gpkg"))
+            batch = []
+            for feature in ds.GetLayer(0):
+                values = [feature.GetField(i) if feature.IsFieldSetAndNotNull(i) else None for i in range(len(fields))]
+                if (values[0], values[1]) in seen:
+                    continue  # a halo tile: the neighbour block has it already
+                seen.add((values[0], values[1]))
+                if values[2] is not None:
+                    class_tiles[values[2]] += 1
+                geometry = shapely.from_wkb(bytes(feature.GetGeometryRef().ExportToIsoWkb()))
+                batch.append(TileRecord(geometry, values))
+                if len(batch) >= MERGE_BATCH:
+                    vector.add(batch)
+                    batch = []
+            vector.add(batch)
+            ds = None
+        raster = ClassRasterWriter(
+            out / f"{job.name}.tif", card, grid.crs_wkt, grid.transform, grid.width, grid.height, metadata
+        )
+        _merge_rasters(raster, grid, job.plan, work, with_raster)
+        # Existing outputs were refused before any work unless --overwrite (or this job's own).
+        publish_all([vector.finish(), raster.finish()], overwrite=True)
+    except BaseException:
+        vector.abort()
+        if raster is not None:
+            raster.abort()
+        raise
+    cells = np.sum([job.done[b.index]["cells"] for b in with_raster], axis=0)
+    hectares = np.sum([job.done[b.index]["hectares"] for b in with_raster], axis=0)
+    classified = int(class_tiles.sum())
+    return {
+        "input": job.path,
+        "vector": str(out / f"{job.name}.gpkg"),
+        "raster": str(out / f"{job.name}.tif"),
+        "tiles_total": len(seen),
+        "tiles_classified": classified,
+        "classes": [
+            {"class_name": name, "tiles": int(class_tiles[i]), "cells": int(cells[i]), "hectares": float(hectares[i])}
+            for i, name in enumerate(card.class_names)
+        ],
+    }
+
+
+def _merge_rasters(raster, grid, plan, work: Path, blocks: list) -> None:
+    """Write the class map row by row from the block GeoTIFFs, one band of blocks at a time."""
+    import numpy as np
+    import rasterio
+
+    from ..core.sinks import NODATA_CLASS
+
+    side = plan.block_cells
+    for top in range(grid.rows[0], grid.rows[1], side):
+        bottom = min(top + side, grid.rows[1])
+        band = np.full((2, bottom - top, grid.width), NODATA_CLASS, dtype=np.uint8)
+        for block in blocks:
+            if not top <= block.rows[0] < bottom:
+                continue
+            with rasterio.open(work / f"{block.index}.tif") as ds:
+                data = ds.read()
+            r, c = block.rows[0] - top, block.cols[0] - grid.cols[0]
+            band[:, r : r + data.shape[1], c : c + data.shape[2]] = data
+        for row in range(band.shape[1]):
+            raster.write_row(band[0, row], band[1, row])
+
+
+def _write_summary(result: JobResult, out: Path) -> Path:
+    """DIR/summary.csv: per raster and over all inputs ('all'), tiles, cells, hectares and percent per class."""
+    from ..core.atomic import atomic_path
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["raster", "class_id", "class_name", "tiles", "cells", "hectares", "percent"])
+    for job in result.rasters:
+        if not job.summary:
+            continue
+        total = sum(part["hectares"] for part in job.summary["classes"])
+        for index, part in enumerate(job.summary["classes"]):
+            percent = 100.0 * part["hectares"] / total if total else 0.0
+            writer.writerow(
+                [
+                    job.name,
+                    index,
+                    part["class_name"],
+                    part["tiles"],
+                    part["cells"],
+                    f"{part['hectares']:.4f}",
+                    f"{percent:.4f}",
+                ]
+            )
+    for row in result.totals():
+        writer.writerow(
+            [
+                "all",
+                row["class_id"],
+                row["class_name"],
+                row["tiles"],
+                row["cells"],
+                f"{row['hectares']:.4f}",
+                f"{row['percent']:.4f}",
+            ]
+        )
+    path = out / SUMMARY
+    with atomic_path(path) as tmp:
+        tmp.write_text(text.getvalue(), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+
+
+def command(args: argparse.Namespace) -> int:
+    """``classify-many``: connect or start a cluster, run the job, print the summary; the exit code."""
+    from .main import Terminated
+
+    if args.workers is not None and args.scheduler:
+        raise InputError("Give either --workers (a local cluster) or --scheduler (a running one), not both.")
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers must be at least 1, not {args.workers}.")
+    if args.block_cells is not None and args.block_cells < 1:
+        raise InputError(f"--block-cells must be at least 1, not {args.block_cells}.")
+    options = many_options(args)
+    inputs = expand_inputs(args.inputs)
+    with _cluster(args) as client:
+        bar = _Bar()
+        try:
+            result = run_job(
+                inputs, args.out_dir, options, client, args.block_cells, args.overwrite, bar.update, bar.write
+            )
+        except KeyboardInterrupt as interrupt:
+            bar.close()
+            print(
+                f"\ncancelled: finished blocks are kept in {Path(args.out_dir) / MANIFEST}; run the same command "
+                "again to resume.",
+                file=sys.stderr,
+            )
+            return 143 if isinstance(interrupt, Terminated) else 130
+        bar.close()
+    print(result.table())
+    print()
+    for job in result.rasters:
+        if job.summary:
+            print(f"done:    {job.name}: {job.summary['vector']}, {job.summary['raster']}")
+    for job in result.failures:
+        print(f"failed:  {job.path}: {job.error}", file=sys.stderr)
+    rate = result.tiles / result.seconds if result.seconds else 0.0
+    print(
+        f"summary: {result.summary_csv}\nblocks:  {result.blocks_run:,} run, {result.blocks_skipped:,} from an "
+        f"earlier run, of {result.blocks_total:,}; {result.tiles:,} tiles in {result.seconds:.1f} s "
+        f"({rate:,.0f} tiles/s)"
+    )
+    if result.failures:
+        print(
+            f"error: {len(result.failures)} of {len(result.rasters)} inputs failed (see the failed: lines); "
+            f"exit code {EXIT_SOME_FAILED}",
+            file=sys.stderr,
+        )
+        return EXIT_SOME_FAILED
+    return 0
+
+
+@contextlib.contextmanager
+def _cluster(args: argparse.Namespace):
+    """A Dask client: on --scheduler's cluster, or on a local one of --workers processes."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise InputError(
+            "classify-many needs Dask: install it with `pip install dask distributed` (see requirements.txt)."
+        ) from None
+    if args.scheduler:
+        try:
+            client = Client(args.scheduler, timeout="20s")
+        except (OSError, TimeoutError) as error:
+            raise InputError(
+                f"Cannot reach the Dask scheduler at {args.scheduler} (--scheduler): {error}; start it or fix the "
+                "address."
+            ) from None
+        cluster = None
+    else:
+        workers = args.workers or _cores()
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, silence_logs=logging.ERROR, dashboard_address=":0"
+        )
+        client = Client(cluster)
+    try:
+        count = len(client.scheduler_info().get("workers", {}))
+        print(f"dask:    {count} worker(s) at {client.scheduler.address}", file=sys.stderr)
+        if "dashboard" in client.scheduler_info().get("services", {}):
+            print(f"dashboard: {client.dashboard_link}", file=sys.stderr)
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _cores() -> int:
+    """CPU cores this process may use."""
+    with contextlib.suppress(AttributeError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+class _Bar:
+    """One tqdm bar for the whole job: tiles, with blocks in the postfix; created at the first report."""
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    def update(self, blocks_done: int, blocks: int, tiles_done: int, tiles: int) -> None:
+        """Show the job's progress."""
+        from tqdm import tqdm
+
+        if self._bar is None:
+            self._bar = tqdm(total=tiles, initial=tiles_done, unit="tiles", desc="classifying", unit_scale=True)
+        self._bar.set_postfix_str(f"blocks {blocks_done}/{blocks}", refresh=False)
+        self._bar.update(tiles_done - self._bar.n)
+
+    def write(self, text: str) -> None:
+        """A warning above the bar."""
+        from tqdm import tqdm
+
+        tqdm.write(f"warning: {text}", file=sys.stderr)
+
+    def close(self) -> None:
+        """Close the bar."""
+        if self._bar is not None:
+            self._bar.close()

@@ -1,0 +1,225 @@
+"""classify-many on a 2-worker Dask LocalCluster (loopback, processes, one thread each).
+
+The same as `classify` (attribute for attribute, cell for cell) on two rasters, with an
+overlapping stride and small blocks so that halo tiles and an all-nodata block occur; a
+worker killed mid-task; a job interrupted and resumed; broken inputs among good ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from osgeo import ogr
+
+from rs_ghost_qgis.cli import many
+from rs_ghost_qgis.cli.main import main
+from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
+from rs_ghost_qgis.core.rasterio_source import RasterioSource
+from tests.core.engine_data import class_pattern, write_raster
+
+distributed = pytest.importorskip("distributed")
+
+STRIDE = 16  # half the tiny model's 32 px tile: tiles overlap, blocks need a halo
+BLOCK_CELLS = 4  # small blocks: a dozen per raster
+
+
+@pytest.fixture(scope="module")
+def client():
+    """Two worker processes with one thread each on 127.0.0.1, shared by the module's tests."""
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def rasters(tmp_path_factory) -> list[Path]:
+    """Two rasters: one whose size is not a multiple of the cell, one with a nodata corner (a block of nodata)."""
+    folder = tmp_path_factory.mktemp("many_in")
+    rng = np.random.default_rng(1)
+    first = class_pattern(rng.integers(0, 3, size=(7, 8)), 32)[:, :210, :245]
+    second = class_pattern(rng.integers(0, 3, size=(6, 6)), 32)
+    second[:, :80, :80] = 0  # nodata: the top-left block has no tile to classify
+    return [
+        write_raster(folder / "first.tif", np.ascontiguousarray(first)),
+        write_raster(folder / "second.tif", second, nodata=0, origin=(520_000.0, 6_010_000.0)),
+    ]
+
+
+@pytest.fixture(scope="module")
+def expected(rasters, tiny_model, tmp_path_factory) -> dict[str, dict]:
+    """The single-process `classify` of each raster: features by (tile_row, tile_col), and the class map."""
+    out = tmp_path_factory.mktemp("many_single")
+    found = {}
+    for raster in rasters:
+        options = ClassifyOptions(
+            model_path=str(tiny_model),
+            stride=STRIDE,
+            threads=1,
+            out_vector=str(out / f"{raster.stem}.gpkg"),
+            out_raster=str(out / f"{raster.stem}.tif"),
+        )
+        with RasterioSource(raster) as source:
+            result = classify(source, options)
+        found[raster.stem] = {**_read(out, raster.stem), "hectares": [row.hectares for row in result.areas]}
+    return found
+
+
+def _options(model: Path) -> ClassifyOptions:
+    return ClassifyOptions(model_path=str(model), stride=STRIDE, threads=1)
+
+
+def _read(folder: Path, name: str) -> dict:
+    """Features keyed by grid position (attributes and WKB) and both bands of the class raster."""
+    ds = ogr.Open(str(folder / f"{name}.gpkg"))
+    layer = ds.GetLayer(0)
+    count = layer.GetLayerDefn().GetFieldCount()
+    features = {}
+    for feature in layer:
+        values = tuple(feature.GetField(i) if feature.IsFieldSetAndNotNull(i) else None for i in range(count))
+        assert values[:2] not in features, f"tile {values[:2]} written twice"
+        features[values[:2]] = (values, bytes(feature.GetGeometryRef().ExportToIsoWkb()))
+    with rasterio.open(folder / f"{name}.tif") as tif:
+        return {"features": features, "raster": tif.read(), "transform": tif.transform, "layer": layer.GetName()}
+
+
+def _assert_same(out: Path, expected: dict, names=("first", "second")) -> None:
+    for name in names:
+        got, want = _read(out, name), expected[name]
+        assert got["layer"] == want["layer"]
+        assert got["features"].keys() == want["features"].keys()
+        assert got["features"] == want["features"]
+        np.testing.assert_array_equal(got["raster"], want["raster"])
+        assert got["transform"] == want["transform"]
+    assert not list(out.glob(".*.part*")), "temporary files left at the top of DIR"
+
+
+def test_same_as_classify_on_two_rasters(client, rasters, tiny_model, expected, tmp_path):
+    result = many.run_job([str(r) for r in rasters], tmp_path, _options(tiny_model), client, BLOCK_CELLS)
+    assert not result.failures
+    assert result.blocks_total > 2 * 4 and result.blocks_run == result.blocks_total
+    _assert_same(tmp_path, expected)
+    # An all-nodata block happened and was merged as nodata tiles, not as a failure.
+    second = next(job for job in result.rasters if job.name == "second")
+    assert any(not record["raster"] for record in second.done.values())
+    # The area per class over both rasters, in summary.csv, adds the single runs' areas.
+    rows = [row for row in csv.DictReader(open(result.summary_csv)) if row["raster"] == "all"]
+    want = np.add(expected["first"]["hectares"], expected["second"]["hectares"])
+    np.testing.assert_allclose([float(row["hectares"]) for row in rows], want, rtol=1e-6)
+    # A rerun finds everything done: no block runs again, the outputs stay.
+    again = many.run_job([str(r) for r in rasters], tmp_path, _options(tiny_model), client, BLOCK_CELLS)
+    assert again.blocks_run == 0 and again.blocks_skipped == result.blocks_total and not again.failures
+
+
+def test_worker_killed_mid_task(client, rasters, tiny_model, expected, tmp_path):
+    marker = str(tmp_path / "killed")
+
+    class KillOnce(distributed.WorkerPlugin):
+        """SIGKILLs the first worker that starts a block, once (the marker file says it happened)."""
+
+        name = "rs-ghost-kill-once"
+
+        def transition(self, key, start, finish, **kwargs):
+            if finish == "executing" and str(key).startswith("rs-ghost-block-"):
+                try:
+                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    return
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    client.register_plugin(KillOnce())
+    try:
+        result = many.run_job([str(r) for r in rasters], tmp_path / "out", _options(tiny_model), client, BLOCK_CELLS)
+    finally:
+        client.unregister_worker_plugin(KillOnce.name)
+    assert Path(marker).exists(), "no worker was killed"
+    assert not result.failures and result.blocks_run == result.blocks_total
+    _assert_same(tmp_path / "out", expected)
+    client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
+
+
+def test_interrupted_job_resumes(client, rasters, tiny_model, expected, tmp_path):
+    seen = []
+
+    def interrupt_after_three(blocks_done, blocks, tiles_done, tiles):
+        seen.append(blocks_done)
+        if blocks_done >= 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        many.run_job(
+            [str(r) for r in rasters], tmp_path, _options(tiny_model), client, BLOCK_CELLS, progress=interrupt_after_three
+        )
+    assert not (tmp_path / "first.gpkg").exists() or not (tmp_path / "second.gpkg").exists()
+    finished = len((tmp_path / many.MANIFEST).read_text().splitlines())
+    assert finished >= 3
+    result = many.run_job([str(r) for r in rasters], tmp_path, _options(tiny_model), client, BLOCK_CELLS)
+    assert result.blocks_skipped >= 3
+    assert result.blocks_run == result.blocks_total - result.blocks_skipped
+    _assert_same(tmp_path, expected)
+
+
+def test_broken_inputs_among_good_ones(client, rasters, tiny_model, tmp_path, capsys):
+    garbage = tmp_path / "garbage.tif"
+    garbage.write_bytes(b"not a raster at all" * 100)
+    good = rasters[0].read_bytes()
+    truncated = tmp_path / "truncated.tif"  # the header reads; the pixels are cut off
+    write_raster(truncated, class_pattern(np.zeros((4, 4), int), 32))
+    truncated.write_bytes(truncated.read_bytes()[:600])
+    listing = tmp_path / "inputs.txt"
+    listing.write_text(f"# a list of inputs\n{rasters[0]}\n\ngarbage.tif\ntruncated.tif\nmissing.tif\n")
+    out = tmp_path / "out"
+    code = main(
+        [
+            "classify-many",
+            str(listing),
+            str(rasters[1]),
+            "--out-dir",
+            str(out),
+            "--model",
+            str(tiny_model),
+            "--stride",
+            str(STRIDE),
+            "--block-cells",
+            str(BLOCK_CELLS),
+            "--scheduler",
+            client.scheduler.address,
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == many.EXIT_SOME_FAILED, captured.err
+    failed = [line for line in captured.err.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 3, captured.err
+    for name in ("garbage.tif", "truncated.tif", "missing.tif"):
+        assert sum(name in line for line in failed) == 1
+    assert "Traceback" not in captured.err
+    assert (out / "first.gpkg").exists() and (out / "second.tif").exists()
+    assert not (out / "garbage.gpkg").exists() and not (out / "truncated.tif").exists()
+    assert not list(out.glob(".*.part*"))
+    assert rasters[0].read_bytes() == good
+    assert "Forest" in captured.out and "summary:" in captured.out
+
+
+def test_user_mistakes_are_one_line_exit_2(tiny_model, tmp_path, capsys):
+    for extra in (["--workers", "0"], ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"]):
+        code = main(["classify-many", str(tmp_path), "--out-dir", str(tmp_path / "o"), *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "--workers" in err, err
+    code = main(["classify-many", str(tmp_path / "*.tif"), "--out-dir", str(tmp_path / "o"), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "matches no file" in err, err
