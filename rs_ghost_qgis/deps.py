@@ -20,21 +20,15 @@ from pathlib import Path
 MIN_ONNXRUNTIME = (1, 14)  # first release that runs opset 17 models (our exporter's opset)
 NUMPY2_ONNXRUNTIME = (1, 19)  # first release built for numpy 2
 INSTALL_TIMEOUT_S = 900
-# Modules the engine imports besides numpy and GDAL (which QGIS always has), with the oldest
-# version that works and whether pip may put them in the plugin's folder. rasterio wheels
-# carry their own GDAL, which must not be loaded next to QGIS's: it comes from the platform.
+# Modules the engine imports inside QGIS besides numpy and GDAL's osgeo (which every QGIS has),
+# with the oldest version that works; pip puts them in the plugin's folder. Inside QGIS the
+# engine reads and writes through QGIS and osgeo, so rasterio (command line only) is not needed.
 PIP_MODULES = {"onnxruntime": MIN_ONNXRUNTIME, "shapely": (2, 0), "affine": (2, 0)}
-PLATFORM_MODULES = {"rasterio": (1, 2)}
-# Linux resolves shared-library symbols globally: QGIS has already loaded its own GEOS and GDAL,
-# so pip wheels that bundle newer copies (shapely, rasterio) would silently call QGIS's older
-# ones ("WKB output dimension must be 2 or 3"). Importing them with RTLD_DEEPBIND first keeps
-# each wheel on its own library; Windows and macOS bind per library and need nothing.
-ISOLATED_IMPORTS = ("shapely", "rasterio", "rasterio.vrt", "rasterio.warp", "rasterio.windows")
-RASTERIO_HINTS = {
-    "linux": "sudo apt install python3-rasterio   (Debian/Ubuntu; Fedora: sudo dnf install python3-rasterio)",
-    "win32": "OSGeo4W Setup > Advanced install > search 'rasterio' > install python3-rasterio",
-    "darwin": "{python} -m pip install --target {folder} rasterio   (its wheel brings its own GDAL; restart QGIS)",
-}
+# Linux resolves shared-library symbols globally: QGIS has already loaded its own GEOS, so a
+# pip shapely that bundles a newer copy would silently call QGIS's older one ("WKB output
+# dimension must be 2 or 3"). Importing it with RTLD_DEEPBIND first keeps the wheel on its own
+# library; Windows and macOS bind per library and need nothing.
+ISOLATED_IMPORTS = ("shapely",)
 
 
 class DependencyError(RuntimeError):
@@ -50,7 +44,6 @@ class DependencyStatus:
     onnxruntime_version: str = ""
     numpy_version: str = ""
     install_command: list[str] = field(default_factory=list)
-    other_steps: list[str] = field(default_factory=list)
 
     def message(self) -> str:
         """A message for the user: the problem, then the commands that fix it."""
@@ -62,7 +55,6 @@ class DependencyStatus:
                 "To fix it, run this command (it installs the missing packages alone into the plugin's own "
                 f"folder and leaves numpy untouched), then restart QGIS:\n\n{format_command(self.install_command)}"
             )
-        parts += self.other_steps
         return "\n\n".join(parts)
 
 
@@ -91,7 +83,7 @@ def activate(folder: str | os.PathLike) -> None:
 
 
 def load_isolated() -> None:
-    """Import the wheels that bundle GEOS/GDAL so they bind to their own copies (Linux; never raises)."""
+    """Import the wheels that bundle GEOS so they bind to their own copies (Linux; never raises)."""
     if not sys.platform.startswith("linux") or not hasattr(os, "RTLD_DEEPBIND"):
         return
     flags = sys.getdlopenflags()
@@ -190,16 +182,11 @@ def check(folder: str | os.PathLike) -> DependencyStatus:
     if _version_tuple(numpy_version) >= (2,):
         wanted["onnxruntime"] = NUMPY2_ONNXRUNTIME
     problems, to_pip, versions = [], [], {}
-    for name, minimum in {**wanted, **PLATFORM_MODULES}.items():
+    for name, minimum in wanted.items():
         problem, versions[name] = _module_problem(name, minimum)
         if problem:
             problems.append(problem)
-            if name in PIP_MODULES:
-                to_pip.append(name)
-    steps = []
-    if any(p.startswith("rasterio") for p in problems):
-        hint = RASTERIO_HINTS.get(sys.platform, RASTERIO_HINTS["linux"])
-        steps.append("Install rasterio for QGIS's Python:\n\n" + hint.format(python=python_executable(), folder=folder))
+            to_pip.append(name)
     if not problems:
         problems += [p for p in (_shapely_problem(), _engine_problem()) if p]
     if problems:
@@ -209,7 +196,6 @@ def check(folder: str | os.PathLike) -> DependencyStatus:
             onnxruntime_version=versions.get("onnxruntime", ""),
             numpy_version=numpy_version,
             install_command=install_command(folder, numpy_version, to_pip) if to_pip else [],
-            other_steps=steps,
         )
     return DependencyStatus(ok=True, onnxruntime_version=versions["onnxruntime"], numpy_version=numpy_version)
 

@@ -23,17 +23,14 @@ import errno
 import os
 import re
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import rasterio
 import shapely
 from osgeo import gdal, ogr
-from rasterio._err import CPLE_BaseError  # what rasterio raises for GDAL errors it does not wrap
-from rasterio.errors import RasterioError
-from rasterio.windows import Window
 
 from .atomic import remove_stale_parts, temporary_path
 from .crs import srs_from_wkt
@@ -46,7 +43,6 @@ COMMIT_EVERY = 20_000  # features per GeoPackage transaction
 VERIFY_ROWS = 256  # class-map rows read back per step when a finished GeoTIFF is checked
 # Filesystems without hard links (FAT, some network shares): publish_all falls back to a rename.
 _NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS, errno.EXDEV}
-_RASTER_ERRORS = (RasterioError, CPLE_BaseError, OSError)
 
 
 @dataclass(frozen=True)
@@ -278,13 +274,19 @@ def _undo(path: Path, backup: Path | None, ours: bool = True) -> None:
         path.unlink(missing_ok=True)
 
 
-def _ogr_check(code: object) -> None:
-    """Raise RuntimeError when an OGR call failed, whether it said so by return code or error state.
+def _gdal_check(code: object) -> None:
+    """Raise RuntimeError when a GDAL/OGR call failed, whether it said so by return code or error state.
 
     Call gdal.ErrorReset() before the call; in GDAL's exception mode the call raises by itself.
     """
     if code not in (0, None) or gdal.GetLastErrorType() >= gdal.CE_Failure:
-        raise RuntimeError(gdal.GetLastErrorMsg() or f"OGR error {code}")
+        raise RuntimeError(gdal.GetLastErrorMsg() or f"GDAL error {code}")
+
+
+def _gdal_call(method, *args) -> None:
+    """Call a GDAL/OGR method from a clean error state and raise RuntimeError if it failed (see _gdal_check)."""
+    gdal.ErrorReset()
+    _gdal_check(method(*args))
 
 
 class GeoPackageSink:
@@ -309,21 +311,20 @@ class GeoPackageSink:
         # osgeo's exception mode is process-wide and QGIS plugins share the process, so this
         # module never switches it: failures are checked both ways.
         try:
-            self._ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(self._tmp))
-            if self._ds is not None:
-                self._layer = self._ds.CreateLayer(
-                    self.layer_name,
-                    srs=srs_from_wkt(crs_wkt),
-                    geom_type=ogr.wkbPolygon,
-                    options=[f"DESCRIPTION={self.description}"],
-                )
-            if self._layer is None:
-                raise RuntimeError(gdal.GetLastErrorMsg() or "GDAL could not create it")
-            for spec in fields:
-                gdal.ErrorReset()
-                _ogr_check(self._layer.CreateField(ogr.FieldDefn(spec.name, self._KINDS[spec.kind])))
-            gdal.ErrorReset()
-            _ogr_check(self._layer.StartTransaction())
+            with _quiet_gdal():  # GDAL's message goes into the error raised, not onto stderr
+                self._ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(self._tmp))
+                if self._ds is not None:
+                    self._layer = self._ds.CreateLayer(
+                        self.layer_name,
+                        srs=srs_from_wkt(crs_wkt),
+                        geom_type=ogr.wkbPolygon,
+                        options=[f"DESCRIPTION={self.description}"],
+                    )
+                if self._layer is None:
+                    raise RuntimeError(gdal.GetLastErrorMsg() or "GDAL could not create it")
+                for spec in fields:
+                    _gdal_call(self._layer.CreateField, ogr.FieldDefn(spec.name, self._KINDS[spec.kind]))
+                _gdal_call(self._layer.StartTransaction)
         except RuntimeError as error:
             self.abort()
             raise OutputError(f"Cannot create the GeoPackage {self.path}: {error}.") from None
@@ -332,22 +333,22 @@ class GeoPackageSink:
         """Append features; commits every COMMIT_EVERY features to keep the journal small."""
         definition = self._layer.GetLayerDefn()
         try:
-            for tile in tiles:
-                feature = ogr.Feature(definition)
-                feature.SetGeometry(ogr.CreateGeometryFromWkb(tile.wkb))
-                for index, value in enumerate(tile.attributes):
-                    if value is None:
-                        feature.SetFieldNull(index)
-                    else:
-                        feature.SetField(index, value)
-                gdal.ErrorReset()
-                _ogr_check(self._layer.CreateFeature(feature))
-            self._count += len(tiles)
-            self._pending += len(tiles)
-            if self._pending >= COMMIT_EVERY:
-                self._commit_transaction()
-                self._layer.StartTransaction()
-                self._pending = 0
+            with _quiet_gdal():  # GDAL's message goes into the error raised, not onto stderr
+                for tile in tiles:
+                    feature = ogr.Feature(definition)
+                    feature.SetGeometry(ogr.CreateGeometryFromWkb(tile.wkb))
+                    for index, value in enumerate(tile.attributes):
+                        if value is None:
+                            feature.SetFieldNull(index)
+                        else:
+                            feature.SetField(index, value)
+                    _gdal_call(self._layer.CreateFeature, feature)
+                self._count += len(tiles)
+                self._pending += len(tiles)
+                if self._pending >= COMMIT_EVERY:
+                    self._commit_transaction()
+                    _gdal_call(self._layer.StartTransaction)
+                    self._pending = 0
         except RuntimeError as error:
             raise write_failed("GeoPackage", self.path, error) from None
 
@@ -359,23 +360,21 @@ class GeoPackageSink:
     def finish(self) -> tuple[Path, Path]:
         """Complete the temporary GeoPackage and check it re-opens whole; return (temporary, final path)."""
         try:
-            self._commit_transaction()
-            gdal.ErrorReset()
-            _ogr_check(self._layer.SetMetadata(self.metadata))
-            gdal.ErrorReset()
-            _ogr_check(self._layer.SyncToDisk())
-            self._layer = None
-            gdal.ErrorReset()
-            self._ds = None  # closes the file; GDAL 3.6 reports a failed close only in its error state
-            _ogr_check(0)
-            self._verify()
+            with _quiet_gdal():  # GDAL's message goes into the error raised, not onto stderr
+                self._commit_transaction()
+                _gdal_call(self._layer.SetMetadata, self.metadata)
+                _gdal_call(self._layer.SyncToDisk)
+                self._layer = None
+                gdal.ErrorReset()
+                self._ds = None  # closes the file; GDAL 3.6 reports a failed close only in its error state
+                _gdal_check(0)
+                self._verify()
         except RuntimeError as error:
             raise write_failed("GeoPackage", self.path, error) from None
         return self._tmp, self.path
 
     def _commit_transaction(self) -> None:
-        gdal.ErrorReset()
-        _ogr_check(self._layer.CommitTransaction())
+        _gdal_call(self._layer.CommitTransaction)
 
     def _verify(self) -> None:
         """Re-open the temporary file: our layer must be there with every feature written."""
@@ -407,6 +406,8 @@ class ClassRasterWriter:
 
     Band 1: class id (uint8, the card's colour table, nodata 255). Band 2: confidence in
     percent (uint8, 0..100, nodata 255). One data type for both bands, as GeoTIFF requires.
+    Written through osgeo.gdal, which every QGIS ships (no rasterio inside QGIS).
+    ``transform`` is the grid's affine transform (an ``affine.Affine``).
     """
 
     def __init__(
@@ -418,28 +419,14 @@ class ClassRasterWriter:
         self._next_row = 0
         self._width, self._height = width, height
         self._crc = [0, 0]  # per band, of the rows in order: the read-back check compares them
+        self._ds = None
         try:
-            self._ds = rasterio.open(
-                self._tmp,
-                "w",
-                driver="GTiff",
-                width=width,
-                height=height,
-                count=2,
-                dtype="uint8",
-                crs=crs_wkt,
-                transform=transform,
-                nodata=NODATA_CLASS,
-                compress="deflate",
-                tiled=width >= 256 and height >= 256,
-            )
-        except RasterioError as error:
+            with _quiet_gdal():
+                self._ds = _create_geotiff(self._tmp, width, height)
+                _describe(self._ds, card, crs_wkt, transform, tags)
+        except RuntimeError as error:
+            self.abort()
             raise OutputError(f"Cannot create the GeoTIFF {self.path}: {error}.") from None
-        self._ds.write_colormap(1, _colour_table(card))
-        self._ds.set_band_description(1, "class")
-        self._ds.set_band_description(2, "confidence_percent")
-        self._ds.update_tags(**tags)
-        self._ds.update_tags(1, **{f"CLASS_{i}": name for i, name in enumerate(card.class_names)})
 
     def write_row(self, classes: np.ndarray, confidence: np.ndarray) -> None:
         """Append the next row (uint8 class ids and confidence percent)."""
@@ -455,28 +442,32 @@ class ClassRasterWriter:
 
     def finish(self) -> tuple[Path, Path]:
         """Write what is buffered, close, and check the file reads back as written; return (temporary, final)."""
+        self._flush()
         try:
-            self._flush()
-            self._ds.close()
-            self._verify()
-        except _RASTER_ERRORS as error:
+            with _quiet_gdal():
+                _gdal_call(self._ds.FlushCache)
+                gdal.ErrorReset()
+                self._ds = None  # closes the file; a failed block write at close shows only in the error state
+                _gdal_check(0)
+                self._verify()
+        except (RuntimeError, OSError) as error:
             raise write_failed("GeoTIFF", self.path, error) from None
         return self._tmp, self.path
 
     def abort(self) -> None:
         """Close and delete the temporary file."""
-        with contextlib.suppress(*_RASTER_ERRORS):  # the file is deleted anyway
-            self._ds.close()
+        with contextlib.suppress(RuntimeError), _quiet_gdal():  # the file is deleted anyway
+            self._ds = None
         self._tmp.unlink(missing_ok=True)
 
     def _flush(self) -> None:
         if not self._rows:
             return
-        block = np.stack(self._rows, axis=1)  # (2, rows, width)
-        window = Window(0, self._next_row, block.shape[2], block.shape[1])
+        block = np.ascontiguousarray(np.stack(self._rows, axis=1))  # (2, rows, width): band after band
         try:
-            self._ds.write(block, window=window)
-        except _RASTER_ERRORS as error:
+            with _quiet_gdal():
+                _gdal_call(self._ds.WriteRaster, 0, self._next_row, block.shape[2], block.shape[1], block.tobytes())
+        except RuntimeError as error:
             raise write_failed("GeoTIFF", self.path, error) from None
         self._next_row += block.shape[1]
         self._rows = []
@@ -488,21 +479,66 @@ class ClassRasterWriter:
         back (a small uint8 raster) is what proves it complete.
         """
         if self._next_row != self._height:
-            raise RasterioError(f"{self._next_row} of {self._height} rows were written")
+            raise RuntimeError(f"{self._next_row} of {self._height} rows were written")
+        gdal.ErrorReset()
+        ds = gdal.Open(str(self._tmp))
+        if ds is None:
+            raise RuntimeError(gdal.GetLastErrorMsg() or "the written file does not open")
+        shape = (ds.RasterCount, ds.RasterYSize, ds.RasterXSize)
+        if shape != (2, self._height, self._width):
+            raise RuntimeError(f"the written file has shape {shape}")
         crc = [0, 0]
-        with rasterio.open(self._tmp) as ds:
-            if (ds.count, ds.height, ds.width) != (2, self._height, self._width):
-                raise RasterioError(f"the written file has shape {(ds.count, ds.height, ds.width)}")
-            for top in range(0, ds.height, VERIFY_ROWS):
-                block = ds.read(window=Window(0, top, ds.width, min(VERIFY_ROWS, ds.height - top)))
-                for row in range(block.shape[1]):
-                    crc = [zlib.crc32(band.tobytes(), c) for band, c in zip(block[:, row], crc)]
+        for index in range(2):
+            band = ds.GetRasterBand(index + 1)
+            for top in range(0, self._height, VERIFY_ROWS):
+                gdal.ErrorReset()
+                rows = band.ReadRaster(0, top, self._width, min(VERIFY_ROWS, self._height - top))
+                if rows is None or gdal.GetLastErrorType() >= gdal.CE_Failure:
+                    raise RuntimeError(gdal.GetLastErrorMsg() or "the written file does not read back")
+                crc[index] = zlib.crc32(rows, crc[index])
         if crc != self._crc:
-            raise RasterioError("the written file does not read back as written")
+            raise RuntimeError("the written file does not read back as written")
 
 
-def _colour_table(card: ModelCard) -> dict[int, tuple[int, int, int, int]]:
-    table = {i: (0, 0, 0, 0) for i in range(256)}
+@contextlib.contextmanager
+def _quiet_gdal() -> Iterator[None]:
+    """Keep GDAL's messages off stderr (this thread only): the error raised carries them instead."""
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    try:
+        yield
+    finally:
+        gdal.PopErrorHandler()
+
+
+def _create_geotiff(path: Path, width: int, height: int) -> gdal.Dataset:
+    """An empty two-band uint8 GeoTIFF, deflate-compressed, tiled when it is at least 256 px both ways."""
+    options = ["COMPRESS=DEFLATE"] + (["TILED=YES"] if width >= 256 and height >= 256 else [])
+    gdal.ErrorReset()
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), width, height, 2, gdal.GDT_Byte, options=options)
+    if ds is None:
+        raise RuntimeError(gdal.GetLastErrorMsg() or "GDAL could not create it")
+    return ds
+
+
+def _describe(ds: gdal.Dataset, card: ModelCard, crs_wkt: str, transform, tags: dict) -> None:
+    """Georeference the class map and label it: CRS, transform, nodata, colours, band names, tags."""
+    _gdal_call(ds.SetSpatialRef, srs_from_wkt(crs_wkt))
+    _gdal_call(ds.SetGeoTransform, transform.to_gdal())
+    _gdal_call(ds.SetMetadata, {key: str(value) for key, value in tags.items()})
+    for index, name in ((1, "class"), (2, "confidence_percent")):
+        band = ds.GetRasterBand(index)
+        _gdal_call(band.SetNoDataValue, NODATA_CLASS)
+        _gdal_call(band.SetDescription, name)
+    classes = ds.GetRasterBand(1)
+    _gdal_call(classes.SetColorTable, _colour_table(card))
+    _gdal_call(classes.SetMetadata, {f"CLASS_{i}": name for i, name in enumerate(card.class_names)})
+
+
+def _colour_table(card: ModelCard) -> gdal.ColorTable:
+    """The card's class colours, opaque; every other value transparent black."""
+    table = gdal.ColorTable()
+    for value in range(256):
+        table.SetColorEntry(value, (0, 0, 0, 0))
     for index, colour in enumerate(card.class_colors):
-        table[index] = (int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16), 255)
+        table.SetColorEntry(index, (int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16), 255))
     return table

@@ -62,7 +62,7 @@ def show_dependency_dialog(iface, status: deps.DependencyStatus, folder: Path) -
             f"or QGIS:\n{folder}\n\nOr run this command yourself, then restart QGIS:\n\n"
             f"{deps.format_command(status.install_command)}"
         )
-    box.setInformativeText("\n\n".join(steps + status.other_steps))
+    box.setInformativeText("\n\n".join(steps))
     install = copy = None
     if status.install_command:
         install = box.addButton("Install now", QMessageBox.AcceptRole)

@@ -130,5 +130,5 @@ def test_metadata_names_every_runtime_requirement():
 
     metadata = (Path(__file__).resolve().parents[2] / "metadata.txt").read_text(encoding="utf-8")
     about = next(line for line in metadata.splitlines() if line.startswith("about="))
-    for module in (*deps.PIP_MODULES, *deps.PLATFORM_MODULES):
+    for module in deps.PIP_MODULES:
         assert module in about, f"metadata.txt's about does not say that {module} is needed"
