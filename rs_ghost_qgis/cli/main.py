@@ -12,14 +12,13 @@ import contextlib
 import os
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..core.errors import InputError, RsGhostError
 from ..core.grid import Area
-from ..core.radiometry import SCALINGS
+from ..core.options import SCALINGS, check_outputs, face_message, one_area, parse_bands, parse_stride
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
@@ -37,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         with _sigterm_as_interrupt():
             return args.func(args)
     except RsGhostError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {face_message(error, 'cli')}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt as interrupt:
         print("\ncancelled: no output was written.", file=sys.stderr)
@@ -81,36 +80,10 @@ def _parser() -> argparse.ArgumentParser:
         "(GeoPackage), a class + confidence raster (GeoTIFF) and print a per-class area table.",
     )
     classify.add_argument("input", help="raster file (GeoTIFF or anything GDAL reads), with a CRS")
-    classify.add_argument("--model", help="ONNX model with a model card (default: the bundled model)")
     classify.add_argument("--out-vector", metavar="V.gpkg", help="tile polygons with class, confidence, probabilities")
     classify.add_argument("--out-raster", metavar="R.tif", help="class map: band 1 class, band 2 confidence %%")
     classify.add_argument("--preview", metavar="P.png", help="PNG of the class map over the image, with a legend")
-    classify.add_argument(
-        "--stride", type=int, help="step between tiles in model pixels (default: tile size; smaller = overlap)"
-    )
-    classify.add_argument("--bands", metavar="3,2,1", help="raster bands (1-based) for the model's channels")
-    classify.add_argument(
-        "--scale",
-        choices=SCALINGS,
-        default="auto",
-        help="how values reach the model's range: auto = as is for 8-bit, the card's linear mapping for "
-        "reflectance (0..10,000 or 0..1), one percentile range for all bands otherwise (see docs/ENGINE.md)",
-    )
-    classify.add_argument(
-        "--offset",
-        type=float,
-        metavar="N",
-        help="raw value removed before the card mapping, e.g. 1000 for Sentinel-2 baseline 04.00+ products "
-        "(default: from BOA_ADD_OFFSET / RADIO_ADD_OFFSET in the metadata, else 0)",
-    )
-    classify.add_argument("--mask", metavar="polygons.gpkg", help="classify only tiles overlapping these polygons")
-    classify.add_argument(
-        "--bbox", metavar="xmin,ymin,xmax,ymax[,EPSG:code]", help="classify only this box (default CRS: the raster's)"
-    )
-    classify.add_argument("--min-valid", type=float, default=0.5, help="valid-pixel fraction a tile needs (0.5)")
-    classify.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
-    classify.add_argument("--batch-size", type=int, default=32, help="tiles per inference batch (32)")
-    classify.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_classify_options(classify)
     classify.set_defaults(func=_classify)
 
     from .many import add_parser as add_many  # Dask itself is imported only when classify-many runs
@@ -126,6 +99,44 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_classify_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a classification (model, area, bands, scaling, ...), besides input and outputs.
+
+    ``classify_options`` turns them into engine options.
+    """
+    parser.add_argument("--model", help="ONNX model with a model card (default: the bundled model)")
+    parser.add_argument(
+        "--stride", type=int, help="step between tiles in model pixels (default or 0: tile size; smaller = overlap)"
+    )
+    parser.add_argument(
+        "--bands",
+        metavar="3,2,1",
+        help="raster bands (from 1) for the model's channels, e.g. 3,2,1 (default: automatic)",
+    )
+    parser.add_argument(
+        "--scale",
+        choices=SCALINGS,
+        default="auto",
+        help="how values reach the model's range: auto = as is for 8-bit, the card's linear mapping for "
+        "reflectance (0..10,000 or 0..1), one percentile range for all bands otherwise (see docs/ENGINE.md)",
+    )
+    parser.add_argument(
+        "--offset",
+        type=float,
+        metavar="N",
+        help="raw value removed before the card mapping, e.g. 1000 for Sentinel-2 baseline 04.00+ products "
+        "(default: from BOA_ADD_OFFSET / RADIO_ADD_OFFSET in the metadata, else 0)",
+    )
+    parser.add_argument("--mask", metavar="polygons.gpkg", help="classify only tiles overlapping these polygons")
+    parser.add_argument(
+        "--bbox", metavar="xmin,ymin,xmax,ymax[,EPSG:code]", help="classify only this box (default CRS: the raster's)"
+    )
+    parser.add_argument("--min-valid", type=float, default=0.5, help="valid-pixel fraction a tile needs (0.5)")
+    parser.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
+    parser.add_argument("--batch-size", type=int, default=32, help="tiles per inference batch (32)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
 def _info(args: argparse.Namespace) -> int:
     from ..core.runtime import load_model
 
@@ -136,42 +147,22 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from ..core.pipeline import ClassifyOptions
     from ..core.rasterio_source import RasterioSource
     from ..core.sinks import check_output
 
-    if not (args.out_vector or args.out_raster or args.preview):
-        raise InputError("Nothing to write: give --out-vector, --out-raster and/or --preview.")
-    if args.mask and args.bbox:
-        raise InputError("Give either --mask or --bbox, not both.")
+    check_outputs(args.out_vector, args.out_raster, args.preview)
     if args.preview:
         check_output(args.preview, args.overwrite, (".png",), "preview", input_path=args.input)
-    area = read_mask(args.mask) if args.mask else parse_bbox(args.bbox) if args.bbox else Area()
-    with RasterioSource(args.input) as source, tempfile.TemporaryDirectory(prefix="rs_ghost_") as scratch:
-        # The preview is drawn from the class raster; without --out-raster it goes to scratch.
-        out_raster = args.out_raster or (str(Path(scratch) / "classes.tif") if args.preview else None)
-        options = ClassifyOptions(
-            model_path=args.model,
-            area=area,
-            stride=args.stride,
-            bands=parse_bands(args.bands) if args.bands is not None else None,
-            scaling=args.scale,
-            offset=args.offset,
-            min_valid_fraction=args.min_valid,
-            threads=args.threads,
-            batch_size=args.batch_size,
-            out_vector=args.out_vector,
-            out_raster=out_raster,
-            overwrite=args.overwrite,
-        )
+    options = classify_options(args, args.out_vector, args.out_raster, keep_class_map=bool(args.preview))
+    with RasterioSource(args.input) as source:
         preview = None
         if args.preview:
             from .preview import render_preview
 
-            def preview(result, class_raster):
-                # Drawn from the finished class raster before anything is published, so the
-                # preview is published with the other outputs or none of them is.
-                return [render_preview(source, result, class_raster, args.preview, options)]
+            def preview(result):
+                # Drawn from the finished run before anything is published, so the preview is
+                # published with the other outputs or none of them is.
+                return [render_preview(source, result, args.preview, options)]
 
         result = _run_with_progress(source, options, preview)
     print(result.summary_table())
@@ -191,6 +182,31 @@ def _classify(args: argparse.Namespace) -> int:
         f"{result.seconds:.1f} s ({rate:,.0f} tiles/s)"
     )
     return 0
+
+
+def classify_options(
+    args: argparse.Namespace, out_vector: str | None, out_raster: str | None, keep_class_map: bool = False
+):
+    """Engine options (ClassifyOptions) from the options ``add_classify_options`` defined."""
+    from ..core.pipeline import ClassifyOptions
+
+    mask = read_mask(args.mask) if args.mask else None
+    bbox = parse_bbox(args.bbox) if args.bbox else None
+    return ClassifyOptions(
+        model_path=args.model,
+        area=one_area(mask, bbox),
+        stride=parse_stride(args.stride),
+        bands=parse_bands(args.bands),
+        scaling=args.scale,
+        offset=args.offset,
+        min_valid_fraction=args.min_valid,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        out_vector=out_vector,
+        out_raster=out_raster,
+        overwrite=args.overwrite,
+        keep_class_map=keep_class_map,
+    )
 
 
 def _run_with_progress(source, options, extra_outputs=None):
@@ -217,14 +233,6 @@ def _run_with_progress(source, options, extra_outputs=None):
 def _warn(text: str) -> None:
     """A radiometry warning on stderr, before the progress bar starts."""
     print(f"warning: {text}", file=sys.stderr)
-
-
-def parse_bands(text: str) -> list[int]:
-    """'3,2,1' -> [3, 2, 1]."""
-    try:
-        return [int(part) for part in text.split(",")]
-    except ValueError:
-        raise InputError(f"--bands takes band numbers separated by commas, e.g. 3,2,1; got {text!r}.") from None
 
 
 def parse_bbox(text: str) -> Area:

@@ -1,4 +1,8 @@
-"""A picture to check a run at a glance: the image, and the class map laid over it with a legend."""
+"""A picture to check a run at a glance: the image, and the class map laid over it with a legend.
+
+Drawn from what the run carries forward: its class map (``ClassifyOptions.keep_class_map``)
+and its radiometry, so neither the class raster nor the statistics are read a second time.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-import rasterio
-from rasterio.enums import Resampling
 
 from ..core.atomic import temporary_path
 from ..core.crs import describe
 from ..core.pipeline import ClassifyOptions, ClassifyResult
-from ..core.radiometry import plan_radiometry
 from ..core.sinks import NODATA_CLASS, publish, write_failed
 
 MAX_IMAGE_PX = 1400  # long side of the image rendering
@@ -20,23 +21,24 @@ MAX_OUTLINED_CELLS = 120  # draw tile outlines only when there are few enough to
 OVERLAY_ALPHA = 0.45
 
 
-def draw_preview(
-    source, result: ClassifyResult, class_raster: str | os.PathLike, path: str | os.PathLike, options: ClassifyOptions
-) -> Path:
-    """Write a PNG: left the image as the model saw it, right the classes over it, with a legend."""
+def draw_preview(source, result: ClassifyResult, path: str | os.PathLike, options: ClassifyOptions) -> Path:
+    """Write a PNG: left the image as the model saw it, right the classes over it, with a legend.
+
+    ``result`` must carry its class map (a run with ``keep_class_map``).
+    """
     path = Path(path)
-    publish(*render_preview(source, result, class_raster, path, options), overwrite=options.overwrite)
+    publish(*render_preview(source, result, path, options), overwrite=options.overwrite)
     return path
 
 
 def render_preview(
-    source, result: ClassifyResult, class_raster: str | os.PathLike, path: str | os.PathLike, options: ClassifyOptions
+    source, result: ClassifyResult, path: str | os.PathLike, options: ClassifyOptions
 ) -> tuple[Path, Path]:
     """Draw the preview of ``path`` under a temporary name; return (temporary, final path) for publish_all."""
     path = Path(path)
     tmp = temporary_path(path)
     try:
-        _draw(source, result, class_raster, tmp, options)
+        _draw(source, result, tmp, options)
     except OSError as error:
         tmp.unlink(missing_ok=True)
         raise write_failed("preview", path, error.strerror or error) from None
@@ -46,7 +48,7 @@ def render_preview(
     return tmp, path
 
 
-def _draw(source, result: ClassifyResult, class_raster: str | os.PathLike, tmp: Path, options: ClassifyOptions) -> None:
+def _draw(source, result: ClassifyResult, tmp: Path, options: ClassifyOptions) -> None:
     """Render the figure into ``tmp``."""
     import matplotlib
 
@@ -56,11 +58,12 @@ def _draw(source, result: ClassifyResult, class_raster: str | os.PathLike, tmp: 
     from matplotlib.patches import Patch
 
     card = result.card
-    with rasterio.open(class_raster) as ds:
-        bounds, grid_wkt, cells = tuple(ds.bounds), ds.crs.to_wkt(), (ds.width, ds.height)
-        image, valid = _render_image(source, result, bounds, grid_wkt, options)
-        # The class map on the image's pixels, so it can be hidden where the image has no data.
-        classes = ds.read(1, out_shape=valid.shape, resampling=Resampling.nearest)
+    class_map = result.class_map
+    bounds, grid_wkt = class_map.bounds, class_map.crs_wkt
+    cells = (class_map.classes.shape[1], class_map.classes.shape[0])
+    image, valid = _render_image(source, result, bounds, grid_wkt)
+    # The class map on the image's pixels, so it can be hidden where the image has no data.
+    classes = _nearest(class_map.classes, valid.shape)
     extent = (bounds[0], bounds[2], bounds[1], bounds[3])
 
     colours = ListedColormap([_rgb(c) for c in card.class_colors])
@@ -124,11 +127,9 @@ def _draw(source, result: ClassifyResult, class_raster: str | os.PathLike, tmp: 
         plt.close(fig)
 
 
-def _render_image(source, result: ClassifyResult, bounds, grid_wkt: str, options: ClassifyOptions):
-    """The raster over ``bounds`` as RGB in 0..1 (run's bands and scaling) and its valid mask."""
-    radiometry = result.radiometry or plan_radiometry(
-        source, result.card, result.bands_used, options.scaling, options.offset
-    )
+def _render_image(source, result: ClassifyResult, bounds, grid_wkt: str):
+    """The raster over ``bounds`` as RGB in 0..1 (the run's bands and scaling) and its valid mask."""
+    radiometry = result.radiometry
     width_m, height_m = bounds[2] - bounds[0], bounds[3] - bounds[1]
     scale = MAX_IMAGE_PX / max(width_m, height_m)
     width, height = max(1, round(width_m * scale)), max(1, round(height_m * scale))
@@ -139,6 +140,13 @@ def _render_image(source, result: ClassifyResult, bounds, grid_wkt: str, options
     rgb = np.clip((values - low) / (high - low), 0.0, 1.0).transpose(1, 2, 0)
     rgb[~block.valid] = 0.85  # light grey where there is no data
     return rgb, block.valid
+
+
+def _nearest(cells: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``cells`` resampled to ``shape`` by nearest neighbour (each pixel takes the cell under its centre)."""
+    rows = ((np.arange(shape[0]) + 0.5) * cells.shape[0] / shape[0]).astype(int)
+    cols = ((np.arange(shape[1]) + 0.5) * cells.shape[1] / shape[1]).astype(int)
+    return cells[np.minimum(rows, cells.shape[0] - 1)][:, np.minimum(cols, cells.shape[1] - 1)]
 
 
 def _rgb(colour: str) -> tuple[float, float, float]:

@@ -33,6 +33,7 @@ from affine import Affine
 from . import crs
 from .errors import InputError
 from .modelcard import ModelCard
+from .options import check_stride
 from .source import Bounds, RasterInfo
 
 EDGE_POLICY = (
@@ -165,7 +166,7 @@ def build_grid(info: RasterInfo, card: ModelCard, area: Area | None = None, stri
     empty or does not overlap the raster.
     """
     stride = card.tile_size if stride is None else int(stride)
-    cell_px = _check_stride(stride, card)
+    cell_px = check_stride(stride, card)
     footprint = shapely.box(*info.bounds)
     region = _area_in_raster_crs(area or Area(), info, footprint)
     xmin, ymin, xmax, ymax = region.bounds
@@ -236,20 +237,6 @@ def choose_grid_crs(info: RasterInfo, x: float, y: float) -> tuple[str, float, s
     lon, lat = crs.lonlat(x, y, info.crs_wkt)
     utm = crs.utm_wkt(lon, lat)
     return utm, 1.0, f"{crs.describe(utm)} (the raster's CRS {raster_crs} is {reason}; tiles measure true metres)"
-
-
-def _check_stride(stride: int, card: ModelCard) -> int:
-    divisors = [
-        d
-        for d in range(1, card.tile_size + 1)
-        if card.tile_size % d == 0 and (d * card.input_size) % card.tile_size == 0
-    ]
-    if stride not in divisors:
-        raise InputError(
-            f"Stride (--stride) {stride} is not possible for {card.tile_size} px tiles: it must divide the tile "
-            f"size so overlapping tiles share whole cells; choose one of {', '.join(map(str, divisors))}."
-        )
-    return stride * card.input_size // card.tile_size
 
 
 def _check_size(info: RasterInfo, footprint, card: ModelCard, metres_per_unit: float) -> None:

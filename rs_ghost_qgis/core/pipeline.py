@@ -24,6 +24,7 @@ from . import crs, workload
 from .errors import Cancelled, InputError
 from .grid import EDGE_POLICY, Area, Grid, build_grid
 from .modelcard import ModelCard
+from .options import check_area
 from .radiometry import Radiometry, plan_radiometry
 from .runtime import Model, load_model
 from .sinks import (
@@ -39,7 +40,7 @@ from .sinks import (
     tile_fields,
 )
 
-__all__ = ["Area", "AreaRow", "ClassifyOptions", "ClassifyResult", "classify"]
+__all__ = ["Area", "AreaRow", "ClassMap", "ClassifyOptions", "ClassifyResult", "classify"]
 
 MAX_TILES_PER_READ = 64  # tiles per read: bounds the strip buffers (64 tiles of 64 px: 4096 px wide)
 TILE_EDGE_SEGMENTS = 4  # vertices added per tile edge when tiles are reprojected for the vector output
@@ -61,6 +62,16 @@ class ClassifyOptions:
     out_vector: str | None = None  # GeoPackage path
     out_raster: str | None = None  # GeoTIFF path
     overwrite: bool = False
+    keep_class_map: bool = False  # the class map stays in the result (one byte per cell): for the preview
+
+
+@dataclass
+class ClassMap:
+    """The finished class map in memory: class ids per cell (NODATA_CLASS where none), with its place."""
+
+    classes: np.ndarray  # (rows, cols) uint8
+    bounds: tuple[float, float, float, float]  # xmin, ymin, xmax, ymax in crs_wkt
+    crs_wkt: str  # the grid's CRS
 
 
 @dataclass
@@ -110,6 +121,7 @@ class ClassifyResult:
     tiles_few_valid: int = 0
     min_valid_fraction: float = 0.5
     overlapping: bool = False  # stride below the tile size: the map averages overlapping tiles
+    class_map: ClassMap | None = None  # with ClassifyOptions.keep_class_map
 
     def summary_table(self) -> str:
         """The area table as fixed-width text (read it in a monospace font), with totals and skipped tiles."""
@@ -152,7 +164,8 @@ def classify(
     is_canceled: Callable[[], bool] | None = None,
     vector_sink: VectorSink | None = None,
     warn: Callable[[str], None] | None = None,
-    extra_outputs: Callable[[ClassifyResult, Path | None], list[tuple[Path, Path]]] | None = None,
+    extra_outputs: Callable[[ClassifyResult], list[tuple[Path, Path]]] | None = None,
+    model: Model | None = None,
 ) -> ClassifyResult:
     """Classify ``source`` tile by tile and write the requested outputs.
 
@@ -160,13 +173,15 @@ def classify(
     cancelled run raises Cancelled and leaves no output). ``vector_sink`` replaces the
     GeoPackage of ``options.out_vector`` when given. ``warn`` receives each radiometry warning
     as soon as the scaling is chosen (they are in the result too). ``extra_outputs`` (the
-    preview) is called once the outputs are complete under their temporary names, with the
-    result and the class raster's temporary path; it returns more finished (temporary, final
-    path) pairs, published together with them: all the outputs or none. Raises RsGhostError
-    subclasses for every problem the user can fix.
+    preview) is called with the result once the outputs are complete under their temporary
+    names; it returns more finished (temporary, final path) pairs, published together with
+    them: all the outputs or none. ``model`` is the model of ``options.model_path`` when a face
+    has loaded it already (the dialog, to show its card); None loads it here. Raises
+    RsGhostError subclasses for every problem the user can fix.
     """
     started = time.perf_counter()
     _check_options(options)
+    check_area(options.area, source.info)
     out_vector = None if vector_sink is not None or not options.out_vector else options.out_vector
     info = source.info
     for path, suffixes, what in (
@@ -175,7 +190,7 @@ def classify(
     ):
         if path:
             check_output(path, options.overwrite, suffixes, what, input_path=info.path)
-    model = load_model(options.model_path, options.threads)
+    model = model or load_model(options.model_path, options.threads)
     card = model.card
     grid = build_grid(info, card, options.area, options.stride)
     workload.check(workload.estimate(grid, card), info)  # a planet-sized web download is refused here
@@ -205,7 +220,7 @@ def classify(
             finished.append(raster.finish())
         result = _result(run, grid, radiometry, model, options, out_vector, started)
         if extra_outputs is not None:
-            finished += extra_outputs(result, finished[-1][0] if raster is not None else None)
+            finished += extra_outputs(result)
         publish_all(finished, options.overwrite)
         if vector_sink is not None and not isinstance(vector_sink, GeoPackageSink):
             vector_sink.commit()  # a QGIS sink: after the files, which are the likelier to fail
@@ -256,6 +271,7 @@ def _result(
         bands_note=radiometry.bands_note,
         warnings=list(radiometry.warnings),
         radiometry=radiometry,
+        class_map=run.class_map(),
     )
 
 
@@ -353,6 +369,7 @@ class _Run:
         self.card = model.card
         self.batcher = _Batcher(model, options.batch_size)
         self.cells = _CellMap(grid, self.card.num_classes)
+        self.class_rows: list[np.ndarray] | None = [] if options.keep_class_map else None
         self.tiles_total = 0
         self.tiles_classified = 0
         self.class_tiles = np.zeros(self.card.num_classes, dtype=np.int64)
@@ -395,6 +412,15 @@ class _Run:
             for i, (name, colour) in enumerate(zip(self.card.class_names, self.card.class_colors))
         ]
 
+    def class_map(self) -> ClassMap | None:
+        """The finished class map, when the options asked to keep it."""
+        if self.class_rows is None:
+            return None
+        grid = self.grid
+        left, top = grid.transform.c, grid.transform.f
+        bounds = (left, top - grid.height * grid.cell, left + grid.width * grid.cell, top)
+        return ClassMap(np.stack(self.class_rows), bounds, grid.crs_wkt)
+
     def _check_cancel(self) -> None:
         if self.is_canceled and self.is_canceled():
             raise Cancelled()
@@ -434,6 +460,8 @@ class _Run:
                 for classes, confidence in self.cells.finish_through(head.row):
                     if self.raster is not None:
                         self.raster.write_row(classes, confidence)
+                    if self.class_rows is not None:
+                        self.class_rows.append(classes)
             else:
                 needed = int(head.classified.sum())
                 if self.batcher.ready < needed:

@@ -32,9 +32,9 @@ import numpy as np
 
 from .errors import InputError
 from .modelcard import ModelCard
+from .options import check_scaling
 from .source import RasterSource, finite_pixels
 
-SCALINGS = ("auto", "none", "card", "percentile", "percentile-per-band")
 PERCENTILES = (2.0, 98.0)
 # Full-resolution sample for the statistics: whole raster when it is at most this many
 # pixels, else a regular 8 x 8 pattern of 128 x 128 px windows.
@@ -261,8 +261,7 @@ def _offset(info, offset: float | None, reflectance: np.ndarray) -> tuple[float,
 
 
 def _check_scaling(card: ModelCard, scaling: str) -> None:
-    if scaling not in SCALINGS:
-        raise InputError(f"Unknown scaling {scaling!r}; choose one of {', '.join(SCALINGS)}.")
+    check_scaling(scaling)
     if scaling == "card" and card.raw_range is None:
         raise InputError(
             "The model card has no raw_range, so Scaling (--scale) 'card' is not possible; choose 'percentile'."

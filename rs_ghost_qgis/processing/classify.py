@@ -33,13 +33,10 @@ from qgis.PyQt.QtCore import QVariant
 
 from .. import deps
 from ..core.errors import OutputError, RsGhostError
+from ..core.options import SCALINGS, check_area, face_message, one_area, parse_bands, parse_stride
 from ..qgis_io import options as qopts
 from ..qgis_io.source import QgisLayerSource, check_raster_layer, crs_from_wkt
 from ..qgis_io.style import layer_names, run_detail, style_class_raster, style_tiles
-
-# core.radiometry.SCALINGS (not imported here: numpy may still be missing when the toolbox loads);
-# an enum is stored by index, so new entries go at the end.
-SCALINGS = ["auto", "none", "card", "percentile", "percentile-per-band"]
 
 
 class ClassifyAlgorithm(QgsProcessingAlgorithm):
@@ -75,10 +72,11 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
             "Cuts the raster into square tiles at the model's ground sampling distance (in a metric CRS, "
             "also for rasters in degrees) and classifies each tile with the ONNX scene classifier. "
             "Outputs: one polygon per tile with class_id, class_name and confidence, and a class raster. "
-            "MODEL: an ONNX file with an RS Ghost model card (empty = the bundled model). EXTENT and MASK "
-            "limit the area (a mask can use selected features only). STRIDE: the step between tiles in "
-            "model pixels (empty or 0 = the tile size, no overlap). BANDS: raster bands for the model's "
-            "channels, e.g. '1,2,3' (empty = from the band descriptions, else the first bands, said in the log). "
+            "MODEL: an ONNX file with an RS Ghost model card (empty = the bundled model). EXTENT or MASK "
+            "limits the area (one of them, not both; a mask can use selected features only; a web layer "
+            "needs one). STRIDE: the step between tiles in model pixels (empty or 0 = the tile size, no "
+            "overlap). BANDS: raster bands for the model's channels, numbered from 1, e.g. '1,2,3' or "
+            "'1 2 3' (empty = from the band descriptions, else the first bands, said in the log). "
             "SCALING: how pixel values reach the model's 0-255 domain: auto (8-bit as it is; reflectance "
             "x 10,000 or 0..1 with the model card's linear mapping, one scale for all bands; other data one "
             "2-98 % range for all bands), none, card, percentile (one range for all bands) or "
@@ -117,7 +115,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
             )
         )
         self.addParameter(QgsProcessingParameterString(self.BANDS, "Bands, e.g. 1,2,3 (empty = auto)", "", False, True))
-        self.addParameter(QgsProcessingParameterEnum(self.SCALING, "Input scaling", SCALINGS, False, 0))
+        self.addParameter(QgsProcessingParameterEnum(self.SCALING, "Input scaling", list(SCALINGS), False, 0))
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.OFFSET,
@@ -156,18 +154,20 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         try:
             self._check_inputs(parameters, context)
         except RsGhostError as error:
-            return False, str(error)
+            return False, face_message(error, "processing")
         return True, ""
 
     def _check_inputs(self, parameters, context) -> None:
-        """Raise RsGhostError for a layer, model or band mapping the run would refuse."""
+        """Raise RsGhostError for a layer, model, area or band mapping the run would refuse."""
         from ..core.radiometry import choose_bands
         from ..core.runtime import load_model
 
         layer = check_raster_layer(self.parameterAsRasterLayer(parameters, self.INPUT, context))
-        card = load_model(self.parameterAsFile(parameters, self.MODEL, context) or None, threads=1).card
-        bands = qopts.parse_bands(self.parameterAsString(parameters, self.BANDS, context))
-        choose_bands(QgisLayerSource.from_layer(layer, context.project()), card, bands)
+        source = QgisLayerSource.from_layer(layer, context.project())
+        options = self.build_options(parameters, context)
+        check_area(options.area, source.info)
+        card = load_model(options.model_path, threads=1).card
+        choose_bands(source, card, options.bands)
 
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802 (QGIS API)
         """Main thread: check the dependencies and clone the raster's provider for the worker."""
@@ -178,7 +178,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
             layer = check_raster_layer(self.parameterAsRasterLayer(parameters, self.INPUT, context))
             self._source = QgisLayerSource.from_layer(layer, context.project())
         except RsGhostError as error:
-            raise QgsProcessingException(str(error)) from None
+            raise QgsProcessingException(face_message(error, "processing")) from None
         return True
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
@@ -186,32 +186,41 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         try:
             return self._classify(self._source, parameters, context, feedback)
         except RsGhostError as error:
-            raise QgsProcessingException(str(error)) from None
+            raise QgsProcessingException(face_message(error, "processing")) from None
 
-    def _classify(self, source: QgisLayerSource, parameters, context, feedback) -> dict:
-        from ..core.pipeline import Area, ClassifyOptions, classify
+    def build_options(self, parameters, context, out_raster: str | None = None):
+        """The engine options (ClassifyOptions) for these parameters; the tiles go to the sink."""
+        from ..core.pipeline import ClassifyOptions
 
-        model_path = self.parameterAsFile(parameters, self.MODEL, context) or None
-        area = Area()
-        mask = self.parameterAsSource(parameters, self.MASK, context)
-        if mask is not None:
-            area = qopts.area_from_geometries((f.geometry() for f in mask.getFeatures()), mask.sourceCrs(), "The mask")
-        elif parameters.get(self.EXTENT):
+        mask, box = None, None
+        source = self.parameterAsSource(parameters, self.MASK, context)
+        if source is not None:
+            geometries = (f.geometry() for f in source.getFeatures())
+            mask = qopts.area_from_geometries(geometries, source.sourceCrs(), "The mask")
+        if parameters.get(self.EXTENT):
             extent_crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
-            area = qopts.area_from_extent(self.parameterAsExtent(parameters, self.EXTENT, context), extent_crs)
-        raster_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_RASTER, context) or None
-        options = ClassifyOptions(
-            model_path=model_path,
-            area=area,
-            stride=self.parameterAsInt(parameters, self.STRIDE, context) or None,
-            bands=qopts.parse_bands(self.parameterAsString(parameters, self.BANDS, context)),
+            box = qopts.area_from_extent(self.parameterAsExtent(parameters, self.EXTENT, context), extent_crs)
+        return ClassifyOptions(
+            model_path=self.parameterAsFile(parameters, self.MODEL, context) or None,
+            area=one_area(mask, box),
+            stride=parse_stride(self.parameterAsInt(parameters, self.STRIDE, context)),
+            bands=parse_bands(self.parameterAsString(parameters, self.BANDS, context)),
             scaling=SCALINGS[self.parameterAsEnum(parameters, self.SCALING, context)],
             offset=self._offset(parameters, context),
             threads=self.parameterAsInt(parameters, self.THREADS, context) or None,
-            out_raster=raster_path,
+            out_raster=out_raster,
             overwrite=True,  # Processing asked for this destination (and confirmed overwriting)
         )
-        self._log_workload(source, options, feedback)
+
+    def _classify(self, source: QgisLayerSource, parameters, context, feedback) -> dict:
+        from ..core.pipeline import classify
+        from ..core.runtime import load_model
+
+        raster_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_RASTER, context) or None
+        options = self.build_options(parameters, context, raster_path)
+        check_area(options.area, source.info)
+        model = load_model(options.model_path, options.threads)  # once: for the size, then the run
+        self._log_workload(source, model.card, options, feedback)
         sink = FeatureSinkAdapter(self, parameters, context)
         result = classify(
             source,
@@ -220,10 +229,11 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
             is_canceled=feedback.isCanceled,
             vector_sink=sink,
             warn=feedback.pushWarning,
+            model=model,
         )
         feedback.pushInfo(f"Bands: {result.bands_note}\nScaling: {result.scaling_used}")
         feedback.pushCommandInfo(fixed_width(result.summary_table()))
-        name = qopts.model_name(model_path)
+        name = qopts.model_name(options.model_path)
         detail = run_detail(options.stride or result.card.tile_size)  # tells reruns apart in the legend
         tiles_name, raster_name = layer_names(source.info.name, name, detail)
         outputs = {"TILES_CLASSIFIED": result.tiles_classified, "SUMMARY": result.summary_table()}
@@ -235,12 +245,10 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
             _style_on_load(context, str(result.out_raster), raster_name, "raster", result)
         return outputs
 
-    def _log_workload(self, source: QgisLayerSource, options, feedback) -> None:
+    def _log_workload(self, source: QgisLayerSource, card, options, feedback) -> None:
         """Say how big the run is before it starts; an area too big for a web layer is refused here."""
         from ..core import workload
-        from ..core.runtime import load_model
 
-        card = load_model(options.model_path, threads=1).card
         feedback.pushInfo(f"Size: {workload.plan(source.info, card, options.area, options.stride).describe()}")
 
     def _offset(self, parameters, context) -> float | None:

@@ -1,4 +1,8 @@
-"""QGIS inputs (layers, extents, fields of the dialog and of Processing) -> engine options."""
+"""QGIS inputs (layers, extents, fields of the dialog and of Processing) -> engine options.
+
+The rules for each option's value (bands, offset, stride, which area) are core.options', the
+same for every face; this module turns QGIS objects (extents, layers, geometries) into them.
+"""
 
 from __future__ import annotations
 
@@ -31,28 +35,6 @@ def model_name(model_path: str | Path | None) -> str:
     """A short model name for layer names: the file name without extension, or 'bundled model'."""
     path = Path(model_path) if model_path else bundled_model_or_none()
     return path.stem if path else "bundled model"
-
-
-def parse_offset(text: str) -> float | None:
-    """'1000' -> 1000.0; empty or 'auto' -> None (the raster's metadata decides)."""
-    text = (text or "").strip()
-    if not text or text.lower() == "auto":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise InputError(f"Offset '{text}' is not a number: give e.g. 1000, 0, or leave it empty.") from None
-
-
-def parse_bands(text: str) -> list[int] | None:
-    """'3, 2, 1' -> [3, 2, 1]; empty or 'auto' -> None (automatic mapping)."""
-    text = (text or "").strip()
-    if not text or text.lower() == "auto":
-        return None
-    parts = [p for p in re.split(r"[,\s;]+", text) if p]
-    if not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise InputError(f"Bands '{text}' are not understood: give band numbers such as 1,2,3 (or leave empty).")
-    return [int(p) for p in parts]
 
 
 def area_from_extent(extent: QgsRectangle, crs: QgsCoordinateReferenceSystem):

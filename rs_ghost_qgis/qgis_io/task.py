@@ -13,6 +13,7 @@ from qgis.PyQt.QtCore import pyqtSignal
 
 from .. import LOG_TAG
 from ..core.errors import Cancelled, RsGhostError
+from ..core.options import face_message
 from .results import load_results
 from .source import QgisLayerSource
 from .style import run_detail
@@ -35,6 +36,7 @@ class ClassifyTask(QgsTask):
         model_name: str,
         project: QgsProject | None = None,
         replace: bool = False,
+        model=None,
     ) -> None:
         super().__init__(f"RS Ghost: classifying {source.info.name}", QgsTask.CanCancel)
         self.source = source
@@ -42,6 +44,7 @@ class ClassifyTask(QgsTask):
         self.model_name = model_name
         self.project = project or QgsProject.instance()
         self.replace = replace  # remove the earlier RS Ghost outputs of the same group when done
+        self.model = model  # core.runtime.Model of options.model_path when the dialog has it; None loads it
         self.result = None
         self.error = ""
         self.cancelled = False
@@ -53,7 +56,12 @@ class ClassifyTask(QgsTask):
 
         try:
             self.result = classify(
-                self.source, self.options, progress=self.setProgress, is_canceled=self.isCanceled, warn=_log_warning
+                self.source,
+                self.options,
+                progress=self.setProgress,
+                is_canceled=self.isCanceled,
+                warn=_log_warning,
+                model=self.model,
             )
         except Cancelled as error:
             # QGIS 3.22 announces every task whose run() returns False as "Task failed" (message
@@ -63,7 +71,7 @@ class ClassifyTask(QgsTask):
             self.setDescription(f"RS Ghost: classifying {self.source.info.name} cancelled, nothing written")
             return True
         except RsGhostError as error:
-            self.error = str(error)
+            self.error = face_message(error, "dialog")  # the dialog is the face that runs tasks
             return False
         except Exception:  # a bug: keep QGIS alive, show a short message, log the details
             QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)

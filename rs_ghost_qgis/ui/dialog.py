@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from qgis.core import (
     Qgis,
@@ -46,10 +47,19 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core import workload
-from ..core.errors import InputError, ModelError, RsGhostError
+from ..core.errors import ModelError, RsGhostError
+from ..core.options import (
+    SCALINGS,
+    check_area,
+    check_outputs,
+    face_message,
+    parse_bands,
+    parse_offset,
+    parse_stride,
+)
 from ..paths import icon_path
 from ..qgis_io import options as qopts
-from ..qgis_io.source import WEB_PROVIDERS, QgisLayerSource, check_raster_layer
+from ..qgis_io.source import QgisLayerSource, check_raster_layer
 
 SETTINGS_PREFIX = "rs_ghost_qgis/dialog/"
 # The first opening: wide enough for the model's class table, short enough for a 1366 x 768
@@ -61,13 +71,14 @@ AREAS = [
     ("mask_all", "All polygons of a mask layer"),
     ("mask_selected", "Selected polygons of a mask layer"),
 ]
-SCALINGS = [
-    ("auto", "Automatic (8-bit as is, reflectance by the card, else one range)"),
-    ("none", "None (values already 0–255)"),
-    ("card", "Model card mapping (reflectance × 10,000 or 0–1)"),
-    ("percentile", "Percentile stretch 2–98 %, one range for all bands"),
-    ("percentile-per-band", "Percentile stretch 2–98 % per band (changes colours)"),
-]
+# The dialog's words for core.options.SCALINGS (one label per scaling, in that order).
+SCALING_LABELS = {
+    "auto": "Automatic (8-bit as is, reflectance by the card, else one range)",
+    "none": "None (values already 0–255)",
+    "card": "Model card mapping (reflectance × 10,000 or 0–1)",
+    "percentile": "Percentile stretch 2–98 %, one range for all bands",
+    "percentile-per-band": "Percentile stretch 2–98 % per band (changes colours)",
+}
 # The engine's messages name both the dialog field and the command-line option, e.g.
 # "Bands (--bands)" or "Bands, --bands,"; the dialog has no command line, so only the field stays.
 _CLI_OPTION = re.compile(r"\s*\(--[a-z][a-z-]*\)|,\s*--[a-z][a-z-]*\b,?")
@@ -78,6 +89,11 @@ def dialog_words(text: str) -> str:
     return _CLI_OPTION.sub("", text)
 
 
+def error_words(error: RsGhostError) -> str:
+    """The message of ``error`` as the dialog says it: its own field names."""
+    return dialog_words(face_message(error, "dialog"))
+
+
 @dataclass
 class Request:
     """Everything one run needs, checked."""
@@ -85,13 +101,17 @@ class Request:
     layer: object
     options: object  # core.pipeline.ClassifyOptions
     model_name: str
+    model: object  # core.runtime.Model of options.model_path, loaded for the card and reused by the run
 
 
-def load_card(path: str | None):
-    """The model card of ``path`` (None: the bundled model); raises ModelError with the fix."""
-    from ..core.runtime import load_model
+def _modified(path: str | None) -> int | None:
+    """When the model file (None: the bundled one) last changed; None when there is none."""
+    from ..core.runtime import default_model_path
 
-    return load_model(path or None, threads=1).card
+    try:
+        return Path(path or default_model_path()).stat().st_mtime_ns
+    except (OSError, RsGhostError):
+        return None
 
 
 def card_summary_html(card, columns: int = 3) -> str:
@@ -145,6 +165,8 @@ class ClassifyDialog(QDialog):
         self.iface = iface
         self.task = None
         self.card = None
+        self._model = None  # core.runtime.Model: loaded once, for the card and the run
+        self._model_key: tuple = ()
         # Bands, Scaling and Offset belong to one raster: kept per layer id for this session only,
         # so the next raster (and the next QGIS session) starts from Automatic.
         self._per_layer: dict[str, tuple[str, str, str]] = {}
@@ -248,8 +270,8 @@ class ClassifyDialog(QDialog):
         )
         advanced_form.addRow("Stride", self.stride_spin)
         self.scaling_combo = QComboBox()
-        for key, label in SCALINGS:
-            self.scaling_combo.addItem(label, key)
+        for key in SCALINGS:
+            self.scaling_combo.addItem(SCALING_LABELS[key], key)
         advanced_form.addRow("Scaling", self.scaling_combo)
         self.offset_edit = QLineEdit()
         self.offset_edit.setPlaceholderText("from the raster's metadata (else 0)")
@@ -402,6 +424,22 @@ class ClassifyDialog(QDialog):
             return None
         return self.model_file.filePath() or ""
 
+    def load_model(self, path: str | None):
+        """The model of ``path`` (None: bundled) for the chosen Threads; raises ModelError with the fix.
+
+        Loaded once for the card and reused by the run; loaded again only when the file or
+        Threads changed since.
+        """
+        from ..core.runtime import load_model
+
+        threads = self.threads_spin.value() or None
+        key = (path, _modified(path), threads)
+        if self._model is None or key != self._model_key:
+            self._model = None
+            self._model = load_model(path or None, threads)
+            self._model_key = key
+        return self._model
+
     def _model_changed(self, *_args) -> None:
         self.model_file.setEnabled(self.file_radio.isChecked())
         path = self.model_path()
@@ -410,7 +448,7 @@ class ClassifyDialog(QDialog):
             self.model_info.setText("Choose an ONNX model file exported with an RS Ghost model card.")
         else:
             try:
-                self.card = load_card(path)
+                self.card = self.load_model(path).card
             except RsGhostError as error:
                 self.card = None
                 self.model_info.setText(f'<span style="color:#b00020;">{error}</span>')
@@ -460,7 +498,7 @@ class ClassifyDialog(QDialog):
             descriptions = ", ".join(f"{i}: {d or '?'}" for i, d in enumerate(source.info.band_descriptions, start=1))
             bands, note = choose_bands(source, self.card, None)
         except RsGhostError as error:
-            self.bands_hint.setText(dialog_words(str(error)))
+            self.bands_hint.setText(error_words(error))
             return
         self.bands_edit.setPlaceholderText("auto: " + ",".join(map(str, bands)))
         self.bands_hint.setText(dialog_words(f"Raster bands {descriptions}. Automatic: {note}"))
@@ -476,8 +514,8 @@ class ClassifyDialog(QDialog):
             return "", ""
         try:
             source = QgisLayerSource.from_layer(layer)
-            bands = qopts.parse_bands(self.bands_edit.text())
-            offset = qopts.parse_offset(self.offset_edit.text())
+            bands = parse_bands(self.bands_edit.text())
+            offset = parse_offset(self.offset_edit.text())
         except RsGhostError:
             return "", ""  # the band hint, or Run, says what is wrong
         plan = qopts.plan_or_none(source, self.card, bands, self.scaling_combo.currentData(), offset)
@@ -514,46 +552,40 @@ class ClassifyDialog(QDialog):
     def collect(self) -> Request:
         """Check the choices and build the engine options; raises RsGhostError with the fix."""
         from ..core.pipeline import Area, ClassifyOptions
+        from ..core.radiometry import choose_bands
 
         layer = check_raster_layer(self.layer_combo.currentLayer())
         path = self.model_path()
         if path == "":
             raise ModelError("Choose an ONNX model file, or the bundled model.")
-        card = load_card(path)  # a missing model or card says so here, before any work
+        model = self.load_model(path)  # a missing model or card says so here, before any work
+        source = QgisLayerSource.from_layer(layer)
         area_key = self.area_combo.currentData()
+        area = Area()
         if area_key == "canvas":
             canvas = self.iface.mapCanvas()
             area = qopts.area_from_extent(canvas.extent(), canvas.mapSettings().destinationCrs())
         elif area_key in ("mask_all", "mask_selected"):
             area = qopts.area_from_layer(self.mask_combo.currentLayer(), area_key == "mask_selected")
-        elif layer.providerType() in WEB_PROVIDERS:
-            raise InputError(
-                f"'{layer.name()}' is a web layer ({layer.providerType()}) covering the whole world; choose "
-                "'Current map extent' or a mask layer as the area."
-            )
-        else:
-            area = Area()
+        check_area(area, source.info)
         polygons, raster = self.polygons_check.isChecked(), self.raster_check.isChecked()
-        if not polygons and not raster:
-            raise RsGhostError("Choose at least one output: the polygon layer, the class raster or both.")
+        check_outputs(polygons, raster)
         name = qopts.model_name(path)
         out_vector, out_raster = qopts.output_paths(self.folder_widget.filePath(), layer.name(), name, polygons, raster)
         options = ClassifyOptions(
             model_path=path,
             area=area,
-            stride=self.stride_spin.value() or None,
-            bands=qopts.parse_bands(self.bands_edit.text()),
+            stride=parse_stride(self.stride_spin.value()),
+            bands=parse_bands(self.bands_edit.text()),
             scaling=self.scaling_combo.currentData(),
-            offset=qopts.parse_offset(self.offset_edit.text()),
+            offset=parse_offset(self.offset_edit.text()),
             threads=self.threads_spin.value() or None,
             out_vector=out_vector,
             out_raster=out_raster,
         )
-        from ..core.radiometry import choose_bands
-
-        choose_bands(QgisLayerSource.from_layer(layer), card, options.bands)  # wrong bands: say so now
-        self.card = card
-        return Request(layer=layer, options=options, model_name=name)
+        choose_bands(source, model.card, options.bands)  # wrong bands: say so now
+        self.card = model.card
+        return Request(layer=layer, options=options, model_name=name, model=model)
 
     def start(self) -> None:
         """Check the inputs and start the task; problems are shown here, never as a traceback."""
@@ -564,12 +596,12 @@ class ClassifyDialog(QDialog):
             request = self.collect()
             source = QgisLayerSource.from_layer(request.layer)
         except RsGhostError as error:
-            self.show_message(dialog_words(str(error)), error=True)
+            self.show_message(error_words(error), error=True)
             return
         try:
             size = workload.plan(source.info, self.card, request.options.area, request.options.stride)
         except RsGhostError as error:  # an area refused before any work (a web layer's world view)
-            self.show_message(dialog_words(str(error)), error=True)
+            self.show_message(error_words(error), error=True)
             return
         if size.seconds > workload.CONFIRM_SECONDS and not self.confirm_workload(size):
             self.show_message(
@@ -585,7 +617,9 @@ class ClassifyDialog(QDialog):
 
         self.save_settings()
         project = QgsProject.instance()
-        self.task = ClassifyTask(source, request.options, request.model_name, project, self.replace_check.isChecked())
+        self.task = ClassifyTask(
+            source, request.options, request.model_name, project, self.replace_check.isChecked(), request.model
+        )
         self.task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
         self.task.done.connect(self._finished)
         self.show_message(f"Classifying {request.layer.name()}: {size.describe()}…")

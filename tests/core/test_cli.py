@@ -177,6 +177,24 @@ def test_preview_png(raster, tiny_model, tmp_path, capsys):
     assert list(tmp_path.glob(".*")) == []
 
 
+def test_preview_draws_from_the_run_without_a_class_raster_or_new_statistics(raster, tiny_model, tmp_path, monkeypatch):
+    from rs_ghost_qgis.core import radiometry
+
+    samples = []
+    sample_values = radiometry.sample_values
+    monkeypatch.setattr(radiometry, "sample_values", lambda *args: samples.append(args) or sample_values(*args))
+
+    def no_class_raster(*args, **kwargs):
+        raise AssertionError("without --out-raster no class raster is written, not even to draw the preview")
+
+    monkeypatch.setattr(pipeline, "ClassRasterWriter", no_class_raster)
+    preview = tmp_path / "p.png"
+    args = ["classify", str(raster), "--model", str(tiny_model), "--preview", str(preview), "--scale", "percentile"]
+    assert main(args) == 0
+    assert preview.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(samples) == 1  # the run's statistics, carried to the preview in result.radiometry
+
+
 def test_ctrl_c_exits_130_and_leaves_nothing(raster, tiny_model, tmp_path, capsys, monkeypatch):
     def interrupted(self):
         raise KeyboardInterrupt
@@ -212,7 +230,7 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        (["--bands", ""], "--bands takes band numbers"),
+        (["--bands", "0"], "--bands takes band numbers from 1 up"),
         (["--bbox", "inf,0,1,2"], "(Extent, --bbox) (inf, 0.0, 1.0, 2.0) has a coordinate that is not a finite"),
         (["--bbox=-inf,nan,1,2"], "not a finite number"),
         (["--bbox", "13.1,53.8,13.2,inf,EPSG:4326"], "not a finite number"),

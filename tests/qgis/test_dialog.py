@@ -105,6 +105,31 @@ def test_run_shows_summary_and_remembers_settings(dialog, tmp_path, project, tin
     again.deleteLater()
 
 
+def test_a_run_opens_the_model_once(dialog, tmp_path, project, tiny_model, monkeypatch):
+    from rs_ghost_qgis.core import pipeline
+
+    loads = []
+    load_model = runtime.load_model
+
+    def counted(*args, **kwargs):
+        loads.append(args)
+        return load_model(*args, **kwargs)
+
+    monkeypatch.setattr(runtime, "load_model", counted)
+    monkeypatch.setattr(pipeline, "load_model", counted)
+    dialog.select_layer(_raster(tmp_path, project))
+    _use_model(dialog, tiny_model)  # the card is shown: the model is open
+    dialog.folder_widget.setFilePath(str(tmp_path / "out"))
+    dialog.start()
+    _wait(dialog)
+    assert dialog.message.text().startswith("Done:"), dialog.message.text()
+    assert len(loads) == 1, "the card, the checks and the task share one loaded model"
+    dialog.threads_spin.setValue(1)  # another thread count needs another session
+    dialog.start()
+    _wait(dialog)
+    assert len(loads) == 2
+
+
 def _no_card(tiny_model, tmp_path):
     model = onnx.load(str(tiny_model))
     del model.metadata_props[:]

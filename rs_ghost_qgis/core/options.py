@@ -1,0 +1,176 @@
+"""The options every face offers, parsed and checked once: bands, scaling, offset, stride, area.
+
+The command line, the dialog and Processing differ only in widgets and flags: each turns its
+raw values into engine options through these functions, so one input gives one result, or
+one error. An error about an option is an ``OptionError``: its message names the option as
+the face spells it (``--bands`` on the command line, "Bands" in the dialog, ``BANDS`` in
+Processing), rendered by ``in_face``.
+
+Imports nothing heavy (no numpy): the Processing toolbox reads SCALINGS before it knows
+whether the engine's packages are installed.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import InputError, RsGhostError
+
+FACES = ("cli", "dialog", "processing")
+# How each face names an option: (command line, dialog field, Processing parameter).
+NAMES = {
+    "bands": ("--bands", "Bands", "BANDS"),
+    "scaling": ("--scale", "Scaling", "SCALING"),
+    "offset": ("--offset", "Offset", "OFFSET"),
+    "stride": ("--stride", "Stride", "STRIDE"),
+    "mask": ("--mask", "Mask layer", "MASK"),
+    "bbox": ("--bbox", "Current map extent", "EXTENT"),
+    "area": ("--bbox or --mask", "Area 'Current map extent' or a mask layer", "EXTENT or MASK"),
+    "outputs": ("--out-vector, --out-raster or --preview", "Write", "OUTPUT_VECTOR"),
+}
+# How values reach the model's range (radiometry.py implements them). Processing stores its
+# enum by index, so new entries go at the end.
+SCALINGS = ("auto", "none", "card", "percentile", "percentile-per-band")
+_BAND_SEPARATORS = re.compile(r"[,;\s]+")
+
+
+class OptionError(InputError):
+    """A wrong option value; the message names the option in the words of the face that shows it.
+
+    ``template`` holds ``{bands}``, ``{stride}``, ... (keys of NAMES) where option names go,
+    and ``{...}`` fields filled from ``values`` (user text, inserted as it is). ``str(error)``
+    names both the dialog field and the flag, e.g. "Bands (--bands)".
+    """
+
+    def __init__(self, option: str, template: str, **values: object) -> None:
+        self.option = option  # the NAMES key the error is about
+        self.template = template
+        self.values = values
+        super().__init__(self.in_face(None))
+
+    def in_face(self, face: str | None) -> str:
+        """The message with every option named as ``face`` (one of FACES) spells it; None: field and flag."""
+        return self.template.format(**{key: option_name(key, face) for key in NAMES}, **self.values)
+
+
+def option_name(option: str, face: str | None) -> str:
+    """How ``face`` names ``option``; None gives the dialog field with the flag, e.g. 'Bands (--bands)'."""
+    cli, dialog, processing = NAMES[option]
+    if face is None:
+        return f"{dialog} ({cli})"
+    return dict(zip(FACES, (cli, dialog, processing)))[face]
+
+
+def face_message(error: RsGhostError, face: str) -> str:
+    """The message of ``error`` for ``face``: option names as the face spells them."""
+    return error.in_face(face) if isinstance(error, OptionError) else str(error)
+
+
+def parse_bands(text: str | None) -> list[int] | None:
+    """'3,2,1', '3 2 1' or '3;2;1' -> [3, 2, 1]; empty, None or 'auto' -> None (automatic mapping).
+
+    Bands are numbered from 1, as GDAL and QGIS number them; a band may repeat (1,1,1 feeds a
+    grey raster to an RGB model). 0, negative numbers and anything else are refused.
+    """
+    text = (text or "").strip()
+    if not text or text.lower() == "auto":
+        return None
+    parts = [part for part in _BAND_SEPARATORS.split(text) if part]
+    if not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise OptionError(
+            "bands",
+            "{bands} takes band numbers from 1 up, separated by commas, spaces or semicolons, e.g. 3,2,1 "
+            "(empty: automatic); got '{text}'.",
+            text=text,
+        )
+    return [int(part) for part in parts]
+
+
+def parse_offset(text: str | None) -> float | None:
+    """'1000' -> 1000.0; empty, None or 'auto' -> None (the raster's metadata decides)."""
+    text = (text or "").strip()
+    if not text or text.lower() == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise OptionError(
+            "offset", "{offset} '{text}' is not a number: give e.g. 1000, 0, or leave it empty.", text=text
+        ) from None
+
+
+def check_scaling(scaling: str) -> str:
+    """``scaling`` when it is one of SCALINGS, else OptionError."""
+    if scaling not in SCALINGS:
+        raise OptionError(
+            "scaling",
+            "Unknown scaling '{value}': choose one of {choices} for {scaling}.",
+            value=scaling,
+            choices=", ".join(SCALINGS),
+        )
+    return scaling
+
+
+def parse_stride(stride: int | None) -> int | None:
+    """A stride in model pixels; None or 0 -> None (the tile size, no overlap); negative: OptionError.
+
+    Whether it divides the model's tile size is checked against the card (``check_stride``, by the grid).
+    """
+    if not stride:
+        return None
+    if stride < 0:
+        raise OptionError(
+            "stride",
+            "{stride} must be 0 (the tile size) or a positive number of model pixels, not {value}.",
+            value=stride,
+        )
+    return int(stride)
+
+
+def check_stride(stride: int, card) -> int:
+    """Model-card pixels per cell for ``stride``; OptionError unless it divides the card's tile size.
+
+    A stride must divide the tile size so that overlapping tiles share whole cells, and give a
+    whole number of input pixels per cell.
+    """
+    tile, size = card.tile_size, card.input_size
+    divisors = [d for d in range(1, tile + 1) if tile % d == 0 and (d * size) % tile == 0]
+    if stride not in divisors:
+        raise OptionError(
+            "stride",
+            "{stride} {value} is not possible for {tile} px tiles: it must divide the tile size so overlapping "
+            "tiles share whole cells; choose one of {divisors}.",
+            value=stride,
+            tile=tile,
+            divisors=", ".join(map(str, divisors)),
+        )
+    return stride * size // tile
+
+
+def one_area(mask=None, bbox=None):
+    """The area to classify from a face's mask and box (each an Area or None): never both.
+
+    Neither gives the whole raster. A mask and a box together are refused on every face
+    rather than one silently winning.
+    """
+    from .grid import Area
+
+    if mask is not None and bbox is not None:
+        raise OptionError("area", "Give either {mask} or {bbox}, not both.")
+    return mask or bbox or Area()
+
+
+def check_area(area, info) -> None:
+    """A web layer (RasterInfo.web: XYZ, WMS, WMTS) covers the world: it needs a box or mask."""
+    if info.web and area.bounds is None and area.geometries is None:
+        raise OptionError(
+            "area",
+            "'{name}' is a web layer covering the whole world; classify a part of it: choose {area}.",
+            name=info.name,
+        )
+
+
+def check_outputs(*outputs: str | bool | None) -> None:
+    """At least one output must be asked for (each a path, or whether the face writes it)."""
+    if not any(outputs):
+        raise OptionError("outputs", "Nothing to write: choose at least one output ({outputs}).")
