@@ -20,7 +20,7 @@ from torch import nn
 from rs_ghost_qgis.core.atomic import atomic_path
 from rs_ghost_qgis.core.modelcard import ModelCard
 from training.colors import EUROSAT_CLASSES, class_colors
-from training.errors import TrainingError
+from training.errors import TrainingError, cannot_write
 from training.models import MODEL_NAMES, build_model, count_macs, count_parameters
 
 FORMAT = 1
@@ -52,8 +52,11 @@ EUROSAT_RADIOMETRY = {
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` to ``path`` atomically (a crash never leaves a half-written file)."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save({"format": FORMAT, **state}, tmp)
+    except OSError as error:
+        raise cannot_write(path, error) from None
     return path
 
 

@@ -28,7 +28,7 @@ from training.checkpoint import (
 )
 from training.data import DatasetSplits, load_dataset
 from training.evaluate import card_metrics, evaluate, load_scorer, measure_latency, save_metrics
-from training.export import ExportError, export_onnx
+from training.export import ExportError, write_model
 from training.losses import DEFAULTS as DISTILL_DEFAULTS
 from training.models import MODEL_NAMES
 from training.precision import CHOICES as PRECISIONS
@@ -255,7 +255,7 @@ def _run(args: argparse.Namespace) -> int:
         temperature=metrics["calibration"]["temperature"],
         metrics=card_metrics(metrics, _read_json(out / "evaluation" / "confusion.json")),
     )
-    onnx_path = _write_model(model_from_checkpoint(state), card, out / f"{args.student}_{args.distill}.onnx")
+    onnx_path = write_model(model_from_checkpoint(state), card, out / f"{args.student}_{args.distill}.onnx")
     metrics["latency"] = measure_latency(load_scorer(onnx_path), out)
     save_metrics(metrics, out / "evaluation")
     _print_summary(out, onnx_path, metrics, state)
@@ -313,7 +313,7 @@ def _export(args: argparse.Namespace) -> int:
         temperature=temperature,
         metrics=metrics,
     )
-    path = _write_model(model_from_checkpoint(state), card, Path(args.out))
+    path = write_model(model_from_checkpoint(state), card, Path(args.out))
     print(f"model: {path}\nmodel card: {path.with_suffix('.md')}")
     return 0
 
@@ -452,12 +452,6 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise TrainingError(f"cannot read {path} ({error}); give the metrics.json that `evaluate` wrote.") from None
-
-
-def _write_model(model, card, path: Path) -> Path:
-    path = export_onnx(model, card, path)
-    path.with_suffix(".md").write_text(card.to_markdown())
-    return path
 
 
 def _print_summary(out: Path, onnx_path: Path, metrics: dict, state: dict) -> None:

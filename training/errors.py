@@ -7,6 +7,8 @@ ExportError (the exporter, not the request, failed).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rs_ghost_qgis.core.errors import RsGhostError
 
 
@@ -20,3 +22,11 @@ class DataError(TrainingError):
 
 class ExportError(TrainingError):
     """The exported graph does not reproduce the torch model; nothing was written."""
+
+
+def cannot_write(path: Path, error: OSError) -> TrainingError:
+    """The one message for an output that could not be written (read-only folder, full disk)."""
+    return TrainingError(
+        f"cannot write {path}: {error.strerror or error}. Choose an --out in a folder you can write to, "
+        "or free disk space."
+    )

@@ -1,13 +1,12 @@
 """Export a trained classifier to one self-describing ONNX file (weights + model card).
 
 The file is checked against torch before it is written: onnxruntime must reproduce the torch
-logits on a batch, or nothing is written.
+logits on a batch, or nothing is written. Files are written atomically (core/atomic.py); a folder
+that cannot be written or a full disk is one TrainingError naming ``--out`` (errors.cannot_write).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,9 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from rs_ghost_qgis.core import atomic
 from rs_ghost_qgis.core.modelcard import ModelCard
-from training.errors import ExportError
+from training.errors import ExportError, cannot_write
 
 OPSET = 17
 MAX_LOGIT_DIFFERENCE = 1e-4
@@ -34,18 +34,23 @@ def export_onnx(model: torch.nn.Module, card: ModelCard, path: str | Path, *, se
     sample = torch.randn(
         2, len(card.bands), card.input_size, card.input_size, generator=torch.Generator().manual_seed(seed)
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
-    os.close(handle)
-    tmp = Path(tmp_name)
     try:
-        _trace(model, sample, tmp)
-        embed_card(tmp, card)
-        _check_against_torch(model, sample, tmp)
-        tmp.chmod(0o644)  # mkstemp makes owner-only files; a shipped model must be readable by all
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        with atomic.atomic_path(path) as tmp:
+            _trace(model, sample, tmp)
+            embed_card(tmp, card)
+            _check_against_torch(model, sample, tmp)
+    except OSError as error:
+        raise cannot_write(path, error) from None
+    return path
+
+
+def write_model(model: torch.nn.Module, card: ModelCard, path: str | Path) -> Path:
+    """Export ``model`` to ``path`` (see export_onnx) and its card as markdown beside it."""
+    path = export_onnx(model, card, path)
+    try:
+        atomic.write_text(path.with_suffix(".md"), card.to_markdown())
+    except OSError as error:
+        raise cannot_write(path.with_suffix(".md"), error) from None
     return path
 
 

@@ -36,9 +36,11 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from rs_ghost_qgis.core import atomic
 from rs_ghost_qgis.core.modelcard import ModelCard
 from training.checkpoint import TrainingError
 from training.data import DatasetSplits, ImageArrays, make_loader
+from training.errors import cannot_write
 from training.evaluate import Scorer, card_metrics, evaluate, load_scorer, measure_latency, save_metrics
 from training.export import embed_card
 from training.train import normalise
@@ -67,17 +69,28 @@ def quantize(
 
     Calibration uses ``calibration_images`` training images drawn with ``seed``; accuracy is
     measured on ``data.val``. Evaluation files go to ``<out stem>_evaluation/{fp32,int8}`` and a
-    markdown card beside ``out``.
+    markdown card beside ``out``. A folder that cannot be written (or a full disk) is a TrainingError.
     """
     model, out = Path(model), Path(out)
     fp32 = load_fp32(model)
     card = ModelCard.from_metadata(_metadata(model), source=str(model))
+    try:
+        return _quantize_and_measure(model, out, fp32, card, data, calibration_images, seed)
+    except OSError as error:
+        raise cannot_write(Path(error.filename or out), error) from None
+
+
+def _quantize_and_measure(
+    model: Path, out: Path, fp32: Scorer, card: ModelCard, data: DatasetSplits, calibration_images: int, seed: int
+) -> dict[str, Any]:
+    """The work of ``quantize``: the int8 file published atomically, then its report and card."""
     folder = evaluation_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
+    # The scratch folder holds onnxruntime's intermediate models; the int8 file itself is written
+    # through atomic_path, so a failure or kill never leaves a partial one at ``out``.
+    with tempfile.TemporaryDirectory(dir=out.parent) as scratch, atomic.atomic_path(out) as draft:
         scratch = Path(scratch)
         batches = calibration_batches(data.train, fp32, calibration_images, seed)
-        draft = scratch / "int8.onnx"
         _quantize_file(model, draft, batches, scratch)
         embed_card(draft, card)  # evaluation reads the normalisation from the card
         report = {"method": METHOD, "calibration_images": sum(len(b) for b in batches), "seed": seed}
@@ -87,10 +100,8 @@ def quantize(
         # The shipped file must state its own accuracy; the fp32 figures stay under "quantization".
         int8 = card_metrics(*(json.loads((folder / "int8" / name).read_text()) for name in EVALUATION_FILES))
         embed_card(draft, dataclasses.replace(card, metrics={**card.metrics, **int8, "quantization": report}))
-        draft.chmod(0o644)  # mkdtemp's folder is private, the model must not be
-        draft.replace(out)
-    (folder / "quantization.json").write_text(json.dumps(report, indent=2))
-    out.with_suffix(".md").write_text(ModelCard.from_metadata(_metadata(out)).to_markdown())
+    atomic.write_text(folder / "quantization.json", json.dumps(report, indent=2))
+    atomic.write_text(out.with_suffix(".md"), ModelCard.from_metadata(_metadata(out)).to_markdown())
     return report
 
 

@@ -3,6 +3,9 @@
 A crash, Ctrl-C or a full disk then never leaves a half-written file at the final path. The
 temporary name is hidden, carries the writer's process id (``.name.<pid>.<random>.part.ext``),
 so a later run can recognise and remove the leftovers of a process that is gone.
+
+The one home of this rule for the plugin, the command line and training (checkpoints, the ONNX
+export, the int8 copy, the dataset cache, downloads). It imports the standard library only.
 """
 
 from __future__ import annotations
@@ -33,10 +36,13 @@ def usual_mode() -> int:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write ``path`` through; publish it only when the block succeeds.
 
-    On any exception the temporary file is removed and ``path`` is left as it was.
+    On any exception the temporary file is removed and ``path`` is left as it was. The folder is
+    created if needed and cleared of the temporaries of writers that died first. The published
+    file gets the rights a plain ``open`` would give, whatever made it (``mkstemp`` makes 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(path.parent)
     tmp = temporary_path(path)
     try:
         yield tmp
@@ -45,6 +51,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 def remove_stale_parts(folder: str | os.PathLike) -> list[Path]:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rs_ghost_qgis.core.atomic import atomic_path, write_text
+
 from . import images as image_decoding
 
 CACHE_FORMAT = 1
@@ -79,14 +81,11 @@ def _cache_key(root: Path, unique: list[str], size: int) -> str:
 
 
 def _write(npy: Path, index: Path, images: np.ndarray, meta: dict) -> None:
-    # Written to temporary names and renamed, index last, so that an interrupted run never
-    # leaves an entry that looks complete; a cache that cannot be written only costs speed.
+    # Each file is written atomically, the index last, so that an interrupted run never leaves
+    # an entry that looks complete; a cache that cannot be written only costs speed.
     try:
-        npy.parent.mkdir(parents=True, exist_ok=True)
-        tmp_npy, tmp_index = npy.with_suffix(f".{os.getpid()}.tmp.npy"), index.with_suffix(f".{os.getpid()}.tmp")
-        np.save(tmp_npy, images)
-        tmp_index.write_text(json.dumps(meta), encoding="utf-8")
-        os.replace(tmp_npy, npy)
-        os.replace(tmp_index, index)
+        with atomic_path(npy) as tmp:  # keeps the .npy suffix, so np.save adds none
+            np.save(tmp, images)
+        write_text(index, json.dumps(meta))
     except OSError as error:
         log.warning("Could not write the dataset cache in %s (%s); the next load decodes again.", npy.parent, error)

@@ -1,0 +1,159 @@
+"""One atomic-write helper (core/atomic.py) for every file written; training's write failures are one line."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rs_ghost_qgis.core import atomic
+from tests.core.test_train import SMALL
+from training import cli
+from training import export as export_module
+from training.checkpoint import save_checkpoint
+from training.data import cache
+from training.errors import TrainingError
+from training.models import build_model
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _dead_pid() -> int:
+    """The id of a process that has ended (a writer killed before its cleanup)."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+def _full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_atomic_path_gives_the_usual_rights_whatever_made_the_file(tmp_path):
+    path = tmp_path / "model.onnx"
+    with atomic.atomic_path(path) as tmp:
+        os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600))  # as mkstemp makes it
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_atomic_path_keeps_the_earlier_file_on_failure_and_leaves_no_part(tmp_path):
+    path = atomic.write_text(tmp_path / "card.md", "earlier")
+    with pytest.raises(OSError), atomic.atomic_path(path) as tmp:
+        tmp.write_text("half")
+        _full_disk()
+    assert path.read_text() == "earlier" and sorted(p.name for p in tmp_path.iterdir()) == ["card.md"]
+
+
+def test_atomic_path_removes_the_parts_of_dead_writers_only(tmp_path):
+    dead = tmp_path / f".best.{_dead_pid()}.0123abcd.part.pt"
+    alive = tmp_path / f".best.{os.getpid()}.0123abcd.part.pt"
+    for leftover in (dead, alive):
+        leftover.write_bytes(b"half")
+    with atomic.atomic_path(tmp_path / "last.pt") as tmp:
+        tmp.write_bytes(b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "last.pt"])
+
+
+def _checkpoint(path: Path) -> Path:
+    """A checkpoint of an untrained small G-Ghost with everything `export` reads."""
+    names = ["Water", "Forest", "Crop"]
+    config = {"stage": "student", "seed": 0, "epochs": 1, "batch_size": 4, "momentum": 0.9, "weight_decay": 5e-4}
+    state = {
+        "architecture": SMALL,
+        "num_classes": len(names),
+        "model_options": {},
+        "state_dict": build_model(SMALL, len(names)).state_dict(),
+        "class_names": names,
+        "input_size": 32,
+        "image_size": 32,
+        "mean": [0.4, 0.4, 0.4],
+        "std": [0.2, 0.2, 0.2],
+        "best_epoch": 1,
+        "best_acc": 0.5,
+        "config": config,
+        "meta": {},
+    }
+    return save_checkpoint(state, path)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return _checkpoint(tmp_path_factory.mktemp("checkpoint") / "best.pt")
+
+
+def _export(checkpoint: Path, out: Path) -> int:
+    return cli.main(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--gsd", "10"])
+
+
+def _one_line(capfd) -> str:
+    err = capfd.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    return err
+
+
+def test_export_to_a_full_disk_is_one_line_and_keeps_the_earlier_model(checkpoint, tmp_path, capfd, monkeypatch):
+    out = tmp_path / "model.onnx"
+    assert _export(checkpoint, out) == 0
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    assert set(before) == {"model.onnx", "model.md"}
+    capfd.readouterr()
+    monkeypatch.setattr(export_module.onnx, "save", _full_disk)  # the card is embedded: the model file is written
+    assert _export(checkpoint, out) == 2
+    line = _one_line(capfd)
+    assert f"cannot write {out}: No space left on device" in line and "--out" in line
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before  # no part left, nothing changed
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; the full-disk test covers this")
+def test_export_to_a_read_only_folder_is_one_line(checkpoint, tmp_path, capfd):
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        assert _export(checkpoint, folder / "model.onnx") == 2
+        assert "Permission denied" in _one_line(capfd) and list(folder.iterdir()) == []
+    finally:
+        folder.chmod(0o755)
+
+
+def test_module_entry_point_export_failure_is_one_line(checkpoint, tmp_path):
+    """`python -m training export` itself: a file in the way of the output folder (fails for root too)."""
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    command = [sys.executable, "-m", "training", "export", "--checkpoint", str(checkpoint), "--gsd", "10"]
+    command += ["--out", str(blocker / "model.onnx")]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: cannot write {blocker / 'model.onnx'}: ") and "--out" in line
+
+
+def test_checkpoint_write_failure_is_a_training_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "save", _full_disk)
+    with pytest.raises(TrainingError, match="cannot write .*last.pt: No space left on device"):
+        save_checkpoint({"architecture": SMALL}, tmp_path / "last.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dataset_cache_that_cannot_be_written_costs_only_speed(tmp_path, monkeypatch):
+    images = np.zeros((2, 4, 4, 3), np.uint8)
+    monkeypatch.setattr(cache.np, "save", _full_disk)
+    cache._write(tmp_path / "tree.npy", tmp_path / "tree.json", images, {"format": 1})  # logs, does not raise
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    cache._write(tmp_path / "tree.npy", tmp_path / "tree.json", images, {"format": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree.json", "tree.npy"]
+    np.testing.assert_array_equal(np.load(tmp_path / "tree.npy"), images)
