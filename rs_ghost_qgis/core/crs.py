@@ -18,6 +18,9 @@ from .errors import InputError
 # A projected CRS whose scale on the ground is off by more than this is not used for the
 # grid (Web Mercator at 54 deg N draws 1 m as 1.7 m); the local UTM zone is used instead.
 MAX_SCALE_ERROR = 0.01
+# UTM zones are defined from 80 S to 84 N; beyond, Universal Polar Stereographic takes over.
+UTM_SOUTH, UTM_NORTH = -80.0, 84.0
+UPS_EPSG = {"north": 32661, "south": 32761}
 
 # osr objects must not be shared between threads (QGIS runs tasks and Processing batches in
 # worker threads), so each thread keeps its own.
@@ -90,7 +93,23 @@ def transform_xy(xy: np.ndarray, src_wkt: str, dst_wkt: str) -> np.ndarray:
             f"Some coordinates cannot be transformed from {describe(src_wkt)} to {describe(dst_wkt)}; "
             "check that the area or mask lies where the raster is."
         )
-    return out
+    return _unwrap_longitudes(out, src_wkt, dst_wkt)
+
+
+def _unwrap_longitudes(lonlat: np.ndarray, src_wkt: str, dst_wkt: str) -> np.ndarray:
+    """Longitudes from a projection kept within 180 degrees of its central meridian.
+
+    PROJ folds longitudes into -180..180, so a UTM zone 60 tile that straddles the
+    antimeridian would come back from 179.99 to -179.99: a polygon around the globe. Kept
+    continuous (179.99 to 180.01) it stays the small square it is.
+    """
+    dst, src = srs_from_wkt(dst_wkt), srs_from_wkt(src_wkt)
+    if not (dst.IsGeographic() and src.IsProjected()) or abs(dst.GetAngularUnits() - math.pi / 180) > 1e-12:
+        return lonlat
+    meridian = src.GetProjParm(osr.SRS_PP_CENTRAL_MERIDIAN, 0.0)
+    # Whole turns away from the meridian; round() keeps exactly +-180 (a world extent) as it is.
+    lonlat[:, 0] -= 360.0 * np.round((lonlat[:, 0] - meridian) / 360.0)
+    return lonlat
 
 
 def transform_geometry(geometry, src_wkt: str, dst_wkt: str, max_segment: float | None = None):
@@ -127,23 +146,29 @@ def utm_wkt(lon: float, lat: float) -> str:
     return to_wkt(f"EPSG:{utm_epsg(lon, lat)}")
 
 
-def utm_scale_error(geometry, wkt: str, utm: str) -> float:
+def utm_scale_error(geometry, wkt: str, utm: str, polar: bool = False) -> float:
     """The worst scale error of the UTM zone ``utm`` over ``geometry`` (in ``wkt``); inf where UTM is undefined.
 
     Transverse Mercator's scale grows with the distance from the central meridian:
-    k = 0.9996 (1 + (dlon cos lat)^2 / 2). UTM is not used beyond 84 N and 80 S.
+    k = 0.9996 (1 + (dlon cos lat)^2 / 2). UTM is not used beyond 84 N and 80 S (``polar``
+    True ignores that limit: is the area narrow enough, were the zone defined there?).
     """
     try:
         lon0, lat0, lon1, lat1 = transform_geometry(geometry, wkt, to_wkt("EPSG:4326")).bounds
     except InputError:
         return math.inf
-    if lat0 < -80.0 or lat1 > 84.0:
+    if not polar and (lat0 < UTM_SOUTH or lat1 > UTM_NORTH):
         return math.inf
     meridian = srs_from_wkt(utm).GetProjParm(osr.SRS_PP_CENTRAL_MERIDIAN)
     dlon = math.radians(max(abs(lon0 - meridian), abs(lon1 - meridian)))
     lat = 0.0 if lat0 <= 0.0 <= lat1 else min(abs(lat0), abs(lat1))
     k = 0.9996 * (1.0 + (dlon * math.cos(math.radians(lat))) ** 2 / 2.0)
     return abs(k - 1.0)
+
+
+def lonlat_bounds(geometry, wkt: str) -> tuple[float, float, float, float]:
+    """WGS 84 (lon_min, lat_min, lon_max, lat_max) of ``geometry`` given in ``wkt``."""
+    return tuple(float(v) for v in transform_geometry(geometry, wkt, to_wkt("EPSG:4326")).bounds)
 
 
 def lonlat(x: float, y: float, wkt: str) -> tuple[float, float]:

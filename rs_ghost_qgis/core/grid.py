@@ -70,6 +70,7 @@ class Grid:
     rows: tuple[int, int]  # [first, end) cell rows of the area
     cols: tuple[int, int]  # [first, end) cell columns of the area
     area: object | None  # shapely geometry of the area in crs_wkt; None when it is the rows x cols rectangle
+    warnings: list[str] = field(default_factory=list)  # what the user should check (a repaired mask)
     _intervals: dict[int, list[tuple[int, int]]] = field(default_factory=dict, repr=False)
 
     @property
@@ -167,8 +168,10 @@ def build_grid(info: RasterInfo, card: ModelCard, area: Area | None = None, stri
     """
     stride = card.tile_size if stride is None else int(stride)
     cell_px = check_stride(stride, card)
+    _check_antimeridian(info)
     footprint = shapely.box(*info.bounds)
-    region = _area_in_raster_crs(area or Area(), info, footprint)
+    warnings: list[str] = []
+    region = _area_in_raster_crs(area or Area(), info, footprint, warnings)
     xmin, ymin, xmax, ymax = region.bounds
     grid_wkt, metres_per_unit, note = choose_grid_crs(info, (xmin + xmax) / 2, (ymin + ymax) / 2)
     cell = stride * card.gsd_m / metres_per_unit
@@ -176,8 +179,10 @@ def build_grid(info: RasterInfo, card: ModelCard, area: Area | None = None, stri
         x0, y0 = info.bounds[0], info.bounds[3]  # tiles on whole pixels
         _check_size(info, footprint, card, metres_per_unit)
     else:
+        what = f"{info.name}" if area is None or (area.bounds is None and area.geometries is None) else "The area"
         if crs.utm_scale_error(region, info.crs_wkt, grid_wkt) > crs.MAX_SCALE_ERROR:
-            what = f"{info.name}" if area is None or (area.bounds is None and area.geometries is None) else "The area"
+            if crs.utm_scale_error(region, info.crs_wkt, grid_wkt, polar=True) <= crs.MAX_SCALE_ERROR:
+                _check_utm_latitudes(region, info, what)  # narrow enough: the pole is the reason
             raise InputError(
                 f"{what} spans too much of the globe for one metric grid: {crs.describe(grid_wkt)} is true to "
                 f"{crs.MAX_SCALE_ERROR:.0%} only within about 8 degrees of longitude of its central meridian; "
@@ -212,6 +217,7 @@ def build_grid(info: RasterInfo, card: ModelCard, area: Area | None = None, stri
         rows=rows,
         cols=cols,
         area=None if rectangular else region,
+        warnings=warnings,
     )
 
 
@@ -239,6 +245,47 @@ def choose_grid_crs(info: RasterInfo, x: float, y: float) -> tuple[str, float, s
     return utm, 1.0, f"{crs.describe(utm)} (the raster's CRS {raster_crs} is {reason}; tiles measure true metres)"
 
 
+def _check_antimeridian(info: RasterInfo) -> None:
+    """InputError for a raster in degrees that reaches beyond longitude 180 (or -180).
+
+    Readers fold longitudes into -180..180, so the part beyond the antimeridian would read
+    as nodata (GDAL's warper and QGIS's projector alike); a raster in its UTM zone has no
+    such seam.
+    """
+    xmin, ymin, xmax, ymax = info.bounds
+    if crs.metres_per_unit(info.crs_wkt) is not None or not crs.srs_from_wkt(info.crs_wkt).IsGeographic():
+        return
+    if xmin >= -180.0 - 1e-9 and xmax <= 180.0 + 1e-9:
+        return
+    edge = 180.0 if xmax > 180.0 else -180.0
+    utm = crs.utm_epsg(edge, (ymin + ymax) / 2)
+    raise InputError(
+        f"{info.name} crosses the antimeridian (longitudes {xmin:.6g} to {xmax:.6g} in {crs.describe(info.crs_wkt)}): "
+        f"the part beyond {edge:+g} degrees cannot be read in a metric grid; reproject it first, e.g. "
+        f"`gdalwarp -t_srs EPSG:{utm} IN.tif OUT.tif` (QGIS: Raster > Projections > Warp), or split it at 180 degrees."
+    )
+
+
+def _check_utm_latitudes(region, info: RasterInfo, what: str) -> None:
+    """InputError when the area reaches beyond 84 N or 80 S, where UTM zones are not defined."""
+    try:
+        _, lat0, _, lat1 = crs.lonlat_bounds(region, info.crs_wkt)
+    except InputError:
+        return  # no image in WGS 84: the scale check says what is wrong
+    if lat1 > crs.UTM_NORTH:
+        where, limit, ups = f"{lat1:.2f} N", f"{crs.UTM_NORTH:g} N", crs.UPS_EPSG["north"]
+    elif lat0 < crs.UTM_SOUTH:
+        where, limit, ups = f"{-lat0:.2f} S", f"{-crs.UTM_SOUTH:g} S", crs.UPS_EPSG["south"]
+    else:
+        return
+    pole = "North" if ups == crs.UPS_EPSG["north"] else "South"
+    raise InputError(
+        f"{what} reaches {where}: its metric grid would be laid in a UTM zone, and UTM is not defined beyond "
+        f"{limit}. Reproject the raster to UPS {pole}, true to scale near the pole (`gdalwarp -t_srs EPSG:{ups} "
+        f"IN.tif OUT.tif`; QGIS: Raster > Projections > Warp), or classify a bounding box or mask short of {limit}."
+    )
+
+
 def _check_size(info: RasterInfo, footprint, card: ModelCard, metres_per_unit: float) -> None:
     xmin, ymin, xmax, ymax = footprint.bounds
     width_m, height_m = (xmax - xmin) * metres_per_unit, (ymax - ymin) * metres_per_unit
@@ -250,17 +297,17 @@ def _check_size(info: RasterInfo, footprint, card: ModelCard, metres_per_unit: f
         )
 
 
-def _area_in_raster_crs(area: Area, info: RasterInfo, footprint):
-    """The area in the raster's CRS, clipped to the raster; InputError when empty or outside."""
+def _area_in_raster_crs(area: Area, info: RasterInfo, footprint, warnings: list[str]):
+    """The area in the raster's CRS, clipped to the raster; InputError when empty or outside.
+
+    A repaired mask adds a line to ``warnings``.
+    """
     if area.bounds is None and area.geometries is None:
         return footprint
     area_wkt = area.crs_wkt or info.crs_wkt
     if area.geometries is not None:
         what = "mask"
-        polygons = [g for g in area.geometries if g is not None and not g.is_empty and shapely.area(g) > 0]
-        if not polygons:
-            raise InputError("The mask is empty: it has no polygon with an area. Draw or select polygons to classify.")
-        shape = shapely.union_all(shapely.make_valid(np.asarray(polygons, dtype=object)))
+        shape = _mask_shape(area.geometries, warnings)
     else:
         what = "bounding box"
         xmin, ymin, xmax, ymax = area.bounds
@@ -288,6 +335,28 @@ def _area_in_raster_crs(area: Area, info: RasterInfo, footprint):
             f"({raster_extent} in {crs.describe(info.crs_wkt)}); check its coordinates and CRS."
         )
     return region
+
+
+def _mask_shape(geometries: list, warnings: list[str]):
+    """The union of the mask's polygons, invalid ones (a self-intersecting ring) repaired first.
+
+    A bow-tie ring has zero signed area, so it is repaired before polygons without area are
+    dropped; the repair is reported because it may not be what was drawn.
+    """
+    shapes = np.asarray([g for g in geometries if g is not None and not g.is_empty], dtype=object)
+    valid = shapely.is_valid(shapes)
+    repaired = shapely.make_valid(shapes)
+    kept = shapely.area(repaired) > 0
+    polygons, invalid = list(repaired[kept]), int((kept & ~valid).sum())
+    if not polygons:
+        raise InputError("The mask is empty: it has no polygon with an area. Draw or select polygons to classify.")
+    if invalid:
+        warnings.append(
+            f"Mask (--mask): {invalid} invalid polygon{'s' if invalid > 1 else ''} (self-intersecting "
+            "or badly nested rings) repaired with make_valid before use; check the tiles it selects, or fix "
+            "the polygons (QGIS: Vector > Geometry Tools > Fix Geometries)."
+        )
+    return shapely.union_all(polygons)
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -195,7 +195,7 @@ def classify(
     grid = build_grid(info, card, options.area, options.stride)
     workload.check(workload.estimate(grid, card), info)  # a planet-sized web download is refused here
     radiometry = plan_radiometry(source, card, options.bands, options.scaling, options.offset)
-    for warning in radiometry.warnings if warn else ():
+    for warning in [*grid.warnings, *radiometry.warnings] if warn else ():
         warn(warning)
     metadata = _metadata(info.name, model, grid, radiometry, options)
     if out_vector:
@@ -269,7 +269,7 @@ def _result(
         seconds=time.perf_counter() - started,
         card=model.card,
         bands_note=radiometry.bands_note,
-        warnings=list(radiometry.warnings),
+        warnings=[*grid.warnings, *radiometry.warnings],
         radiometry=radiometry,
         class_map=run.class_map(),
     )

@@ -7,6 +7,7 @@ import os
 from qgis.core import (
     QgsApplication,
     QgsFeature,
+    QgsFeatureRequest,
     QgsFeatureSink,
     QgsField,
     QgsFields,
@@ -14,6 +15,7 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingFeatureSource,
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
@@ -195,7 +197,11 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         mask, box = None, None
         source = self.parameterAsSource(parameters, self.MASK, context)
         if source is not None:
-            geometries = (f.geometry() for f in source.getFeatures())
+            # The engine repairs invalid polygons and says so; Processing's own check would abort
+            # QGIS on a self-intersecting ring raised inside this generator.
+            skip_check = QgsProcessingFeatureSource.FlagSkipGeometryValidityChecks
+            features = source.getFeatures(QgsFeatureRequest(), skip_check)
+            geometries = (f.geometry() for f in features)
             mask = qopts.area_from_geometries(geometries, source.sourceCrs(), "The mask")
         if parameters.get(self.EXTENT):
             extent_crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
