@@ -35,3 +35,20 @@ def test_engine_leaves_osgeo_exception_mode_alone():
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "True"
+
+
+def test_engine_that_qgis_uses_imports_without_rasterio():
+    """Inside QGIS there is no rasterio (issue 13): only the command line's reader may need it."""
+    code = (
+        "import sys\n"
+        "class NoRasterio:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'rasterio':\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, NoRasterio())\n"
+        "import rs_ghost_qgis.core.pipeline, rs_ghost_qgis.core.sinks, rs_ghost_qgis.deps\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rasterio'))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
