@@ -9,14 +9,16 @@ from the values themselves: NaN or inf in any band is nodata (``source.finite_pi
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from osgeo import gdal
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.transform import from_bounds
@@ -25,7 +27,7 @@ from rasterio.windows import Window
 
 from .crs import same_crs, transform_xy
 from .errors import InputError
-from .source import Block, Bounds, RasterInfo, finite_pixels
+from .source import Block, Bounds, RasterInfo, finite_pixels, unreadable_block
 
 # Colour interpretations that name what a band holds when it has no description.
 _NAMED_COLOURS = {
@@ -75,10 +77,15 @@ class RasterioSource:
     def read(self, bounds: Bounds, crs_wkt: str, width: int, height: int, bands: Sequence[int]) -> Block:
         """Read ``bands`` over ``bounds`` (in ``crs_wkt``) resampled to ``width`` x ``height``."""
         bands = [int(b) for b in bands]
-        if self._rectilinear and same_crs(crs_wkt, self._info.crs_wkt):
-            block = self._read_direct(bounds, width, height, bands)
-        else:
-            block = self._read_warped(bounds, crs_wkt, width, height, bands)
+        try:
+            with _quiet_gdal():
+                if self._rectilinear and same_crs(crs_wkt, self._info.crs_wkt):
+                    block = self._read_direct(bounds, width, height, bands)
+                else:
+                    block = self._read_warped(bounds, crs_wkt, width, height, bands)
+        except RasterioIOError as error:
+            reason = str(error).removeprefix("Read or write failed.")
+            raise unreadable_block(self._info, bounds, crs_wkt, reason) from None
         # GDAL's masks only know declared nodata; NaN and inf are nodata too, in either path.
         return Block(block.data, block.valid & finite_pixels(block.data))
 
@@ -137,6 +144,16 @@ def is_gdal_path(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a GDAL virtual path or URL (/vsicurl/, /vsis3/, /vsizip/, https://...), not a plain file."""
     text = str(path)
     return text.startswith("/vsi") or "://" in text
+
+
+@contextlib.contextmanager
+def _quiet_gdal() -> Iterator[None]:
+    """GDAL's own 'ERROR 1: ...' lines off while reading: a failed read raises, and is told once, by us."""
+    gdal.PushErrorHandler("CPLQuietErrorHandler")  # this thread only
+    try:
+        yield
+    finally:
+        gdal.PopErrorHandler()
 
 
 def _open(path: Path | str) -> rasterio.DatasetReader:

@@ -6,11 +6,14 @@ provider does (files, VRTs, WMS and XYZ alike). The pipeline never knows which.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+
+from .errors import InputError
 
 Bounds = tuple[float, float, float, float]
 """(xmin, ymin, xmax, ymax) in some CRS's units."""
@@ -75,3 +78,25 @@ def finite_pixels(data: np.ndarray) -> np.ndarray:
     if not np.issubdtype(data.dtype, np.floating) or data.shape[0] == 0:
         return np.ones(data.shape[1:], dtype=bool)
     return np.isfinite(data).all(axis=0)
+
+
+def unreadable_block(info: RasterInfo, bounds: Bounds, crs_wkt: str, reason: str) -> InputError:
+    """The one error for pixels the reader could not read: which file, which window, and why.
+
+    Both sources raise it (a truncated GeoTIFF, a VRT whose source file is gone), so the run
+    stops with no output instead of reading the block as zeros or nodata.
+    """
+    from .crs import describe, same_crs  # osr only when it is needed
+
+    if crs_wkt and not same_crs(crs_wkt, info.crs_wkt):
+        where = f"x {bounds[0]:.6g}..{bounds[2]:.6g}, y {bounds[1]:.6g}..{bounds[3]:.6g} in {describe(crs_wkt)}"
+    else:  # the raster's own pixels: what gdal_translate -srcwin would take
+        (xmin, _, _, ymax), (px, py) = info.bounds, info.pixel_size
+        col0, col1 = (max(0, min(info.width, math.floor((x - xmin) / px))) for x in (bounds[0], bounds[2]))
+        row0, row1 = (max(0, min(info.height, math.floor((ymax - y) / py))) for y in (bounds[3], bounds[1]))
+        where = f"pixel columns {col0}..{col1}, rows {row0}..{row1}"
+    reason = " ".join(reason.split()).rstrip(".") or "no reason given"
+    return InputError(
+        f"Cannot read the block of {info.path or info.name} at {where}: {reason}. The file is damaged or "
+        "incomplete (an interrupted download or copy), or a file it refers to is missing; repair or re-create it."
+    )

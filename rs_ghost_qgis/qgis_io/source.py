@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
+from osgeo import gdal
 from qgis.core import (
     Qgis,
     QgsCoordinateReferenceSystem,
@@ -28,7 +29,7 @@ from qgis.core import (
 )
 
 from ..core.errors import InputError
-from ..core.source import Block, Bounds, RasterInfo, finite_pixels
+from ..core.source import Block, Bounds, RasterInfo, finite_pixels, unreadable_block
 
 # QGIS data types -> numpy. ARGB32 (WMS, XYZ) is split into uint8 R, G, B plus alpha.
 _NUMPY_TYPES = {
@@ -174,8 +175,20 @@ class QgisLayerSource:
             projector.setInput(self._provider)
             interface = projector
         valid = np.ones((height, width), dtype=bool)
+
+        def read_band(band: int, dtype):
+            gdal.ErrorReset()  # so that a failure below is told with its own reason
+            block = interface.block(band, rect, width, height)
+            # When GDAL fails (a truncated GeoTIFF, a VRT's missing source) the provider returns
+            # an invalid block, and the projector a valid one of nodata; GDAL's error state (this
+            # thread's) tells both. Read as nodata, the run would succeed on garbage.
+            failed = block is None or not block.isValid() or gdal.GetLastErrorType() >= gdal.CE_Failure
+            if failed and not self._info.web:
+                raise unreadable_block(self._info, bounds, crs_wkt, _last_gdal_error(band))
+            return _decode_block(block, width, height, dtype)
+
         if self._is_color:
-            argb, valid = _read_band(interface, 1, rect, width, height, np.uint32)
+            argb, valid = read_band(1, np.uint32)
             valid &= ((argb >> 24) & 0xFF) > 0
             data = np.stack([((argb >> shift) & 0xFF).astype(np.uint8) for shift in (16, 8, 0)])
             return Block(data=data[[b - 1 for b in bands]], valid=valid)
@@ -184,11 +197,11 @@ class QgisLayerSource:
         for band in bands:
             if band < 1 or band > self._info.band_count:
                 raise InputError(f"Band {band} does not exist: the raster has {self._info.band_count} bands.")
-            values, band_valid = _read_band(interface, band, rect, width, height, dtype)
+            values, band_valid = read_band(band, dtype)
             valid &= band_valid
             layers.append(values)
         if self._alpha_band:
-            alpha, _ = _read_band(interface, self._alpha_band, rect, width, height, dtype)
+            alpha, _ = read_band(self._alpha_band, dtype)
             valid &= alpha > 0
         data = np.stack(layers) if layers else np.zeros((0, height, width), dtype=dtype)
         # The engine's rule, as in the rasterio source: NaN or inf in any band is nodata.
@@ -210,8 +223,6 @@ def _gdal_metadata(provider: QgsRasterDataProvider) -> dict[str, str]:
     """
     if provider.name() != "gdal":
         return {}
-    from osgeo import gdal
-
     uri = provider.dataSourceUri()
     path = str(QgsProviderRegistry.instance().decodeUri("gdal", uri).get("path") or uri)
     try:  # osgeo's exception mode is process-wide: it may raise or return None
@@ -227,9 +238,14 @@ def _gdal_metadata(provider: QgsRasterDataProvider) -> dict[str, str]:
     return items
 
 
-def _read_band(interface, band: int, rect: QgsRectangle, width: int, height: int, dtype):
-    """One band as a (height, width) array and where it has data (all False if nothing came)."""
-    block = interface.block(band, rect, width, height)
+def _last_gdal_error(band: int) -> str:
+    """Why the read of ``band`` failed, as GDAL said it in this thread (QGIS only logs it)."""
+    message = gdal.GetLastErrorMsg().strip()
+    return message or f"the QGIS data provider returned an invalid block for band {band}"
+
+
+def _decode_block(block, width: int, height: int, dtype):
+    """A band's block as a (height, width) array and where it has data (all False if nothing came)."""
     raw = bytes(block.data()) if block is not None and block.isValid() else b""
     if len(raw) != width * height * np.dtype(dtype).itemsize:
         return np.zeros((height, width), dtype=dtype), np.zeros((height, width), dtype=bool)
