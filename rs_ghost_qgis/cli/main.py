@@ -31,7 +31,7 @@ GDAL_CACHE_MB = "64"
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     os.environ.setdefault("GDAL_CACHEMAX", GDAL_CACHE_MB)
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(glue_bbox(sys.argv[1:] if argv is None else argv))
     try:
         with _sigterm_as_interrupt():
             return args.func(args)
@@ -41,6 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:
         print("\ncancelled: no output was written.", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+
+
+def glue_bbox(argv: list[str]) -> list[str]:
+    """'--bbox -13.5,...' as '--bbox=-13.5,...': argparse takes a value starting with '-' for an option."""
+    glued: list[str] = []
+    for arg in argv:
+        if glued and glued[-1] == "--bbox" and arg[:1] == "-" and arg[1:2] in tuple("0123456789."):
+            glued[-1] = f"--bbox={arg}"
+        else:
+            glued.append(arg)
+    return glued
 
 
 class Terminated(KeyboardInterrupt):
