@@ -19,13 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import torch
 
 from rs_ghost_qgis.core.assess import Assessment, confusion_matrix
-from rs_ghost_qgis.core.modelcard import ModelCard
-from rs_ghost_qgis.core.runtime import create_session
+from rs_ghost_qgis.core.errors import ModelError
+from rs_ghost_qgis.core.runtime import create_session, load_model
 from training.calibration import calibrate, expected_calibration_error
 from training.checkpoint import TrainingError, card_from_checkpoint, load_checkpoint, model_from_checkpoint
 from training.data import ImageArrays
@@ -87,12 +85,12 @@ def _checkpoint_scorer(path: Path) -> Scorer:
 
 def _onnx_scorer(path: Path) -> Scorer:
     try:
-        graph = onnx.load(str(path), load_external_data=False)
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as error:  # onnx and onnxruntime raise many types for unreadable files
-        raise TrainingError(f"{path} is not a readable ONNX model ({type(error).__name__}: {error}).") from None
-    card = ModelCard.from_metadata({prop.key: prop.value for prop in graph.metadata_props}, source=str(path))
-    input_name = session.get_inputs()[0].name
+        # The plugin's own loader: the input shape and classes checked against the card, and
+        # one probe tile run, so a model the plugin would refuse is refused here too.
+        model = load_model(path)
+    except ModelError as error:
+        raise TrainingError(str(error)) from None
+    card, session, input_name = model.card, model.session, model.input_name
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         (logits,) = session.run(None, {input_name: x.cpu().numpy().astype(np.float32)})
