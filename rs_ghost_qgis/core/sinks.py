@@ -456,7 +456,7 @@ class ClassRasterWriter:
 
     def abort(self) -> None:
         """Close and delete the temporary file."""
-        with contextlib.suppress(RuntimeError), _quiet_gdal():  # the file is deleted anyway
+        with _quiet_gdal():  # closing may report the failure that brought us here; the file goes anyway
             self._ds = None
         self._tmp.unlink(missing_ok=True)
 
