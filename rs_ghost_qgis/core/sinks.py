@@ -22,6 +22,7 @@ import contextlib
 import errno
 import os
 import re
+import traceback
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -283,6 +284,16 @@ def _gdal_check(code: object) -> None:
         raise RuntimeError(gdal.GetLastErrorMsg() or f"GDAL error {code}")
 
 
+def _drop_frames(error: BaseException) -> str:
+    """The error's words, with the frames of its traceback cleared.
+
+    Those frames hold GDAL datasets and layers; once cleared, a writer's abort really closes its
+    file (a full disk's last errors come at close, and Windows cannot delete an open file).
+    """
+    traceback.clear_frames(error.__traceback__)
+    return str(error)
+
+
 def _gdal_call(method, *args) -> None:
     """Call a GDAL/OGR method from a clean error state and raise RuntimeError if it failed (see _gdal_check)."""
     gdal.ErrorReset()
@@ -326,8 +337,9 @@ class GeoPackageSink:
                     _gdal_call(self._layer.CreateField, ogr.FieldDefn(spec.name, self._KINDS[spec.kind]))
                 _gdal_call(self._layer.StartTransaction)
         except RuntimeError as error:
+            reason = _drop_frames(error)
             self.abort()
-            raise OutputError(f"Cannot create the GeoPackage {self.path}: {error}.") from None
+            raise OutputError(f"Cannot create the GeoPackage {self.path}: {reason}.") from None
 
     def add(self, tiles: list[TileRecord]) -> None:
         """Append features; commits every COMMIT_EVERY features to keep the journal small."""
@@ -350,7 +362,7 @@ class GeoPackageSink:
                     _gdal_call(self._layer.StartTransaction)
                     self._pending = 0
         except RuntimeError as error:
-            raise write_failed("GeoPackage", self.path, error) from None
+            raise write_failed("GeoPackage", self.path, _drop_frames(error)) from None
 
     def commit(self) -> None:
         """Finish and move the file into place (publish_all with other outputs does both steps together)."""
@@ -370,7 +382,7 @@ class GeoPackageSink:
                 _gdal_check(0)
                 self._verify()
         except RuntimeError as error:
-            raise write_failed("GeoPackage", self.path, error) from None
+            raise write_failed("GeoPackage", self.path, _drop_frames(error)) from None
         return self._tmp, self.path
 
     def _commit_transaction(self) -> None:
@@ -425,8 +437,9 @@ class ClassRasterWriter:
                 self._ds = _create_geotiff(self._tmp, width, height)
                 _describe(self._ds, card, crs_wkt, transform, tags)
         except RuntimeError as error:
+            reason = _drop_frames(error)
             self.abort()
-            raise OutputError(f"Cannot create the GeoTIFF {self.path}: {error}.") from None
+            raise OutputError(f"Cannot create the GeoTIFF {self.path}: {reason}.") from None
 
     def write_row(self, classes: np.ndarray, confidence: np.ndarray) -> None:
         """Append the next row (uint8 class ids and confidence percent)."""
@@ -451,7 +464,7 @@ class ClassRasterWriter:
                 _gdal_check(0)
                 self._verify()
         except (RuntimeError, OSError) as error:
-            raise write_failed("GeoTIFF", self.path, error) from None
+            raise write_failed("GeoTIFF", self.path, _drop_frames(error)) from None
         return self._tmp, self.path
 
     def abort(self) -> None:
@@ -468,7 +481,7 @@ class ClassRasterWriter:
             with _quiet_gdal():
                 _gdal_call(self._ds.WriteRaster, 0, self._next_row, block.shape[2], block.shape[1], block.tobytes())
         except RuntimeError as error:
-            raise write_failed("GeoTIFF", self.path, error) from None
+            raise write_failed("GeoTIFF", self.path, _drop_frames(error)) from None
         self._next_row += block.shape[1]
         self._rows = []
 

@@ -123,18 +123,42 @@ def _error_line(capfd) -> str:
     return err[0]
 
 
+def _full_disk(self, *args):
+    gdal.Error(gdal.CE_Failure, 3, "c.tif: No space left on device")  # what GDAL's GTiff driver reports
+    return gdal.CE_Failure
+
+
+def _open_parts() -> list[str]:
+    """The temporaries this process still holds open (Linux)."""
+    names = (os.path.join("/proc/self/fd", fd) for fd in os.listdir("/proc/self/fd"))
+    return [target for target in map(_link, names) if ".part." in target]
+
+
+def _link(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:  # the listing's own descriptor, closed by now
+        return ""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="lists open files through Linux's /proc")
+def test_abort_closes_the_file_while_the_error_is_still_alive(tmp_path, monkeypatch):
+    """The traceback must not keep the dataset open: a full disk's last errors come at close, and
+    Windows cannot delete an open file."""
+    monkeypatch.setattr(gdal.Dataset, "WriteRaster", _full_disk)
+    with pytest.raises(OutputError, match="No space left on device") as failure:
+        _write(tmp_path / "c.tif", 300, 270)  # aborts inside its except block, as the pipeline does
+    assert failure.value.__context__ is not None  # the error and its traceback are still alive here
+    assert _open_parts() == [] and list(tmp_path.iterdir()) == []
+
+
 def test_failed_block_write_keeps_the_earlier_class_raster(raster, tiny_model, tmp_path, capfd, monkeypatch):
     out = tmp_path / "out"
     classes = out / "c.tif"
     assert _classify(raster, tiny_model, classes) == 0
     before = classes.read_bytes()
     capfd.readouterr()
-
-    def full_disk(self, *args):
-        gdal.Error(gdal.CE_Failure, 3, "c.tif: No space left on device")  # what GDAL's GTiff driver reports
-        return gdal.CE_Failure
-
-    monkeypatch.setattr(gdal.Dataset, "WriteRaster", full_disk)
+    monkeypatch.setattr(gdal.Dataset, "WriteRaster", _full_disk)
     assert _classify(raster, tiny_model, classes, "--overwrite") == 2
     line = _error_line(capfd)
     assert f"Cannot write the GeoTIFF {classes}: c.tif: No space left on device" in line and "left as it was" in line
