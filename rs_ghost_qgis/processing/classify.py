@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from qgis.core import (
     QgsApplication,
@@ -39,6 +40,23 @@ from ..core.options import SCALINGS, check_area, face_message, one_area, parse_b
 from ..qgis_io import options as qopts
 from ..qgis_io.source import QgisLayerSource, check_raster_layer, crs_from_wkt
 from ..qgis_io.style import layer_names, run_detail, style_class_raster, style_tiles
+
+
+def _check_vector_destination(destination: str) -> None:
+    """Refuse a GeoPackage file holding other layers: Processing replaces the whole file, dropping them."""
+    path = Path(destination or "")
+    if path.suffix.lower() != ".gpkg" or not path.is_file():
+        return  # a new file, a layer URI (ogr:dbname=...), memory or a temporary output
+    from osgeo import ogr
+
+    ds = ogr.Open(str(path))
+    others = [ds.GetLayer(i).GetName() for i in range(ds.GetLayerCount())] if ds is not None else []
+    others = [name for name in others if name != path.stem]
+    if others:
+        raise OutputError(
+            f"OUTPUT_VECTOR {path} holds other layers ({', '.join(others)}) that Processing would delete when it "
+            "replaces the file; choose another file name."
+        )
 
 
 class ClassifyAlgorithm(QgsProcessingAlgorithm):
@@ -167,6 +185,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         layer = check_raster_layer(self.parameterAsRasterLayer(parameters, self.INPUT, context))
         source = QgisLayerSource.from_layer(layer, context.project())
         options = self.build_options(parameters, context)
+        _check_vector_destination(self.parameterAsOutputLayer(parameters, self.OUTPUT_VECTOR, context))
         check_area(options.area, source.info)
         card = load_model(options.model_path, threads=1).card
         choose_bands(source, card, options.bands)

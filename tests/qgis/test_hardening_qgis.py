@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from osgeo import gdal, osr
+from osgeo import gdal, ogr, osr
 from qgis.core import (
     QgsApplication,
     QgsFeature,
@@ -155,3 +155,19 @@ def test_self_intersecting_mask_is_repaired_with_a_warning(qgis_app, provider, t
     result = _classify(raster, tiny_model, out, feedback=feedback, MASK=mask)
     assert result["TILES_CLASSIFIED"] >= 5
     assert any("1 invalid polygon" in warning and "make_valid" in warning for warning in feedback.warnings)
+
+
+def test_output_geopackage_holding_other_layers_is_refused(qgis_app, provider, tmp_path, tiny_model):
+    # Processing replaces the whole file: the other layers were dropped (the CLI refuses too).
+    raster = _write(tmp_path / "scene.tif", _tiles(3, 3, 32), 32633, (500000.0, 5900000.0), (10.0, 10.0))
+    out = tmp_path / "out"
+    out.mkdir()
+    gpkg = out / "tiles.gpkg"
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(gpkg))
+    ds.CreateLayer("roads", None, ogr.wkbLineString)
+    ds = None
+    with pytest.raises(QgsProcessingException) as caught:
+        _classify(raster, tiny_model, out)
+    assert "holds other layers (roads)" in str(caught.value)
+    assert ogr.Open(str(gpkg)).GetLayerByName("roads") is not None
+    assert sorted(p.name for p in out.iterdir()) == ["tiles.gpkg"]
