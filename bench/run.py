@@ -12,6 +12,11 @@ every contender alike):
 3. Peak RSS of the command line on two raster sizes up to 20,000 x 20,000 px: flat means
    streaming works. A cheap model keeps this row short; memory is the pipeline's.
 4. Threads and batch size.
+5. classify-many (Dask distributed) on one batch of generated rasters, one block each: the
+   plain single-process loop of ``classify`` (one onnxruntime thread), then Dask LocalClusters
+   of 1 and 2 worker processes (one thread each, started and warmed before timing). Rows: 2
+   workers vs 1 (target 1.7x on 2 cores) and Dask with 1 worker vs the plain loop (the
+   overhead: tasks, block bytes, merge; target 1.10). ``--many-only`` runs just these rows.
 
 The model is the bundled one when present, else a G-Ghost RegNet 040 with random weights at
 64 px (the bundled model's compute). Usage: python bench/run.py [--quick]
@@ -54,6 +59,7 @@ def main() -> int:
     parser.add_argument("--large-size", type=int, help="side of the generated raster in px (2048; quick 512)")
     parser.add_argument("--repeats", type=int, help="repeats per measurement (3; quick 1)")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads for rows 1-3 (2)")
+    parser.add_argument("--many-only", action="store_true", help="only the classify-many rows (row 5)")
     args = parser.parse_args()
     quick = args.quick
     size = args.large_size or (512 if quick else 2048)
@@ -65,6 +71,9 @@ def main() -> int:
         work = Path(scratch)
         model, model_note = _model(work)
         print(f"bench: model {model_note}; {repeats} repeat(s); onnxruntime threads {args.threads}", flush=True)
+        if args.many_only:
+            rows += _many_rows(model, work, repeats, 768 if quick else 1536)
+            return _print_rows(rows, started)
         large = _textured_raster(work / f"large_{size}.tif", size)
         rows += _ort_vs_end_to_end(f"generated {size}x{size} uint8", large, model, work, repeats, args.threads)
         if DEMMIN.is_file():
@@ -74,6 +83,11 @@ def main() -> int:
         rows += _student_vs_teacher(large, model, work, repeats, args.threads, 64 if quick else 256)
         rows += _peak_rss(work, rss_sizes)
         rows += _threads_and_batches(large, model, work, repeats, min(size, 512 if quick else 1024))
+        rows += _many_rows(model, work, repeats, 768 if quick else 1536)
+    return _print_rows(rows, started)
+
+
+def _print_rows(rows: list[tuple[str, str, str]], started: float) -> int:
     print()
     print("| measurement | value | note |\n|---|---|---|")
     for row in rows:
@@ -337,6 +351,74 @@ def _threads_and_batches(raster, model, work, repeats, side):
         print(f"bench: threads {threads}, batch {batch}: {rate:.0f} tiles/s", flush=True)
         rows.append((f"pipeline, {threads} thread(s), batch {batch}", f"{rate:.0f} tiles/s", f"{tiles} tiles"))
     return rows
+
+
+MANY_RASTERS = 4  # the batch of row 5
+
+
+def _many_rows(model: Path, work: Path, repeats: int, side: int) -> list[tuple[str, str, str]]:
+    """Row 5: the same batch through the plain loop, Dask with 1 worker and Dask with 2 workers."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    from rs_ghost_qgis.cli import many
+
+    rasters = [_textured_raster(work / f"many_{i}.tif", side) for i in range(MANY_RASTERS)]
+    options = ClassifyOptions(model_path=str(model), threads=1)
+
+    def plain() -> float:
+        started = time.perf_counter()
+        for raster in rasters:
+            out = dataclasses.replace(
+                options,
+                out_vector=str(work / f"plain_{raster.stem}.gpkg"),
+                out_raster=str(work / f"plain_{raster.stem}.tif"),
+                overwrite=True,
+            )
+            with RasterioSource(raster) as source:
+                classify(source, out)
+        return time.perf_counter() - started
+
+    def dask(client, label: str, batch: list[Path]) -> float:
+        out = Path(tempfile.mkdtemp(prefix=f"many_{label}_", dir=work))
+        started = time.perf_counter()
+        result = many.run_job([str(r) for r in batch], out, options, client)
+        seconds = time.perf_counter() - started
+        assert not result.failures, [job.error for job in result.failures]
+        return seconds
+
+    clusters = {
+        workers: LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
+        )
+        for workers in (1, 2)
+    }
+    clients = {workers: Client(cluster) for workers, cluster in clusters.items()}
+    try:
+        for workers, client in clients.items():  # imports and the first model load, on every worker
+            dask(client, f"warm{workers}", rasters[:workers])
+        times: dict[str, list[float]] = {"plain": [], "1": [], "2": []}
+        for _ in range(repeats):  # interleaved: drifting load hits all three alike
+            times["plain"].append(plain())
+            for workers, client in clients.items():
+                times[str(workers)].append(dask(client, f"w{workers}", rasters))
+    finally:
+        for client in clients.values():
+            client.close()
+        for cluster in clusters.values():
+            cluster.close()
+    tp, t1, t2 = (statistics.median(times[k]) for k in ("plain", "1", "2"))
+    tiles = MANY_RASTERS * (side // 64) ** 2
+    print(
+        f"bench: classify-many {tiles} tiles: plain {tp:.2f} s, 1 worker {t1:.2f} s, 2 workers {t2:.2f} s", flush=True
+    )
+    batch = f"{MANY_RASTERS} rasters of {side}x{side} px ({tiles:,} tiles), 1 onnxruntime thread per process"
+    return [
+        ("classify-many: plain loop / Dask 1 worker / Dask 2 workers", f"{tp:.2f} s / {t1:.2f} s / {t2:.2f} s", batch),
+        ("classify-many: 2 workers vs 1 worker", f"{t1 / t2:.2f}x", "target >= 1.7x on 2 cores"),
+        ("classify-many: Dask 1 worker / plain loop (overhead)", f"{t1 / tp:.2f}", "target <= 1.10"),
+    ]
 
 
 if __name__ == "__main__":

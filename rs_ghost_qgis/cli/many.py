@@ -23,10 +23,12 @@ import csv
 import dataclasses
 import glob
 import hashlib
+import importlib.util
 import io
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -151,6 +153,7 @@ class BlockTask:
     index: int
     tiles: int
     options: object  # ClassifyOptions with the block's area and no outputs
+    whole: bool = False  # the raster is one block: the engine's own files are the outputs, no merge
 
 
 def run_block(task: BlockTask) -> dict:
@@ -171,15 +174,25 @@ def run_block(task: BlockTask) -> dict:
             sink = _BlockSink(Path(scratch) / "tiles.gpkg")
             out_raster = Path(scratch) / "classes.tif"
             options = dataclasses.replace(task.options, out_raster=str(out_raster), out_vector=None, overwrite=True)
+            if task.whole:  # the engine writes the final GeoPackage (layer, metadata) itself
+                options = dataclasses.replace(options, out_vector=str(sink.path))
             cells = hectares = None
             warnings: list[str] = []
             scaling = bands = ""
+            counts: dict = {}
             try:
-                result = classify(source, options, vector_sink=sink)
+                result = classify(source, options, vector_sink=None if task.whole else sink)
                 cells = [row.cells for row in result.areas]
                 hectares = [row.hectares for row in result.areas]
                 warnings, scaling, bands = list(result.warnings), result.scaling_used, result.bands_note
+                counts = {
+                    "tiles_by_class": [row.tiles for row in result.areas],
+                    "tiles_total": result.tiles_total,
+                    "tiles_classified": result.tiles_classified,
+                }
             except InputError:
+                if task.whole:
+                    raise  # nothing classified in the whole raster: it fails, as with `classify`
                 # Every tile of the block is nodata: the engine refuses that for a whole run, but a
                 # block of a real scene may well be; its tiles (all 'nodata') still belong in the merge.
                 if not sink.saw_nothing_classified(task.tiles):
@@ -196,6 +209,7 @@ def run_block(task: BlockTask) -> dict:
                 "scaling": scaling,
                 "bands": bands,
                 "seconds": time.perf_counter() - started,
+                **counts,
             }
     except RsGhostError as error:
         return {"ok": False, "error": str(error)}
@@ -361,12 +375,15 @@ def run_job(
             _merge_or_fail(job, model.card, out)
 
     tasks, owner = [], {}
+    # Keys name the output folder too: two jobs on one cluster never share (or steal) a task.
+    job_tag = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:8]
     for job in jobs:
         if job.error:
             continue
         for block in job.missing:
-            task = BlockTask(job.path, job.key, block.index, block.tiles, dataclasses.replace(options, area=block.area))
-            future = client.submit(run_block, task, key=f"rs-ghost-block-{job.key}-{block.index}", pure=False)
+            area = dataclasses.replace(options, area=block.area)
+            task = BlockTask(job.path, job.key, block.index, block.tiles, area, whole=len(job.plan.blocks) == 1)
+            future = client.submit(run_block, task, key=f"rs-ghost-block-{job.key}-{block.index}-{job_tag}", pure=False)
             tasks.append(future)
             owner[future.key] = (job, block)
     run = 0
@@ -445,8 +462,10 @@ def _plan(job: RasterJob, model, options, block_cells, manifest: dict, names: se
     outputs = (out / f"{job.name}.gpkg", out / f"{job.name}.tif")
     if "merged" in record and all(path.exists() for path in outputs):
         job.summary = record["merged"]
+        # Its block files were removed after the merge: the manifest's word is what counts.
+        job.done = {block.index: record["blocks"].get(str(block.index), {}) for block in job.plan.blocks}
         return
-    ours = "merged" in record  # a merge of this job was interrupted: its files may be replaced
+    ours = "merged" in record or "publishing" in record  # this job's own files, from an interrupted merge
     for path, suffixes, what in ((outputs[0], (".gpkg",), "vector output"), (outputs[1], (".tif",), "raster output")):
         check_output(path, overwrite or ours, suffixes, what, input_path=job.path)
 
@@ -492,6 +511,8 @@ def _read_manifest(path: Path) -> dict:
         record = manifest.setdefault(entry["key"], {"blocks": {}})
         if "merged" in entry:
             record["merged"] = entry["merged"]
+        elif "publishing" in entry:
+            record["publishing"] = True
         else:
             record["blocks"][str(entry["block"])] = entry
     return manifest
@@ -522,6 +543,8 @@ def _store_block(job: RasterJob, block, outcome: dict, out: Path, warn) -> None:
         "cells": outcome["cells"],
         "hectares": outcome["hectares"],
         "seconds": round(outcome["seconds"], 3),
+        "whole": len(job.plan.blocks) == 1,
+        **{k: outcome[k] for k in ("tiles_by_class", "tiles_total", "tiles_classified") if k in outcome},
     }
     _append_manifest(out, entry)
     job.done[block.index] = entry
@@ -551,6 +574,8 @@ def _merge_or_fail(job: RasterJob, card, out: Path) -> None:
         job.error = str(error)
         return
     _append_manifest(out, {"key": job.key, "merged": job.summary})
+    # The blocks are in the merged files now; a country's worth would double the disk used.
+    shutil.rmtree(out / WORK / job.key, ignore_errors=True)
 
 
 def merge_blocks(job: RasterJob, card, out: Path) -> dict:
@@ -568,6 +593,8 @@ def merge_blocks(job: RasterJob, card, out: Path) -> dict:
     from ..core.sinks import ClassRasterWriter, GeoPackageSink, TileRecord, publish_all, tile_fields
 
     grid, work = job.plan.grid, out / WORK / job.key
+    if len(job.plan.blocks) == 1 and job.done[0].get("whole"):
+        return _publish_whole(job, card, out)
     with_raster = [b for b in job.plan.blocks if job.done[b.index]["raster"]]
     if not with_raster:
         raise InputError(f"No tile of {job.info.name} in the area has enough valid pixels: nothing was classified.")
@@ -601,8 +628,10 @@ def merge_blocks(job: RasterJob, card, out: Path) -> dict:
             out / f"{job.name}.tif", card, grid.crs_wkt, grid.transform, grid.width, grid.height, metadata
         )
         _merge_rasters(raster, grid, job.plan, work, with_raster)
+        finished = [vector.finish(), raster.finish()]
+        _append_manifest(out, {"key": job.key, "publishing": True})  # from here on, the outputs are ours
         # Existing outputs were refused before any work unless --overwrite (or this job's own).
-        publish_all([vector.finish(), raster.finish()], overwrite=True)
+        publish_all(finished, overwrite=True)
     except BaseException:
         vector.abort()
         if raster is not None:
@@ -619,6 +648,33 @@ def merge_blocks(job: RasterJob, card, out: Path) -> dict:
         "tiles_classified": classified,
         "classes": [
             {"class_name": name, "tiles": int(class_tiles[i]), "cells": int(cells[i]), "hectares": float(hectares[i])}
+            for i, name in enumerate(card.class_names)
+        ],
+    }
+
+
+def _publish_whole(job: RasterJob, card, out: Path) -> dict:
+    """A raster of one block: its files, written and checked by the engine, are published as they are."""
+    from ..core.sinks import publish_all
+
+    record, work = job.done[0], out / WORK / job.key
+    _append_manifest(out, {"key": job.key, "publishing": True})
+    publish_all(
+        [(work / "0.gpkg", out / f"{job.name}.gpkg"), (work / "0.tif", out / f"{job.name}.tif")], overwrite=True
+    )
+    return {
+        "input": job.path,
+        "vector": str(out / f"{job.name}.gpkg"),
+        "raster": str(out / f"{job.name}.tif"),
+        "tiles_total": record["tiles_total"],
+        "tiles_classified": record["tiles_classified"],
+        "classes": [
+            {
+                "class_name": name,
+                "tiles": record["tiles_by_class"][i],
+                "cells": record["cells"][i],
+                "hectares": record["hectares"][i],
+            }
             for i, name in enumerate(card.class_names)
         ],
     }
@@ -770,7 +826,9 @@ def _cluster(args: argparse.Namespace):
         count = len(client.scheduler_info().get("workers", {}))
         print(f"dask:    {count} worker(s) at {client.scheduler.address}", file=sys.stderr)
         if "dashboard" in client.scheduler_info().get("services", {}):
-            print(f"dashboard: {client.dashboard_link}", file=sys.stderr)
+            # Without bokeh, Dask serves only a page that says to install it.
+            missing = "" if importlib.util.find_spec("bokeh") else " (pip install bokeh to see it)"
+            print(f"dashboard: {client.dashboard_link}{missing}", file=sys.stderr)
         yield client
     finally:
         client.close()

@@ -8,18 +8,22 @@ worker killed mid-task; a job interrupted and resumed; broken inputs among good 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import os
 import signal
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+import shapely
 from osgeo import ogr
 
 from rs_ghost_qgis.cli import many
 from rs_ghost_qgis.cli.main import main
+from rs_ghost_qgis.core.grid import Area
 from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
 from rs_ghost_qgis.core.rasterio_source import RasterioSource
 from tests.core.engine_data import class_pattern, write_raster
@@ -118,12 +122,22 @@ def test_same_as_classify_on_two_rasters(client, rasters, tiny_model, expected, 
     second = next(job for job in result.rasters if job.name == "second")
     assert any(not record["raster"] for record in second.done.values())
     # The area per class over both rasters, in summary.csv, adds the single runs' areas.
-    rows = [row for row in csv.DictReader(open(result.summary_csv)) if row["raster"] == "all"]
+    rows = [row for row in csv.DictReader(result.summary_csv.read_text().splitlines()) if row["raster"] == "all"]
     want = np.add(expected["first"]["hectares"], expected["second"]["hectares"])
     np.testing.assert_allclose([float(row["hectares"]) for row in rows], want, rtol=1e-6)
     # A rerun finds everything done: no block runs again, the outputs stay.
     again = many.run_job([str(r) for r in rasters], tmp_path, _options(tiny_model), client, BLOCK_CELLS)
     assert again.blocks_run == 0 and again.blocks_skipped == result.blocks_total and not again.failures
+
+
+def test_one_block_per_raster(client, rasters, tiny_model, expected, tmp_path):
+    """Rasters smaller than a block: the engine's own files are published, with the same values."""
+    result = many.run_job([str(r) for r in rasters], tmp_path, _options(tiny_model), client)
+    assert not result.failures and result.blocks_total == 2
+    _assert_same(tmp_path, expected)
+    totals = result.totals()
+    want = np.add(expected["first"]["hectares"], expected["second"]["hectares"])
+    np.testing.assert_allclose([row["hectares"] for row in totals], want, rtol=1e-9)
 
 
 def test_worker_killed_mid_task(client, rasters, tiny_model, expected, tmp_path):
@@ -153,6 +167,27 @@ def test_worker_killed_mid_task(client, rasters, tiny_model, expected, tmp_path)
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
 
 
+def test_mask_and_gdal_path(client, rasters, tiny_model, tmp_path):
+    """A triangle mask (blocks get polygon areas, some none) on a raster read through /vsizip/."""
+    archive = tmp_path / "scenes.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.write(rasters[0], "first.tif")
+    x0, y0 = 500_000.0, 6_000_000.0
+    mask = Area(geometries=[shapely.Polygon([(x0, y0), (x0 + 2400, y0 - 300), (x0 + 500, y0 - 2000)])])
+    options = dataclasses.replace(_options(tiny_model), area=mask)
+    single = tmp_path / "single"
+    with RasterioSource(rasters[0]) as source:
+        classify(
+            source,
+            dataclasses.replace(options, out_vector=str(single / "first.gpkg"), out_raster=str(single / "first.tif")),
+        )
+    result = many.run_job([f"/vsizip/{archive}/first.tif"], tmp_path / "out", options, client, BLOCK_CELLS)
+    assert not result.failures and result.blocks_total > 1
+    plan = result.rasters[0].plan
+    assert plan.blocks[0].area.geometries is not None
+    _assert_same(tmp_path / "out", {"first": _read(single, "first")}, names=("first",))
+
+
 def test_interrupted_job_resumes(client, rasters, tiny_model, expected, tmp_path):
     seen = []
 
@@ -163,7 +198,12 @@ def test_interrupted_job_resumes(client, rasters, tiny_model, expected, tmp_path
 
     with pytest.raises(KeyboardInterrupt):
         many.run_job(
-            [str(r) for r in rasters], tmp_path, _options(tiny_model), client, BLOCK_CELLS, progress=interrupt_after_three
+            [str(r) for r in rasters],
+            tmp_path,
+            _options(tiny_model),
+            client,
+            BLOCK_CELLS,
+            progress=interrupt_after_three,
         )
     assert not (tmp_path / "first.gpkg").exists() or not (tmp_path / "second.gpkg").exists()
     finished = len((tmp_path / many.MANIFEST).read_text().splitlines())
