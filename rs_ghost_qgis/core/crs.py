@@ -107,8 +107,9 @@ def _unwrap_longitudes(lonlat: np.ndarray, src_wkt: str, dst_wkt: str) -> np.nda
     if not (dst.IsGeographic() and src.IsProjected()) or abs(dst.GetAngularUnits() - math.pi / 180) > 1e-12:
         return lonlat
     meridian = src.GetProjParm(osr.SRS_PP_CENTRAL_MERIDIAN, 0.0)
-    # Whole turns away from the meridian; round() keeps exactly +-180 (a world extent) as it is.
-    lonlat[:, 0] -= 360.0 * np.round((lonlat[:, 0] - meridian) / 360.0)
+    offset = lonlat[:, 0] - meridian
+    # Whole turns away from the meridian; +-180 itself (a world extent, give or take rounding) stays.
+    lonlat[:, 0] -= np.where(np.abs(offset) > 180.0 + 1e-9, 360.0 * np.round(offset / 360.0), 0.0)
     return lonlat
 
 
