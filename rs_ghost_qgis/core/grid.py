@@ -168,10 +168,11 @@ def build_grid(info: RasterInfo, card: ModelCard, area: Area | None = None, stri
     """
     stride = card.tile_size if stride is None else int(stride)
     cell_px = check_stride(stride, card)
-    _check_antimeridian(info)
     footprint = shapely.box(*info.bounds)
     warnings: list[str] = []
     region = _area_in_raster_crs(area or Area(), info, footprint, warnings)
+    whole = area is None or (area.bounds is None and area.geometries is None)
+    _check_antimeridian(info, region.bounds, info.name if whole else "The area")
     xmin, ymin, xmax, ymax = region.bounds
     grid_wkt, metres_per_unit, note = choose_grid_crs(info, (xmin + xmax) / 2, (ymin + ymax) / 2)
     cell = stride * card.gsd_m / metres_per_unit
@@ -179,7 +180,7 @@ def build_grid(info: RasterInfo, card: ModelCard, area: Area | None = None, stri
         x0, y0 = info.bounds[0], info.bounds[3]  # tiles on whole pixels
         _check_size(info, footprint, card, metres_per_unit)
     else:
-        what = f"{info.name}" if area is None or (area.bounds is None and area.geometries is None) else "The area"
+        what = info.name if whole else "The area"
         if crs.utm_scale_error(region, info.crs_wkt, grid_wkt) > crs.MAX_SCALE_ERROR:
             if crs.utm_scale_error(region, info.crs_wkt, grid_wkt, polar=True) <= crs.MAX_SCALE_ERROR:
                 _check_utm_latitudes(region, info, what)  # narrow enough: the pole is the reason
@@ -245,14 +246,14 @@ def choose_grid_crs(info: RasterInfo, x: float, y: float) -> tuple[str, float, s
     return utm, 1.0, f"{crs.describe(utm)} (the raster's CRS {raster_crs} is {reason}; tiles measure true metres)"
 
 
-def _check_antimeridian(info: RasterInfo) -> None:
-    """InputError for a raster in degrees that reaches beyond longitude 180 (or -180).
+def _check_antimeridian(info: RasterInfo, bounds: Bounds, what: str) -> None:
+    """InputError when the area to classify (``bounds``, of a raster in degrees) reaches beyond longitude +-180.
 
     Readers fold longitudes into -180..180, so the part beyond the antimeridian would read
     as nodata (GDAL's warper and QGIS's projector alike); a raster in its UTM zone has no
-    such seam.
+    such seam. A 0..360 raster can still be classified west of 180 with a box or mask.
     """
-    xmin, ymin, xmax, ymax = info.bounds
+    xmin, ymin, xmax, ymax = bounds
     if crs.metres_per_unit(info.crs_wkt) is not None or not crs.srs_from_wkt(info.crs_wkt).IsGeographic():
         return
     if xmin >= -180.0 - 1e-9 and xmax <= 180.0 + 1e-9:
@@ -260,7 +261,7 @@ def _check_antimeridian(info: RasterInfo) -> None:
     edge = 180.0 if xmax > 180.0 else -180.0
     utm = crs.utm_epsg(edge, (ymin + ymax) / 2)
     raise InputError(
-        f"{info.name} crosses the antimeridian (longitudes {xmin:.6g} to {xmax:.6g} in {crs.describe(info.crs_wkt)}): "
+        f"{what} crosses the antimeridian (longitudes {xmin:.6g} to {xmax:.6g} in {crs.describe(info.crs_wkt)}): "
         f"the part beyond {edge:+g} degrees cannot be read in a metric grid; reproject it first, e.g. "
         f"`gdalwarp -t_srs EPSG:{utm} IN.tif OUT.tif` (QGIS: Raster > Projections > Warp), or split it at 180 degrees."
     )

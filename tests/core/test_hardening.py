@@ -68,6 +68,15 @@ def test_raster_across_the_antimeridian_is_refused_with_the_fix(tiny_model, tmp_
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_part_of_a_raster_across_the_antimeridian_west_of_it_classifies(tiny_model, tmp_path, capfd):
+    # Only the area is checked: a box west of 180 (or a 0..360 raster's -180..180 part) reads fine.
+    raster = _geographic(tmp_path / "fiji.tif", 179.98, 0.06)
+    out = tmp_path / "out"
+    assert _classify(raster, tiny_model, out, "--bbox", "179.98,-16.02,179.99,-16.0") == 0
+    assert _classify(raster, tiny_model, tmp_path / "out2", "--bbox", "179.99,-16.02,180.03,-16.0") == 2
+    assert "The area crosses the antimeridian" in _error_line(capfd)
+
+
 @pytest.mark.parametrize("west", [179.94, -180.0])
 def test_tiles_sticking_over_the_antimeridian_stay_small_squares(tiny_model, tmp_path, capfd, west):
     # The raster ends (or starts) at the antimeridian; edge tiles stick over it. Their polygons
