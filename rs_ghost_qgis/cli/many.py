@@ -293,6 +293,7 @@ class JobResult:
     tiles: int  # tiles read over all blocks, halo included
     seconds: float
     summary_csv: Path | None
+    tiles_run: int = 0  # of them, in blocks this run classified
 
     @property
     def failures(self) -> list[RasterJob]:
@@ -386,7 +387,7 @@ def run_job(
             future = client.submit(run_block, task, key=f"rs-ghost-block-{job.key}-{block.index}-{job_tag}", pure=False)
             tasks.append(future)
             owner[future.key] = (job, block)
-    run = 0
+    run = tiles_run = 0
     try:
         for future in as_completed(tasks):
             job, block = owner[future.key]
@@ -403,6 +404,7 @@ def run_job(
                 continue
             _store_block(job, block, outcome, out, warn)
             run += 1
+            tiles_run += block.tiles
             blocks_done += 1
             tiles_done += block.tiles
             if progress:
@@ -415,6 +417,7 @@ def run_job(
     result = JobResult(
         jobs, list(model.card.class_names), blocks_total, skipped, run, tiles_total, time.perf_counter() - started, None
     )
+    result.tiles_run = tiles_run
     result.summary_csv = _write_summary(result, out)
     return result
 
@@ -782,10 +785,10 @@ def command(args: argparse.Namespace) -> int:
             print(f"done:    {job.name}: {job.summary['vector']}, {job.summary['raster']}")
     for job in result.failures:
         print(f"failed:  {job.path}: {job.error}", file=sys.stderr)
-    rate = result.tiles / result.seconds if result.seconds else 0.0
+    rate = result.tiles_run / result.seconds if result.seconds else 0.0
     print(
         f"summary: {result.summary_csv}\nblocks:  {result.blocks_run:,} run, {result.blocks_skipped:,} from an "
-        f"earlier run, of {result.blocks_total:,}; {result.tiles:,} tiles in {result.seconds:.1f} s "
+        f"earlier run, of {result.blocks_total:,}; {result.tiles_run:,} tiles in {result.seconds:.1f} s "
         f"({rate:,.0f} tiles/s)"
     )
     if result.failures:
