@@ -43,6 +43,8 @@ _NUMPY_TYPES = {
 }
 _COLOR_TYPES = (Qgis.ARGB32, Qgis.ARGB32_Premultiplied)
 _BAND_PREFIX = re.compile(r"^Band \d+:?\s*")
+# Colour interpretations that name what a band holds when it has no description.
+_NAMED_COLOURS = {QgsRaster.RedBand: "red", QgsRaster.GreenBand: "green", QgsRaster.BlueBand: "blue"}
 CRS_WKT_FLAVOUR = QgsCoordinateReferenceSystem.WKT_PREFERRED
 # Providers whose pixels come from a server: "wms" also serves XYZ and WMTS layers.
 WEB_PROVIDERS = frozenset({"wms", "wcs", "arcgismapserver"})
@@ -145,7 +147,13 @@ class QgisLayerSource:
             nodata = tuple(
                 provider.sourceNoDataValue(b) if provider.sourceHasNoDataValue(b) else None for b in range(1, count + 1)
             )
-            descriptions = tuple(_BAND_PREFIX.sub("", provider.generateBandName(b)) for b in range(1, count + 1))
+            # Like the rasterio source: a band without a description is named by its colour
+            # interpretation, so both faces map an RGB GeoTIFF the same way.
+            descriptions = tuple(
+                _BAND_PREFIX.sub("", provider.generateBandName(b))
+                or _NAMED_COLOURS.get(provider.colorInterpretation(b), "")
+                for b in range(1, count + 1)
+            )
         if width <= 0 or height <= 0:  # no native size (some WMS): use the extent at 1 unit per pixel
             width, height = max(1, round(extent.width())), max(1, round(extent.height()))
         return RasterInfo(

@@ -306,7 +306,8 @@ def test_scaling_that_puts_values_out_of_range_is_warned_before_run(dialog, tmp_
 
 
 def test_band_hint_speaks_the_dialogs_words(dialog, tmp_path, project, tiny_model):
-    path = write_geotiff(tmp_path / "plain.tif", two_halves())  # no band descriptions
+    # uint16: no band descriptions and no RGB colour interpretation (8-bit GeoTIFFs say red, green, blue)
+    path = write_geotiff(tmp_path / "plain.tif", two_halves().astype("uint16"))
     layer = QgsRasterLayer(str(path), "plain")
     project.addMapLayer(layer)
     dialog.select_layer(layer)
