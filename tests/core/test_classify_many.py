@@ -12,6 +12,8 @@ import dataclasses
 import logging
 import os
 import signal
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from tests.core.engine_data import class_pattern, write_raster
 
 distributed = pytest.importorskip("distributed")
 
+REPO = Path(__file__).resolve().parents[2]
 STRIDE = 16  # half the tiny model's 32 px tile: tiles overlap, blocks need a halo
 BLOCK_CELLS = 4  # small blocks: a dozen per raster
 
@@ -263,3 +266,16 @@ def test_user_mistakes_are_one_line_exit_2(tiny_model, tmp_path, capsys):
     code = main(["classify-many", str(tmp_path / "*.tif"), "--out-dir", str(tmp_path / "o"), "--workers", "1"])
     err = capsys.readouterr().err
     assert code == 2 and "matches no file" in err, err
+
+
+def test_the_plugin_and_the_other_commands_never_import_dask():
+    code = (
+        "import sys\n"
+        "from rs_ghost_qgis.cli.main import _parser\n"
+        "_parser().parse_args(['classify-many', 'x.tif', '--out-dir', 'o'])\n"
+        "import rs_ghost_qgis.cli.many, rs_ghost_qgis.core.blocks\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
