@@ -52,6 +52,18 @@ def _new_srs(wkt: str) -> osr.SpatialReference:
     return srs
 
 
+# A GeoPackage stores "no CRS" as srs_id 0 or -1; OGR and QGIS read these placeholders back.
+_UNDEFINED_NAMES = ("Undefined geographic SRS", "Undefined Cartesian SRS")
+
+
+def is_undefined(wkt: str | None) -> bool:
+    """Whether ``wkt`` is missing, or a GeoPackage's placeholder for a layer without a CRS."""
+    if not wkt:
+        return True
+    srs = srs_from_wkt(wkt)
+    return srs.GetName() in _UNDEFINED_NAMES and not srs.GetAuthorityCode(None)
+
+
 def to_wkt(text: str) -> str:
     """WKT for a CRS given as 'EPSG:4326', WKT or PROJ text."""
     return srs_from_wkt(text).ExportToWkt()

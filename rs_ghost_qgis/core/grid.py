@@ -305,7 +305,8 @@ def _area_in_raster_crs(area: Area, info: RasterInfo, footprint, warnings: list[
     """
     if area.bounds is None and area.geometries is None:
         return footprint
-    area_wkt = area.crs_wkt or info.crs_wkt
+    # No CRS (or a GeoPackage's 'Undefined' placeholder, as QGIS passes it on): the raster's.
+    area_wkt = info.crs_wkt if crs.is_undefined(area.crs_wkt) else area.crs_wkt
     if area.geometries is not None:
         what = "mask"
         shape = _mask_shape(area.geometries, warnings)

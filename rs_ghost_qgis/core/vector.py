@@ -13,6 +13,8 @@ from pathlib import Path
 import shapely
 from osgeo import ogr
 
+from . import crs
+
 
 @dataclass(frozen=True)
 class Features:
@@ -50,4 +52,5 @@ def read_features(path: str | Path, fields: Sequence[str] = ()) -> Features | No
         values.append({name: feature.GetField(name) for name in wanted})
     srs = layer.GetSpatialRef()
     # The WKT carries no axis mapping: crs.py reads it back in GIS order, the order OGR stores.
-    return Features(geometries, values, names, srs.ExportToWkt() if srs is not None else None, skipped)
+    wkt = srs.ExportToWkt() if srs is not None else None
+    return Features(geometries, values, names, None if crs.is_undefined(wkt) else wkt, skipped)

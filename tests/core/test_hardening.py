@@ -232,3 +232,21 @@ def test_evaluate_on_a_model_whose_input_disagrees_with_its_card(tiny_model, tmp
     assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0]
     assert "model card says 3 bands of 48 x 48 px" in err[0] and "32 != 48" in err[0]
     assert not out.exists()
+
+
+def test_geopackage_mask_without_crs_is_in_the_rasters_crs(tiny_model, tmp_path, capfd):
+    # GDAL writes "no CRS" as srs_id 0, read back as 'Undefined geographic SRS': the mask was
+    # then placed in degrees and refused ("cannot be placed over"), against the documented rule.
+    raster = write_raster(tmp_path / "scene.tif", class_pattern(PATTERN, 32))
+    path = tmp_path / "nocrs.gpkg"
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    layer = ds.CreateLayer("mask", None, ogr.wkbPolygon)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    x1, y1 = X0 + 300, Y0 - 300
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON(({X0} {Y0}, {x1} {Y0}, {x1} {y1}, {X0} {y1}, {X0} {Y0}))"))
+    layer.CreateFeature(feature)
+    ds = None
+    out = tmp_path / "out"
+    assert _classify(raster, tiny_model, out, "--mask", str(path)) == 0
+    with rasterio.open(out / "c.tif") as classes:
+        assert classes.read(1).tolist() == [[PATTERN[0, 0]]]

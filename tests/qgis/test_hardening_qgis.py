@@ -182,3 +182,20 @@ def test_both_faces_name_an_rgb_geotiffs_bands_alike(qgis_app, tmp_path):
     qgis = QgisLayerSource.from_layer(QgsRasterLayer(str(raster), "rgb")).info.band_descriptions
     with RasterioSource(raster) as source:
         assert qgis == source.info.band_descriptions == ("red", "green", "blue")
+
+
+def test_geopackage_mask_without_crs_is_in_the_rasters_crs(qgis_app, provider, tmp_path, tiny_model):
+    # QGIS reads srs_id 0 as a valid 'Undefined geographic SRS' CRS; the engine takes it as none.
+    raster = _write(tmp_path / "scene.tif", _tiles(3, 3, 32), 32633, (500000.0, 5900000.0), (10.0, 10.0))
+    path = tmp_path / "nocrs.gpkg"
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    layer = ds.CreateLayer("mask", None, ogr.wkbPolygon)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetGeometry(
+        ogr.CreateGeometryFromWkt("POLYGON((500000 5900000, 500300 5900000, 500300 5899700, 500000 5900000))")
+    )
+    layer.CreateFeature(feature)
+    ds = None
+    out = tmp_path / "out"
+    out.mkdir()
+    assert _classify(raster, tiny_model, out, MASK=str(path))["TILES_CLASSIFIED"] == 1
