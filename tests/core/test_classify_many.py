@@ -143,6 +143,30 @@ def test_one_block_per_raster(client, rasters, tiny_model, expected, tmp_path):
     np.testing.assert_allclose([row["hectares"] for row in totals], want, rtol=1e-9)
 
 
+def test_raster_in_degrees(client, tiny_model, tmp_path):
+    """A grid in the local UTM zone: blocks are boxes in UTM, read through the raster's degrees (warped)."""
+    image = class_pattern(np.random.default_rng(2).integers(0, 3, size=(6, 8)), 32)
+    raster = write_raster(tmp_path / "degrees.tif", image, crs="EPSG:4326", res=0.0001, origin=(13.2, 53.9))
+    single = tmp_path / "single"
+    options = _options(tiny_model)
+    with RasterioSource(raster) as source:
+        outputs = {"out_vector": str(single / "degrees.gpkg"), "out_raster": str(single / "degrees.tif")}
+        classify(source, dataclasses.replace(options, **outputs))
+    result = many.run_job([str(raster)], tmp_path / "out", options, client, BLOCK_CELLS)
+    assert not result.failures and result.blocks_total > 1, [job.error for job in result.failures]
+    # Warped strips end at block edges, and GDAL's approximate transformer (0.125 px) depends on a
+    # strip's extent: the resampled pixels, so the probabilities, differ slightly (docs/ENGINE.md).
+    got, want = _read(tmp_path / "out", "degrees"), _read(single, "degrees")
+    assert got["features"].keys() == want["features"].keys()
+    for key, (values, wkb) in want["features"].items():
+        other, other_wkb = got["features"][key]
+        assert other_wkb == wkb and other[:4] == values[:4]  # position, geometry and class: the same
+        for a, b in zip(values, other, strict=True):
+            assert (a is None and b is None) or a == b or abs(a - b) <= 0.02
+    np.testing.assert_array_equal(got["raster"][0], want["raster"][0])  # the class map
+    assert np.abs(got["raster"][1].astype(int) - want["raster"][1]).max() <= 2  # confidence, percent
+
+
 def test_worker_killed_mid_task(client, rasters, tiny_model, expected, tmp_path):
     marker = str(tmp_path / "killed")
 
