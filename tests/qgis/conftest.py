@@ -28,3 +28,15 @@ def project(qgis_new_project):
     yield qgis_new_project
     qgis_new_project.removeAllMapLayers()
     qgis_new_project.layerTreeRoot().removeAllChildren()
+
+
+@pytest.fixture()
+def provider(qgis_processing):
+    """This plugin's Processing provider, registered for one test."""
+    from rs_ghost_qgis.processing.provider import RsGhostProvider
+
+    registry = QgsApplication.processingRegistry()
+    provider = RsGhostProvider()
+    registry.addProvider(provider)
+    yield provider
+    registry.removeProvider(provider)

@@ -21,22 +21,12 @@ from rs_ghost_qgis.cli.main import _parser, classify_options, main
 from rs_ghost_qgis.core import options as vocabulary
 from rs_ghost_qgis.core.options import SCALINGS, OptionError
 from rs_ghost_qgis.core.runtime import load_model
-from rs_ghost_qgis.processing.provider import RsGhostProvider
 from rs_ghost_qgis.qgis_io.source import QgisLayerSource
 from rs_ghost_qgis.ui.dialog import SETTINGS_PREFIX, ClassifyDialog
 from tests.qgis.rasters import FOREST, WATER, two_halves, write_geotiff, write_xyz_tiles
 
 BOX = (500000.0, 5899400.0, 500600.0, 5899990.0)  # the left half of the raster, in its CRS (EPSG:32633)
 FIELDS = ("model_path", "stride", "bands", "scaling", "offset", "threads")
-
-
-@pytest.fixture()
-def provider(qgis_processing):
-    registry = QgsApplication.processingRegistry()
-    provider = RsGhostProvider()
-    registry.addProvider(provider)
-    yield provider
-    registry.removeProvider(provider)
 
 
 @pytest.fixture()

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from osgeo import gdal, ogr, osr
 from qgis.core import (
-    QgsApplication,
     QgsFeature,
     QgsGeometry,
     QgsProcessingException,
@@ -20,20 +19,10 @@ from qgis.core import (
 
 from rs_ghost_qgis.core.crs import to_wkt
 from rs_ghost_qgis.core.errors import InputError
-from rs_ghost_qgis.processing.provider import RsGhostProvider
 from rs_ghost_qgis.qgis_io.source import QgisLayerSource
 from tests.qgis.rasters import CROP, FOREST, WATER
 
 COLOURS = (WATER, FOREST, CROP)
-
-
-@pytest.fixture()
-def provider(qgis_processing):
-    registry = QgsApplication.processingRegistry()
-    provider = RsGhostProvider()
-    registry.addProvider(provider)
-    yield provider
-    registry.removeProvider(provider)
 
 
 class _Warnings(QgsProcessingFeedback):

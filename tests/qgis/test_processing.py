@@ -6,7 +6,6 @@ from pathlib import Path
 import onnx
 import pytest
 from qgis.core import (
-    QgsApplication,
     QgsCategorizedSymbolRenderer,
     QgsFeature,
     QgsGeometry,
@@ -18,17 +17,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from rs_ghost_qgis.processing.provider import RsGhostProvider
 from tests.qgis.rasters import CROP, FOREST, WATER, tile_bounds_3857, two_halves, write_geotiff, write_xyz_tiles
-
-
-@pytest.fixture()
-def provider(qgis_processing):
-    registry = QgsApplication.processingRegistry()
-    provider = RsGhostProvider()
-    registry.addProvider(provider)
-    yield provider
-    registry.removeProvider(provider)
 
 
 def _run(algorithm, parameters, context=None, feedback=None):
