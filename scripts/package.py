@@ -63,6 +63,9 @@ def stage(folder: Path) -> Path:
     return target
 
 
+SHA256_FIELD = r'"[a-z_]*sha256": "[0-9a-f]{64}"'
+
+
 def scan(target: Path) -> list[str]:
     """Bandit and detect-secrets findings in the staged folder ([] when clean)."""
     findings = []
@@ -79,7 +82,8 @@ def scan(target: Path) -> list[str]:
     for item in report.get("results", []):
         findings.append(f"bandit {item['test_id']} {item['filename']}:{item['line_number']} {item['issue_text']}")
     secrets = subprocess.run(  # nosec B603  # fixed argument list, no shell
-        [sys.executable, "-m", "detect_secrets", "scan", "--all-files", "."],
+        # A model card records the sha256 of the teacher it was distilled from: a checksum, not a secret.
+        [sys.executable, "-m", "detect_secrets", "scan", "--all-files", "--exclude-lines", SHA256_FIELD, "."],
         capture_output=True,
         text=True,
         cwd=target,

@@ -1,5 +1,7 @@
 """Issue 14, the QGIS experience: run size, dialog geometry, overlapping tiles, the area table, trust."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from qgis.core import (
@@ -226,11 +228,19 @@ def test_processing_log_keeps_the_table_aligned(qgis_app, qgis_processing, tmp_p
 
 
 # --- 5. trust -----------------------------------------------------------------------------------
-def test_model_panel_says_interim_and_what_the_accuracy_was_measured_on(dialog):
+def test_model_panel_gives_the_status_and_what_the_accuracy_was_measured_on(dialog):
     dialog.bundled_radio.setChecked(True)
     text = dialog.model_info.text()
-    assert "Interim model." in text and "INTERIM" in text, text
+    assert "status: CPU recipe" in text and "below the paper's 98.5% target" in text, text
+    assert "Interim model." not in text, "the bundled model is not marked interim"
     assert "measured on the validation split (validation.csv), 5,400 images of eurosat_rgb" in text, text
+
+
+def test_model_panel_shows_an_interim_model_in_the_warning_colour():
+    from rs_ghost_qgis.ui.dialog import _status_html
+
+    card = SimpleNamespace(status="INTERIM: 6 epochs only", interim=True)
+    assert _status_html(card).startswith('<span style="color:#b35900;"><b>Interim model.</b>'), _status_html(card)
 
 
 def test_assess_refuses_reference_classes_the_model_does_not_have(qgis_app, qgis_processing, tmp_path, tiny_model):
