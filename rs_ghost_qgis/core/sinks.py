@@ -162,16 +162,19 @@ def _same_file(path: Path, other: str) -> bool:
         return False
 
 
+def other_layers(path: str | os.PathLike, layer_name: str) -> list[str]:
+    """The layers of the existing vector file ``path`` besides ``layer_name`` ([] when none or unreadable)."""
+    if not Path(path).is_file():
+        return []
+    ds = ogr.Open(str(path))
+    if ds is None:  # not a file OGR can read: nothing of value to lose in it
+        return []
+    return [ds.GetLayer(i).GetName() for i in range(ds.GetLayerCount()) if ds.GetLayer(i).GetName() != layer_name]
+
+
 def check_layers(path: str | os.PathLike, layer_name: str, overwrite: bool) -> None:
     """Refuse to overwrite a GeoPackage holding layers other than ``layer_name``: replacing the file would drop them."""
-    path = Path(path)
-    if not (overwrite and path.exists()):
-        return
-    ds = ogr.Open(str(path))
-    if ds is None:  # not a GeoPackage OGR can read: nothing of value to lose in it
-        return
-    others = [ds.GetLayer(i).GetName() for i in range(ds.GetLayerCount())]
-    others = [name for name in others if name != layer_name]
+    others = other_layers(path, layer_name) if overwrite else []
     if others:
         raise OutputError(
             f"{path} holds other layers ({', '.join(others)}) that --overwrite would delete with the file; "

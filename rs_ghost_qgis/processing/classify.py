@@ -45,13 +45,11 @@ from ..qgis_io.style import layer_names, run_detail, style_class_raster, style_t
 def _check_vector_destination(destination: str) -> None:
     """Refuse a GeoPackage file holding other layers: Processing replaces the whole file, dropping them."""
     path = Path(destination or "")
-    if path.suffix.lower() != ".gpkg" or not path.is_file():
-        return  # a new file, a layer URI (ogr:dbname=...), memory or a temporary output
-    from osgeo import ogr
+    if path.suffix.lower() != ".gpkg":
+        return  # a layer URI (ogr:dbname=...), memory or a temporary output
+    from ..core.sinks import other_layers
 
-    ds = ogr.Open(str(path))
-    others = [ds.GetLayer(i).GetName() for i in range(ds.GetLayerCount())] if ds is not None else []
-    others = [name for name in others if name != path.stem]
+    others = other_layers(path, path.stem)
     if others:
         raise OutputError(
             f"OUTPUT_VECTOR {path} holds other layers ({', '.join(others)}) that Processing would delete when it "
