@@ -300,7 +300,14 @@ def test_sigterm_and_ctrl_c_end_cleanly_and_leave_nothing(raster, tiny_model, tm
     args = ["classify", str(raster), "--model", str(tiny_model), "--out-vector", str(out / "t.gpkg")]
     args += ["--out-raster", str(out / "c.tif"), "--preview", str(out / "p.png")]
     process = subprocess.Popen(
-        [sys.executable, "-c", _STALLED_RUN, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", _STALLED_RUN, *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell's background job ignores SIGINT, and Python keeps an inherited SIG_IGN: give
+        # the child the default a user's terminal gives, wherever the suite runs.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         ready, _, _ = select.select([process.stdout], [], [], 120)  # a bounded wait for the run to start
