@@ -383,7 +383,7 @@ def _load_data_once(args: argparse.Namespace, world: distributed.World, *, image
 
 def _load_data(args: argparse.Namespace, *, image_size: int, scoring: bool = False) -> DatasetSplits:
     # Scoring: the images of --split-csv are the ones evaluated (the validation side of the split).
-    return load_dataset(
+    data = load_dataset(
         args.data,
         image_size=image_size,
         split_csv=None if scoring else args.split_csv,
@@ -396,6 +396,23 @@ def _load_data(args: argparse.Namespace, *, image_size: int, scoring: bool = Fal
         class_field=args.class_field,
         gsd_m=args.gsd,
         chip_stride=args.chip_stride,
+    )
+    _report_skipped(data.summary)
+    return data
+
+
+def _report_skipped(summary: dict[str, Any]) -> None:
+    """Say on screen which images were left out as undecodable (training goes on without them)."""
+    if not summary.get("skipped"):
+        return
+    listed = summary.get("skipped_files", [])
+    examples = "; ".join(f"{item['file']} ({item['reason']})" for item in listed)
+    more = summary["skipped"] - len(listed)
+    print(
+        f"warning: {summary['skipped']} image(s) could not be decoded and are left out: {examples}"
+        + (f"; and {more} more" if more > 0 else "")
+        + ". Replace or delete them.",
+        file=sys.stderr,
     )
 
 

@@ -252,7 +252,7 @@ def test_missing_source(tmp_path):
 def test_a_file_without_polygons(tmp_path):
     image = tmp_path / "scene.png"
     write_png(image, (1, 2, 3))
-    with pytest.raises(DataError, match="is a file.*polygons="):
+    with pytest.raises(DataError, match="is a file.*--polygons"):
         load(image, tmp_path)
 
 
@@ -318,7 +318,7 @@ def test_label_map_disagreeing_with_the_folders(tmp_path):
 
 @pytest.mark.parametrize(
     ("option", "message"),
-    [({"val_fraction": 1.0}, "val_fraction must lie between 0 and 1"), ({"limit_per_class": 0}, "at least 1")],
+    [({"val_fraction": 1.0}, "--val-fraction must lie between 0 and 1"), ({"limit_per_class": 0}, "at least 1")],
 )
 def test_bad_options(tmp_path, option, message):
     root = make_tree(tmp_path / "tree", {"A": 3, "B": 3})

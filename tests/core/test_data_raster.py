@@ -186,7 +186,7 @@ def test_a_missing_class_field_lists_the_fields(tmp_path):
     raster = write_raster(tmp_path / "scene.tif", halves())
     polygons = halves_polygons(tmp_path / "fields.gpkg")
 
-    with pytest.raises(DataError, match="no field 'class'; its fields are: landuse. Pass class_field="):
+    with pytest.raises(DataError, match="no field 'class'; its fields are: landuse. Give --class-field"):
         load_dataset(raster, polygons=str(polygons))
 
 

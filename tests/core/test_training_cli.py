@@ -152,3 +152,18 @@ def _fake_checkpoint(path: Path, class_names: list[str], architecture: str = SMA
         },
         path,
     )
+
+
+def test_images_left_out_as_undecodable_are_reported_on_screen(tmp_path, capsys):
+    from tests.core.test_data import add_broken_files, make_tree
+
+    root = make_tree(tmp_path / "tree", {"A": 100, "B": 100}, size=8)
+    add_broken_files(root / "A", 2)  # 2 of 202 files: under the 1 % that stops the run
+    args = cli._parser().parse_args(["train", "--model", SMALL, "--out", "o", "--data", str(root)])
+    args.cache_dir = str(tmp_path / "cache")
+
+    cli._load_data(args, image_size=8)
+
+    err = capsys.readouterr().err
+    assert "warning: 2 image(s) could not be decoded and are left out" in err, err
+    assert "A/broken_0.png" in err and "A/broken_1.jpg" in err, err

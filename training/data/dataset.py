@@ -59,18 +59,18 @@ def load_dataset(
     if not source.is_dir():
         raise DataError(
             f"{source} is a file. Give a folder with one subfolder per class, or a raster together with "
-            "polygons=<GeoPackage or Shapefile with a class field>."
+            "--polygons <GeoPackage or Shapefile with a class field>."
         )
     return _from_folders(source, image_size, split_csv, val_csv, val_fraction, limit_per_class, seed, cache_dir, gsd_m)
 
 
 def _check_options(image_size: int, val_fraction: float, limit: int | None) -> None:
     if image_size < 1:
-        raise DataError(f"image_size must be a positive number of pixels, not {image_size}.")
+        raise DataError(f"--image-size must be a positive number of pixels, not {image_size}.")
     if not 0 < val_fraction < 1:
-        raise DataError(f"val_fraction must lie between 0 and 1 (e.g. 0.2), not {val_fraction}.")
+        raise DataError(f"--val-fraction must lie between 0 and 1 (e.g. 0.2), not {val_fraction}.")
     if limit is not None and limit < 1:
-        raise DataError(f"limit_per_class must be at least 1 (or None for no limit), not {limit}.")
+        raise DataError(f"--limit-per-class must be at least 1 (or left out for no limit), not {limit}.")
 
 
 def _from_folders(

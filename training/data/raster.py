@@ -163,7 +163,7 @@ def read_polygons(path: Path, class_field: str, crs: CRS) -> tuple[list[tuple[sh
     if class_field not in layer.fields:
         raise DataError(
             f"Polygon layer {path.name} has no field {class_field!r}; its fields are: "
-            f"{', '.join(layer.fields) or '(none)'}. Pass class_field=<the field that holds the class>."
+            f"{', '.join(layer.fields) or '(none)'}. Give --class-field <the field that holds the class>."
         )
     labels = [values[class_field] for values in layer.values]
     labelled = [i for i, label in enumerate(labels) if label is not None]
