@@ -41,6 +41,8 @@ PERCENTILES = (2.0, 98.0)
 SAMPLE_PIXELS = 1 << 20
 SAMPLE_WINDOWS = 8
 SAMPLE_WINDOW_PX = 128
+# Warn when more than this share of the sampled values falls outside the range a scaling maps.
+MOSTLY_OUTSIDE = 0.5
 
 REFLECTANCE_SCALE = 10_000.0  # digital numbers per unit reflectance (Sentinel-2, Landsat SR, most COGs)
 # Bright clouds and snow exceed reflectance 1; values up to 1.5 still look like reflectance.
@@ -139,6 +141,25 @@ class Radiometry:
         return values
 
 
+def share_outside(plan: Radiometry, values: np.ndarray) -> float:
+    """The share of the raw ``values`` that fall outside the range ``plan`` maps (0 when there are none)."""
+    low, high = plan.raw_bounds()
+    return float(np.mean((values < low) | (values > high))) if values.size else 0.0
+
+
+def _clipped_warning(plan: Radiometry, name: str, values: np.ndarray) -> tuple[str, ...]:
+    """A warning when most sampled values lie outside the card's range (negative int16, other units)."""
+    share = share_outside(plan, values)
+    if share <= MOSTLY_OUTSIDE:
+        return ()
+    low, high = plan.raw_bounds()
+    return (
+        f"{share:.0%} of the values sampled from {name} lie outside {low:g}..{high:g} (they range "
+        f"{values.min():g}..{values.max():g}) and are clipped to the ends of what the model was trained on; "
+        "choose another Scaling (--scale), e.g. percentile, or check Offset (--offset) and Bands (--bands).",
+    )
+
+
 def plan_radiometry(
     source: RasterSource,
     card: ModelCard,
@@ -188,7 +209,8 @@ def _plan_scaling(info, card: ModelCard, chosen, note, scaling, offset, values) 
         if removed:
             reason += f", offset {removed:g} removed ({why})"
         lo, hi = card.raw_range
-        return Radiometry(card, chosen, note, "card", (lo,) * n, (hi,) * n, gain or 1.0, removed, reason, warnings)
+        plan = Radiometry(card, chosen, note, "card", (lo,) * n, (hi,) * n, gain or 1.0, removed, reason, warnings)
+        return dataclasses.replace(plan, warnings=warnings + _clipped_warning(plan, info.name, values))
     low, high = percentile_ranges(values, common=mode == "percentile")
     if scaling != "auto":
         return Radiometry(card, chosen, note, mode, low, high, reason=f"Scaling {mode} as chosen")

@@ -17,7 +17,6 @@ from ..core.errors import InputError, RsGhostError
 from .source import crs_to_wkt
 
 SAMPLE_SIDE = 256  # the scaling check reads the raster at most this many pixels across
-MOSTLY = 0.5  # warn when more than this share of the sampled values falls outside the range
 
 
 def bundled_model_or_none() -> Path | None:
@@ -125,6 +124,8 @@ def scaling_warning(source, radiometry, label: str = "") -> str:
     outside the raw values mapped onto it are clipped. A percentile stretch fits by
     construction. Reads a small overview: call it for local rasters, not for web services.
     """
+    from ..core.radiometry import MOSTLY_OUTSIDE, share_outside
+
     if radiometry is None or radiometry.scaling not in ("none", "card"):
         return ""
     try:
@@ -133,10 +134,10 @@ def scaling_warning(source, radiometry, label: str = "") -> str:
         return ""  # wrong bands and the like: Run reports them
     if values.size == 0:
         return ""
-    low, high = radiometry.raw_bounds()  # one range for all bands with 'none' and 'card'
-    share = float(np.mean((values < low) | (values > high)))
-    if share <= MOSTLY:
+    share = share_outside(radiometry, values)
+    if share <= MOSTLY_OUTSIDE:
         return ""
+    low, high = radiometry.raw_bounds()  # one range for all bands with 'none' and 'card'
     effect = "used as they are, far outside" if radiometry.scaling == "none" else "clipped to the ends of"
     return (
         f"Scaling '{label or radiometry.scaling}' expects values in {max(low, 0.0):.4g}–{high:.4g}, but {share:.0%} "

@@ -358,3 +358,17 @@ def test_offset_tags_in_either_convention():
     assert offset_from_metadata({"BOA_ADD_OFFSET": "-1000"}) == (1000.0, "BOA_ADD_OFFSET -1000 in the metadata")
     assert offset_from_metadata({"band 2:RADIO_ADD_OFFSET_B02": "1000"})[0] == 1000.0
     assert offset_from_metadata({"BOA_ADD_OFFSET": "n/a", "AREA_OR_POINT": "Area"}) is None
+
+
+def test_card_scaling_warns_when_most_values_would_be_clipped(tmp_path):
+    """Issue 12: int16 data with negative values is clipped by the card's range; say so."""
+    negative = np.random.default_rng(0).integers(-3000, -1, (3, 32, 32)).astype(np.int16)
+    with _source(tmp_path, dtype=np.int16, data=negative) as source:
+        plan = plan_radiometry(source, tiny_card(), scaling="card")
+    assert any("100% of the values sampled" in w and "clipped" in w and "--scale" in w for w in plan.warnings), plan
+
+
+def test_card_scaling_in_range_gives_no_clipping_warning(tmp_path):
+    with _source(tmp_path, dtype=np.uint16, data=np.full((3, 32, 32), 1500, np.uint16)) as source:
+        plan = plan_radiometry(source, tiny_card(), scaling="card")
+    assert not any("clipped" in w for w in plan.warnings), plan.warnings
