@@ -23,6 +23,8 @@ SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache", "tests"}
 TOP_FILES = ["metadata.txt", "LICENSE"]
 RESOURCE_FILES = ["resources/icon.svg", "resources/icon.png"]
 MODEL_SUFFIXES = {".onnx", ".md", ".txt"}
+# A model card records the sha256 of the teacher it was distilled from: a checksum, not a secret.
+SHA256_FIELD = r'"[a-z_]*sha256": "[0-9a-f]{64}"'
 
 
 def version() -> str:
@@ -63,9 +65,6 @@ def stage(folder: Path) -> Path:
     return target
 
 
-SHA256_FIELD = r'"[a-z_]*sha256": "[0-9a-f]{64}"'
-
-
 def scan(target: Path) -> list[str]:
     """Bandit and detect-secrets findings in the staged folder ([] when clean)."""
     findings = []
@@ -82,7 +81,6 @@ def scan(target: Path) -> list[str]:
     for item in report.get("results", []):
         findings.append(f"bandit {item['test_id']} {item['filename']}:{item['line_number']} {item['issue_text']}")
     secrets = subprocess.run(  # nosec B603  # fixed argument list, no shell
-        # A model card records the sha256 of the teacher it was distilled from: a checksum, not a secret.
         [sys.executable, "-m", "detect_secrets", "scan", "--all-files", "--exclude-lines", SHA256_FIELD, "."],
         capture_output=True,
         text=True,
