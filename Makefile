@@ -30,6 +30,7 @@ ABLATION_OUT ?= $(RUNS)/ablation
 SWEEP_EPOCHS ?=
 SEEDS ?= 0
 BETAS ?= 1 2 4 8
+DKD_BETA ?= 2
 # tcmalloc reuses the large gradient buffers instead of returning them to the system every step
 # (glibc maps and zeroes them afresh): VGG-16 trains about 15% faster with it. Used when present.
 TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4))
@@ -70,7 +71,7 @@ train: setup
 # SOFT_LABELS=file distils from a teacher's committed logits instead of training the teacher.
 ablation: setup
 	$(TRAIN_ENV) DATA="$(DATA)" STUDENT=$(STUDENT) EPOCHS="$(EPOCHS)" TEACHER_EPOCHS="$(TEACHER_EPOCHS)" \
-	  SWEEP_EPOCHS="$(SWEEP_EPOCHS)" SEEDS="$(SEEDS)" BETAS="$(BETAS)" SOFT_LABELS="$(SOFT_LABELS)" \
+	  SWEEP_EPOCHS="$(SWEEP_EPOCHS)" SEEDS="$(SEEDS)" BETAS="$(BETAS)" DKD_BETA="$(DKD_BETA)" SOFT_LABELS="$(SOFT_LABELS)" \
 	  LIMIT_PER_CLASS="$(LIMIT_PER_CLASS)" ARGS="$(ARGS)" OUT=$(ABLATION_OUT) bash scripts/ablation.sh
 
 bench: setup

@@ -353,7 +353,7 @@ def _threads_and_batches(raster, model, work, repeats, side):
     return rows
 
 
-MANY_RASTERS = 4  # the batch of row 5
+MANY_RASTERS = 8  # the batch of row 5: enough tasks that one slow task does not decide the 2-worker time
 
 
 def _many_rows(model: Path, work: Path, repeats: int, side: int) -> list[tuple[str, str, str]]:

@@ -2,8 +2,8 @@
 # The paper's ablation, run the way a user trains: `make train` for every student.
 # 1. The VGG-16-BN teacher (`python -m training train`), unless SOFT_LABELS names its committed
 #    logits: then no teacher is trained and every student reads them.
-# 2. The G-Ghost student without KD, with classic KD and with DKD (beta 8): same schedule, same
-#    seed, for every seed in SEEDS.
+# 2. The G-Ghost student without KD, with classic KD and with DKD (beta DKD_BETA, default 2, the
+#    bundled model's): same schedule, same seed, for every seed in SEEDS.
 # 3. DKD's beta sweep over BETAS (default 1 2 4 8) on a short schedule (SWEEP_EPOCHS).
 # 4. Every model scored on the full validation split (clean and under radiometric shifts), the
 #    DKD student quantised, the tables written to $OUT/results.md and $OUT/beta_sweep.md.
@@ -19,6 +19,7 @@ TEACHER_EPOCHS=${TEACHER_EPOCHS:-$EPOCHS}
 SWEEP_EPOCHS=${SWEEP_EPOCHS:-$(((EPOCHS + 2) / 3))}
 SEEDS=${SEEDS:-0}
 BETAS=${BETAS:-1 2 4 8}
+DKD_BETA=${DKD_BETA:-2}
 LIMIT_PER_CLASS=${LIMIT_PER_CLASS:-}
 SOFT_LABELS=${SOFT_LABELS:-}
 EXTRA=${ARGS:-}
@@ -54,7 +55,7 @@ student() {  # student NAME DISTILL EPOCHS SEED EXTRA_ARGS...
 for seed in $SEEDS; do
   student "none_seed$seed" none "$EPOCHS" "$seed"
   student "kd_seed$seed" kd "$EPOCHS" "$seed" "${TEACHER[@]}"
-  student "dkd_seed$seed" dkd "$EPOCHS" "$seed" "${TEACHER[@]}" --beta 8
+  student "dkd_seed$seed" dkd "$EPOCHS" "$seed" "${TEACHER[@]}" --beta "$DKD_BETA"
 done
 for beta in $BETAS; do
   student "sweep_beta$beta" dkd "$SWEEP_EPOCHS" 0 "${TEACHER[@]}" --beta "$beta"

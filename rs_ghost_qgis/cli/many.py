@@ -42,6 +42,7 @@ EXIT_SOME_FAILED = 3  # some inputs failed, the others are done (2 stays "nothin
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")  # what a folder given as INPUT contributes
 LIST_SUFFIXES = (".txt", ".lst")  # an INPUT with these names lists one path per line
 MANIFEST = "manifest.jsonl"
+MANIFEST_FORMAT = 2  # part of every raster's key: blocks recorded by an older format are run again
 WORK = ".blocks"
 SUMMARY = "summary.csv"
 MERGE_BATCH = 2000  # features per add() while merging
@@ -171,45 +172,27 @@ def run_block(task: BlockTask) -> dict:
     started = time.perf_counter()
     try:
         with RasterioSource(task.path) as source, tempfile.TemporaryDirectory(prefix="rs_ghost_block_") as scratch:
-            sink = _BlockSink(Path(scratch) / "tiles.gpkg")
-            out_raster = Path(scratch) / "classes.tif"
-            options = dataclasses.replace(task.options, out_raster=str(out_raster), out_vector=None, overwrite=True)
-            if task.whole:  # the engine writes the final GeoPackage (layer, metadata) itself
-                options = dataclasses.replace(options, out_vector=str(sink.path))
-            cells = hectares = None
-            warnings: list[str] = []
-            scaling = bands = ""
-            counts: dict = {}
-            try:
-                result = classify(source, options, vector_sink=None if task.whole else sink)
-                cells = [row.cells for row in result.areas]
-                hectares = [row.hectares for row in result.areas]
-                warnings, scaling, bands = list(result.warnings), result.scaling_used, result.bands_note
-                counts = {
-                    "tiles_by_class": [row.tiles for row in result.areas],
-                    "tiles_total": result.tiles_total,
-                    "tiles_classified": result.tiles_classified,
-                }
-            except InputError:
-                if task.whole:
-                    raise  # nothing classified in the whole raster: it fails, as with `classify`
-                # Every tile of the block is nodata: the engine refuses that for a whole run, but a
-                # block of a real scene may well be; its tiles (all 'nodata') still belong in the merge.
-                if not sink.saw_nothing_classified(task.tiles):
-                    sink.discard()
-                    raise
-                sink.commit()
+            out_vector, out_raster = Path(scratch) / "tiles.gpkg", Path(scratch) / "classes.tif"
+            options = dataclasses.replace(
+                task.options,
+                out_vector=str(out_vector),
+                out_raster=str(out_raster),
+                overwrite=True,
+                # A raster of one block fails, as with `classify`, when nothing is classified.
+                allow_nothing_classified=not task.whole,
+            )
+            result = classify(source, options, model=_worker_model(options.model_path, options.threads))
             return {
                 "ok": True,
-                "gpkg": sink.path.read_bytes(),
-                "tif": out_raster.read_bytes() if cells is not None else None,
-                "cells": cells,
-                "hectares": hectares,
-                "warnings": warnings,
-                "scaling": scaling,
-                "bands": bands,
+                "gpkg": out_vector.read_bytes(),
+                "tif": out_raster.read_bytes(),
+                "cells": [row.cells for row in result.areas],
+                "hectares": [row.hectares for row in result.areas],
+                "tiles_by_class": [row.tiles for row in result.areas],
+                "tiles_total": result.tiles_total,
+                "tiles_classified": result.tiles_classified,
+                "warnings": list(result.warnings),
                 "seconds": time.perf_counter() - started,
-                **counts,
             }
     except RsGhostError as error:
         return {"ok": False, "error": str(error)}
@@ -218,43 +201,28 @@ def run_block(task: BlockTask) -> dict:
         return {"ok": False, "error": f"cannot read {task.path}: {reason}"}
 
 
-class _BlockSink:
-    """A GeoPackage of one block's tiles that survives the engine's "nothing classified" refusal."""
+def _worker_model(path: str | None, threads: int | None):
+    """The worker's model, loaded once per worker process rather than once per block.
 
-    def __init__(self, path: Path) -> None:
-        from ..core.sinks import GeoPackageSink
+    Keyed to the file's size and modification time too, so a model replaced between jobs on a
+    long-lived cluster is loaded afresh.
+    """
+    from ..core.runtime import default_model_path, load_model
 
-        self.path = path
-        self._sink = GeoPackageSink(path, "tiles", "", {})
-        self._class_index = 2
-        self.records = 0
-        self.classified = 0
+    resolved = Path(path) if path else default_model_path()
+    try:
+        found = resolved.stat()
+        stamp = (found.st_size, found.st_mtime_ns)
+    except OSError:
+        return load_model(resolved, threads)  # let the engine's own message say what is wrong
+    key = (str(resolved), stamp, threads)
+    if _WORKER_MODEL.get("key") != key:
+        _WORKER_MODEL.clear()
+        _WORKER_MODEL.update(key=key, model=load_model(resolved, threads))
+    return _WORKER_MODEL["model"]
 
-    def open(self, fields, crs_wkt: str) -> None:
-        """Create the file (see VectorSink)."""
-        self._class_index = [spec.name for spec in fields].index("class_id")
-        self._sink.open(fields, crs_wkt)
 
-    def add(self, tiles) -> None:
-        """Write tiles and count them (see VectorSink)."""
-        self._sink.add(tiles)
-        self.records += len(tiles)
-        self.classified += sum(tile.attributes[self._class_index] is not None for tile in tiles)
-
-    def commit(self) -> None:
-        """Finish the file at its name (see VectorSink)."""
-        self._sink.commit()
-
-    def abort(self) -> None:
-        """Keep the open file: run_block decides whether the block was merely empty (see VectorSink)."""
-
-    def discard(self) -> None:
-        """Delete the file."""
-        self._sink.abort()
-
-    def saw_nothing_classified(self, tiles: int) -> bool:
-        """Whether the run read every tile of the block and none had enough valid pixels."""
-        return self.records == tiles and self.classified == 0
+_WORKER_MODEL: dict = {}  # one model per worker process: a block task reuses its session
 
 
 # ---------------------------------------------------------------------------------------------
@@ -460,7 +428,7 @@ def _plan(job: RasterJob, model, options, block_cells, manifest: dict, names: se
     record = manifest.get(job.key, {})
     work = out / WORK / job.key
     for index, entry in record.get("blocks", {}).items():
-        if (work / f"{index}.gpkg").exists() and (not entry["raster"] or (work / f"{index}.tif").exists()):
+        if (work / f"{index}.gpkg").exists() and (work / f"{index}.tif").exists():
             job.done[int(index)] = entry
     outputs = (out / f"{job.name}.gpkg", out / f"{job.name}.tif")
     if "merged" in record and all(path.exists() for path in outputs):
@@ -486,6 +454,7 @@ def _fingerprint(path: str, model_path: Path, options, block_cells: int) -> str:
     area = options.area
     geometries = [hashlib.sha256(shapely.to_wkb(g)).hexdigest() for g in area.geometries or []]
     payload = {
+        "manifest_format": MANIFEST_FORMAT,
         "input": path if "://" in path or path.startswith("/vsi") else str(Path(path).resolve()),
         "input_stat": stat(path),
         "model": str(model_path),
@@ -535,23 +504,21 @@ def _store_block(job: RasterJob, block, outcome: dict, out: Path, warn) -> None:
 
     work = out / WORK / job.key
     for suffix, data in ((".gpkg", outcome["gpkg"]), (".tif", outcome["tif"])):
-        if data is not None:
-            with atomic_path(work / f"{block.index}{suffix}") as tmp:
-                tmp.write_bytes(data)
+        with atomic_path(work / f"{block.index}{suffix}") as tmp:
+            tmp.write_bytes(data)
     entry = {
         "key": job.key,
         "block": block.index,
         "input": job.path,
-        "raster": outcome["tif"] is not None,
         "cells": outcome["cells"],
         "hectares": outcome["hectares"],
         "seconds": round(outcome["seconds"], 3),
         "whole": len(job.plan.blocks) == 1,
-        **{k: outcome[k] for k in ("tiles_by_class", "tiles_total", "tiles_classified") if k in outcome},
+        **{k: outcome[k] for k in ("tiles_by_class", "tiles_total", "tiles_classified")},
     }
     _append_manifest(out, entry)
     job.done[block.index] = entry
-    if warn and not job.warned and outcome["tif"] is not None:
+    if warn and not job.warned and outcome["tiles_classified"]:
         job.warned = True
         for text in outcome["warnings"]:
             warn(f"{job.name}: {text}")
@@ -598,10 +565,11 @@ def merge_blocks(job: RasterJob, card, out: Path) -> dict:
     grid, work = job.plan.grid, out / WORK / job.key
     if len(job.plan.blocks) == 1 and job.done[0].get("whole"):
         return _publish_whole(job, card, out)
-    with_raster = [b for b in job.plan.blocks if job.done[b.index]["raster"]]
-    if not with_raster:
+    # A block without a classified tile adds nodata to the class map, which is where the merge starts.
+    with_classes = [b for b in job.plan.blocks if job.done[b.index]["tiles_classified"]]
+    if not with_classes:
         raise InputError(f"No tile of {job.info.name} in the area has enough valid pixels: nothing was classified.")
-    with rasterio.open(work / f"{with_raster[0].index}.tif") as ds:
+    with rasterio.open(work / f"{with_classes[0].index}.tif") as ds:
         metadata = {k: v for k, v in ds.tags().items() if k != "AREA_OR_POINT"}
     fields = tile_fields(card)
     vector = GeoPackageSink(out / f"{job.name}.gpkg", _layer_name(job.info), _description(metadata), metadata)
@@ -630,7 +598,7 @@ def merge_blocks(job: RasterJob, card, out: Path) -> dict:
         raster = ClassRasterWriter(
             out / f"{job.name}.tif", card, grid.crs_wkt, grid.transform, grid.width, grid.height, metadata
         )
-        _merge_rasters(raster, grid, job.plan, work, with_raster)
+        _merge_rasters(raster, grid, job.plan, work, with_classes)
         finished = [vector.finish(), raster.finish()]
         _append_manifest(out, {"key": job.key, "publishing": True})  # from here on, the outputs are ours
         # Existing outputs were refused before any work unless --overwrite (or this job's own).
@@ -640,8 +608,8 @@ def merge_blocks(job: RasterJob, card, out: Path) -> dict:
         if raster is not None:
             raster.abort()
         raise
-    cells = np.sum([job.done[b.index]["cells"] for b in with_raster], axis=0)
-    hectares = np.sum([job.done[b.index]["hectares"] for b in with_raster], axis=0)
+    cells = np.sum([job.done[b.index]["cells"] for b in with_classes], axis=0)
+    hectares = np.sum([job.done[b.index]["hectares"] for b in with_classes], axis=0)
     classified = int(class_tiles.sum())
     return {
         "input": job.path,

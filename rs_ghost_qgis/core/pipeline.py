@@ -63,6 +63,9 @@ class ClassifyOptions:
     out_raster: str | None = None  # GeoTIFF path
     overwrite: bool = False
     keep_class_map: bool = False  # the class map stays in the result (one byte per cell): for the preview
+    # A block of a larger job (classify-many): a block where no tile has enough valid pixels is a
+    # result (its tiles, all nodata, belong in the merge), not the error it is for a whole run.
+    allow_nothing_classified: bool = False
 
 
 @dataclass
@@ -211,7 +214,7 @@ def classify(
             )
         run = _Run(source, grid, radiometry, model, options, vector_sink, raster, progress, is_canceled)
         run.execute()
-        if run.tiles_classified == 0:
+        if run.tiles_classified == 0 and not options.allow_nothing_classified:
             raise InputError(_nothing_classified(info, run, options.min_valid_fraction))
         finished = []  # every file complete under its temporary name before any is published
         if isinstance(vector_sink, GeoPackageSink):

@@ -201,6 +201,13 @@ def test_all_nodata_raster_fails_and_leaves_nothing(tmp_path, tiny_model):
     with pytest.raises(InputError, match="nothing was classified"):
         _run(raster, tiny_model, out)
     assert list(out.iterdir()) == []
+    # A block of a classify-many job may be all nodata: there it is a result, every tile marked.
+    result = _run(raster, tiny_model, out, allow_nothing_classified=True)
+    assert (result.tiles_classified, result.tiles_nodata) == (0, 4)
+    features, _, _ = _features(out / "tiles.gpkg")
+    assert len(features) == 4 and all(a["class_name"] == "nodata" for a, _ in features)
+    with rasterio.open(out / "classes.tif") as ds:
+        assert (ds.read(1) == 255).all()
 
 
 def _speckled(tmp_path, classes=PATTERN):
