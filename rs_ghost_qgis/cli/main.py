@@ -185,7 +185,7 @@ def _classify(args: argparse.Namespace) -> int:
     ):
         if value:
             print(f"{label + ':':9}{Path(value).resolve()}")
-    print(f"{'bands:':9}{result.bands_note}")
+    print(f"{'bands:':9}{face_message(result.bands_note, 'cli')}")
     print(f"{'scaling:':9}{result.scaling_used}")
     rate = result.tiles_classified / result.seconds if result.seconds else 0.0
     print(
@@ -243,7 +243,7 @@ def _run_with_progress(source, options, extra_outputs=None):
 
 def _warn(text: str) -> None:
     """A radiometry warning on stderr, before the progress bar starts."""
-    print(f"warning: {text}", file=sys.stderr)
+    print(f"warning: {face_message(text, 'cli')}", file=sys.stderr)
 
 
 def parse_bbox(text: str) -> Area:

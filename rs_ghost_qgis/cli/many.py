@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import InputError, RsGhostError
+from ..core.options import face_message
 
 EXIT_SOME_FAILED = 3  # some inputs failed, the others are done (2 stays "nothing was done: fix the command")
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")  # what a folder given as INPUT contributes
@@ -521,7 +522,7 @@ def _store_block(job: RasterJob, block, outcome: dict, out: Path, warn) -> None:
     if warn and not job.warned and outcome["tiles_classified"]:
         job.warned = True
         for text in outcome["warnings"]:
-            warn(f"{job.name}: {text}")
+            warn(f"{job.name}: {face_message(text, 'cli')}")
 
 
 def _describe_failure(error: BaseException, index: int) -> str:

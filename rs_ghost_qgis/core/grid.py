@@ -33,7 +33,7 @@ from affine import Affine
 from . import crs
 from .errors import InputError
 from .modelcard import ModelCard
-from .options import check_stride
+from .options import OptionError, OptionText, check_stride
 from .source import Bounds, RasterInfo
 
 EDGE_POLICY = (
@@ -314,9 +314,11 @@ def _area_in_raster_crs(area: Area, info: RasterInfo, footprint, warnings: list[
         what = "bounding box"
         xmin, ymin, xmax, ymax = area.bounds
         if not all(math.isfinite(v) for v in area.bounds):
-            raise InputError(
-                f"The bounding box (Extent, --bbox) {area.bounds} has a coordinate that is not a finite number; "
-                "give finite xmin, ymin, xmax, ymax."
+            raise OptionError(
+                "bbox",
+                "The bounding box ({bbox}) {bounds} has a coordinate that is not a finite number; give finite "
+                "xmin, ymin, xmax, ymax.",
+                bounds=area.bounds,
             )
         if not (xmin < xmax and ymin < ymax):
             raise InputError(f"The bounding box {area.bounds} is empty; give xmin < xmax and ymin < ymax.")
@@ -354,9 +356,13 @@ def _mask_shape(geometries: list, warnings: list[str]):
         raise InputError("The mask is empty: it has no polygon with an area. Draw or select polygons to classify.")
     if invalid:
         warnings.append(
-            f"Mask (--mask): {invalid} invalid polygon{'s' if invalid > 1 else ''} (self-intersecting "
-            "or badly nested rings) repaired with make_valid before use; check the tiles it selects, or fix "
-            "the polygons (QGIS: Vector > Geometry Tools > Fix Geometries)."
+            OptionText(
+                "{mask}: {count} invalid polygon{plural} (self-intersecting or badly nested rings) repaired "
+                "with make_valid before use; check the tiles it selects, or fix the polygons (QGIS: Vector > "
+                "Geometry Tools > Fix Geometries).",
+                count=invalid,
+                plural="s" if invalid > 1 else "",
+            )
         )
     return shapely.union_all(polygons)
 

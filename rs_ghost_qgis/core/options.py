@@ -2,9 +2,9 @@
 
 The command line, the dialog and Processing differ only in widgets and flags: each turns its
 raw values into engine options through these functions, so one input gives one result, or
-one error. An error about an option is an ``OptionError``: its message names the option as
-the face spells it (``--bands`` on the command line, "Bands" in the dialog, ``BANDS`` in
-Processing), rendered by ``in_face``.
+one error. A message that names an option (an error, a warning, a note) is an ``OptionText``:
+each face shows it with the option spelt its own way (``--bands`` on the command line, "Bands"
+in the dialog, ``BANDS`` in Processing) through ``face_message``.
 
 Imports nothing heavy (no numpy): the Processing toolbox reads SCALINGS before it knows
 whether the engine's packages are installed.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import InputError, RsGhostError
+from .errors import InputError
 
 FACES = ("cli", "dialog", "processing")
 # How each face names an option: (command line, dialog field, Processing parameter).
@@ -27,6 +27,16 @@ NAMES = {
     "bbox": ("--bbox", "Current map extent", "EXTENT"),
     "area": ("--bbox or --mask", "Area 'Current map extent' or a mask layer", "EXTENT or MASK"),
     "outputs": ("--out-vector, --out-raster or --preview", "Write", "OUTPUT_VECTOR"),
+    "model": ("--model", "Model", "MODEL"),
+    "threads": ("--threads", "Threads", "THREADS"),
+    # The dialog names its own files and Processing asks before it overwrites: both replace,
+    # so their refusals come from a file appearing mid-run, where choosing another name helps.
+    "overwrite": (
+        "--overwrite",
+        "Replace the previous run's layers",
+        "overwriting (confirm it when choosing OUTPUT_VECTOR or OUTPUT_RASTER)",
+    ),
+    "out_vector": ("--out-vector", "Folder", "OUTPUT_VECTOR"),
 }
 # How values reach the model's range (radiometry.py implements them). Processing stores its
 # enum by index, so new entries go at the end.
@@ -34,23 +44,55 @@ SCALINGS = ("auto", "none", "card", "percentile", "percentile-per-band")
 _BAND_SEPARATORS = re.compile(r"[,;\s]+")
 
 
-class OptionError(InputError):
-    """A wrong option value; the message names the option in the words of the face that shows it.
+class OptionText(str):
+    """A message naming options, which each face words its own way.
 
-    ``template`` holds ``{bands}``, ``{stride}``, ... (keys of NAMES) where option names go,
-    and ``{...}`` fields filled from ``values`` (user text, inserted as it is). ``str(error)``
-    names both the dialog field and the flag, e.g. "Bands (--bands)".
+    ``template`` holds ``{bands}``, ``{stride}``, ... (keys of NAMES) where option names go, and
+    ``{...}`` fields filled from ``values`` (user text, inserted as it is). As a plain ``str`` it
+    names both the dialog field and the flag, e.g. "Bands (--bands)", the form the outputs'
+    metadata keeps; ``in_face`` words it for one face.
     """
 
-    def __init__(self, option: str, template: str, **values: object) -> None:
-        self.option = option  # the NAMES key the error is about
-        self.template = template
-        self.values = values
-        super().__init__(self.in_face(None))
+    def __new__(cls, template: str, **values: object) -> OptionText:
+        """The text of ``template`` with ``values``, naming options by field and flag."""
+        text = super().__new__(cls, _render(template, None, values))
+        text.template, text.values = template, values
+        return text
+
+    def __reduce__(self):  # pickled with its template (a Dask worker's warnings reach the client)
+        return _option_text, (self.template, self.values)
 
     def in_face(self, face: str | None) -> str:
         """The message with every option named as ``face`` (one of FACES) spells it; None: field and flag."""
-        return self.template.format(**{key: option_name(key, face) for key in NAMES}, **self.values)
+        return _render(self.template, face, self.values)
+
+
+def _option_text(template: str, values: dict) -> OptionText:
+    return OptionText(template, **values)
+
+
+def _render(template: str, face: str | None, values: dict) -> str:
+    return template.format(**{key: option_name(key, face) for key in NAMES}, **values)
+
+
+class OptionError(InputError):
+    """A wrong option value; its message is an OptionText (see face_message)."""
+
+    def __init__(self, option: str, template: str, **values: object) -> None:
+        self.option = option  # the NAMES key the error is about
+        self.text = OptionText(template, **values)
+        super().__init__(self.text)
+
+    def in_face(self, face: str | None) -> str:
+        """The message with every option named as ``face`` spells it."""
+        return self.text.in_face(face)
+
+    def __reduce__(self):
+        return _option_error, (self.option, self.text.template, self.text.values)
+
+
+def _option_error(option: str, template: str, values: dict) -> OptionError:
+    return OptionError(option, template, **values)
 
 
 def option_name(option: str, face: str | None) -> str:
@@ -61,9 +103,10 @@ def option_name(option: str, face: str | None) -> str:
     return dict(zip(FACES, (cli, dialog, processing)))[face]
 
 
-def face_message(error: RsGhostError, face: str) -> str:
-    """The message of ``error`` for ``face``: option names as the face spells them."""
-    return error.in_face(face) if isinstance(error, OptionError) else str(error)
+def face_message(message: BaseException | str, face: str) -> str:
+    """An error's message, a warning or a note as ``face`` words it: option names as the face spells them."""
+    text = message.args[0] if isinstance(message, BaseException) and message.args else message
+    return text.in_face(face) if isinstance(text, OptionText) else str(message)
 
 
 def parse_bands(text: str | None) -> list[int] | None:

@@ -24,7 +24,7 @@ from . import crs, workload
 from .errors import Cancelled, InputError
 from .grid import EDGE_POLICY, Area, Grid, build_grid
 from .modelcard import ModelCard
-from .options import check_area
+from .options import OptionError, check_area
 from .radiometry import Radiometry, plan_radiometry
 from .runtime import Model, load_model
 from .sinks import (
@@ -295,18 +295,18 @@ def _nothing_classified(info, run: _Run, min_valid: float) -> str:
 
 
 def _check_options(options: ClassifyOptions) -> None:
-    # Each option is named as the faces spell it; only the thread count exists outside the command line.
+    # The minimum valid fraction and the batch size exist on the command line only.
     if not 0.0 <= options.min_valid_fraction <= 1.0:
         raise InputError(
             f"The minimum valid fraction (--min-valid) must be between 0 and 1, not {options.min_valid_fraction}."
         )
     if options.offset is not None and not (0 <= options.offset < 1e9):
-        raise InputError(f"The offset (Offset, --offset) must be a raw value of 0 or more, not {options.offset}.")
+        raise OptionError("offset", "{offset} must be a raw value of 0 or more, not {value}.", value=options.offset)
     if options.batch_size < 1:
         raise InputError(f"The batch size (--batch-size) must be at least 1, not {options.batch_size}.")
     if options.threads is not None and options.threads < 0:
-        raise InputError(
-            f"The thread count (Threads, --threads) must be positive (or 0 for all cores), not {options.threads}."
+        raise OptionError(
+            "threads", "{threads} must be positive (or 0 for all cores), not {value}.", value=options.threads
         )
 
 

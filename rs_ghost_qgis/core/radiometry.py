@@ -32,7 +32,7 @@ import numpy as np
 
 from .errors import InputError
 from .modelcard import ModelCard
-from .options import check_scaling
+from .options import OptionError, OptionText, check_scaling
 from .source import RasterSource, finite_pixels
 
 PERCENTILES = (2.0, 98.0)
@@ -154,9 +154,17 @@ def _clipped_warning(plan: Radiometry, name: str, values: np.ndarray) -> tuple[s
         return ()
     low, high = plan.raw_bounds()
     return (
-        f"{share:.0%} of the values sampled from {name} lie outside {low:g}..{high:g} (they range "
-        f"{values.min():g}..{values.max():g}) and are clipped to the ends of what the model was trained on; "
-        "choose another Scaling (--scale), e.g. percentile, or check Offset (--offset) and Bands (--bands).",
+        OptionText(
+            "{share} of the values sampled from {name} lie outside {low}..{high} (they range {min}..{max}) and "
+            "are clipped to the ends of what the model was trained on; choose another {scaling}, e.g. "
+            "percentile, or check {offset} and {bands}.",
+            share=f"{share:.0%}",
+            name=name,
+            low=f"{low:g}",
+            high=f"{high:g}",
+            min=f"{values.min():g}",
+            max=f"{values.max():g}",
+        ),
     )
 
 
@@ -217,10 +225,12 @@ def _plan_scaling(info, card: ModelCard, chosen, note, scaling, offset, values) 
     if gain is None:
         found = f"values {values.min():.6g}..{np.percentile(values, TOP_PERCENTILE):.6g}"
         reason = f"unknown units ({found})"
-        warning = (
-            f"{info.name} does not look like reflectance x 10,000 (0..10,000) or reflectance 0..1 "
-            f"({found}): one percentile range for all bands is used, which keeps the colour balance "
-            "but not the brightness of the training images; choose another Scaling (--scale) if you know better."
+        warning = OptionText(
+            "{name} does not look like reflectance x 10,000 (0..10,000) or reflectance 0..1 ({found}): one "
+            "percentile range for all bands is used, which keeps the colour balance but not the brightness of "
+            "the training images; choose another {scaling} if you know better.",
+            name=info.name,
+            found=found,
         )
     else:
         reason = "reflectance-like, but the model card has no raw_range"
@@ -266,17 +276,19 @@ def offset_from_metadata(metadata: Mapping[str, str]) -> tuple[float, str] | Non
 def _offset(info, offset: float | None, reflectance: np.ndarray) -> tuple[float, str, tuple[str, ...]]:
     """The offset to remove, why, and a warning when the data seem to carry one nobody declared."""
     if offset is not None:
-        return float(offset), "Offset, --offset", ()
+        return float(offset), "as given", ()
     tagged = offset_from_metadata(info.metadata)
     if tagged is not None:
         return tagged[0], tagged[1], ()
     lows = reflectance.min(axis=1)
     if lows.size and (lows >= S2_OFFSET).all():
-        warning = (
-            f"Every band of {info.name} starts at {S2_OFFSET:g} or more (smallest values "
-            f"{', '.join(f'{v:g}' for v in lows)}) and no metadata tag says why: the data probably carry the "
-            f"+{S2_OFFSET:g} offset of Sentinel-2 processing baseline 04.00 and later; if so, set Offset "
-            f"(--offset) to {S2_OFFSET:g}."
+        warning = OptionText(
+            "Every band of {name} starts at {s2} or more (smallest values {lows}) and no metadata tag says why: "
+            "the data probably carry the +{s2} offset of Sentinel-2 processing baseline 04.00 and later; if so, "
+            "set {offset} to {s2}.",
+            name=info.name,
+            s2=f"{S2_OFFSET:g}",
+            lows=", ".join(f"{v:g}" for v in lows),
         )
         return 0.0, "", (warning,)
     return 0.0, "", ()
@@ -285,8 +297,8 @@ def _offset(info, offset: float | None, reflectance: np.ndarray) -> tuple[float,
 def _check_scaling(card: ModelCard, scaling: str) -> None:
     check_scaling(scaling)
     if scaling == "card" and card.raw_range is None:
-        raise InputError(
-            "The model card has no raw_range, so Scaling (--scale) 'card' is not possible; choose 'percentile'."
+        raise OptionError(
+            "scaling", "The model card has no raw_range, so {scaling} 'card' is not possible; choose 'percentile'."
         )
 
 
@@ -303,8 +315,12 @@ def _choose(source: RasterSource, card: ModelCard, bands: list[int] | None) -> t
     wanted = ", ".join(card.bands)
     if bands is not None:
         if len(bands) != need:
-            raise InputError(
-                f"The band mapping (Bands, --bands) lists {len(bands)} bands but the model needs {need} ({wanted})."
+            raise OptionError(
+                "bands",
+                "The band mapping ({bands}) lists {given} bands but the model needs {need} ({wanted}).",
+                given=len(bands),
+                need=need,
+                wanted=wanted,
             )
         for band in bands:
             if not 1 <= band <= info.band_count:
@@ -317,14 +333,22 @@ def _choose(source: RasterSource, card: ModelCard, bands: list[int] | None) -> t
         return matched, f"bands {_join(matched)} matched by description to {wanted}", False
     usable = _usable(info)
     if len(usable) < need:
-        raise InputError(
-            f"{info.name} has {len(usable)} usable band(s) but the model needs {need} ({wanted}), and no band "
-            f"descriptions say which is which; give a mapping in Bands (--bands), e.g. {_join([1] * need)}."
+        raise OptionError(
+            "bands",
+            "{name} has {usable} usable band(s) but the model needs {need} ({wanted}), and no band descriptions "
+            "say which is which; give a mapping in {bands}, e.g. {example}.",
+            name=info.name,
+            usable=len(usable),
+            need=need,
+            wanted=wanted,
+            example=_join([1] * need),
         )
     chosen = usable[:need]
-    note = (
-        f"bands {_join(chosen)} assumed to hold {wanted} (no band descriptions matched, nor colour "
-        "interpretation; set Bands, --bands, to choose)"
+    note = OptionText(
+        "bands {chosen} assumed to hold {wanted} (no band descriptions matched, nor colour interpretation; "
+        "set {bands} to choose)",
+        chosen=_join(chosen),
+        wanted=wanted,
     )
     return chosen, note, True
 
@@ -368,10 +392,14 @@ def colour_hint(plan: Radiometry, bands: list[int], values: np.ndarray) -> str:
     order = [bands[i] for i in best]
     shown = ", ".join(f"{m:.2f}" for m in means[:need])
     trained = ", ".join(f"{m:.2f}" for m in plan.card.standardization_mean)
-    return (
-        f"The guessed bands {_join(plan.bands)} give a colour balance unlike the training images' "
-        f"({', '.join(plan.card.bands)} means {shown} of the range, trained {trained}); bands {_join(order)} "
-        f"come much closer: try Bands (--bands) {_join(order)}."
+    return OptionText(
+        "The guessed bands {guessed} give a colour balance unlike the training images' ({names} means {shown} "
+        "of the range, trained {trained}); bands {order} come much closer: try {bands} {order}.",
+        guessed=_join(plan.bands),
+        names=", ".join(plan.card.bands),
+        shown=shown,
+        trained=trained,
+        order=_join(order),
     )
 
 

@@ -11,6 +11,7 @@ import onnxruntime as ort
 
 from .errors import ModelError
 from .modelcard import ModelCard
+from .options import OptionText
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 # The installed plugin carries its model inside the package; a development checkout keeps
@@ -84,8 +85,11 @@ def default_model_path(search_dirs: tuple[Path, ...] | None = None) -> Path:
             return models[0]
     places = " or ".join(str(d) for d in search_dirs)
     raise ModelError(
-        f"The bundled model is not there yet (no .onnx file in {places}). Train and export it with "
-        "`make train`, or choose a model file (Model, --model PATH)."
+        OptionText(
+            "The bundled model is not there yet (no .onnx file in {places}). Train and export it with "
+            "`make train`, or choose a model file ({model}).",
+            places=places,
+        )
     )
 
 

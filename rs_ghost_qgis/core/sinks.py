@@ -37,6 +37,7 @@ from .atomic import remove_stale_parts, temporary_path
 from .crs import srs_from_wkt
 from .errors import OutputError
 from .modelcard import ModelCard
+from .options import OptionText
 
 NODATA_CLASS = 255
 NODATA_NAME = "nodata"
@@ -151,7 +152,9 @@ def check_output(
 
 def _exists(path: Path) -> OutputError:
     """The one message for an output name that is taken."""
-    return OutputError(f"{path} already exists; pass --overwrite to replace it, or choose another file name.")
+    return OutputError(
+        OptionText("{path} already exists; use {overwrite} to replace it, or choose another file name.", path=path)
+    )
 
 
 def _same_file(path: Path, other: str) -> bool:
@@ -177,8 +180,12 @@ def check_layers(path: str | os.PathLike, layer_name: str, overwrite: bool) -> N
     others = other_layers(path, layer_name) if overwrite else []
     if others:
         raise OutputError(
-            f"{path} holds other layers ({', '.join(others)}) that --overwrite would delete with the file; "
-            "choose another file name for --out-vector."
+            OptionText(
+                "{path} holds other layers ({others}) that {overwrite} would delete with the file; choose another "
+                "file name for {out_vector}.",
+                path=path,
+                others=", ".join(others),
+            )
         )
 
 
@@ -247,8 +254,11 @@ def _claim(tmp: Path, path: Path) -> None:
         os.link(tmp, path)
     except FileExistsError:
         raise OutputError(
-            f"{path} was created by someone else while this run was writing; pass --overwrite to replace it, "
-            "or choose another file name. No output was written."
+            OptionText(
+                "{path} was created by someone else while this run was writing; use {overwrite} to replace "
+                "it, or choose another file name. No output was written.",
+                path=path,
+            )
         ) from None
     except OSError as error:
         if error.errno not in _NO_LINKS:

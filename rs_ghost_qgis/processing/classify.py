@@ -251,10 +251,10 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
             progress=feedback.setProgress,
             is_canceled=feedback.isCanceled,
             vector_sink=sink,
-            warn=feedback.pushWarning,
+            warn=lambda text: feedback.pushWarning(face_message(text, "processing")),
             model=model,
         )
-        feedback.pushInfo(f"Bands: {result.bands_note}\nScaling: {result.scaling_used}")
+        feedback.pushInfo(f"Bands: {face_message(result.bands_note, 'processing')}\nScaling: {result.scaling_used}")
         feedback.pushCommandInfo(fixed_width(result.summary_table()))
         name = qopts.model_name(options.model_path)
         detail = run_detail(options.stride or result.card.tile_size)  # tells reruns apart in the legend

@@ -21,7 +21,7 @@ from .style import run_detail
 
 def _log_warning(text: str) -> None:
     """A radiometry warning in the log as soon as the scaling is chosen (the dialog shows it at the end)."""
-    QgsMessageLog.logMessage(text, LOG_TAG, Qgis.Warning)
+    QgsMessageLog.logMessage(face_message(text, "dialog"), LOG_TAG, Qgis.Warning)
 
 
 class ClassifyTask(QgsTask):

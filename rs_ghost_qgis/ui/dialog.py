@@ -7,7 +7,6 @@ is a ClassifyTask, whose errors arrive the same way.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,19 +78,11 @@ SCALING_LABELS = {
     "percentile": "Percentile stretch 2–98 %, one range for all bands",
     "percentile-per-band": "Percentile stretch 2–98 % per band (changes colours)",
 }
-# The engine's messages name both the dialog field and the command-line option, e.g.
-# "Bands (--bands)" or "Bands, --bands,"; the dialog has no command line, so only the field stays.
-_CLI_OPTION = re.compile(r"\s*\(--[a-z][a-z-]*\)|,\s*--[a-z][a-z-]*\b,?")
 
 
-def dialog_words(text: str) -> str:
-    """An engine message in the dialog's words: field names without their command-line options."""
-    return _CLI_OPTION.sub("", text)
-
-
-def error_words(error: RsGhostError) -> str:
-    """The message of ``error`` as the dialog says it: its own field names."""
-    return dialog_words(face_message(error, "dialog"))
+def dialog_words(message: RsGhostError | str) -> str:
+    """An engine error, warning or note as the dialog says it: its own field names."""
+    return face_message(message, "dialog")
 
 
 @dataclass
@@ -498,10 +489,10 @@ class ClassifyDialog(QDialog):
             descriptions = ", ".join(f"{i}: {d or '?'}" for i, d in enumerate(source.info.band_descriptions, start=1))
             bands, note = choose_bands(source, self.card, None)
         except RsGhostError as error:
-            self.bands_hint.setText(error_words(error))
+            self.bands_hint.setText(dialog_words(error))
             return
         self.bands_edit.setPlaceholderText("auto: " + ",".join(map(str, bands)))
-        self.bands_hint.setText(dialog_words(f"Raster bands {descriptions}. Automatic: {note}"))
+        self.bands_hint.setText(f"Raster bands {descriptions}. Automatic: {dialog_words(note)}")
 
     def current_scaling(self) -> tuple[str, str]:
         """What the chosen Scaling does to the layer and why, and why it does not fit ('' when it fits).
@@ -596,12 +587,12 @@ class ClassifyDialog(QDialog):
             request = self.collect()
             source = QgisLayerSource.from_layer(request.layer)
         except RsGhostError as error:
-            self.show_message(error_words(error), error=True)
+            self.show_message(dialog_words(error), error=True)
             return
         try:
             size = workload.plan(source.info, self.card, request.options.area, request.options.stride)
         except RsGhostError as error:  # an area refused before any work (a web layer's world view)
-            self.show_message(error_words(error), error=True)
+            self.show_message(dialog_words(error), error=True)
             return
         if size.seconds > workload.CONFIRM_SECONDS and not self.confirm_workload(size):
             self.show_message(
@@ -650,11 +641,11 @@ class ClassifyDialog(QDialog):
             lines = [
                 f"Done: {result.tiles_classified} of {result.tiles_total} tiles classified in {result.seconds:.1f} s "
                 f"({result.provider}); {result.skipped_line()}.",
-                f"Bands: {result.bands_note}.",
+                f"Bands: {dialog_words(result.bands_note)}.",
                 f"Scaling: {result.scaling_used}.",
-                *result.warnings,
+                *map(dialog_words, result.warnings),
             ]
-            self.show_message(dialog_words("\n".join(lines)))
+            self.show_message("\n".join(lines))
             self._show_summary(result)
             self.iface.messageBar().pushMessage(
                 "RS Ghost", f"{task.source.info.name}: {result.tiles_classified} tiles classified.", Qgis.Success, 5
@@ -667,7 +658,7 @@ class ClassifyDialog(QDialog):
             )
         else:
             self.progress.setValue(0)
-            self.show_message(dialog_words(task.error), error=True)
+            self.show_message(task.error, error=True)
 
     def _show_summary(self, result) -> None:
         rows = [row for row in result.areas if row.found]

@@ -317,7 +317,7 @@ def test_failure_in_the_middle_leaves_no_files(pattern_raster, tiny_model, tmp_p
 
 def test_existing_outputs_are_refused_without_overwrite(pattern_raster, tiny_model, tmp_path):
     (tmp_path / "tiles.gpkg").write_text("precious")
-    with pytest.raises(OutputError, match="already exists; pass --overwrite"):
+    with pytest.raises(OutputError, match=r"already exists; use .*\(--overwrite\) to replace it"):
         _run(pattern_raster, tiny_model, tmp_path)
     assert (tmp_path / "tiles.gpkg").read_text() == "precious"
     assert not (tmp_path / "classes.tif").exists()
@@ -448,14 +448,14 @@ def test_bad_options_are_named_as_the_faces_spell_them(pattern_raster, tiny_mode
         _run(pattern_raster, tiny_model, tmp_path, min_valid_fraction=1.5)
     with pytest.raises(InputError, match=r"batch size \(--batch-size\)"):
         _run(pattern_raster, tiny_model, tmp_path, batch_size=0)
-    with pytest.raises(InputError, match=r"\(Threads, --threads\)"):
+    with pytest.raises(InputError, match=r"Threads \(--threads\) must be positive"):
         _run(pattern_raster, tiny_model, tmp_path, threads=-1)
     with pytest.raises(InputError, match=r"Stride \(--stride\) 5"):
         _run(pattern_raster, tiny_model, tmp_path, stride=5)
     (tmp_path / "tiles.gpkg").write_text("old")
     with pytest.raises(OutputError) as error:
         _run(pattern_raster, tiny_model, tmp_path)
-    assert "pass --overwrite to replace it" in str(error.value) and "=True" not in str(error.value)
+    assert "(--overwrite) to replace it" in str(error.value) and "=True" not in str(error.value)
 
 
 def test_batches_span_strips_and_sizes_do_not_change_results(pattern_raster, tiny_model, tmp_path):

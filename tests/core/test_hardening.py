@@ -193,7 +193,7 @@ def test_self_intersecting_mask_is_repaired_with_a_warning(tiny_model, tmp_path,
     out = tmp_path / "out"
     assert _classify(raster, tiny_model, out, "--mask", str(mask)) == 0
     err = capfd.readouterr().err
-    assert "warning: Mask (--mask): 1 invalid polygon" in err and "make_valid" in err
+    assert "warning: --mask: 1 invalid polygon" in err and "make_valid" in err
     with rasterio.open(out / "c.tif") as ds:
         classes = ds.read(1)
     assert (classes != 255).sum() >= 5  # the two triangles' tiles: the diagonals and more

@@ -277,7 +277,7 @@ def test_offset_without_a_tag_is_warned_and_the_option_removes_it(tmp_path):
         assert "probably carry the +1000 offset" in warning and "Offset (--offset) to 1000" in warning
         assert "offset" not in plan.scaling_note  # not removed without a tag or the option
         by_hand = plan_radiometry(source, eurosat_card(), offset=1000)
-    assert by_hand.warnings == () and "offset 1000 removed (Offset, --offset)" in by_hand.scaling_note
+    assert by_hand.warnings == () and "offset 1000 removed (as given)" in by_hand.scaling_note
     np.testing.assert_allclose(by_hand.to_values(data), eurosat_values(dn), atol=0.05)
 
 

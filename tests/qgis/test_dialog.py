@@ -346,6 +346,6 @@ def test_scaling_hint_says_what_automatic_does_and_the_offset_field_changes_it(d
     assert "probably carry the +1000 offset" in hint and "set Offset to 1000" in hint and "--" not in hint
     dialog.offset_edit.setText("1000")
     dialog.offset_edit.editingFinished.emit()
-    assert "offset 1000 removed (Offset)" in dialog.scaling_hint.text()
+    assert "offset 1000 removed (as given)" in dialog.scaling_hint.text()
     assert "probably" not in dialog.scaling_hint.text()
     assert dialog.collect().options.offset == 1000.0

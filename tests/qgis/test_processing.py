@@ -320,9 +320,9 @@ def test_offset_parameter_and_the_log_say_what_reached_the_model(qgis_app, provi
     feedback = QgsProcessingFeedback()
     _run("rsghost:classify", base, None, feedback)
     log = feedback.textLog()
-    assert "Bands: bands 1,2,3 assumed to hold red, green, blue" in log and "set Bands, --bands, to choose" in log
+    assert "Bands: bands 1,2,3 assumed to hold red, green, blue" in log and "set BANDS to choose" in log
     assert "Scaling: reflectance x 10,000 detected: linear 0..3000 -> 0..255 for all bands (card)" in log
-    assert "set Offset (--offset) to 1000" in log
+    assert "set OFFSET to 1000" in log and "--offset" not in log
     feedback = QgsProcessingFeedback()
     _run("rsghost:classify", {**base, "OFFSET": 1000, "OUTPUT_VECTOR": str(tmp_path / "t2.gpkg")}, None, feedback)
-    assert "offset 1000 removed (Offset, --offset)" in feedback.textLog() and "probably" not in feedback.textLog()
+    assert "offset 1000 removed (as given)" in feedback.textLog() and "probably" not in feedback.textLog()
