@@ -14,9 +14,9 @@ every contender alike):
 4. Threads and batch size.
 5. classify-many (Dask distributed) on one batch of generated rasters, one block each: the
    plain single-process loop of ``classify`` (one onnxruntime thread), then Dask LocalClusters
-   of 1 and 2 worker processes (one thread each, started and warmed before timing). Rows: 2
-   workers vs 1 (target 1.7x on 2 cores) and Dask with 1 worker vs the plain loop (the
-   overhead: tasks, block bytes, merge; target 1.10). ``--many-only`` runs just these rows.
+   of 1 and 2 worker processes (one thread each; one cluster at a time, started and warmed
+   before timing). Rows: 2 workers vs 1 (target 1.7x on 2 cores) and Dask with 1 worker vs
+   the plain loop (the overhead: tasks, block bytes, merge; target 1.10). ``--many-only`` runs just these rows.
 
 The model is the bundled one when present, else a G-Ghost RegNet 040 with random weights at
 64 px (the bundled model's compute). Usage: python bench/run.py [--quick]
@@ -180,8 +180,9 @@ def _pipeline_seconds(raster: Path, model: Path, work: Path, threads: int, batch
         batch_size=batch,
         area=area or Area(),
         overwrite=True,
-        out_vector=str(work / "bench.gpkg"),
-        out_raster=str(work / "bench.tif"),
+        # One file per raster: a GeoPackage holding another raster's layer is refused, not overwritten.
+        out_vector=str(work / f"bench_{raster.stem}.gpkg"),
+        out_raster=str(work / f"bench_{raster.stem}.tif"),
     )
     with RasterioSource(raster) as source:
         started = time.perf_counter()
@@ -204,7 +205,8 @@ _CLI_WITH_PEAK = (
 def _cli(raster: Path, model: Path, work: Path, threads: int) -> tuple[float, int]:
     """Wall seconds and peak RSS (bytes) of one command-line run in a new process."""
     command = [sys.executable, "-c", _CLI_WITH_PEAK, "classify", str(raster), "--model", str(model)]
-    command += ["--out-vector", str(work / "cli.gpkg"), "--out-raster", str(work / "cli.tif"), "--overwrite"]
+    outputs = [str(work / f"cli_{raster.stem}.gpkg"), str(work / f"cli_{raster.stem}.tif")]
+    command += ["--out-vector", outputs[0], "--out-raster", outputs[1], "--overwrite"]
     command += ["--threads", str(threads)]
     started = time.perf_counter()
     run = subprocess.run(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
@@ -360,10 +362,11 @@ def _many_rows(model: Path, work: Path, repeats: int, side: int) -> list[tuple[s
     """Row 5: the same batch through the plain loop, Dask with 1 worker and Dask with 2 workers."""
     import logging
 
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from rs_ghost_qgis.cli import many
 
+    logging.getLogger("distributed").setLevel(logging.ERROR)  # the clusters' closing chatter
     rasters = [_textured_raster(work / f"many_{i}.tif", side) for i in range(MANY_RASTERS)]
     options = ClassifyOptions(model_path=str(model), threads=1)
 
@@ -388,26 +391,17 @@ def _many_rows(model: Path, work: Path, repeats: int, side: int) -> list[tuple[s
         assert not result.failures, [job.error for job in result.failures]
         return seconds
 
-    clusters = {
-        workers: LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
-        )
-        for workers in (1, 2)
-    }
-    clients = {workers: Client(cluster) for workers, cluster in clusters.items()}
-    try:
-        for workers, client in clients.items():  # imports and the first model load, on every worker
-            dask(client, f"warm{workers}", rasters[:workers])
-        times: dict[str, list[float]] = {"plain": [], "1": [], "2": []}
-        for _ in range(repeats):  # interleaved: drifting load hits all three alike
-            times["plain"].append(plain())
-            for workers, client in clients.items():
-                times[str(workers)].append(dask(client, f"w{workers}", rasters))
-    finally:
-        for client in clients.values():
-            client.close()
-        for cluster in clusters.values():
-            cluster.close()
+    def timed(workers: int, label: str) -> float:
+        # One cluster at a time: an idle second cluster's processes would take CPU from this one's.
+        with many.local_cluster(workers) as cluster, Client(cluster) as client:
+            dask(client, f"warm{workers}_{label}", rasters[:workers])  # imports and the model, on every worker
+            return dask(client, f"w{workers}_{label}", rasters)
+
+    times: dict[str, list[float]] = {"plain": [], "1": [], "2": []}
+    for repeat in range(repeats):  # interleaved: drifting load hits all three alike
+        times["plain"].append(plain())
+        for workers in (1, 2):
+            times[str(workers)].append(timed(workers, str(repeat)))
     tp, t1, t2 = (statistics.median(times[k]) for k in ("plain", "1", "2"))
     tiles = MANY_RASTERS * (side // 64) ** 2
     print(

@@ -312,3 +312,11 @@ def test_a_worker_loads_the_model_once_and_again_when_it_changes(tiny_model, tmp
     assert many._worker_model(str(copy), 1) is first  # the next block reuses the session
     os.utime(copy, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns + 10**9))  # replaced between jobs
     assert many._worker_model(str(copy), 1) is not first
+
+
+def test_local_workers_keep_glibcs_own_malloc_settings():
+    # Dask's MALLOC_TRIM_THRESHOLD_ would freeze glibc's mmap threshold and slow the engine.
+    with many.local_cluster(1) as cluster, distributed.Client(cluster) as local:
+        (environ,) = local.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()
+        (threads,) = local.nthreads().values()
+    assert environ is None and threads == 1
