@@ -315,8 +315,19 @@ def test_a_worker_loads_the_model_once_and_again_when_it_changes(tiny_model, tmp
 
 
 def test_local_workers_keep_glibcs_own_malloc_settings():
-    # Dask's MALLOC_TRIM_THRESHOLD_ would freeze glibc's mmap threshold and slow the engine.
-    with many.local_cluster(1) as cluster, distributed.Client(cluster) as local:
-        (environ,) = local.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()
-        (threads,) = local.nthreads().values()
-    assert environ is None and threads == 1
+    # Dask's MALLOC_TRIM_THRESHOLD_ would freeze glibc's mmap threshold and slow the engine. A new
+    # process, as classify-many is: a Nanny writes its variables into its own process's
+    # environment too, so this module's other cluster has already set it here.
+    probe = (
+        "import os, distributed\n"
+        "from rs_ghost_qgis.cli import many\n"
+        "if __name__ == '__main__':\n"
+        "    with many.local_cluster(1) as cluster, distributed.Client(cluster) as client:\n"
+        "        print(list(client.run(lambda: os.environ.get('MALLOC_TRIM_THRESHOLD_')).values()),\n"
+        "              list(client.nthreads().values()))\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=environ, check=False
+    )
+    assert done.stdout.strip() == "[None] [1]", done.stdout + done.stderr
