@@ -167,3 +167,32 @@ def test_images_left_out_as_undecodable_are_reported_on_screen(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "warning: 2 image(s) could not be decoded and are left out" in err, err
     assert "A/broken_0.png" in err and "A/broken_1.jpg" in err, err
+
+
+# Refuses the geospatial packages, as a GPU machine's image without them would.
+_WITHOUT_GIS = """
+import sys
+
+class Missing:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("rasterio", "osgeo", "shapely"):
+            raise ImportError(f"No module named {name!r} (hidden by the test)")
+
+sys.meta_path.insert(0, Missing())
+from training import cli
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_patch_folders_train_where_rasterio_and_gdal_are_missing(tree, tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_GIS, *train_args(tree, out, epochs=1)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "best.pt").is_file()

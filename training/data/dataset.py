@@ -13,7 +13,6 @@ from training.errors import DataError
 from .base import DatasetSplits, ImageArrays
 from .cache import Decoded, decode_cached
 from .folders import FileList, choose_splits, scan_tree
-from .raster import cut_chips
 from .splits import limit_per_class as limit_indices
 from .splits import stratified_split
 
@@ -134,6 +133,8 @@ def _from_raster(
     limit: int | None,
     seed: int,
 ) -> DatasetSplits:
+    from .raster import cut_chips  # rasterio and GDAL: only for a raster with polygons, not for patch folders
+
     chips = cut_chips(
         raster, polygons, class_field=class_field, image_size=image_size, gsd_m=gsd_m, chip_stride=chip_stride
     )

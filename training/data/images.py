@@ -15,9 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from PIL import Image, UnidentifiedImageError
-from rasterio.errors import NotGeoreferencedWarning
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 HIGH_BIT_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
@@ -73,6 +71,10 @@ def _pillow_to_rgb(image: Image.Image) -> tuple[np.ndarray, str]:
 
 
 def _read_tiff_with_rasterio(path: Path) -> tuple[np.ndarray, str]:
+    # Imported here: JPEG and PNG patches (EuroSAT) train where rasterio is not installed (a GPU image).
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
     with warnings.catch_warnings():
         # Plain (non-geo) TIFFs are expected here; their missing georeferencing is irrelevant.
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
