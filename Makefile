@@ -36,7 +36,7 @@ DKD_BETA ?= 2
 TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4))
 TRAIN_ENV := $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC))
 
-.PHONY: setup test test-core demo lint train ablation bench bench-train package install qgis screenshot clean
+.PHONY: setup test test-core demo lint train ablation gpu-pack bench bench-train package install qgis screenshot clean
 
 setup:
 	@bash scripts/setup.sh
@@ -73,6 +73,12 @@ ablation: setup
 	$(TRAIN_ENV) DATA="$(DATA)" STUDENT=$(STUDENT) EPOCHS="$(EPOCHS)" TEACHER_EPOCHS="$(TEACHER_EPOCHS)" \
 	  SWEEP_EPOCHS="$(SWEEP_EPOCHS)" SEEDS="$(SEEDS)" BETAS="$(BETAS)" DKD_BETA="$(DKD_BETA)" SOFT_LABELS="$(SOFT_LABELS)" \
 	  LIMIT_PER_CLASS="$(LIMIT_PER_CLASS)" ARGS="$(ARGS)" OUT=$(ABLATION_OUT) bash scripts/ablation.sh
+
+# The GPU path (docs/GPU.md): the data as parts that travel to a lent GPU machine, one per call,
+# beside the working tree (64 MiB a call); there, `bash scripts/gpu_ablation.sh` runs the ablation.
+PART_MIB ?= 30
+gpu-pack: setup
+	$(PY) -m training pack --data "$(DATA)" --out .pack --part-mib $(PART_MIB)
 
 bench: setup
 	$(PY) bench/run.py

@@ -23,7 +23,10 @@ DKD_BETA=${DKD_BETA:-2}
 LIMIT_PER_CLASS=${LIMIT_PER_CLASS:-}
 SOFT_LABELS=${SOFT_LABELS:-}
 EXTRA=${ARGS:-}
-PY=.venv/bin/python
+# PY: another Python (a GPU machine's own, with torch) is used as it is: no venv is made.
+PY=${PY:-.venv/bin/python}
+MAKE_TRAIN=(make --no-print-directory train PY="$PY")
+[[ "$PY" == .venv/bin/python ]] || MAKE_TRAIN=(make --no-print-directory -o setup train PY="$PY")
 TEACHER_CHECKPOINT="$OUT/teacher/best.pt"
 LIMIT=${LIMIT_PER_CLASS:+--limit-per-class $LIMIT_PER_CLASS}
 
@@ -48,7 +51,7 @@ student() {  # student NAME DISTILL EPOCHS SEED EXTRA_ARGS...
   fi
   stamp "$name"
   # SOFT_LABELS= : the teacher comes in $* (its checkpoint or the committed logits), never twice.
-  make --no-print-directory train DATA="$DATA" STUDENT="$STUDENT" DISTILL="$distill" OUT="$OUT/$name" SOFT_LABELS= \
+  "${MAKE_TRAIN[@]}" DATA="$DATA" STUDENT="$STUDENT" DISTILL="$distill" OUT="$OUT/$name" SOFT_LABELS= \
     EPOCHS="$epochs" SEED="$seed" LIMIT_PER_CLASS="$LIMIT_PER_CLASS" ARGS="$EXTRA --resume $*"
 }
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m training run|train|evaluate|export|quantize|report``.
+"""Command line: ``python -m training run|train|evaluate|export|quantize|report|pack|unpack``.
 
 ``run`` is the whole method: train the teacher (stage 1), distil the student from it (stage 2),
 evaluate the student on the validation split and export it as one ONNX file with its model card.
@@ -27,6 +27,7 @@ from training.checkpoint import (
     resolve_gsd,
 )
 from training.data import DatasetSplits, load_dataset
+from training.data.pack import MIB, pack_folder, unpack
 from training.evaluate import card_metrics, evaluate, load_scorer, measure_latency, save_metrics
 from training.export import ExportError, write_model
 from training.losses import DEFAULTS as DISTILL_DEFAULTS
@@ -142,6 +143,17 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("folders", nargs="+", help="folders written by evaluate or quantize; rows in this order")
     report.add_argument("--out", help="markdown file to write as well as printing the table")
     report.set_defaults(handler=_report)
+
+    packing = commands.add_parser("pack", help="a data folder as parts small enough to carry to a GPU machine")
+    packing.add_argument("--data", required=True, help="the data folder (every file under it is packed)")
+    packing.add_argument("--out", required=True, help="folder for the parts (<name>.partK-of-N.npz)")
+    packing.add_argument("--part-mib", type=float, default=30.0, help="largest part in MiB (default 30)")
+    packing.set_defaults(handler=_pack)
+
+    unpacking = commands.add_parser("unpack", help="the data folder again, from all of its parts")
+    unpacking.add_argument("--pack", required=True, help="folder holding every part")
+    unpacking.add_argument("--out", required=True, help="the folder is written to <out>/<name>")
+    unpacking.set_defaults(handler=_unpack)
     return parser
 
 
@@ -351,6 +363,17 @@ def _report(args: argparse.Namespace) -> int:
     print(table)
     if args.out:
         Path(args.out).write_text(table + "\n")
+    return 0
+
+
+def _pack(args: argparse.Namespace) -> int:
+    for path in pack_folder(args.data, args.out, args.part_mib):
+        print(f"{path} ({path.stat().st_size / MIB:.1f} MiB)")
+    return 0
+
+
+def _unpack(args: argparse.Namespace) -> int:
+    print(f"data: {unpack(args.pack, args.out)}")
     return 0
 
 
