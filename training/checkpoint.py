@@ -153,6 +153,7 @@ def card_from_checkpoint(
         "stage": config["stage"],
         "data": meta.get("data"),
         "command": meta.get("command"),
+        "recipe": meta.get("recipe"),
         "seed": config["seed"],
         "epochs": config["epochs"],
         "weights_from_epoch": state["best_epoch"],

@@ -11,12 +11,17 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from rs_ghost_qgis.core import atomic
 from rs_ghost_qgis.core.errors import RsGhostError
-from training import distributed
+from rs_ghost_qgis.core.runtime import load_model
+from training import distributed, l2a
 from training.checkpoint import (
     TrainingError,
     card_from_checkpoint,
@@ -29,11 +34,12 @@ from training.checkpoint import (
 from training.data import DatasetSplits, load_dataset
 from training.data.pack import MIB, pack_folder, unpack
 from training.evaluate import card_metrics, evaluate, load_scorer, measure_latency, save_metrics
-from training.export import ExportError, write_model
+from training.export import ExportError, embed_card, write_model
 from training.losses import DEFAULTS as DISTILL_DEFAULTS
 from training.models import MODEL_NAMES
 from training.precision import CHOICES as PRECISIONS
 from training.quantize import CALIBRATION_IMAGES, evaluation_folder, format_table, load_fp32, quantize
+from training.recipe import apply_recipe, read_recipe, recipe_path
 from training.report import results_table
 from training.soft_labels import default_path as default_soft_labels_path
 from training.train import StageConfig, soft_labels_for, train_stage
@@ -49,15 +55,22 @@ NO_DATA = (
     "raster with labelled polygons: --data scene.tif --polygons labels.gpkg --class-field name --gsd 10. "
     "See docs/TRAINING.md."
 )
+RECIPE_COMMANDS = ("run", "train")  # the commands that read --recipe FILE
 DISTILL_FLAGS = ("alpha", "beta", "temperature", "warmup_epochs", "ce_weight", "kd_weight")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: sys.argv[1:]), run the command and return the exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    args = _parser().parse_args(argv)
-    args.command_line = "python -m training " + shlex.join(argv)
+    parser = _parser()
     try:
+        recipe = None
+        if argv and argv[0] in RECIPE_COMMANDS and recipe_path(argv):
+            recipe = read_recipe(recipe_path(argv))
+            apply_recipe(parser.commands[argv[0]], recipe)
+        args = parser.parse_args(argv)
+        args.command_line = "python -m training " + shlex.join(argv)
+        args.recipe_settings = recipe
         return args.handler(args)
     except ExportError as error:  # a TrainingError too, but the exporter failed, not the request
         print(f"error: {error}", file=sys.stderr)
@@ -90,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--teacher-checkpoint", help="skip stage 1 and distil from this teacher checkpoint")
     run.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
     _card_arguments(run)
+    _recipe_argument(run)
     run.set_defaults(handler=_run)
 
     train = commands.add_parser("train", help="train one model (optionally distilled from a teacher checkpoint)")
@@ -97,10 +111,13 @@ def _parser() -> argparse.ArgumentParser:
     _training_arguments(train)
     train.add_argument("--model", required=True, help=f"architecture: {', '.join(MODEL_NAMES)}")
     train.add_argument("--input-size", type=int, help="model input side, resized on the fly (default: data's)")
+    train.add_argument("--early-input-size", type=int, help="progressive resizing: train the first epochs at this side")
+    train.add_argument("--early-epochs", type=int, default=0, help="epochs at --early-input-size (default 0)")
     train.add_argument("--teacher", help="teacher architecture (checked against --teacher-checkpoint)")
     train.add_argument("--teacher-checkpoint", help="teacher checkpoint (.pt) to distil from")
     train.add_argument("--distill", choices=tuple(DISTILL_DEFAULTS), help="default: dkd with a teacher, else none")
     train.add_argument("--out", required=True, help="output folder: last.pt, best.pt, log.csv/json, curves.png")
+    _recipe_argument(train)
     train.set_defaults(handler=_train)
 
     evaluation = commands.add_parser("evaluate", help="score a checkpoint or ONNX model on labelled images")
@@ -139,6 +156,20 @@ def _parser() -> argparse.ArgumentParser:
     soft.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     soft.set_defaults(handler=_soft_labels)
 
+    fitting = commands.add_parser("l2a-fit", help="give a model its Sentinel-2 L2A mapping (quantile matching)")
+    fitting.add_argument("--model", required=True, help="exported model (.onnx) trained on L1C-like images")
+    _data_arguments(fitting, data_required=True)
+    fitting.add_argument("--patches", required=True, help="unlabelled L2A patches (.npz: patches, bands)")
+    fitting.add_argument("--out", required=True, help="ONNX file to write (may be --model); a .md card goes beside it")
+    fitting.add_argument("--method", choices=l2a.METHODS, default="linear", help="default linear (see training/l2a.py)")
+    fitting.set_defaults(handler=_l2a_fit)
+
+    check = commands.add_parser("spectral-check", help="score models on L2A patches with weak NDVI/NDWI labels")
+    check.add_argument("--model", required=True, nargs="+", help="exported models (.onnx)")
+    check.add_argument("--patches", required=True, help="L2A patches with B02, B03, B04, B08 (.npz)")
+    check.add_argument("--out", required=True, help="folder for spectral_check.md and .json")
+    check.set_defaults(handler=_spectral_check)
+
     report = commands.add_parser("report", help="markdown results table from evaluation folders")
     report.add_argument("folders", nargs="+", help="folders written by evaluate or quantize; rows in this order")
     report.add_argument("--out", help="markdown file to write as well as printing the table")
@@ -154,7 +185,15 @@ def _parser() -> argparse.ArgumentParser:
     unpacking.add_argument("--pack", required=True, help="folder holding every part")
     unpacking.add_argument("--out", required=True, help="the folder is written to <out>/<name>")
     unpacking.set_defaults(handler=_unpack)
+    parser.commands = commands.choices  # name -> sub-parser, for --recipe
     return parser
+
+
+def _recipe_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--recipe",
+        help="TOML file of this command's settings (recipes/*.toml: the shipped models'); flags given here win",
+    )
 
 
 def _data_arguments(parser: argparse.ArgumentParser, *, data_required: bool, scoring: bool = False) -> None:
@@ -199,6 +238,9 @@ def _training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     group.add_argument("--dropout", type=float, help="dropout before the classifier (model default otherwise)")
     group.add_argument(
+        "--stem-stride", type=int, choices=(1, 2), help="G-Ghost stem stride: 2 as on ImageNet, 1 for 64 px tiles"
+    )
+    group.add_argument(
         "--bn-batches", type=int, default=20, help="batches that re-estimate BatchNorm statistics per epoch (0: off)"
     )
     distill = parser.add_argument_group("distillation (defaults: DKD alpha 1, beta 8, T 4; KD T 4, CE 0.1, KD 0.9)")
@@ -213,6 +255,9 @@ def _training_arguments(parser: argparse.ArgumentParser) -> None:
     distill.add_argument("--warmup-epochs", type=float, help="DKD ramp-up of the distillation term (default 20%%)")
     distill.add_argument("--ce-weight", type=float, help="weight of the cross-entropy term")
     distill.add_argument("--kd-weight", type=float, help="KD weight of the distillation term")
+    distill.add_argument(
+        "--label-smoothing", type=float, default=0.0, help="share of each one-hot target spread over all classes"
+    )
 
 
 def _card_arguments(parser: argparse.ArgumentParser) -> None:
@@ -275,7 +320,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    _check_positive(args, "epochs", "batch_size", "input_size", "image_size")
+    _check_positive(args, "epochs", "batch_size", "input_size", "image_size", "early_input_size")
+    if args.early_epochs < 0 or args.early_epochs >= args.epochs:
+        raise TrainingError(
+            f"--early-epochs {args.early_epochs} must be between 0 and --epochs - 1 ({args.epochs - 1}): "
+            "the last epochs train at the full input size."
+        )
     check_model_name(args.model)
     distill = args.distill or ("dkd" if args.teacher_checkpoint or args.soft_labels else "none")
     if args.teacher and not args.teacher_checkpoint:
@@ -289,6 +339,7 @@ def _train(args: argparse.Namespace) -> int:
     data = _load_data_once(args, world, image_size=args.image_size or 64)
     config = _stage_config(args, args.model, Path(args.out), "teacher" if distill == "none" else "student", distill)
     config.input_size = args.input_size
+    config.early_input_size, config.early_epochs = args.early_input_size, args.early_epochs
     result = train_stage(config, data, world, _meta(args, data, world, args.gsd or data.summary.get("gsd_m")))
     if world.is_main:
         print(f"best val top-1: {100 * result.best_acc:.2f}% (epoch {result.best_epoch})")
@@ -355,6 +406,45 @@ def _soft_labels(args: argparse.Namespace) -> int:
     labels = soft_labels_for(config, data, world)
     path = default_soft_labels_path(args.teacher_checkpoint)
     print(f"soft labels: {path} ({tuple(labels.logits.shape)}, {labels.meta.get('img_per_s', '?')} img/s)")
+    return 0
+
+
+def _l2a_fit(args: argparse.Namespace) -> int:
+    scorer_card = load_model(args.model).card
+    patches, bands = l2a.load_patches(args.patches)
+    data = _load_data(args, image_size=args.image_size or 64)
+    fit, _ = l2a.fit_split(len(patches))
+    source = (
+        f"{Path(args.patches).name}, patches {l2a.FIT_PARITY}, {l2a.FIT_PARITY + 2}, ... ({len(fit)} of {len(patches)})"
+    )
+    mapping = l2a.fit_mapping(patches[fit], bands, scorer_card, data.train.images, source, args.method)
+    out = Path(args.out)
+    with atomic.atomic_path(out) as draft:
+        shutil.copyfile(args.model, draft)
+        embed_card(draft, l2a.with_mapping(scorer_card, mapping))
+    card = load_model(out).card
+    atomic.write_text(out.with_suffix(".md"), card.to_markdown())
+    for band, curve in mapping["bands"].items():
+        median = float(
+            np.interp(np.median(patches[fit][:, bands.index(l2a.patch_band(band))]), curve["raw"], curve["value"])
+        )
+        print(f"{band}: {len(curve['raw'])} knots; the L2A median maps to {median:.1f}")
+    print(f"model with its L2A mapping: {out}")
+    return 0
+
+
+def _spectral_check(args: argparse.Namespace) -> int:
+    patches, bands = l2a.load_patches(args.patches)
+    reports = []
+    for model in args.model:
+        products = ["l1c"] + (["l2a"] if load_model(model).card.product_mappings.get("l2a") else [])
+        reports += [l2a.spectral_check(model, patches, bands, product) for product in products]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = l2a.format_report(reports)
+    atomic.write_text(out / "spectral_check.md", table)
+    atomic.write_text(out / "spectral_check.json", json.dumps(reports, indent=2))
+    print(table)
     return 0
 
 
@@ -440,11 +530,13 @@ def _report_skipped(summary: dict[str, Any]) -> None:
 
 
 def _stage_config(args: argparse.Namespace, model: str, out: Path, stage: str, distill: str) -> StageConfig:
-    options = {} if args.dropout is None else {"dropout": args.dropout}
-    hyper = {}
+    options = {name: getattr(args, name) for name in ("dropout", "stem_stride") if getattr(args, name) is not None}
+    if model.startswith("vgg"):
+        options.pop("stem_stride", None)  # a student option: `run` gives one set of flags for both stages
+    hyper = {"label_smoothing": args.label_smoothing}
     if distill != "none":
         accepted = DISTILL_DEFAULTS[distill]
-        hyper = {name: getattr(args, name) for name in DISTILL_FLAGS if getattr(args, name) is not None}
+        hyper |= {name: getattr(args, name) for name in DISTILL_FLAGS if getattr(args, name) is not None}
         wrong = sorted(set(hyper) - set(accepted))
         if wrong:
             flags = ", ".join("--" + name.replace("_", "-") for name in wrong)
@@ -484,6 +576,7 @@ def _meta(args: argparse.Namespace, data: DatasetSplits, world: distributed.Worl
         "world_size": world.size,
         "gsd_m": gsd_m,
         "tile_size": getattr(args, "tile_size", None),
+        "recipe": {"file": Path(args.recipe).name, "settings": args.recipe_settings} if args.recipe else None,
     }
 
 

@@ -14,17 +14,28 @@ import torch
 import torch.nn.functional as F
 
 DEFAULTS = {
-    "none": {},
+    # label_smoothing applies to the cross-entropy term of every kind (0: plain one-hot targets).
+    "none": {"label_smoothing": 0.0},
     # mdistiller's defaults for classic KD and for DKD on CIFAR (warm-up in epochs).
-    "kd": {"ce_weight": 0.1, "kd_weight": 0.9, "temperature": 4.0},
-    "dkd": {"ce_weight": 1.0, "alpha": 1.0, "beta": 8.0, "temperature": 4.0, "warmup_epochs": 20.0},
+    "kd": {"ce_weight": 0.1, "kd_weight": 0.9, "temperature": 4.0, "label_smoothing": 0.0},
+    "dkd": {
+        "ce_weight": 1.0,
+        "alpha": 1.0,
+        "beta": 8.0,
+        "temperature": 4.0,
+        "warmup_epochs": 20.0,
+        "label_smoothing": 0.0,
+    },
 }
 KINDS = tuple(DEFAULTS)
 
 
-def ce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of ``logits`` (N, C) against class indices ``target`` (N,), batch mean."""
-    return F.cross_entropy(logits.float(), target)
+def ce_loss(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of ``logits`` (N, C) against class indices ``target`` (N,), batch mean.
+
+    ``label_smoothing`` moves that share of each target's probability evenly onto all classes.
+    """
+    return F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
 
 
 def kd_loss(logits_student: torch.Tensor, logits_teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -84,19 +95,34 @@ def warmup_factor(epoch: float, warmup_epochs: float) -> float:
     return min(max(epoch, 0.0) / warmup_epochs, 1.0)
 
 
-def _no_distillation(logits_student, logits_teacher, target, epoch):
-    return ce_loss(logits_student, target)
+def _no_distillation(logits_student, logits_teacher, target, epoch, *, label_smoothing):
+    return ce_loss(logits_student, target, label_smoothing)
 
 
-def _kd_total(logits_student, logits_teacher, target, epoch, *, ce_weight, kd_weight, temperature):
-    return ce_weight * ce_loss(logits_student, target) + kd_weight * kd_loss(
+def _kd_total(logits_student, logits_teacher, target, epoch, *, ce_weight, kd_weight, temperature, label_smoothing):
+    return ce_weight * ce_loss(logits_student, target, label_smoothing) + kd_weight * kd_loss(
         logits_student, logits_teacher, temperature
     )
 
 
-def _dkd_total(logits_student, logits_teacher, target, epoch, *, ce_weight, alpha, beta, temperature, warmup_epochs):
+def _dkd_total(
+    logits_student,
+    logits_teacher,
+    target,
+    epoch,
+    *,
+    ce_weight,
+    alpha,
+    beta,
+    temperature,
+    warmup_epochs,
+    label_smoothing,
+):
     distillation = dkd_loss(logits_student, logits_teacher, target, alpha, beta, temperature)
-    return ce_weight * ce_loss(logits_student, target) + warmup_factor(epoch, warmup_epochs) * distillation
+    return (
+        ce_weight * ce_loss(logits_student, target, label_smoothing)
+        + warmup_factor(epoch, warmup_epochs) * distillation
+    )
 
 
 _TOTALS: dict[str, Callable[..., torch.Tensor]] = {"none": _no_distillation, "kd": _kd_total, "dkd": _dkd_total}

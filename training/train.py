@@ -57,6 +57,10 @@ class StageConfig:
     weight_decay: float = 5e-4
     momentum: float = 0.9
     input_size: int | None = None  # None: the data's image size; otherwise resized on the fly
+    # Progressive resizing: the first early_epochs train at early_input_size (a quarter of the
+    # cost at half the side), the rest at input_size. Validation is always at input_size.
+    early_input_size: int | None = None
+    early_epochs: int = 0
     seed: int = 0
     distill: str = "none"
     distill_options: dict[str, float] = field(default_factory=dict)
@@ -163,6 +167,7 @@ def train_stage(
         # resumed run continues exactly as an uninterrupted one would have.
         loader.sampler.set_epoch(epoch)
         torch.manual_seed(config.seed * 100_003 + epoch * 1_009 + world.rank)
+        step.input_size = training_input_size(config, epoch, state["input_size"])
         started = time.perf_counter()
         loss, acc = _train_epoch(step, loader, config, world, epoch)
         train_seconds = time.perf_counter() - started
@@ -213,6 +218,13 @@ def _initial_state(config, data, meta, teacher, criterion, lr) -> dict[str, Any]
         "best_epoch": 0,
         "history": [],
     }
+
+
+def training_input_size(config: StageConfig, epoch: int, input_size: int) -> int:
+    """The side the network trains at in ``epoch`` (0-based): early_input_size during the early epochs."""
+    if config.early_input_size and epoch < config.early_epochs:
+        return config.early_input_size
+    return input_size
 
 
 def _record(state: dict[str, Any], row: dict[str, float]) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..core.errors import InputError, RsGhostError
 from ..core.grid import Area
-from ..core.options import SCALINGS, check_outputs, face_message, one_area, parse_bands, parse_stride
+from ..core.options import PRODUCTS, SCALINGS, check_outputs, face_message, one_area, parse_bands, parse_stride
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
@@ -138,6 +138,14 @@ def add_classify_options(parser: argparse.ArgumentParser) -> None:
         help="raw value removed before the card mapping, e.g. 1000 for Sentinel-2 baseline 04.00+ products "
         "(default: from BOA_ADD_OFFSET / RADIO_ADD_OFFSET in the metadata, else 0)",
     )
+    parser.add_argument(
+        "--product",
+        type=str.lower,
+        choices=PRODUCTS,
+        default="auto",
+        help="Sentinel-2 level of reflectance data: l1c (top of atmosphere, as the model learned) or l2a "
+        "(surface reflectance, mapped with the model's L2A curves); auto: from the metadata, else the values",
+    )
     parser.add_argument("--mask", metavar="polygons.gpkg", help="classify only tiles overlapping these polygons")
     parser.add_argument(
         "--bbox", metavar="xmin,ymin,xmax,ymax[,EPSG:code]", help="classify only this box (default CRS: the raster's)"
@@ -210,6 +218,7 @@ def classify_options(
         bands=parse_bands(args.bands),
         scaling=args.scale,
         offset=args.offset,
+        product=args.product,
         min_valid_fraction=args.min_valid,
         threads=args.threads,
         batch_size=args.batch_size,

@@ -464,6 +464,7 @@ def _fingerprint(path: str, model_path: Path, options, block_cells: int) -> str:
         "bands": options.bands,
         "scaling": options.scaling,
         "offset": options.offset,
+        "product": options.product,
         "min_valid": options.min_valid_fraction,
         "area": [area.bounds, area.crs_wkt, geometries],
         "block_cells": block_cells,

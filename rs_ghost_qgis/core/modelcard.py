@@ -36,6 +36,7 @@ REQUIRED_KEYS: dict[str, type] = {
 OPTIONAL_KEYS: dict[str, type] = {
     "raw_range": list,
     "radiometry": dict,
+    "product_mappings": dict,
     "temperature": float,
     "parameters": int,
     "macs": int,
@@ -60,7 +61,10 @@ class ModelCard:
     linearly from ``raw_range`` (e.g. [0, 3000] for Sentinel-2 reflectance x 10,000), or by a
     percentile stretch. The network then gets ``(v / value_range[1] - mean) / std``.
     ``radiometry`` says in words and numbers what the training values were (product level,
-    unit, the linear mapping onto the 8-bit values, the offset convention).
+    unit, the linear mapping onto the 8-bit values, the offset convention). ``product_mappings``
+    holds, per product level the training images were not (``"l2a"``), one monotone curve per
+    band from reflectance x 10,000 to training values (``{"bands": {"red": {"raw": [...],
+    "value": [...]}, ...}, "method": ...}``); the runtime uses it instead of ``raw_range``.
 
     Confidence: the class probabilities are ``softmax(logits / temperature)``; the temperature
     is fitted on the validation split so that a confidence of 0.9 is right about 9 times in 10.
@@ -78,6 +82,7 @@ class ModelCard:
     value_range: list[float] = field(default_factory=lambda: [0.0, 255.0])
     raw_range: list[float] | None = None
     radiometry: dict[str, Any] = field(default_factory=dict)
+    product_mappings: dict[str, Any] = field(default_factory=dict)
     temperature: float = 1.0
     parameters: int | None = None
     macs: int | None = None
@@ -122,6 +127,13 @@ class ModelCard:
         count = f", {images:,} images" if isinstance(images, int) else ""
         source = f" of {data['source']}" if data.get("source") else ""
         return split + count + source
+
+    def product_curves(self, product: str) -> list[tuple[list[float], list[float]]] | None:
+        """Per channel (raw knots, value knots) of the card's mapping for ``product``; None without one."""
+        mapping = self.product_mappings.get(product)
+        if not mapping:
+            return None
+        return [(mapping["bands"][band]["raw"], mapping["bands"][band]["value"]) for band in self.bands]
 
     @property
     def resolution_cm(self) -> float:
@@ -184,6 +196,7 @@ class ModelCard:
         lines += [f"| {i} | {n} | `{c}` |" for i, (n, c) in enumerate(zip(self.class_names, self.class_colors))]
         for title, section in (
             ("Radiometry", self.radiometry),
+            ("Product mappings", self.product_mappings),
             ("Training", self.training),
             ("Metrics", self.metrics),
             ("Software", self.software),
@@ -228,6 +241,24 @@ def _validate(card: ModelCard) -> None:
         raise ModelError(f"temperature must be positive, not {card.temperature}.")
     if card.input_size < 1 or card.tile_size < 1 or card.gsd_m <= 0:
         raise ModelError("input_size, tile_size and gsd_m must be positive.")
+    _validate_product_mappings(card)
     for name, pair in (("value_range", card.value_range), ("raw_range", card.raw_range)):
         if pair is not None and (len(pair) != 2 or pair[0] >= pair[1]):
             raise ModelError(f"{name} must be [low, high] with low < high.")
+
+
+def _validate_product_mappings(card: ModelCard) -> None:
+    """Each mapping gives every card band a strictly increasing raw axis and as many values."""
+    for product, mapping in card.product_mappings.items():
+        bands = mapping.get("bands") if isinstance(mapping, dict) else None
+        for band in card.bands:
+            curve = bands.get(band) if isinstance(bands, dict) else None
+            raw = curve.get("raw") if isinstance(curve, dict) else None
+            value = curve.get("value") if isinstance(curve, dict) else None
+            if not (isinstance(raw, list) and isinstance(value, list) and len(raw) == len(value) >= 2):
+                raise ModelError(
+                    f"product_mappings['{product}'] needs for band '{band}' a 'raw' and a 'value' list of equal "
+                    "length (at least 2)."
+                )
+            if any(b <= a for a, b in zip(raw, raw[1:])):
+                raise ModelError(f"product_mappings['{product}'] band '{band}': 'raw' must increase strictly.")

@@ -22,6 +22,7 @@ NAMES = {
     "bands": ("--bands", "Bands", "BANDS"),
     "scaling": ("--scale", "Scaling", "SCALING"),
     "offset": ("--offset", "Offset", "OFFSET"),
+    "product": ("--product", "Product level", "PRODUCT"),
     "stride": ("--stride", "Stride", "STRIDE"),
     "mask": ("--mask", "Mask layer", "MASK"),
     "bbox": ("--bbox", "Current map extent", "EXTENT"),
@@ -41,6 +42,9 @@ NAMES = {
 # How values reach the model's range (radiometry.py implements them). Processing stores its
 # enum by index, so new entries go at the end.
 SCALINGS = ("auto", "none", "card", "percentile", "percentile-per-band")
+# Sentinel-2 processing levels: L1C top-of-atmosphere (EuroSAT's), L2A surface reflectance
+# (what most users download). auto reads the raster's metadata, else its values.
+PRODUCTS = ("auto", "l1c", "l2a")
 _BAND_SEPARATORS = re.compile(r"[,;\s]+")
 
 
@@ -152,6 +156,19 @@ def check_scaling(scaling: str) -> str:
             choices=", ".join(SCALINGS),
         )
     return scaling
+
+
+def check_product(product: str | None) -> str:
+    """``product`` (case-insensitive; empty means auto) when it is one of PRODUCTS, else OptionError."""
+    product = (product or "auto").strip().lower()
+    if product not in PRODUCTS:
+        raise OptionError(
+            "product",
+            "Unknown product level '{value}': choose one of {choices} for {product}.",
+            value=product,
+            choices=", ".join(PRODUCTS),
+        )
+    return product
 
 
 def parse_stride(stride: int | None) -> int | None:

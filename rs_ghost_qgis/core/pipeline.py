@@ -56,6 +56,7 @@ class ClassifyOptions:
     bands: list[int] | None = None  # 1-based raster bands feeding the model's channels; None = auto
     scaling: str = "auto"  # "auto" | "none" | "card" | "percentile" | "percentile-per-band"
     offset: float | None = None  # raw value removed before the card mapping (1000); None = from the metadata
+    product: str = "auto"  # Sentinel-2 level of reflectance data: "auto" | "l1c" | "l2a"
     min_valid_fraction: float = 0.5
     threads: int | None = None
     batch_size: int = 32
@@ -197,7 +198,7 @@ def classify(
     card = model.card
     grid = build_grid(info, card, options.area, options.stride)
     workload.check(workload.estimate(grid, card), info)  # a planet-sized web download is refused here
-    radiometry = plan_radiometry(source, card, options.bands, options.scaling, options.offset)
+    radiometry = plan_radiometry(source, card, options.bands, options.scaling, options.offset, options.product)
     for warning in [*grid.warnings, *radiometry.warnings] if warn else ():
         warn(warning)
     metadata = _metadata(info.name, model, grid, radiometry, options)

@@ -10,7 +10,10 @@ Scaling, chosen once for the whole run from a sample of the whole raster, never 
 - ``card``: reflectance; the Sentinel-2 offset is removed (``offset``: from the raster's
   metadata, BOA_ADD_OFFSET / RADIO_ADD_OFFSET, or given by hand), floats in 0..1 are scaled
   by 10,000, then the card's ``raw_range`` is mapped linearly onto ``value_range`` and
-  clipped: one scale for all bands, as the training images were made;
+  clipped: one scale for all bands, as the training images were made. Surface reflectance
+  (Sentinel-2 L2A) lacks the haze of the L1C images EuroSAT was made from; when the card
+  carries an L2A mapping (``product_mappings``), L2A data go through its per-band curves
+  instead. The product level comes from ``product``, else the metadata, else the values;
 - ``percentile``: one 2nd..98th percentile range of all bands' values together (keeps the
   colour balance), for data in unknown units;
 - ``percentile-per-band``: each band its own 2nd..98th percentile (explicit choice only: it
@@ -32,7 +35,7 @@ import numpy as np
 
 from .errors import InputError
 from .modelcard import ModelCard
-from .options import OptionError, OptionText, check_scaling
+from .options import OptionError, OptionText, check_product, check_scaling
 from .source import RasterSource, finite_pixels
 
 PERCENTILES = (2.0, 98.0)
@@ -52,6 +55,17 @@ TOP_PERCENTILE = 99.9
 # Processing baseline 04.00 and later add this to every Sentinel-2 value; without a tag saying
 # so, a raster whose bands all start at or above it probably carries it.
 S2_OFFSET = 1000.0
+# L1C carries path radiance (haze), most of it in blue: its darkest blue values stay high. The
+# 2nd percentile of blue (reflectance x 10,000) is about 715 in EuroSAT's L1C images and 94 in
+# real L2A patches; below L2A_BLUE_DARK the data look like L2A, above L1C_BLUE_DARK like L1C.
+DARK_PERCENTILE = 2.0
+L2A_BLUE_DARK = 400.0
+L1C_BLUE_DARK = 600.0
+# Words in metadata values, file names and band descriptions that name the product level.
+_PRODUCT_WORDS = {
+    "l2a": {"l2a", "msil2a", "s2msi2a", "level2a", "boa"},
+    "l1c": {"l1c", "msil1c", "s2msi1c", "level1c", "toa"},
+}
 _OFFSET_KEY = re.compile(r"(BOA|RADIO)_ADD_OFFSET", re.IGNORECASE)
 # Colour balance hint for guessed bands: a chromaticity farther than this from the card's
 # means is suspicious, and another band order must at least halve the distance to be named.
@@ -83,6 +97,10 @@ class Radiometry:
     high: tuple[float, ...]  # value mapped to value_range[1], per channel
     gain: float = 1.0  # REFLECTANCE_SCALE for reflectance in 0..1
     offset: float = 0.0  # subtracted after the gain (the Sentinel-2 offset, 1000)
+    # Per channel (raw knots, value knots): the card's curves for the data's product level,
+    # used instead of low..high ("card" scaling of L2A data with a model that has L2A curves).
+    curves: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...] | None = None
+    product: str = ""  # "l1c" | "l2a" for Sentinel-2 reflectance, "" when not decided
     reason: str = ""  # why this scaling, for people
     warnings: tuple[str, ...] = ()  # what the user should check, each naming the option that changes it
 
@@ -96,6 +114,11 @@ class Radiometry:
             mapping = self.card.radiometry.get("mapping") if isinstance(self.card.radiometry, dict) else None
             lo, hi = self.low[0], self.high[0]
             how = f"{mapping} (card)" if mapping else f"linear {lo:g}..{hi:g} -> {vr0:g}..{vr1:g} for all bands (card)"
+            if self.curves:
+                method = self.card.product_mappings.get(self.product, {}).get("method", "")
+                how = f"the model's own {self.product.upper()} curve per band" + (f" ({method})" if method else "")
+            elif self.product == "l2a":
+                how += "; the model has no L2A curves, so the L1C mapping is used"
         elif self.scaling == "percentile":
             how = (
                 f"one {PERCENTILES[0]:g}-{PERCENTILES[1]:g} percentile range for all bands, "
@@ -119,6 +142,12 @@ class Radiometry:
         if self.scaling == "none":
             return values
         vr0, vr1 = self.card.value_range
+        if self.curves:
+            for c, (raw, value) in enumerate(self.curves):
+                reflectance = values[c] * self.gain - self.offset if self.gain != 1.0 else values[c] - self.offset
+                values[c] = np.interp(reflectance, raw, value)  # constant beyond the ends
+            np.clip(values, vr0, vr1, out=values)
+            return values
         for c, (lo, hi) in enumerate(self._ranges()):
             # Subtract before scaling: folding the shift into one multiply-add loses float32
             # precision when the values are huge and the span is small (1e30 + a few).
@@ -174,14 +203,17 @@ def plan_radiometry(
     bands: list[int] | None = None,
     scaling: str = "auto",
     offset: float | None = None,
+    product: str = "auto",
 ) -> Radiometry:
     """Choose the band mapping and the scaling for ``source`` (reads a sample of the whole raster).
 
     ``offset`` (raw units, e.g. 1000) is removed before the card mapping; None takes it from the
     raster's metadata (BOA_ADD_OFFSET / RADIO_ADD_OFFSET), else 0 with a warning when every band
-    starts at 1000 or more.
+    starts at 1000 or more. ``product`` (auto, l1c, l2a) is the Sentinel-2 processing level of
+    reflectance data: auto reads the metadata, else the values (see ``decide_product``).
     """
     _check_scaling(card, scaling)
+    product = check_product(product)
     chosen, note, guessed = _choose(source, card, bands)
     info = source.info
     as_is = scaling == "none" or (scaling == "auto" and info.dtype == "uint8")
@@ -192,7 +224,7 @@ def plan_radiometry(
     if as_is:
         plan = _as_is(card, chosen, note, scaling)
     else:
-        plan = _plan_scaling(info, card, chosen, note, scaling, offset, sample[: len(chosen)])
+        plan = _plan_scaling(info, card, chosen, note, scaling, offset, sample[: len(chosen)], product)
     hint = colour_hint(plan, candidates, sample) if guessed else ""
     return dataclasses.replace(plan, warnings=plan.warnings + ((hint,) if hint else ()))
 
@@ -204,9 +236,8 @@ def _as_is(card: ModelCard, chosen: list[int], note: str, scaling: str) -> Radio
     return Radiometry(card, chosen, note, "none", (vr0,) * n, (vr1,) * n, reason=reason)
 
 
-def _plan_scaling(info, card: ModelCard, chosen, note, scaling, offset, values) -> Radiometry:
+def _plan_scaling(info, card: ModelCard, chosen, note, scaling, offset, values, product="auto") -> Radiometry:
     """The scaling of ``chosen`` from the sample ``values`` (C, N) of those bands."""
-    n = len(chosen)
     gain, units = reflectance_units(info.dtype, values)
     mode = scaling
     if scaling == "auto":
@@ -216,8 +247,13 @@ def _plan_scaling(info, card: ModelCard, chosen, note, scaling, offset, values) 
         reason = units if scaling == "auto" else "Scaling card as chosen"
         if removed:
             reason += f", offset {removed:g} removed ({why})"
-        lo, hi = card.raw_range
-        plan = Radiometry(card, chosen, note, "card", (lo,) * n, (hi,) * n, gain or 1.0, removed, reason, warnings)
+        level = ""
+        # The level changes the mapping only for a model with curves for it; a choice is checked anyway.
+        if card.product_mappings or product != "auto":
+            level, level_why, level_warnings = decide_product(info, card, product, values * (gain or 1.0) - removed)
+            reason += f"; Sentinel-2 {level.upper()} ({level_why})" if level else ""
+            warnings += level_warnings
+        plan = reflectance_plan(card, level, chosen, note, gain or 1.0, removed, reason, warnings)
         return dataclasses.replace(plan, warnings=warnings + _clipped_warning(plan, info.name, values))
     low, high = percentile_ranges(values, common=mode == "percentile")
     if scaling != "auto":
@@ -236,6 +272,100 @@ def _plan_scaling(info, card: ModelCard, chosen, note, scaling, offset, values) 
         reason = "reflectance-like, but the model card has no raw_range"
         warning = f"The model card has no raw_range, so {info.name} gets one percentile range for all bands."
     return Radiometry(card, chosen, note, "percentile", low, high, reason=reason, warnings=(warning,))
+
+
+def reflectance_plan(
+    card: ModelCard,
+    product: str = "",
+    bands: list[int] | None = None,
+    note: str = "",
+    gain: float = 1.0,
+    offset: float = 0.0,
+    reason: str = "",
+    warnings: tuple[str, ...] = (),
+) -> Radiometry:
+    """The card's mapping of reflectance x 10,000 of ``product`` ("l1c", "l2a" or ""): its curves for
+    that level when it has them, else ``raw_range`` for every band. ``bands`` default to 1..C."""
+    bands = bands or list(range(1, len(card.bands) + 1))
+    n, (lo, hi) = len(bands), card.raw_range
+    curves = card.product_curves(product) if product else None
+    return Radiometry(
+        card, bands, note, "card", (lo,) * n, (hi,) * n, gain, offset, _frozen(curves), product, reason, warnings
+    )
+
+
+def decide_product(info, card: ModelCard, product: str, reflectance: np.ndarray) -> tuple[str, str, tuple[str, ...]]:
+    """The Sentinel-2 product level of reflectance data, why, and warnings when the values disagree.
+
+    ``reflectance`` (C, N) is the sample in the card's band order, x 10,000 with the offset
+    removed. A level given by the user wins; auto reads the metadata, the file name and the band
+    descriptions, else the darkest blue values (L1C's haze keeps them high). Returns ("", "", ())
+    when nothing tells (no blue band and no tag).
+    """
+    dark = _dark_blue(card, reflectance)
+    if product != "auto":
+        return product, "as chosen", _contradiction(info, product, dark)
+    tagged = product_from_metadata(info)
+    if tagged:
+        return tagged[0], tagged[1], _contradiction(info, tagged[0], dark)
+    if dark is None:
+        return "", "", ()
+    level = "l2a" if dark < L2A_BLUE_DARK else "l1c"
+    compare = "<" if level == "l2a" else ">="
+    return level, f"from its values: darkest blue {dark:.0f} {compare} {L2A_BLUE_DARK:g}", ()
+
+
+def product_from_metadata(info) -> tuple[str, str] | None:
+    """The product level named by the raster's metadata, file name or band descriptions, and where."""
+    places = [
+        (f"{key.split(':')[-1]} {value} in the metadata", f"{key} {value}") for key, value in info.metadata.items()
+    ]
+    name = (info.path or info.name).replace("\\", "/").rsplit("/", 1)[-1]
+    places += [(f"the file name {name}", name)]
+    places += [(f"band description '{text}'", text) for text in info.band_descriptions if text]
+    for where, text in places:
+        words = {word.lower() for word in re.split(r"[^0-9A-Za-z]+", text) if word}
+        if "BOA_ADD_OFFSET" in text.upper():
+            words.add("boa")
+        for level, names in _PRODUCT_WORDS.items():
+            if words & names:
+                return level, where
+    return None
+
+
+def _dark_blue(card: ModelCard, reflectance: np.ndarray) -> float | None:
+    roles = [band_role(band) for band in card.bands]
+    if "blue" not in roles or not reflectance.size:
+        return None
+    return float(np.percentile(reflectance[roles.index("blue")], DARK_PERCENTILE))
+
+
+def _contradiction(info, level: str, dark: float | None) -> tuple[str, ...]:
+    """A warning when the darkest blue values contradict ``level``."""
+    if dark is None:
+        return ()
+    if level == "l2a" and dark >= L1C_BLUE_DARK:
+        looks, other = "L1C (top of atmosphere, with haze)", "l1c"
+    elif level == "l1c" and dark < L2A_BLUE_DARK:
+        looks, other = "L2A (surface reflectance, without haze)", "l2a"
+    else:
+        return ()
+    return (
+        OptionText(
+            "{name} is taken as {level}, but its darkest blue values ({dark}) look like {looks}; if the data are "
+            "{other_upper}, set {product} to {other}.",
+            name=info.name,
+            level=level.upper(),
+            dark=f"{dark:.0f}",
+            looks=looks,
+            other_upper=other.upper(),
+            other=other,
+        ),
+    )
+
+
+def _frozen(curves):
+    return tuple((tuple(raw), tuple(value)) for raw, value in curves) if curves else None
 
 
 def reflectance_units(dtype: str, values: np.ndarray) -> tuple[float | None, str]:
@@ -482,6 +612,15 @@ def _match(card_band: str, descriptions: tuple[str, ...]) -> int | None:
 def _words(text: str) -> set[str]:
     words = {w for w in re.split(r"[\s_\-()/,:;]+", (text or "").lower()) if w}
     return words | {_norm(text)} if text else words
+
+
+def band_role(name: str) -> str | None:
+    """'red', 'green', 'blue' or 'nir' for a band named e.g. 'B04 red', 'B4' or 'Red'; None otherwise."""
+    words = _words(name)
+    for role, group in zip(("red", "green", "blue", "nir"), _ALIASES):
+        if group & words:
+            return role
+    return None
 
 
 def _aliases(name: str) -> set[str]:

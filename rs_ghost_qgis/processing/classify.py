@@ -36,7 +36,7 @@ from qgis.PyQt.QtCore import QVariant
 
 from .. import deps
 from ..core.errors import OutputError, RsGhostError
-from ..core.options import SCALINGS, check_area, face_message, one_area, parse_bands, parse_stride
+from ..core.options import PRODUCTS, SCALINGS, check_area, face_message, one_area, parse_bands, parse_stride
 from ..qgis_io import options as qopts
 from ..qgis_io.source import QgisLayerSource, check_raster_layer, crs_from_wkt
 from ..qgis_io.style import layer_names, run_detail, style_class_raster, style_tiles
@@ -68,6 +68,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
     BANDS = "BANDS"
     SCALING = "SCALING"
     OFFSET = "OFFSET"
+    PRODUCT = "PRODUCT"
     THREADS = "THREADS"
     OUTPUT_VECTOR = "OUTPUT_VECTOR"
     OUTPUT_RASTER = "OUTPUT_RASTER"
@@ -134,6 +135,11 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         )
         self.addParameter(QgsProcessingParameterString(self.BANDS, "Bands, e.g. 1,2,3 (empty = auto)", "", False, True))
         self.addParameter(QgsProcessingParameterEnum(self.SCALING, "Input scaling", list(SCALINGS), False, 0))
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.PRODUCT, "Sentinel-2 product level (auto: metadata, else values)", list(PRODUCTS), False, 0
+            )
+        )
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.OFFSET,
@@ -230,6 +236,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
             bands=parse_bands(self.parameterAsString(parameters, self.BANDS, context)),
             scaling=SCALINGS[self.parameterAsEnum(parameters, self.SCALING, context)],
             offset=self._offset(parameters, context),
+            product=PRODUCTS[self.parameterAsEnum(parameters, self.PRODUCT, context)],
             threads=self.parameterAsInt(parameters, self.THREADS, context) or None,
             out_raster=out_raster,
             overwrite=True,  # Processing asked for this destination (and confirmed overwriting)

@@ -107,12 +107,12 @@ def _unique(path: Path) -> Path:
     return candidate
 
 
-def plan_or_none(source, card, bands: list[int] | None, scaling: str, offset: float | None):
+def plan_or_none(source, card, bands: list[int] | None, scaling: str, offset: float | None, product: str = "auto"):
     """The engine's radiometry plan for the dialog's hints (None when the inputs are wrong: Run says why)."""
     from ..core.radiometry import plan_radiometry
 
     try:
-        return plan_radiometry(source, card, bands, scaling, offset)
+        return plan_radiometry(source, card, bands, scaling, offset, product)
     except RsGhostError:
         return None
 

@@ -48,6 +48,7 @@ from qgis.PyQt.QtWidgets import (
 from ..core import workload
 from ..core.errors import ModelError, RsGhostError
 from ..core.options import (
+    PRODUCTS,
     SCALINGS,
     check_area,
     check_outputs,
@@ -77,6 +78,12 @@ SCALING_LABELS = {
     "card": "Model card mapping (reflectance × 10,000 or 0–1)",
     "percentile": "Percentile stretch 2–98 %, one range for all bands",
     "percentile-per-band": "Percentile stretch 2–98 % per band (changes colours)",
+}
+# The dialog's words for core.options.PRODUCTS.
+PRODUCT_LABELS = {
+    "auto": "Automatic (from the metadata, else the values)",
+    "l1c": "Sentinel-2 L1C (top of atmosphere)",
+    "l2a": "Sentinel-2 L2A (surface reflectance)",
 }
 
 
@@ -243,8 +250,8 @@ class ClassifyDialog(QDialog):
         self._build_bottom(settings)
 
     def _build_advanced(self) -> QgsCollapsibleGroupBox:
-        """Stride, Scaling, Offset and Threads: collapsed at first, then as the user left it."""
-        advanced = QgsCollapsibleGroupBox("Advanced: stride, scaling, offset, threads")
+        """Stride, Scaling, Offset, Product level and Threads: collapsed at first, then as the user left it."""
+        advanced = QgsCollapsibleGroupBox("Advanced: stride, scaling, offset, product level, threads")
         advanced.setObjectName("advanced")  # the key its collapsed state is saved under
         advanced.setSettingGroup(SETTINGS_PREFIX.rstrip("/"))
         advanced.setSaveCollapsedState(True)
@@ -271,6 +278,15 @@ class ClassifyDialog(QDialog):
             "baseline 04.00 and later. Empty: BOA_ADD_OFFSET / RADIO_ADD_OFFSET in the metadata decide."
         )
         advanced_form.addRow("Offset", self.offset_edit)
+        self.product_combo = QComboBox()
+        for key in PRODUCTS:
+            self.product_combo.addItem(PRODUCT_LABELS[key], key)
+        self.product_combo.setToolTip(
+            "L2A lacks the haze of the L1C images the model learned from; the model maps it with its own L2A "
+            "curves. Automatic reads the product level from the metadata or file name, else from the darkest "
+            "blue values."
+        )
+        advanced_form.addRow("Product level", self.product_combo)
         self.scaling_hint = QLabel()
         self.scaling_hint.setWordWrap(True)
         advanced_form.addRow("", self.scaling_hint)
@@ -349,6 +365,7 @@ class ClassifyDialog(QDialog):
         # Connected last: these update widgets built above.
         self.layer_combo.layerChanged.connect(self._layer_changed)
         self.scaling_combo.currentIndexChanged.connect(self._update_scaling_warning)
+        self.product_combo.currentIndexChanged.connect(self._update_scaling_warning)
         self.bands_edit.editingFinished.connect(self._update_scaling_warning)
         self.offset_edit.editingFinished.connect(self._update_scaling_warning)
 
@@ -463,17 +480,25 @@ class ClassifyDialog(QDialog):
         return layer.id() if layer is not None else ""
 
     def _layer_changed(self, *_args) -> None:
-        """Keep Bands, Scaling and Offset with the raster they were chosen for; a new raster starts automatic."""
+        """Keep Bands, Scaling, Offset and Product level with the raster they were chosen for; a new raster starts automatic."""
         if self._layer_id:
-            chosen = (self.bands_edit.text(), self.scaling_combo.currentData(), self.offset_edit.text())
+            chosen = (
+                self.bands_edit.text(),
+                self.scaling_combo.currentData(),
+                self.offset_edit.text(),
+                self.product_combo.currentData(),
+            )
             self._per_layer[self._layer_id] = chosen
         self._layer_id = self._current_layer_id()
-        bands, scaling, offset = self._per_layer.get(self._layer_id, ("", "auto", ""))
+        bands, scaling, offset, product = self._per_layer.get(self._layer_id, ("", "auto", "", "auto"))
         self.bands_edit.setText(bands)
         self.offset_edit.setText(offset)
         self.scaling_combo.blockSignals(True)  # one warning update below, not two
         self.scaling_combo.setCurrentIndex(max(0, self.scaling_combo.findData(scaling)))
         self.scaling_combo.blockSignals(False)
+        self.product_combo.blockSignals(True)
+        self.product_combo.setCurrentIndex(max(0, self.product_combo.findData(product)))
+        self.product_combo.blockSignals(False)
         self._update_bands_hint()
         self._update_scaling_warning()
 
@@ -509,7 +534,9 @@ class ClassifyDialog(QDialog):
             offset = parse_offset(self.offset_edit.text())
         except RsGhostError:
             return "", ""  # the band hint, or Run, says what is wrong
-        plan = qopts.plan_or_none(source, self.card, bands, self.scaling_combo.currentData(), offset)
+        plan = qopts.plan_or_none(
+            source, self.card, bands, self.scaling_combo.currentData(), offset, self.product_combo.currentData()
+        )
         if plan is None:
             return "", ""
         hint = "\n".join(dialog_words(text) for text in (plan.scaling_note, *plan.warnings))
@@ -570,6 +597,7 @@ class ClassifyDialog(QDialog):
             bands=parse_bands(self.bands_edit.text()),
             scaling=self.scaling_combo.currentData(),
             offset=parse_offset(self.offset_edit.text()),
+            product=self.product_combo.currentData(),
             threads=self.threads_spin.value() or None,
             out_vector=out_vector,
             out_raster=out_raster,

@@ -37,7 +37,27 @@ def vgg() -> nn.Module:
 
 
 def test_model_names_are_the_documented_ones():
-    assert ("vgg16", "vgg16_bn", *GHOSTS) == MODEL_NAMES
+    assert ("vgg16", "vgg16_bn", "g_ghost_regnetx_002", *GHOSTS) == MODEL_NAMES
+
+
+def test_a_stride_one_stem_keeps_four_times_the_last_stage_map_with_the_same_weights():
+    seen = {}
+    for stride in (1, 2):
+        model = build_model("g_ghost_regnetx_002", 10, stem_stride=stride).eval()
+        with torch.no_grad():
+            seen[stride] = model.stages(model.stem(torch.randn(1, 3, 64, 64))).shape[-2:]
+        seen[f"params {stride}"] = sum(p.numel() for p in model.parameters())
+    assert tuple(seen[1]) == (4, 4) and tuple(seen[2]) == (2, 2)
+    assert seen["params 1"] == seen["params 2"]
+    # RegNetX-200MF's published 2.7 M parameters at 1000 classes, less what G-Ghost saves.
+    assert 1.0e6 < parameters_of("g_ghost_regnetx_002", 10) < 2.7e6
+
+
+def test_stem_stride_is_checked():
+    with pytest.raises(ValueError, match="stem_stride"):
+        build_model("g_ghost_regnetx_002", 10, stem_stride=3)
+    with pytest.raises(ValueError, match="G-Ghost option"):
+        build_model("vgg16_bn", 10, stem_stride=1)
 
 
 def test_vgg16_parameter_counts_are_canonical():

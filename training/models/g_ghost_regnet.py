@@ -27,6 +27,8 @@ class RegNetConfig:
 
 
 CONFIGS = {
+    # RegNetX-200MF's stages: with stem_stride=1 it keeps 64 px EuroSAT tiles at 4 x 4 in the last stage.
+    "002": RegNetConfig((1, 1, 4, 7), (24, 56, 152, 368), 8),
     "032": RegNetConfig((2, 6, 15, 2), (96, 192, 432, 1008), 48),
     "040": RegNetConfig((2, 5, 14, 2), (80, 240, 560, 1360), 40),
     "080": RegNetConfig((2, 5, 15, 1), (80, 240, 720, 1920), 120),
@@ -110,11 +112,25 @@ class GGhostStage(nn.Module):
 
 
 class GGhostRegNet(nn.Module):
-    """Stem, four stages (total stride 32), global average pool, dropout, linear classifier."""
+    """Stem, four stages (total stride 32, or 16 with stem_stride=1), global average pool, dropout, linear classifier.
 
-    def __init__(self, config: RegNetConfig, num_classes: int, *, in_channels: int = 3, dropout: float = 0.2):
+    ``stem_stride=1`` suits small tiles: at 64 px the ImageNet stem leaves the last stage a 2 x 2
+    map, too coarse for the texture that tells EuroSAT's classes apart.
+    """
+
+    def __init__(
+        self,
+        config: RegNetConfig,
+        num_classes: int,
+        *,
+        in_channels: int = 3,
+        dropout: float = 0.2,
+        stem_stride: int = 2,
+    ):
         super().__init__()
-        self.stem = nn.Sequential(*_conv_bn(in_channels, STEM_WIDTH, 3, 2), nn.ReLU(inplace=True))
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride}")
+        self.stem = nn.Sequential(*_conv_bn(in_channels, STEM_WIDTH, 3, int(stem_stride)), nn.ReLU(inplace=True))
         stages = []
         previous = STEM_WIDTH
         for index, (depth, width) in enumerate(zip(config.depths, config.widths, strict=True)):
@@ -138,5 +154,5 @@ class GGhostRegNet(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (N, num_classes) for images (N, in_channels, H, W), H and W multiples of 32."""
+        """Logits (N, num_classes) for images (N, in_channels, H, W), H and W multiples of the total stride."""
         return self.head(self.stages(self.stem(x)))
