@@ -2,6 +2,7 @@
 
 Rows (img/s of the real training step: loader, augmentation, forward, loss, backward, fused
 SGD; medians of interleaved repeats so that drifting load hits every contender alike):
+The student is the bundled one, as its recipe (recipes/eurosat_g_ghost_002_none.toml) builds it.
 1. The G-Ghost student in fp32 against the precision ``--precision auto`` chooses here.
 2. The student without KD against DKD reading the teacher's soft labels (the soft labels are
    random: reading them costs the same whatever they hold). Target: DKD at most 1.15x.
@@ -31,9 +32,11 @@ from training.data import VIEWS, ImageArrays, channel_stats, make_loader  # noqa
 from training.distributed import World  # noqa: E402
 from training.losses import make_criterion  # noqa: E402
 from training.precision import FP32, choose, hardware  # noqa: E402
+from training.recipe import read_recipe  # noqa: E402
 from training.soft_labels import SoftLabels  # noqa: E402
 
 EUROSAT = REPO.parent / "shared" / "data" / "eurosat_rgb"
+STUDENT_RECIPE = REPO / "recipes" / "eurosat_g_ghost_002_none.toml"
 CPU = World(rank=0, size=1, device=torch.device("cpu"))
 
 
@@ -49,10 +52,10 @@ def images(count: int) -> ImageArrays:
     return ImageArrays(rng.integers(0, 256, (count, 64, 64, 3), np.uint8), rng.integers(0, 10, count))
 
 
-def img_per_s(model_name: str, arrays: ImageArrays, batch: int, precision, distill: str) -> float:
+def img_per_s(model_name: str, arrays: ImageArrays, batch: int, precision, distill: str, **options) -> float:
     """Images per second of ``train``'s epoch loop over ``arrays`` (one pass after a warm-up batch)."""
     torch.manual_seed(0)
-    model = make_model(model_name, 10).to(memory_format=torch.channels_last)
+    model = make_model(model_name, 10, options).to(memory_format=torch.channels_last)
     loader = make_loader(arrays, batch_size=batch, train=True, seed=0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
@@ -93,21 +96,24 @@ def main() -> int:
     chosen = choose("auto", CPU.device)
     print(f"hardware: {hardware()}; auto precision: {chosen.name} ({chosen.reason})")
     print("| row | A | B | B / A |\n| --- | ---: | ---: | ---: |")
-    student, teacher = "g_ghost_regnetx_040", "vgg16_bn"
+    recipe = read_recipe(STUDENT_RECIPE)
+    student, teacher = recipe["student"], "vgg16_bn"
+    options = {"stem_stride": recipe["stem_stride"]} if "stem_stride" in recipe else {}
+    print(f"student: {student} {options} ({STUDENT_RECIPE.name})")
     arrays = images(128 * batches)
     compare(
         "student fp32 vs chosen precision, batch 128",
         {
-            "fp32": lambda: img_per_s(student, arrays, 128, FP32, "none"),
-            chosen.name: lambda: img_per_s(student, arrays, 128, chosen, "none"),
+            "fp32": lambda: img_per_s(student, arrays, 128, FP32, "none", **options),
+            chosen.name: lambda: img_per_s(student, arrays, 128, chosen, "none", **options),
         },
         repeats,
     )
     speeds = compare(
         f"student no KD vs DKD with soft labels ({chosen.name})",
         {
-            "no KD": lambda: img_per_s(student, arrays, 128, chosen, "none"),
-            "DKD": lambda: img_per_s(student, arrays, 128, chosen, "dkd"),
+            "no KD": lambda: img_per_s(student, arrays, 128, chosen, "none", **options),
+            "DKD": lambda: img_per_s(student, arrays, 128, chosen, "dkd", **options),
         },
         repeats,
     )

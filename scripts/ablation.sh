@@ -2,9 +2,9 @@
 # The paper's ablation, run the way a user trains: `make train` for every student.
 # 1. The VGG-16-BN teacher (`python -m training train`), unless SOFT_LABELS names its committed
 #    logits: then no teacher is trained and every student reads them.
-# 2. The G-Ghost student without KD, with classic KD and with DKD (beta DKD_BETA, default 2, the
-#    bundled model's): same schedule, same seed, for every seed in SEEDS.
-# 3. DKD's beta sweep over BETAS (default 1 2 4 8) on a short schedule (SWEEP_EPOCHS).
+# 2. The G-Ghost student without KD, with classic KD and with DKD (beta DKD_BETA, default 2): the
+#    bundled student's recipe (recipes/, through `make train`), for every seed in SEEDS (0 1).
+# 3. DKD's beta sweep over BETAS (default 1 2 4 8) on the same schedule (SWEEP_EPOCHS to shorten).
 # 4. Every model scored on the full validation split (clean and under radiometric shifts), the
 #    DKD student quantised, the tables written to $OUT/results.md and $OUT/beta_sweep.md.
 # Every stage resumes from its last epoch; a finished one is skipped. So a stopped ablation
@@ -13,11 +13,11 @@ set -euo pipefail
 
 OUT=${OUT:-runs/ablation}
 DATA=${DATA:-../shared/data/eurosat_rgb}
-STUDENT=${STUDENT:-g_ghost_regnetx_040}
-EPOCHS=${EPOCHS:-30}
-TEACHER_EPOCHS=${TEACHER_EPOCHS:-$EPOCHS}
-SWEEP_EPOCHS=${SWEEP_EPOCHS:-$(((EPOCHS + 2) / 3))}
-SEEDS=${SEEDS:-0}
+STUDENT=${STUDENT:-g_ghost_regnetx_002}
+EPOCHS=${EPOCHS:-}  # empty: the recipe's
+TEACHER_EPOCHS=${TEACHER_EPOCHS:-}
+SWEEP_EPOCHS=${SWEEP_EPOCHS:-$EPOCHS}
+SEEDS=${SEEDS:-0 1}
 BETAS=${BETAS:-1 2 4 8}
 DKD_BETA=${DKD_BETA:-2}
 LIMIT_PER_CLASS=${LIMIT_PER_CLASS:-}
@@ -35,10 +35,10 @@ stamp() { echo "== $1: $(date -u +%H:%M:%S)"; }
 if [[ -n "$SOFT_LABELS" ]]; then
   TEACHER=(--soft-labels "$SOFT_LABELS")
 else
-  stamp "teacher vgg16_bn, $TEACHER_EPOCHS epochs"
+  stamp "teacher vgg16_bn (recipes/eurosat_vgg16_bn_teacher.toml)"
   # shellcheck disable=SC2086  # EXTRA and LIMIT are lists of flags
-  $PY -m training train --model vgg16_bn --data "$DATA" --epochs "$TEACHER_EPOCHS" --seed 0 \
-    --out "$OUT/teacher" --resume $LIMIT $EXTRA
+  $PY -m training train --recipe recipes/eurosat_vgg16_bn_teacher.toml --data "$DATA" \
+    ${TEACHER_EPOCHS:+--epochs "$TEACHER_EPOCHS"} --out "$OUT/teacher" --resume $LIMIT $EXTRA
   TEACHER=(--teacher-checkpoint "$TEACHER_CHECKPOINT")
 fi
 

@@ -179,6 +179,7 @@ def card_from_checkpoint(
         architecture=state["architecture"],
         value_range=[0.0, 255.0],
         raw_range=raw_range,
+        band_raw_ranges=_training_stretch(meta),
         radiometry=radiometry if radiometry is not None else default_radiometry(names, raw_range),
         temperature=float(temperature),
         parameters=count_parameters(model),
@@ -188,6 +189,14 @@ def card_from_checkpoint(
         software=software_versions(),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+
+
+def _training_stretch(meta: dict[str, Any]) -> list[list[float]] | None:
+    """[low, high] per band that raster chips were stretched from (None: folders, or 8-bit chips)."""
+    stretch = (meta.get("data") or {}).get("stretch")
+    if not stretch:
+        return None
+    return [[float(low), float(high)] for low, high in zip(stretch["low"], stretch["high"], strict=True)]
 
 
 def _median_speed(state: dict[str, Any]) -> float | None:

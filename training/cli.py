@@ -112,7 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--model", required=True, help=f"architecture: {', '.join(MODEL_NAMES)}")
     train.add_argument("--input-size", type=int, help="model input side, resized on the fly (default: data's)")
     train.add_argument("--early-input-size", type=int, help="progressive resizing: train the first epochs at this side")
-    train.add_argument("--early-epochs", type=int, default=0, help="epochs at --early-input-size (default 0)")
+    train.add_argument(
+        "--early-fraction", type=float, default=0.0, help="share of the epochs at --early-input-size (default 0)"
+    )
     train.add_argument("--teacher", help="teacher architecture (checked against --teacher-checkpoint)")
     train.add_argument("--teacher-checkpoint", help="teacher checkpoint (.pt) to distil from")
     train.add_argument("--distill", choices=tuple(DISTILL_DEFAULTS), help="default: dkd with a teacher, else none")
@@ -273,7 +275,8 @@ def _card_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         nargs=2,
         metavar=("LOW", "HIGH"),
-        help="raw values mapped to 0..255 at inference (default 0 3000 for EuroSAT: Sentinel-2 reflectance x 10000)",
+        help="raw values mapped to 0..255 at inference (EuroSAT's default: Sentinel-2 reflectance x 10,000, "
+        "0..2750 -> 1..255)",
     )
 
 
@@ -321,10 +324,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     _check_positive(args, "epochs", "batch_size", "input_size", "image_size", "early_input_size")
-    if args.early_epochs < 0 or args.early_epochs >= args.epochs:
+    if not 0.0 <= args.early_fraction < 1.0:
         raise TrainingError(
-            f"--early-epochs {args.early_epochs} must be between 0 and --epochs - 1 ({args.epochs - 1}): "
-            "the last epochs train at the full input size."
+            f"--early-fraction {args.early_fraction} must be at least 0 and below 1: the last epochs train at the "
+            "full input size."
         )
     check_model_name(args.model)
     distill = args.distill or ("dkd" if args.teacher_checkpoint or args.soft_labels else "none")
@@ -339,7 +342,7 @@ def _train(args: argparse.Namespace) -> int:
     data = _load_data_once(args, world, image_size=args.image_size or 64)
     config = _stage_config(args, args.model, Path(args.out), "teacher" if distill == "none" else "student", distill)
     config.input_size = args.input_size
-    config.early_input_size, config.early_epochs = args.early_input_size, args.early_epochs
+    config.early_input_size, config.early_fraction = args.early_input_size, args.early_fraction
     result = train_stage(config, data, world, _meta(args, data, world, args.gsd or data.summary.get("gsd_m")))
     if world.is_main:
         print(f"best val top-1: {100 * result.best_acc:.2f}% (epoch {result.best_epoch})")

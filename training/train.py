@@ -57,10 +57,10 @@ class StageConfig:
     weight_decay: float = 5e-4
     momentum: float = 0.9
     input_size: int | None = None  # None: the data's image size; otherwise resized on the fly
-    # Progressive resizing: the first early_epochs train at early_input_size (a quarter of the
-    # cost at half the side), the rest at input_size. Validation is always at input_size.
+    # Progressive resizing: the first early_fraction of the epochs train at early_input_size
+    # (cheaper at a smaller side), the rest at input_size. Validation is always at input_size.
     early_input_size: int | None = None
-    early_epochs: int = 0
+    early_fraction: float = 0.0
     seed: int = 0
     distill: str = "none"
     distill_options: dict[str, float] = field(default_factory=dict)
@@ -222,7 +222,7 @@ def _initial_state(config, data, meta, teacher, criterion, lr) -> dict[str, Any]
 
 def training_input_size(config: StageConfig, epoch: int, input_size: int) -> int:
     """The side the network trains at in ``epoch`` (0-based): early_input_size during the early epochs."""
-    if config.early_input_size and epoch < config.early_epochs:
+    if config.early_input_size and epoch < round(config.early_fraction * config.epochs):
         return config.early_input_size
     return input_size
 

@@ -37,6 +37,7 @@ OPTIONAL_KEYS: dict[str, type] = {
     "raw_range": list,
     "radiometry": dict,
     "product_mappings": dict,
+    "band_raw_ranges": list,
     "temperature": float,
     "parameters": int,
     "macs": int,
@@ -65,6 +66,9 @@ class ModelCard:
     holds, per product level the training images were not (``"l2a"``), one monotone curve per
     band from reflectance x 10,000 to training values (``{"bands": {"red": {"raw": [...],
     "value": [...]}, ...}, "method": ...}``); the runtime uses it instead of ``raw_range``.
+    ``band_raw_ranges`` ([low, high] per band) is the stretch a model trained on chips of a
+    raster saw: each band mapped from its own range onto ``value_range``; the runtime maps that
+    raster (and others like it) the same way.
 
     Confidence: the class probabilities are ``softmax(logits / temperature)``; the temperature
     is fitted on the validation split so that a confidence of 0.9 is right about 9 times in 10.
@@ -83,6 +87,7 @@ class ModelCard:
     raw_range: list[float] | None = None
     radiometry: dict[str, Any] = field(default_factory=dict)
     product_mappings: dict[str, Any] = field(default_factory=dict)
+    band_raw_ranges: list[list[float]] | None = None
     temperature: float = 1.0
     parameters: int | None = None
     macs: int | None = None
@@ -182,6 +187,11 @@ class ModelCard:
             f"| tile on the ground | {self.tile_size} px at {self.gsd_m:g} m = {self.tile_size_m:g} m |",
             f"| input values | {self.value_range[0]:g}..{self.value_range[1]:g}"
             + (f"; raw {self.raw_range[0]:g}..{self.raw_range[1]:g} mapped there" if self.raw_range else "")
+            + (
+                "; per band from " + ", ".join(f"{lo:.6g}..{hi:.6g}" for lo, hi in self.band_raw_ranges)
+                if self.band_raw_ranges
+                else ""
+            )
             + " |",
             f"| normalisation | mean {self.standardization_mean}, std {self.standardization_std} |",
             f"| confidence | softmax(logits / {self.temperature:.3f}) |",
@@ -242,6 +252,11 @@ def _validate(card: ModelCard) -> None:
     if card.input_size < 1 or card.tile_size < 1 or card.gsd_m <= 0:
         raise ModelError("input_size, tile_size and gsd_m must be positive.")
     _validate_product_mappings(card)
+    if card.band_raw_ranges is not None and (
+        len(card.band_raw_ranges) != channels
+        or not all(isinstance(pair, list) and len(pair) == 2 and pair[0] < pair[1] for pair in card.band_raw_ranges)
+    ):
+        raise ModelError("band_raw_ranges must give one [low, high] with low < high per band.")
     for name, pair in (("value_range", card.value_range), ("raw_range", card.raw_range)):
         if pair is not None and (len(pair) != 2 or pair[0] >= pair[1]):
             raise ModelError(f"{name} must be [low, high] with low < high.")

@@ -114,6 +114,9 @@ class Radiometry:
             mapping = self.card.radiometry.get("mapping") if isinstance(self.card.radiometry, dict) else None
             lo, hi = self.low[0], self.high[0]
             how = f"{mapping} (card)" if mapping else f"linear {lo:g}..{hi:g} -> {vr0:g}..{vr1:g} for all bands (card)"
+            if self.card.band_raw_ranges:
+                ranges = ", ".join(f"band {b}: {self.low[c]:.6g}..{self.high[c]:.6g}" for c, b in enumerate(self.bands))
+                how = f"as the training chips were stretched, per band -> {vr0:g}..{vr1:g} ({ranges})"
             if self.curves:
                 method = self.card.product_mappings.get(self.product, {}).get("method", "")
                 how = f"the model's own {self.product.upper()} curve per band" + (f" ({method})" if method else "")
@@ -238,6 +241,8 @@ def _as_is(card: ModelCard, chosen: list[int], note: str, scaling: str) -> Radio
 
 def _plan_scaling(info, card: ModelCard, chosen, note, scaling, offset, values, product="auto") -> Radiometry:
     """The scaling of ``chosen`` from the sample ``values`` (C, N) of those bands."""
+    if card.band_raw_ranges and scaling in ("auto", "card"):
+        return _trained_ranges(card, chosen, note, scaling)
     gain, units = reflectance_units(info.dtype, values)
     mode = scaling
     if scaling == "auto":
@@ -272,6 +277,13 @@ def _plan_scaling(info, card: ModelCard, chosen, note, scaling, offset, values, 
         reason = "reflectance-like, but the model card has no raw_range"
         warning = f"The model card has no raw_range, so {info.name} gets one percentile range for all bands."
     return Radiometry(card, chosen, note, "percentile", low, high, reason=reason, warnings=(warning,))
+
+
+def _trained_ranges(card: ModelCard, chosen, note, scaling) -> Radiometry:
+    """Each band from the range its training chips were stretched from (a model trained on a raster)."""
+    low, high = (tuple(float(pair[i]) for pair in card.band_raw_ranges) for i in (0, 1))
+    reason = "the model's own per-band ranges" + (" (Scaling card as chosen)" if scaling == "card" else "")
+    return Radiometry(card, chosen, note, "card", low, high, reason=reason)
 
 
 def reflectance_plan(

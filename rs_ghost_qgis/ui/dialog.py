@@ -167,7 +167,7 @@ class ClassifyDialog(QDialog):
         self._model_key: tuple = ()
         # Bands, Scaling and Offset belong to one raster: kept per layer id for this session only,
         # so the next raster (and the next QGIS session) starts from Automatic.
-        self._per_layer: dict[str, tuple[str, str, str]] = {}
+        self._per_layer: dict[str, tuple[str, str, str, str]] = {}
         self._layer_id = ""
         self.setWindowTitle("RS Ghost: classify raster tiles")
         self.setWindowIcon(QIcon(str(icon_path())))
@@ -480,7 +480,10 @@ class ClassifyDialog(QDialog):
         return layer.id() if layer is not None else ""
 
     def _layer_changed(self, *_args) -> None:
-        """Keep Bands, Scaling, Offset and Product level with the raster they were chosen for; a new raster starts automatic."""
+        """Keep Bands, Scaling, Offset and Product level with the raster they were chosen for.
+
+        A new raster starts automatic.
+        """
         if self._layer_id:
             chosen = (
                 self.bands_edit.text(),

@@ -40,6 +40,7 @@ def run_ablation(tree: Path, out: Path, **extra: str) -> subprocess.CompletedPro
         "TEACHER_EPOCHS": "1",
         "SWEEP_EPOCHS": "1",
         "BETAS": "1 8",
+        "SEEDS": "0",
         "ARGS": f"--image-size 32 --batch-size 8 --lr 0.01 --gsd 10 --cache-dir {tree.parent / 'cache'}",
         "OMP_NUM_THREADS": "1",
         **extra,
