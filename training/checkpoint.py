@@ -29,7 +29,7 @@ MODEL_KEYS = ("format", "architecture", "num_classes", "model_options", "state_d
 
 
 # What EuroSAT RGB patches are: Sentinel-2 B04/B03/B02 at 10 m; reflectance x 10,000 of about
-# 0..3000 maps onto their 8-bit values (see ../shared/data/README.md).
+# 0..2750 maps linearly onto their 1..255 (SENTINEL2_RAW_RANGE below; ../shared/data/README.md).
 EUROSAT_BANDS = ["B04 red", "B03 green", "B02 blue"]
 RGB_BANDS = ["red", "green", "blue"]
 EUROSAT_GSD_M = 10.0

@@ -25,8 +25,9 @@ from rs_ghost_qgis.core.assess import Assessment, confusion_matrix
 from rs_ghost_qgis.core.errors import ModelError
 from rs_ghost_qgis.core.runtime import create_session, load_model
 from training.calibration import calibrate, expected_calibration_error
-from training.checkpoint import TrainingError, card_from_checkpoint, load_checkpoint, model_from_checkpoint
+from training.checkpoint import card_from_checkpoint, load_checkpoint, model_from_checkpoint
 from training.data import ImageArrays
+from training.errors import TrainingError
 from training.export import export_onnx
 from training.models import count_macs, count_parameters
 from training.plots import plot_confusion, plot_reliability

@@ -2,7 +2,7 @@
 
 onnxruntime's ``quantize_static`` in QDQ format: int8 weights per output channel, uint8
 activations whose ranges come from percentile calibration (99.999th) on normalised training
-images. Measured on the interim G-Ghost 040 (validation top-1 lost, two draws of 512
+images. Measured on an earlier G-Ghost 040 student (validation top-1 lost, two draws of 512
 calibration images):
 - MinMax, everything int8: 0.87 points; the layer that reads the image kept fp32: 0.26;
 - MinMax, first layer and classifier kept fp32: 0.13 and 1.00 (the draw of images matters);
@@ -41,9 +41,8 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from rs_ghost_qgis.core import atomic
 from rs_ghost_qgis.core.modelcard import ModelCard
-from training.checkpoint import TrainingError
 from training.data import DatasetSplits, ImageArrays, make_loader
-from training.errors import cannot_write
+from training.errors import TrainingError, cannot_write
 from training.evaluate import Scorer, card_metrics, evaluate, load_scorer, measure_latency, save_metrics
 from training.export import embed_card
 from training.train import normalise

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from training.checkpoint import TrainingError
+from training.errors import TrainingError
 
 HEADER = (
     "| model | architecture | parameters | MACs (64 px) | val top-1 | robust val top-1 | macro F1 | CPU tiles/s |",

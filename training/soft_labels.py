@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from rs_ghost_qgis.core.atomic import atomic_path
-from training.checkpoint import TrainingError
 from training.data import VIEWS, ImageArrays, dihedral, make_loader
+from training.errors import TrainingError
 
 FORMAT = 1
 SUFFIX = ".soft_labels.npz"

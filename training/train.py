@@ -35,9 +35,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from training import distributed, soft_labels
-from training.checkpoint import TrainingError, load_checkpoint, make_model, model_from_checkpoint, save_checkpoint
+from training.checkpoint import load_checkpoint, make_model, model_from_checkpoint, save_checkpoint
 from training.data import VIEWS, DatasetSplits, ImageArrays, channel_stats, make_loader
 from training.distributed import World, sum_across
+from training.errors import TrainingError
 from training.losses import DistillationLoss, make_criterion
 from training.plots import plot_curves
 from training.precision import Precision, choose, hardware, time_steps

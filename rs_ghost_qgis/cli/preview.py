@@ -14,21 +14,11 @@ import numpy as np
 from ..core.atomic import temporary_path
 from ..core.crs import describe
 from ..core.pipeline import ClassifyOptions, ClassifyResult
-from ..core.sinks import NODATA_CLASS, publish, write_failed
+from ..core.sinks import NODATA_CLASS, write_failed
 
 MAX_IMAGE_PX = 1400  # long side of the image rendering
 MAX_OUTLINED_CELLS = 120  # draw tile outlines only when there are few enough to see
 OVERLAY_ALPHA = 0.45
-
-
-def draw_preview(source, result: ClassifyResult, path: str | os.PathLike, options: ClassifyOptions) -> Path:
-    """Write a PNG: left the image as the model saw it, right the classes over it, with a legend.
-
-    ``result`` must carry its class map (a run with ``keep_class_map``).
-    """
-    path = Path(path)
-    publish(*render_preview(source, result, path, options), overwrite=options.overwrite)
-    return path
 
 
 def render_preview(

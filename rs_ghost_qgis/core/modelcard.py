@@ -59,7 +59,7 @@ class ModelCard:
 
     Values: ``bands`` names what each input channel holds. The model was trained on values
     in ``value_range`` (8-bit imagery: [0, 255]); input of another data type is mapped there
-    linearly from ``raw_range`` (e.g. [0, 3000] for Sentinel-2 reflectance x 10,000), or by a
+    linearly from ``raw_range`` (e.g. [-10.83, 2750] for EuroSAT's Sentinel-2 reflectance x 10,000), or by a
     percentile stretch. The network then gets ``(v / value_range[1] - mean) / std``.
     ``radiometry`` says in words and numbers what the training values were (product level,
     unit, the linear mapping onto the 8-bit values, the offset convention). ``product_mappings``
