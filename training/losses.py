@@ -61,7 +61,15 @@ def dkd_loss(
     beta: float,
     temperature: float,
 ) -> torch.Tensor:
-    """Decoupled KD: (alpha * TCKD + beta * NCKD) * T², batch mean, without the warm-up factor.
+    """Decoupled KD: (alpha * TCKD + beta * NCKD) * T², batch mean, without the warm-up factor."""
+    tckd, nckd = dkd_terms(logits_student, logits_teacher, target, temperature)
+    return alpha * tckd + beta * nckd
+
+
+def dkd_terms(
+    logits_student: torch.Tensor, logits_teacher: torch.Tensor, target: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DKD's two terms, each x T² and unweighted: (TCKD, NCKD).
 
     TCKD is the KL divergence of the binary (target, rest) probabilities; NCKD the KL divergence
     of the softmax over the non-target classes only.
@@ -85,7 +93,7 @@ def dkd_loss(
     non_target_teacher = (log_teacher - teacher_rest[:, None]).masked_fill(is_target, 0.0)
     nckd = F.kl_div(non_target_student, non_target_teacher, reduction="sum", log_target=True) / batch
 
-    return (alpha * tckd + beta * nckd) * temperature**2
+    return tckd * temperature**2, nckd * temperature**2
 
 
 def warmup_factor(epoch: float, warmup_epochs: float) -> float:
@@ -96,16 +104,17 @@ def warmup_factor(epoch: float, warmup_epochs: float) -> float:
 
 
 def _no_distillation(logits_student, logits_teacher, target, epoch, *, label_smoothing):
-    return ce_loss(logits_student, target, label_smoothing)
+    return {"ce": ce_loss(logits_student, target, label_smoothing)}
 
 
-def _kd_total(logits_student, logits_teacher, target, epoch, *, ce_weight, kd_weight, temperature, label_smoothing):
-    return ce_weight * ce_loss(logits_student, target, label_smoothing) + kd_weight * kd_loss(
-        logits_student, logits_teacher, temperature
-    )
+def _kd_parts(logits_student, logits_teacher, target, epoch, *, ce_weight, kd_weight, temperature, label_smoothing):
+    return {
+        "ce": ce_weight * ce_loss(logits_student, target, label_smoothing),
+        "kd": kd_weight * kd_loss(logits_student, logits_teacher, temperature),
+    }
 
 
-def _dkd_total(
+def _dkd_parts(
     logits_student,
     logits_teacher,
     target,
@@ -118,14 +127,21 @@ def _dkd_total(
     warmup_epochs,
     label_smoothing,
 ):
-    distillation = dkd_loss(logits_student, logits_teacher, target, alpha, beta, temperature)
-    return (
-        ce_weight * ce_loss(logits_student, target, label_smoothing)
-        + warmup_factor(epoch, warmup_epochs) * distillation
-    )
+    tckd, nckd = dkd_terms(logits_student, logits_teacher, target, temperature)
+    ramp = warmup_factor(epoch, warmup_epochs)
+    return {
+        "ce": ce_weight * ce_loss(logits_student, target, label_smoothing),
+        "tckd": ramp * alpha * tckd,
+        "nckd": ramp * beta * nckd,
+    }
 
 
-_TOTALS: dict[str, Callable[..., torch.Tensor]] = {"none": _no_distillation, "kd": _kd_total, "dkd": _dkd_total}
+# Each kind's loss as its weighted terms (their sum is the loss), so logs show which term dominates.
+_PARTS: dict[str, Callable[..., dict[str, torch.Tensor]]] = {
+    "none": _no_distillation,
+    "kd": _kd_parts,
+    "dkd": _dkd_parts,
+}
 
 
 @dataclass(frozen=True)
@@ -144,9 +160,15 @@ class DistillationLoss:
         self, logits_student: torch.Tensor, logits_teacher: torch.Tensor | None, target: torch.Tensor, epoch: float
     ) -> torch.Tensor:
         """Scalar loss; ``epoch`` (fractional allowed) drives the DKD warm-up."""
+        return sum(self.parts(logits_student, logits_teacher, target, epoch).values())
+
+    def parts(
+        self, logits_student: torch.Tensor, logits_teacher: torch.Tensor | None, target: torch.Tensor, epoch: float
+    ) -> dict[str, torch.Tensor]:
+        """The loss's weighted terms by name (ce; kd; tckd and nckd), which add up to the loss."""
         if self.needs_teacher and logits_teacher is None:
             raise ValueError(f"the {self.kind!r} loss needs teacher logits, got None")
-        return _TOTALS[self.kind](logits_student, logits_teacher, target, epoch, **self.hyperparameters)
+        return _PARTS[self.kind](logits_student, logits_teacher, target, epoch, **self.hyperparameters)
 
 
 def make_criterion(kind: str, **hyperparameters: float) -> DistillationLoss:

@@ -75,9 +75,22 @@ def _check_type(name: str, value: Any, action: argparse.Action) -> None:
         fits = True
     if not fits:
         raise TrainingError(f"the recipe's {name} = {value!r} should be a {expected.__name__}; fix the recipe.")
-    if action.choices is not None and value not in action.choices:
+    if expected is list:
+        _check_items(name, value, action)
+    elif action.choices is not None and value not in action.choices:
         choices = ", ".join(map(str, action.choices))
         raise TrainingError(f"the recipe's {name} = {value!r} is not one of {choices}; fix the recipe.")
+
+
+def _check_items(name: str, value: list, action: argparse.Action) -> None:
+    """A list for a flag of several values: as many as the flag takes, each of its type."""
+    if isinstance(action.nargs, int) and len(value) != action.nargs:
+        raise TrainingError(f"the recipe's {name} should hold {action.nargs} values, not {len(value)}; fix the recipe.")
+    kind = action.type if isinstance(action.type, type) else str
+    for item in value:
+        fits = isinstance(item, kind) or (kind is float and isinstance(item, int))
+        if not fits or isinstance(item, bool):
+            raise TrainingError(f"the recipe's {name} holds {item!r}, not a {kind.__name__}; fix the recipe.")
 
 
 def recipe_text(path: str | Path | None) -> str | None:

@@ -170,7 +170,7 @@ def train_stage(
         torch.manual_seed(config.seed * 100_003 + epoch * 1_009 + world.rank)
         step.input_size = training_input_size(config, epoch, state["input_size"])
         started = time.perf_counter()
-        loss, acc = _train_epoch(step, loader, config, world, epoch)
+        loss, acc, terms = _train_epoch(step, loader, config, world, epoch)
         train_seconds = time.perf_counter() - started
         recalibrate_batchnorm(model, data.train, config, world, stats, state["input_size"], precision)
         val_loss, val_acc = _validate(model, data.val, config, world, stats, state["input_size"])
@@ -183,6 +183,7 @@ def train_stage(
             "val_acc": val_acc,
             "seconds": time.perf_counter() - started,
             "img_per_s": len(loader) * config.batch_size * world.size / max(train_seconds, 1e-9),
+            **terms,
         }
         improved = _record(state, row)
         if world.is_main:
@@ -190,7 +191,8 @@ def train_stage(
             print(
                 f"{config.stage} epoch {epoch + 1}/{config.epochs}: train loss {loss:.4f} acc {100 * acc:.2f}% | "
                 f"val loss {val_loss:.4f} acc {100 * val_acc:.2f}% | {row['seconds']:.1f} s, "
-                f"{row['img_per_s']:.0f} img/s"
+                f"{row['img_per_s']:.0f} img/s | terms "
+                + " ".join(f"{name.removeprefix('train_')} {value:.4f}" for name, value in terms.items())
             )
     if state["epoch"] == 0:
         raise TrainingError(f"{config.stage}: no epoch was trained; --epochs must be at least 1.")
@@ -223,7 +225,9 @@ def _initial_state(config, data, meta, teacher, criterion, lr) -> dict[str, Any]
 
 def training_input_size(config: StageConfig, epoch: int, input_size: int) -> int:
     """The side the network trains at in ``epoch`` (0-based): early_input_size during the early epochs."""
-    if config.early_input_size and epoch < round(config.early_fraction * config.epochs):
+    # At least the last epoch trains at the full size, whatever the rounding.
+    early_epochs = min(round(config.early_fraction * config.epochs), config.epochs - 1)
+    if config.early_input_size and epoch < early_epochs:
         return config.early_input_size
     return input_size
 
@@ -410,10 +414,12 @@ class _Step:
     precision: Precision
 
 
-def _train_epoch(step: _Step, loader, config: StageConfig, world: World, epoch: int) -> tuple[float, float]:
+def _train_epoch(step: _Step, loader, config: StageConfig, world: World, epoch: int) -> tuple[float, float, dict]:
+    """Train one epoch: mean loss, accuracy, and the mean of each loss term (``train_ce``, ...)."""
     step.net.train()
     batches = len(loader)
     totals = [0.0, 0.0, 0.0]  # loss sum, correct, seen
+    term_sums: dict[str, float] = {}
     progress = tqdm(loader, desc=f"{config.stage} {epoch + 1}/{config.epochs}", leave=False, disable=not world.is_main)
     for number, batch in enumerate(progress):
         images, labels = _to_device(batch.images, batch.labels, world.device)
@@ -422,12 +428,13 @@ def _train_epoch(step: _Step, loader, config: StageConfig, world: World, epoch: 
         with step.precision.autocast(world.device):
             logits = step.net(normalise(images, *step.stats, step.input_size))
         # The losses work in fp32; the epoch is fractional so the DKD warm-up ramps per batch.
-        loss = step.criterion(
+        parts = step.criterion.parts(
             logits.float(),
             None if teacher_logits is None else teacher_logits.float(),
             labels,
             epoch + (number + 1) / batches,
         )
+        loss = sum(parts.values())
         step.optimizer.zero_grad(set_to_none=True)
         step.scaler.scale(loss).backward()
         step.scaler.step(step.optimizer)
@@ -436,9 +443,13 @@ def _train_epoch(step: _Step, loader, config: StageConfig, world: World, epoch: 
         totals[0] += loss.item() * len(labels)
         totals[1] += (logits.argmax(1) == labels).sum().item()
         totals[2] += len(labels)
+        for name, value in parts.items():
+            term_sums[name] = term_sums.get(name, 0.0) + value.item() * len(labels)
         progress.set_postfix(loss=f"{totals[0] / totals[2]:.4f}", acc=f"{100 * totals[1] / totals[2]:.1f}%")
-    loss_sum, correct, seen = sum_across(world, totals)
-    return loss_sum / max(seen, 1), correct / max(seen, 1)
+    names = sorted(term_sums)
+    loss_sum, correct, seen, *term_totals = sum_across(world, totals + [term_sums[name] for name in names])
+    terms = {f"train_{name}": total / max(seen, 1) for name, total in zip(names, term_totals, strict=True)}
+    return loss_sum / max(seen, 1), correct / max(seen, 1), terms
 
 
 def recalibrate_batchnorm(
@@ -541,7 +552,9 @@ def _save_epoch(state, model, optimizer, scheduler, scaler, out: Path, improved:
 def write_logs(history: list[dict[str, float]], out: Path, title: str) -> None:
     """``log.csv``, ``log.json`` and ``curves.png`` of a stage's epochs."""
     with open(out / "log.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
+        # The loss terms (train_ce, train_tckd, ...) follow the fixed columns.
+        terms = sorted({key for row in history for key in row} - set(LOG_FIELDS))
+        writer = csv.DictWriter(handle, fieldnames=[*LOG_FIELDS, *terms])
         writer.writeheader()
         writer.writerows(history)
     (out / "log.json").write_text(json.dumps({"stage": title, "history": history}, indent=2))

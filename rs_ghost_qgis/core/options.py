@@ -160,7 +160,7 @@ def check_scaling(scaling: str) -> str:
 
 def check_product(product: str | None) -> str:
     """``product`` (case-insensitive; empty means auto) when it is one of PRODUCTS, else OptionError."""
-    product = (product or "auto").strip().lower()
+    product = (product or "").strip().lower() or "auto"
     if product not in PRODUCTS:
         raise OptionError(
             "product",

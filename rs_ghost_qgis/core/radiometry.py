@@ -62,9 +62,13 @@ DARK_PERCENTILE = 2.0
 L2A_BLUE_DARK = 400.0
 L1C_BLUE_DARK = 600.0
 # Words in metadata values, file names and band descriptions that name the product level.
-_PRODUCT_WORDS = {
-    "l2a": {"l2a", "msil2a", "s2msi2a", "level2a", "boa"},
-    "l1c": {"l1c", "msil1c", "s2msi1c", "level1c", "toa"},
+# Short words must stand alone ("BOA reflectance"); product names may be joined to others
+# ("Level-2A", "S2A_MSIL2A_2023...", "RADIO_ADD_OFFSET"), so they are looked for in the text
+# with every separator removed.
+_PRODUCT_WORDS = {"l2a": {"l2a", "boa"}, "l1c": {"l1c", "toa"}}
+_PRODUCT_NAMES = {
+    "l2a": ("msil2a", "s2msi2a", "level2a", "boaaddoffset"),
+    "l1c": ("msil1c", "s2msi1c", "level1c", "radioaddoffset"),
 }
 _OFFSET_KEY = re.compile(r"(BOA|RADIO)_ADD_OFFSET", re.IGNORECASE)
 # Colour balance hint for guessed bands: a chromaticity farther than this from the card's
@@ -134,7 +138,10 @@ class Radiometry:
 
     def raw_bounds(self) -> tuple[float, float]:
         """The raw values mapped onto the ends of ``value_range`` (the widest over the channels)."""
-        return (min(self.low) + self.offset) / self.gain, (max(self.high) + self.offset) / self.gain
+        low, high = min(self.low), max(self.high)
+        if self.curves:  # the curves' knots span what they map; beyond them values are clipped
+            low, high = min(raw[0] for raw, _ in self.curves), max(raw[-1] for raw, _ in self.curves)
+        return (low + self.offset) / self.gain, (high + self.offset) / self.gain
 
     def _ranges(self) -> list[tuple[float, float]]:
         return [(self.low[c], self.high[c]) for c in range(len(self.low))]
@@ -328,19 +335,21 @@ def decide_product(info, card: ModelCard, product: str, reflectance: np.ndarray)
 
 
 def product_from_metadata(info) -> tuple[str, str] | None:
-    """The product level named by the raster's metadata, file name or band descriptions, and where."""
+    """The product level named by the raster's metadata, file name or band descriptions, and where.
+
+    L2A wins over L1C wherever each is named: L2A products keep some of their L1C's tags.
+    """
     places = [
         (f"{key.split(':')[-1]} {value} in the metadata", f"{key} {value}") for key, value in info.metadata.items()
     ]
     name = (info.path or info.name).replace("\\", "/").rsplit("/", 1)[-1]
     places += [(f"the file name {name}", name)]
     places += [(f"band description '{text}'", text) for text in info.band_descriptions if text]
-    for where, text in places:
-        words = {word.lower() for word in re.split(r"[^0-9A-Za-z]+", text) if word}
-        if "BOA_ADD_OFFSET" in text.upper():
-            words.add("boa")
-        for level, names in _PRODUCT_WORDS.items():
-            if words & names:
+    for level in ("l2a", "l1c"):
+        for where, text in places:
+            words = {word.lower() for word in re.split(r"[^0-9A-Za-z]+", text) if word}
+            joined = re.sub(r"[^0-9a-z]+", "", text.lower())
+            if words & _PRODUCT_WORDS[level] or any(product in joined for product in _PRODUCT_NAMES[level]):
                 return level, where
     return None
 
@@ -513,11 +522,13 @@ def colour_hint(plan: Radiometry, bands: list[int], values: np.ndarray) -> str:
     compared with the card's standardisation means, which are the training images' means.
     """
     need = len(plan.bands)
-    if plan.scaling == "percentile-per-band" or need < 2 or len(bands) < need or values.shape[1] == 0:
+    per_band = plan.scaling == "percentile-per-band" or plan.card.band_raw_ranges
+    if per_band or need < 2 or len(bands) < need or values.shape[1] == 0:
         return ""
-    # 'none', 'card' and 'percentile' map every band alike, so the other bands can be mapped the same way.
+    # 'none', 'card' and 'percentile' map every band alike, so the other bands can be mapped the same way;
+    # a product's curves belong to channels, not bands, so the balance is judged on the linear mapping.
     n = len(bands)
-    common = dataclasses.replace(plan, bands=list(bands), low=(plan.low[0],) * n, high=(plan.high[0],) * n)
+    common = dataclasses.replace(plan, bands=list(bands), low=(plan.low[0],) * n, high=(plan.high[0],) * n, curves=None)
     means = common.to_values(values).mean(axis=1) / plan.card.value_range[1]
     target = _chromaticity(np.asarray(plan.card.standardization_mean, dtype=np.float64))
     if target is None:

@@ -22,6 +22,7 @@ import contextlib
 import errno
 import os
 import re
+import sqlite3
 import traceback
 import zlib
 from collections.abc import Iterator
@@ -166,17 +167,83 @@ def _same_file(path: Path, other: str) -> bool:
 
 
 def other_layers(path: str | os.PathLike, layer_name: str) -> list[str]:
-    """The layers of the existing vector file ``path`` besides ``layer_name`` ([] when none or unreadable)."""
-    if not Path(path).is_file():
-        return []
-    ds = ogr.Open(str(path))
-    if ds is None:  # not a file OGR can read: nothing of value to lose in it
-        return []
-    return [ds.GetLayer(i).GetName() for i in range(ds.GetLayerCount()) if ds.GetLayer(i).GetName() != layer_name]
+    """What the existing GeoPackage ``path`` holds besides the vector layer ``layer_name`` ([] when nothing).
+
+    Replacing the file would lose all of it: other vector layers (by name), raster tiles
+    ("raster NAME"), attribute tables and tables GDAL does not register ("table NAME"), views,
+    and metadata not about ``layer_name``. Read with sqlite3: OGR lists no raster table and does
+    not open a raster-only GeoPackage at all, which is how such files were once replaced. A file
+    that is no SQLite database holds none of this: [] (``--overwrite`` replaces it like any file).
+    OutputError when the file cannot be read: what cannot be seen cannot be kept.
+    """
+    path = Path(path)
+    try:
+        if not path.is_file() or not _is_sqlite(path):
+            return []
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            return _gpkg_content(db, layer_name)
+    except (OSError, sqlite3.Error) as error:
+        raise OutputError(
+            OptionText(
+                "Cannot tell what {path} holds ({reason}), so replacing it could delete layers or tables in it; "
+                "choose another file name for {out_vector}.",
+                path=path,
+                reason=getattr(error, "strerror", None) or error,
+            )
+        ) from None
+
+
+def _is_sqlite(path: Path) -> bool:
+    """Whether ``path`` is an SQLite database, as every GeoPackage is (by its 16-byte header)."""
+    with path.open("rb") as file:
+        return file.read(16) == b"SQLite format 3\x00"
+
+
+def _gpkg_content(db: sqlite3.Connection, layer_name: str) -> list[str]:
+    """The tables, views and metadata of an open GeoPackage that do not belong to the vector layer ``layer_name``."""
+    tables = dict(db.execute("SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view')").fetchall())
+    found: list[str] = []
+    registered = {layer_name}
+    if "gpkg_contents" in tables:
+        for name, kind in db.execute("SELECT table_name, data_type FROM gpkg_contents ORDER BY table_name"):
+            registered.add(name)
+            if (name, kind) != (layer_name, "features"):
+                found.append(_GPKG_KINDS.get(kind, f"{kind} ") + name)
+    # Tables outside gpkg_contents (QGIS's layer_styles, other programs' own); GeoPackage's and
+    # SQLite's system tables and each layer's spatial index belong to the file or to a layer.
+    found += [
+        f"{kind} {name}"
+        for name, kind in sorted(tables.items())
+        if name not in registered and not name.startswith(("gpkg_", "sqlite_", "rtree_"))
+    ]
+    if "gpkg_metadata" in tables and _file_metadata(db, "gpkg_metadata_reference" in tables):
+        found.append("the file's metadata")
+    return found
+
+
+_GPKG_KINDS = {"features": "", "tiles": "raster ", "2d-gridded-coverage": "raster ", "attributes": "table "}
+
+
+def _file_metadata(db: sqlite3.Connection, referenced: bool) -> bool:
+    """Whether the GeoPackage holds metadata about the whole file, or about no table at all.
+
+    Metadata about a table goes with it: the table is listed already, or is the layer this run writes.
+    """
+    if not referenced:
+        return db.execute("SELECT EXISTS (SELECT 1 FROM gpkg_metadata)").fetchone()[0] == 1
+    query = (
+        "SELECT EXISTS (SELECT 1 FROM gpkg_metadata WHERE id NOT IN "
+        "(SELECT md_file_id FROM gpkg_metadata_reference WHERE table_name IS NOT NULL)) "
+        "OR EXISTS (SELECT 1 FROM gpkg_metadata_reference WHERE table_name IS NULL)"
+    )
+    return db.execute(query).fetchone()[0] == 1
 
 
 def check_layers(path: str | os.PathLike, layer_name: str, overwrite: bool) -> None:
-    """Refuse to overwrite a GeoPackage holding layers other than ``layer_name``: replacing the file would drop them."""
+    """Refuse to overwrite a GeoPackage holding anything besides ``layer_name``: replacing the file would drop it.
+
+    See other_layers for what counts: other vector layers, raster tables, attribute tables, metadata.
+    """
     others = other_layers(path, layer_name) if overwrite else []
     if others:
         raise OutputError(
@@ -184,9 +251,15 @@ def check_layers(path: str | os.PathLike, layer_name: str, overwrite: bool) -> N
                 "{path} holds other layers ({others}) that {overwrite} would delete with the file; choose another "
                 "file name for {out_vector}.",
                 path=path,
-                others=", ".join(others),
+                others=short_list(others),
             )
         )
+
+
+def short_list(names: list[str], most: int = 6) -> str:
+    """``names`` joined by commas, the first ``most`` of them and how many more."""
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def write_failed(what: str, path: Path, reason: object) -> OutputError:

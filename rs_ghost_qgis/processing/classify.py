@@ -7,6 +7,7 @@ from pathlib import Path
 
 from qgis.core import (
     QgsApplication,
+    QgsDataSourceUri,
     QgsFeature,
     QgsFeatureRequest,
     QgsFeatureSink,
@@ -30,6 +31,7 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
+    QgsProviderRegistry,
     QgsWkbTypes,
 )
 from qgis.PyQt.QtCore import QVariant
@@ -43,17 +45,23 @@ from ..qgis_io.style import layer_names, run_detail, style_class_raster, style_t
 
 
 def _check_vector_destination(destination: str) -> None:
-    """Refuse a GeoPackage file holding other layers: Processing replaces the whole file, dropping them."""
+    """Refuse a GeoPackage file holding anything besides our layer: Processing replaces the whole file.
+
+    Other vector layers, raster tables, attribute tables and the file's metadata would all be
+    lost (core.sinks.other_layers says what counts). A destination inside a GeoPackage
+    (``ogr:dbname=... table=...``, "Save to GeoPackage...") adds a layer and keeps the rest.
+    """
     path = Path(destination or "")
     if path.suffix.lower() != ".gpkg":
         return  # a layer URI (ogr:dbname=...), memory or a temporary output
-    from ..core.sinks import other_layers
+    from ..core.sinks import other_layers, short_list
 
-    others = other_layers(path, path.stem)
+    others = other_layers(path, path.stem)  # Processing names the layer of a plain file after the file
     if others:
         raise OutputError(
-            f"OUTPUT_VECTOR {path} holds other layers ({', '.join(others)}) that Processing would delete when it "
-            "replaces the file; choose another file name."
+            f"OUTPUT_VECTOR {path} holds other layers ({short_list(others)}) that Processing would delete when it "
+            "replaces the file; choose another file name, or 'Save to GeoPackage...' to add the tiles to it as "
+            "a new layer."
         )
 
 
@@ -307,11 +315,16 @@ class FeatureSinkAdapter:
         self.sink = None
         self.dest_id = ""
         self._fields = QgsFields()
+        self._into_existing_file = False  # a layer added to a file that was there before: abort keeps the file
 
     def open(self, fields, crs_wkt: str) -> None:
         """Create the Processing sink with the engine's fields and CRS."""
         for spec in fields:
             self._fields.append(QgsField(spec.name, self._TYPES[spec.kind]))
+        destination = self._algorithm.parameterAsOutputLayer(
+            self._parameters, ClassifyAlgorithm.OUTPUT_VECTOR, self._context
+        )
+        self._into_existing_file = _adds_to_existing_file(destination or "")
         self.sink, self.dest_id = self._algorithm.parameterAsSink(
             self._parameters,
             ClassifyAlgorithm.OUTPUT_VECTOR,
@@ -341,12 +354,46 @@ class FeatureSinkAdapter:
         self.sink.flushBuffer()
 
     def abort(self) -> None:
-        """Close the sink and delete its file so a cancelled run leaves nothing."""
-        self.sink = None
-        path = self.dest_id.split("|")[0]
+        """Close the sink and delete what it wrote so a cancelled run leaves nothing.
+
+        That is the file it created, or only our layer of a file that was there before: never
+        the other layers and tables of a GeoPackage the tiles were added to.
+        """
+        self.sink = None  # closes the file
+        parts = QgsProviderRegistry.instance().decodeUri("ogr", self.dest_id) if self.dest_id else {}
+        path = parts.get("path", "")
         if path and os.path.isfile(path):
-            os.remove(path)
+            if self._into_existing_file:
+                _drop_layer(path, parts.get("layerName") or "")
+            else:
+                os.remove(path)
         self.dest_id = ""
+
+
+def _adds_to_existing_file(destination: str) -> bool:
+    """Whether a Processing destination adds a layer to an existing file (``ogr:dbname='...' table=...``).
+
+    Processing then writes into that file and keeps its other layers; a plain file name
+    replaces the file (which _check_vector_destination checked holds nothing else).
+    """
+    if not destination.startswith("ogr:"):
+        return False
+    return os.path.isfile(QgsDataSourceUri(destination[len("ogr:") :]).database())
+
+
+def _drop_layer(path: str, layer_name: str) -> None:
+    """Delete the vector layer ``layer_name`` from the file ``path``, leaving everything else in it."""
+    from osgeo import gdal, ogr
+
+    gdal.PushErrorHandler("CPLQuietErrorHandler")  # a failure leaves the layer: said by the error that aborted
+    try:
+        ds = ogr.Open(path, 1)
+        names = [ds.GetLayer(i).GetName() for i in range(ds.GetLayerCount())] if ds is not None else []
+        if layer_name in names:
+            ds.DeleteLayer(names.index(layer_name))
+        ds = None
+    finally:
+        gdal.PopErrorHandler()
 
 
 class _StylePostProcessor(QgsProcessingLayerPostProcessorInterface):

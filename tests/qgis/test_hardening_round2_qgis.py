@@ -1,0 +1,89 @@
+"""Issue 24 in QGIS Processing: writing the tiles never destroys what a GeoPackage held before.
+
+Processing replaces the whole file of a plain .gpkg destination, so a GeoPackage holding
+anything besides our layer (a raster table here) is refused before the run; a destination
+inside an existing GeoPackage (``ogr:dbname=... table=...``) adds our layer, and a failed
+run there removes that layer only, never the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from osgeo import gdal, ogr
+from qgis.core import QgsProcessingException
+
+from tests.qgis.rasters import two_halves, write_geotiff
+
+
+def _raster_geopackage(path: Path, source: Path) -> np.ndarray:
+    """A GeoPackage holding one raster tiles table, copied from ``source``; returns its pixels."""
+    gdal.Translate(str(path), str(source), format="GPKG")
+    with rasterio.open(path) as ds:
+        return ds.read()
+
+
+def _pixels(path: Path) -> np.ndarray:
+    """The raster of a GeoPackage, read back by GDAL (fails if the table is gone)."""
+    with rasterio.open(path) as ds:
+        return ds.read()
+
+
+def _classify(raster: Path, model: Path, vector: str, feedback=None):
+    import processing
+
+    parameters = {"INPUT": str(raster), "MODEL": str(model), "OUTPUT_VECTOR": vector}
+    return processing.run("rsghost:classify", parameters, feedback=feedback)
+
+
+def test_geopackage_holding_a_raster_is_refused_and_kept(qgis_app, provider, tmp_path, tiny_model):
+    raster = write_geotiff(tmp_path / "halves.tif", two_halves())
+    project = tmp_path / "project.gpkg"
+    before = _raster_geopackage(project, raster)
+    with pytest.raises(QgsProcessingException) as caught:
+        _classify(raster, tiny_model, str(project))
+    text = str(caught.value)
+    assert "raster project" in text and "choose another file name" in text and "Traceback" not in text
+    np.testing.assert_array_equal(_pixels(project), before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["halves.tif", "project.gpkg"]
+
+
+def test_rerun_into_its_own_geopackage_replaces_it(qgis_app, provider, tmp_path, tiny_model):
+    # The refusal is about other content: a GeoPackage holding only the previous run's layer is replaced.
+    raster = write_geotiff(tmp_path / "halves.tif", two_halves())
+    tiles = tmp_path / "tiles.gpkg"
+    assert _classify(raster, tiny_model, str(tiles))["TILES_CLASSIFIED"] == 8
+    assert _classify(raster, tiny_model, str(tiles))["TILES_CLASSIFIED"] == 8
+    assert ogr.Open(str(tiles)).GetLayer(0).GetFeatureCount() == 8
+
+
+def _blank(path: Path) -> Path:
+    """A raster that is nodata throughout: the run opens the sink, then fails with 'nothing classified'."""
+    return write_geotiff(path, np.zeros_like(two_halves()), nodata=0)
+
+
+def test_failed_run_into_a_layer_of_an_existing_geopackage_keeps_the_file(qgis_app, provider, tmp_path, tiny_model):
+    # A destination inside a GeoPackage adds a layer; a failure removed the whole file with the raster.
+    source = write_geotiff(tmp_path / "halves.tif", two_halves())
+    project = tmp_path / "project.gpkg"
+    before = _raster_geopackage(project, source)
+    blank = _blank(tmp_path / "blank.tif")
+    with pytest.raises(QgsProcessingException) as caught:
+        _classify(blank, tiny_model, f"ogr:dbname='{project}' table=\"tiles\" (geom)")
+    assert "nothing was classified" in str(caught.value)
+    np.testing.assert_array_equal(_pixels(project), before)
+    ds = gdal.OpenEx(str(project), gdal.OF_VECTOR)
+    assert ds is None or ds.GetLayerByName("tiles") is None  # our half-written layer is gone
+
+
+def test_run_into_a_layer_of_an_existing_geopackage_keeps_the_raster(qgis_app, provider, tmp_path, tiny_model):
+    source = write_geotiff(tmp_path / "halves.tif", two_halves())
+    project = tmp_path / "project.gpkg"
+    before = _raster_geopackage(project, source)
+    result = _classify(source, tiny_model, f"ogr:dbname='{project}' table=\"tiles\" (geom)")
+    assert result["TILES_CLASSIFIED"] == 8
+    np.testing.assert_array_equal(_pixels(project), before)
+    assert ogr.Open(str(project)).GetLayerByName("tiles").GetFeatureCount() == 8
