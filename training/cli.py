@@ -170,6 +170,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--model", required=True, nargs="+", help="exported models (.onnx)")
     check.add_argument("--patches", required=True, help="L2A patches with B02, B03, B04, B08 (.npz)")
     check.add_argument("--out", required=True, help="folder for spectral_check.md and .json")
+    check.add_argument("--scene", help="the Demmin L2A scene: also score its wheat fields (wheat_check.md)")
     check.set_defaults(handler=_spectral_check)
 
     report = commands.add_parser("report", help="markdown results table from evaluation folders")
@@ -438,16 +439,23 @@ def _l2a_fit(args: argparse.Namespace) -> int:
 
 def _spectral_check(args: argparse.Namespace) -> int:
     patches, bands = l2a.load_patches(args.patches)
-    reports = []
-    for model in args.model:
-        products = ["l1c"] + (["l2a"] if load_model(model).card.product_mappings.get("l2a") else [])
-        reports += [l2a.spectral_check(model, patches, bands, product) for product in products]
+    checked = [
+        (model, product)
+        for model in args.model
+        for product in ["l1c"] + (["l2a"] if load_model(model).card.product_mappings.get("l2a") else [])
+    ]
+    reports = [l2a.spectral_check(model, patches, bands, product) for model, product in checked]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = l2a.format_report(reports)
     atomic.write_text(out / "spectral_check.md", table)
     atomic.write_text(out / "spectral_check.json", json.dumps(reports, indent=2))
     print(table)
+    if args.scene:
+        wheat = [l2a.wheat_check(report_model, args.scene, product, out) for report_model, product in checked]
+        atomic.write_text(out / "wheat_check.md", l2a.format_wheat(wheat))
+        atomic.write_text(out / "wheat_check.json", json.dumps(wheat, indent=2))
+        print(l2a.format_wheat(wheat))
     return 0
 
 

@@ -174,6 +174,77 @@ def format_report(reports: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Inside the June wheat of the Demmin scene (EPSG:32633): the large dark-green fields, without
+# the bare fields at the top and left, the village and the woods (docs/preview_demmin.png).
+DEMMIN_WHEAT_BOX = (380_900.0, 5_971_600.0, 383_600.0, 5_973_300.0)
+DEMMIN_WHEAT_CRS = "EPSG:32633"
+FARMLAND_CLASSES = ("AnnualCrop", "PermanentCrop", "Pasture")
+
+
+def tiles_within(tiles_gpkg: str | Path, box: tuple[float, float, float, float], crs: str) -> dict[str, int]:
+    """Top class -> count of the classified tiles of a tile layer (classify's GeoPackage) lying wholly in ``box``."""
+    import shapely
+    from osgeo import ogr
+
+    from rs_ghost_qgis.core.crs import to_wkt, transform_geometry
+
+    area = shapely.box(*box)
+    dataset = ogr.Open(str(tiles_gpkg))
+    layer = dataset.GetLayer(0)
+    layer_wkt = layer.GetSpatialRef().ExportToWkt()
+    counts: dict[str, int] = {}
+    for feature in layer:
+        name = feature.GetField("class_name")
+        geometry = shapely.from_wkb(bytes(feature.GetGeometryRef().ExportToIsoWkb()))
+        if name and area.contains(transform_geometry(geometry, layer_wkt, to_wkt(crs))):
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
+def wheat_check(model_path: str | Path, scene: str | Path, product: str, folder: Path) -> dict[str, Any]:
+    """What the model calls the Demmin wheat (tiles wholly inside DEMMIN_WHEAT_BOX, stride 16), as the plugin runs."""
+    from rs_ghost_qgis.core.crs import to_wkt
+    from rs_ghost_qgis.core.grid import Area
+    from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
+    from rs_ghost_qgis.core.rasterio_source import RasterioSource
+
+    tiles = folder / f"{Path(model_path).stem}_{product}.gpkg"
+    area = Area(bounds=DEMMIN_WHEAT_BOX, crs_wkt=to_wkt(DEMMIN_WHEAT_CRS))
+    options = ClassifyOptions(
+        model_path=str(model_path), area=area, stride=16, product=product, out_vector=str(tiles), overwrite=True
+    )
+    with RasterioSource(scene) as source:
+        result = classify(source, options)
+    counts = tiles_within(tiles, DEMMIN_WHEAT_BOX, DEMMIN_WHEAT_CRS)
+    total = sum(counts.values())
+    share = {name: count / total for name, count in counts.items()} if total else {}
+    return {
+        "model": Path(model_path).name,
+        "product": product,
+        "scaling": result.scaling_used,
+        "tiles": total,
+        "farmland": sum(share.get(name, 0.0) for name in FARMLAND_CLASSES),
+        "water": sum(share.get(name, 0.0) for name in WATER_CLASSES),
+        "classes": counts,
+    }
+
+
+def format_wheat(reports: list[dict[str, Any]]) -> str:
+    """A markdown table of ``wheat_check`` reports."""
+    lines = [
+        "| model | product | tiles | farmland (AnnualCrop, PermanentCrop, Pasture) | water (SeaLake, River) "
+        "| classes |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for report in reports:
+        classes = ", ".join(f"{name} {count}" for name, count in report["classes"].items())
+        lines.append(
+            f"| {report['model']} | {report['product']} | {report['tiles']} | {100 * report['farmland']:.1f} % "
+            f"| {100 * report['water']:.1f} % | {classes} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def with_mapping(card: ModelCard, mapping: dict[str, Any]) -> ModelCard:
     """``card`` carrying ``mapping`` as its L2A curves, and saying so in its radiometry."""
     radiometry = {**card.radiometry, "l2a": "Sentinel-2 L2A rasters go through product_mappings['l2a'] instead"}
