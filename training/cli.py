@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import shutil
 import sys
@@ -287,6 +288,7 @@ def _card_arguments(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     if args.polygons and not args.data:
         raise TrainingError("--polygons labels the raster given with --data: add --data scene.tif.")
+    _check_optimiser(args)
     args.data = args.data or _find_default_data()
     _check_positive(args, "epochs", "teacher_epochs", "batch_size", "teacher_input_size", "tile_size", "image_size")
     for name in (args.student, args.teacher):  # before the data, which may take minutes to load
@@ -325,6 +327,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     _check_positive(args, "epochs", "batch_size", "input_size", "image_size", "early_input_size")
+    _check_optimiser(args)
     if not 0.0 <= args.early_fraction < 1.0:
         raise TrainingError(
             f"--early-fraction {args.early_fraction} must be at least 0 and below 1: the last epochs train at the "
@@ -488,11 +491,25 @@ def _find_default_data() -> str:
     raise TrainingError(NO_DATA)
 
 
-def _check_positive(args: argparse.Namespace, *names: str) -> None:
+def _check_positive(args: argparse.Namespace, *names: str, least: int = 1) -> None:
+    """Refuse a count below ``least``, naming its flag."""
     for name in names:
         value = getattr(args, name, None)
-        if value is not None and value < 1:
-            raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, not {value}.")
+        if value is not None and value < least:
+            raise TrainingError(f"--{name.replace('_', '-')} must be at least {least}, not {value}.")
+
+
+def _check_optimiser(args: argparse.Namespace) -> None:
+    """Refuse a learning rate, weight decay or worker count that torch would refuse only once the data is loaded.
+
+    NaN and infinity are refused too. So is a learning rate of 0: the stage would take it for
+    "the default rate" (StageConfig.lr None or 0) without a word.
+    """
+    if args.lr is not None and not 0 < args.lr < math.inf:
+        raise TrainingError(f"--lr must be a number above 0, not {args.lr}: it is the peak learning rate (e.g. 0.1).")
+    if not 0 <= args.weight_decay < math.inf:
+        raise TrainingError(f"--weight-decay must be 0 (none) or a number above it, not {args.weight_decay}.")
+    _check_positive(args, "workers", least=0)
 
 
 def _load_data_once(args: argparse.Namespace, world: distributed.World, *, image_size: int) -> DatasetSplits:

@@ -412,8 +412,9 @@ def _prepare_dir(out: Path) -> Path:
 def _plan(job: RasterJob, model, options, block_cells, manifest: dict, names: set, out: Path, overwrite: bool) -> None:
     """Open the raster, cut it into blocks, find what the manifest already holds; errors go to job.error."""
     from ..core.blocks import plan_blocks
+    from ..core.pipeline import _layer_name
     from ..core.rasterio_source import RasterioSource
-    from ..core.sinks import check_output
+    from ..core.sinks import check_layers, check_output
 
     try:
         with RasterioSource(job.path) as source:
@@ -440,6 +441,7 @@ def _plan(job: RasterJob, model, options, block_cells, manifest: dict, names: se
     ours = "merged" in record or "publishing" in record  # this job's own files, from an interrupted merge
     for path, suffixes, what in ((outputs[0], (".gpkg",), "vector output"), (outputs[1], (".tif",), "raster output")):
         check_output(path, overwrite or ours, suffixes, what, input_path=job.path)
+    check_layers(outputs[0], _layer_name(job.info), overwrite or ours)  # --overwrite replaces ours only
 
 
 def _fingerprint(path: str, model_path: Path, options, block_cells: int) -> str:

@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 import shapely
-from osgeo import osr
+from osgeo import gdal, osr
 
 from .errors import InputError
 
@@ -83,12 +83,45 @@ def describe(wkt: str) -> str:
     return f"{authority}:{code} ({name})" if code and authority else name
 
 
-def _transformation(src_wkt: str, dst_wkt: str) -> osr.CoordinateTransformation:
-    return _per_thread(
-        "transformation",
-        (src_wkt, dst_wkt),
-        lambda: osr.CoordinateTransformation(srs_from_wkt(src_wkt), srs_from_wkt(dst_wkt)),
+def check_on_earth(wkt: str, what: str) -> None:
+    """InputError unless ``wkt`` places coordinates on the Earth: a geographic or projected CRS.
+
+    A local (engineering) CRS, a site grid or a survey in a plain x/y system, has no coordinate
+    operation to any other CRS: neither the metric grid's UTM zone, nor a mask or box in
+    another CRS, nor the tiles' size on the ground could be found. Refused up front, with the fix.
+    """
+    srs = srs_from_wkt(wkt)
+    if srs.IsGeographic() or srs.IsProjected():
+        return
+    kind = "a local (engineering) coordinate system" if srs.IsLocal() else "a coordinate system"
+    raise InputError(
+        f"{what} is in {kind}, {describe(wkt)}, that is not tied to a place on the Earth, so its tiles cannot "
+        "be placed on the ground; assign the raster's real CRS (e.g. `gdal_edit.py -a_srs EPSG:32633 FILE` "
+        "or QGIS > Layer > Set CRS) or georeference it."
     )
+
+
+def _transformation(src_wkt: str, dst_wkt: str) -> osr.CoordinateTransformation:
+    """The thread's transformation between two CRSs; InputError when PROJ knows no operation between them."""
+    found = _per_thread("transformation", (src_wkt, dst_wkt), lambda: _new_transformation(src_wkt, dst_wkt))
+    if found is None:
+        raise InputError(
+            f"No coordinate operation is known from {describe(src_wkt)} to {describe(dst_wkt)}: positions cannot "
+            "be carried from one to the other. Check the CRS of the raster and of the area or mask."
+        )
+    return found
+
+
+def _new_transformation(src_wkt: str, dst_wkt: str) -> osr.CoordinateTransformation | None:
+    """A transformation, or None where there is none (GDAL returns an empty proxy, or raises in exception mode)."""
+    gdal.PushErrorHandler("CPLQuietErrorHandler")  # its 'ERROR 6' line is said as one clear error instead
+    try:
+        made = osr.CoordinateTransformation(srs_from_wkt(src_wkt), srs_from_wkt(dst_wkt))
+    except (RuntimeError, ValueError):
+        return None
+    finally:
+        gdal.PopErrorHandler()
+    return made if getattr(made, "this", None) is not None else None
 
 
 def transform_xy(xy: np.ndarray, src_wkt: str, dst_wkt: str) -> np.ndarray:

@@ -19,15 +19,16 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from osgeo import gdal
+from rasterio.dtypes import dtype_rev, typename_fwd
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.transform import from_bounds
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from .crs import same_crs, transform_xy
+from .crs import check_on_earth, same_crs, transform_xy
 from .errors import InputError
-from .source import Block, Bounds, RasterInfo, finite_pixels, unreadable_block
+from .source import Block, Bounds, RasterInfo, complex_pixels, finite_pixels, unreadable_block
 
 # Colour interpretations that name what a band holds when it has no description.
 _NAMED_COLOURS = {
@@ -51,6 +52,7 @@ class RasterioSource:
         self._dataset = _open(path)
         try:
             _check_georeferenced(path, self._dataset)
+            _check_real(path, self._dataset)
         except InputError:
             self._dataset.close()
             raise
@@ -183,6 +185,14 @@ def _check_georeferenced(path: Path | str, ds: rasterio.DatasetReader) -> None:
             "on the ground; georeference it (e.g. `gdal_edit.py -a_ullr XMIN YMAX XMAX YMIN FILE` or the "
             "QGIS Georeferencer)."
         )
+    check_on_earth(ds.crs.to_wkt(), str(path))
+
+
+def _check_real(path: Path | str, ds: rasterio.DatasetReader) -> None:
+    """InputError for complex pixel values (CInt16, CFloat32, ...): numpy would drop their imaginary part."""
+    complex_types = sorted({dtype for dtype in ds.dtypes if dtype.startswith("complex")})
+    if complex_types:  # named as GDAL names them (CInt16), which is what gdalinfo shows the user
+        raise complex_pixels(str(path), ", ".join(typename_fwd.get(dtype_rev.get(t), t) for t in complex_types))
 
 
 def _describe(path: Path | str, ds: rasterio.DatasetReader) -> RasterInfo:

@@ -171,7 +171,7 @@ def other_layers(path: str | os.PathLike, layer_name: str) -> list[str]:
 
     Replacing the file would lose all of it: other vector layers (by name), raster tiles
     ("raster NAME"), attribute tables and tables GDAL does not register ("table NAME"), views,
-    and metadata not about ``layer_name``. Read with sqlite3: OGR lists no raster table and does
+    and the file's own metadata. Read with sqlite3: OGR lists no raster table and does
     not open a raster-only GeoPackage at all, which is how such files were once replaced. A file
     that is no SQLite database holds none of this: [] (``--overwrite`` replaces it like any file).
     OutputError when the file cannot be read: what cannot be seen cannot be kept.

@@ -100,3 +100,15 @@ def unreadable_block(info: RasterInfo, bounds: Bounds, crs_wkt: str, reason: str
         f"Cannot read the block of {info.path or info.name} at {where}: {reason}. The file is damaged or "
         "incomplete (an interrupted download or copy), or a file it refers to is missing; repair or re-create it."
     )
+
+
+def complex_pixels(where: str, type_name: str) -> InputError:
+    """The one error for a raster of complex values (SAR, interferograms), e.g. GDAL's CInt16 or CFloat32.
+
+    Dropping the imaginary part, as a cast does, would classify meaningless values without a word.
+    """
+    return InputError(
+        f"{where} holds complex pixel values ({type_name}), as radar (SAR) products do; the model classifies "
+        "real-valued optical imagery (reflectance or 8-bit colour). Convert the raster to real bands first "
+        "(e.g. their amplitude), or choose an optical raster."
+    )

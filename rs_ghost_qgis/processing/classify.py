@@ -256,6 +256,8 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
 
         raster_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_RASTER, context) or None
         options = self.build_options(parameters, context, raster_path)
+        # Again here: a caller may skip checkParameterValues, and the file may have changed since.
+        _check_vector_destination(self.parameterAsOutputLayer(parameters, self.OUTPUT_VECTOR, context))
         check_area(options.area, source.info)
         model = load_model(options.model_path, options.threads)  # once: for the size, then the run
         self._log_workload(source, model.card, options, feedback)
@@ -385,13 +387,16 @@ def _drop_layer(path: str, layer_name: str) -> None:
     """Delete the vector layer ``layer_name`` from the file ``path``, leaving everything else in it."""
     from osgeo import gdal, ogr
 
-    gdal.PushErrorHandler("CPLQuietErrorHandler")  # a failure leaves the layer: said by the error that aborted
+    # A failure leaves the layer behind, never more: the error that aborted the run is the one told.
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
     try:
-        ds = ogr.Open(path, 1)
+        ds = ogr.Open(path, 1)  # osgeo's exception mode is QGIS's to choose: None or RuntimeError
         names = [ds.GetLayer(i).GetName() for i in range(ds.GetLayerCount())] if ds is not None else []
         if layer_name in names:
             ds.DeleteLayer(names.index(layer_name))
         ds = None
+    except RuntimeError:
+        pass
     finally:
         gdal.PopErrorHandler()
 
