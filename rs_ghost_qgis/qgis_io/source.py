@@ -87,6 +87,9 @@ class QgisLayerSource:
                 f"The raster '{name}' has no coordinate reference system, so its pixels cannot be placed on "
                 "the ground; assign one (Layer Properties > Source > Assigned CRS) and run again."
             )
+        from ..core.crs import check_on_earth  # osr and shapely only once a raster is read
+
+        check_on_earth(crs_to_wkt(provider.crs()), f"The raster '{name}'")  # a LOCAL_CS: refused up front
         self._provider = provider
         self._context = transform_context or QgsCoordinateTransformContext()
         self._crs = provider.crs()

@@ -95,3 +95,15 @@ def test_run_into_a_layer_of_an_existing_geopackage_keeps_the_raster(qgis_app, p
     np.testing.assert_array_equal(_pixels(project), before)
     assert ogr.Open(str(project)).GetLayerByName("tiles").GetFeatureCount() == 8
     assert _tables(project) == ["project", "tiles"]
+
+
+def test_a_layer_in_a_local_crs_is_refused_before_the_run(qgis_app, tmp_path):
+    from qgis.core import QgsRasterLayer
+
+    from rs_ghost_qgis.core.errors import InputError
+    from rs_ghost_qgis.qgis_io.source import QgisLayerSource
+    from tests.core.test_hardening_round2 import _local
+
+    layer = QgsRasterLayer(str(_local(tmp_path / "site.tif")), "site")
+    with pytest.raises(InputError, match="local \\(engineering\\) coordinate system"):
+        QgisLayerSource.from_layer(layer)
