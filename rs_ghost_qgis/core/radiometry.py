@@ -121,9 +121,8 @@ class Radiometry:
             if self.card.band_raw_ranges:
                 ranges = ", ".join(f"band {b}: {self.low[c]:.6g}..{self.high[c]:.6g}" for c, b in enumerate(self.bands))
                 how = f"as the training chips were stretched, per band -> {vr0:g}..{vr1:g} ({ranges})"
-            if self.curves:
-                method = self.card.product_mappings.get(self.product, {}).get("method", "")
-                how = f"the model's own {self.product.upper()} curve per band" + (f" ({method})" if method else "")
+            if self.curves:  # how they were fitted is in the card: the line stays short
+                how = f"the model's own {self.product.upper()} curve per band (card)"
             elif self.product == "l2a":
                 how += "; the model has no L2A curves, so the L1C mapping is used"
         elif self.scaling == "percentile":

@@ -293,7 +293,7 @@ def test_the_boa_offset_tag_says_l2a_and_the_offset_is_removed_first(tmp_path):
     assert plan.product == "l2a" and plan.offset == 1000 and plan.warnings == ()
     assert plan.scaling_note == (
         "reflectance x 10,000 detected, offset 1000 removed (BOA_ADD_OFFSET -1000 in the metadata); "
-        f"Sentinel-2 L2A (BOA_ADD_OFFSET -1000 in the metadata): the model's own L2A curve per band ({METHOD})"
+        "Sentinel-2 L2A (BOA_ADD_OFFSET -1000 in the metadata): the model's own L2A curve per band (card)"
     )
     np.testing.assert_allclose(plan.to_values((dn + 1000).astype(np.uint16)), curve_values(dn), atol=0.01)
 
@@ -383,7 +383,7 @@ def test_l2a_data_go_through_the_cards_curves_per_band(tmp_path):
     plan = plan_of(write_scene(tmp_path / "r.tif", dn), l2a_card())
     assert plan.scaling == "card" and plan.product == "l2a" and plan.warnings == ()
     assert plan.curves == tuple((tuple(CURVES[b]["raw"]), tuple(CURVES[b]["value"])) for b in ("red", "green", "blue"))
-    assert plan.scaling_note.endswith(f": the model's own L2A curve per band ({METHOD})")
+    assert plan.scaling_note.endswith(": the model's own L2A curve per band (card)")
     values = plan.to_values(dn.astype(np.uint16))
     assert values.dtype == np.float32
     np.testing.assert_allclose(values, curve_values(dn), atol=0.01)
@@ -399,9 +399,9 @@ def test_l2a_data_go_through_the_cards_curves_per_band(tmp_path):
     np.testing.assert_allclose(plan.normalise(dn.astype(np.uint16)), expected, atol=1e-3)
 
 
-def test_a_curve_without_a_method_is_named_without_one(tmp_path):
+def test_the_scaling_line_names_the_curves_without_how_they_were_fitted(tmp_path):
     plan = plan_of(write_scene(tmp_path / "r.tif", scene("dark")), l2a_card(method=None))
-    assert plan.scaling_note.endswith(": the model's own L2A curve per band")
+    assert plan.scaling_note.endswith(": the model's own L2A curve per band (card)")
 
 
 def test_curves_follow_the_card_bands_when_the_raster_has_another_order(tmp_path):
@@ -610,7 +610,7 @@ def test_cli_product_reaches_the_engine(tmp_path, l2a_model, capsys, monkeypatch
     captured = capsys.readouterr()
     assert seen == ["l2a"]
     scaling = _scaling_line(captured.out)
-    assert "Sentinel-2 L2A (as chosen)" in scaling and f"the model's own L2A curve per band ({METHOD})" in scaling
+    assert "Sentinel-2 L2A (as chosen)" in scaling and "the model's own L2A curve per band (card)" in scaling
     assert "warning" not in captured.err
     dataset = ogr.Open(str(vector))
     assert dataset.GetLayer(0).GetMetadata()["scaling"] == scaling

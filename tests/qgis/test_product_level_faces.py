@@ -18,7 +18,7 @@ from rs_ghost_qgis.core.radiometry import plan_radiometry
 from rs_ghost_qgis.core.rasterio_source import RasterioSource
 from rs_ghost_qgis.qgis_io.source import QgisLayerSource
 from rs_ghost_qgis.ui.dialog import PRODUCT_LABELS, SETTINGS_PREFIX, ClassifyDialog
-from tests.core.test_product_level import METHOD, curve_values, dark_blue, l2a_card, scene
+from tests.core.test_product_level import curve_values, dark_blue, l2a_card, scene
 from tests.qgis.rasters import write_geotiff
 from tests.tiny_model import pooled_model
 
@@ -83,7 +83,7 @@ def test_processing_run_logs_the_level_and_warns_in_its_words(qgis_app, provider
     processing.run("rsghost:classify", {**base, "OUTPUT_VECTOR": str(tmp_path / "t1.gpkg")}, feedback=feedback)
     log = feedback.textLog()
     assert "Sentinel-2 L2A (from its values: darkest blue" in log
-    assert f"the model's own L2A curve per band ({METHOD})" in log and "taken as" not in log
+    assert "the model's own L2A curve per band (card)" in log and "taken as" not in log
     feedback = QgsProcessingFeedback()
     parameters = {**base, "PRODUCT": PRODUCTS.index("l1c"), "OUTPUT_VECTOR": str(tmp_path / "t2.gpkg")}
     processing.run("rsghost:classify", parameters, feedback=feedback)
@@ -139,7 +139,7 @@ def test_dialog_hint_names_the_level_and_warns_in_its_words(dialog, tmp_path, pr
     dark = dark_blue(scene("dark"))
     hint = dialog.scaling_hint.text()
     assert f"Sentinel-2 L2A (from its values: darkest blue {dark:.0f} < 400)" in hint
-    assert f"the model's own L2A curve per band ({METHOD})" in hint and "taken as" not in hint
+    assert "the model's own L2A curve per band (card)" in hint and "taken as" not in hint
     _choose(dialog, "l1c")  # the hint follows the combo at once
     hint = dialog.scaling_hint.text()
     assert "Sentinel-2 L1C (as chosen)" in hint and "dark is taken as L1C" in hint
