@@ -29,10 +29,10 @@ from training.checkpoint import card_from_checkpoint, load_checkpoint, model_fro
 from training.data import ImageArrays
 from training.errors import TrainingError
 from training.export import export_onnx
+from training.inference import predict
 from training.models import count_macs, count_parameters
 from training.plots import plot_confusion, plot_reliability
 from training.robustness import SHIFTS
-from training.train import predict
 
 
 @dataclass

@@ -45,7 +45,7 @@ from training.data import DatasetSplits, ImageArrays, make_loader
 from training.errors import TrainingError, cannot_write
 from training.evaluate import Scorer, card_metrics, evaluate, load_scorer, measure_latency, save_metrics
 from training.export import embed_card
-from training.train import normalise
+from training.inference import normalise
 
 CALIBRATION_IMAGES = 512
 CALIBRATION_BATCH = 32

@@ -39,6 +39,7 @@ from training.checkpoint import load_checkpoint, make_model, model_from_checkpoi
 from training.data import VIEWS, DatasetSplits, ImageArrays, channel_stats, make_loader
 from training.distributed import World, sum_across
 from training.errors import TrainingError
+from training.inference import normalise, predict, to_device
 from training.losses import DistillationLoss, make_criterion
 from training.plots import plot_curves
 from training.precision import Precision, choose, hardware, time_steps
@@ -92,16 +93,6 @@ def base_lr(model: str) -> float:
     return {"vgg16": 0.01, "vgg16_bn": 0.02}.get(model, 0.1)
 
 
-def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, size: int) -> torch.Tensor:
-    """0..1 images (B, C, H, W) -> the network's input: standardised, resized to ``size`` (bilinear)."""
-    x = (x - mean) / std
-    if x.shape[-1] != size or x.shape[-2] != size:
-        # Antialiasing when shrinking, as image libraries do; none is needed when enlarging.
-        shrink = size < max(x.shape[-2:])
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
-    return x
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
     random.seed(seed)
@@ -121,7 +112,8 @@ def train_stage(
     seed_everything(config.seed)
     if world.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
-    teacher = soft_labels_for(config, data, world) if config.distill != "none" else None
+    # The teacher as its cached logits (soft_labels.SoftLabels): the network itself never runs here.
+    soft = soft_labels_for(config, data, world) if config.distill != "none" else None
     criterion = _criterion(config)
     # channels_last: oneDNN (CPU) and cuDNN both run convolutions fastest in NHWC.
     model = make_model(config.model, len(data.class_names), config.model_options).to(world.device)
@@ -147,9 +139,9 @@ def train_stage(
         fused=True,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(len(loader), config.epochs))
-    state = _initial_state(config, data, meta, teacher, criterion, lr)
+    state = _initial_state(config, data, meta, soft, criterion, lr)
     stats_cpu = tuple(torch.tensor(state[key]).view(1, -1, 1, 1) for key in ("mean", "std"))
-    precision = _choose_precision(config, model, teacher, criterion, data.train, stats_cpu, world)
+    precision = _choose_precision(config, model, soft, criterion, data.train, stats_cpu, world)
     scaler = torch.amp.GradScaler("cuda", enabled=precision.dtype == torch.float16)
     state["precision"] = {"name": precision.name, "reason": precision.reason, "hardware": hardware()}
     if world.is_main:
@@ -162,7 +154,7 @@ def train_stage(
     device_ids = [world.device.index] if world.device.type == "cuda" else None
     net = DistributedDataParallel(model, device_ids=device_ids) if world.distributed else model
     stats = tuple(torch.tensor(state[key], device=world.device).view(1, -1, 1, 1) for key in ("mean", "std"))
-    step = _Step(net, teacher, criterion, optimizer, scheduler, scaler, stats, state["input_size"], precision)
+    step = _Step(net, soft, criterion, optimizer, scheduler, scaler, stats, state["input_size"], precision)
     for epoch in range(state["epoch"], config.epochs):
         # Shuffles, augmentations and dropout masks depend on (seed, epoch, rank) only, so a
         # resumed run continues exactly as an uninterrupted one would have.
@@ -199,7 +191,7 @@ def train_stage(
     return StageResult(out / "best.pt", out / "last.pt", state["best_acc"], state["best_epoch"], state["history"])
 
 
-def _initial_state(config, data, meta, teacher, criterion, lr) -> dict[str, Any]:
+def _initial_state(config, data, meta, soft, criterion, lr) -> dict[str, Any]:
     image_size = int(data.train.images.shape[1])
     mean, std = channel_stats(data.train)
     return {
@@ -213,7 +205,7 @@ def _initial_state(config, data, meta, teacher, criterion, lr) -> dict[str, Any]
         "std": [float(v) for v in std],
         "config": asdict(config),
         "meta": meta or {},
-        "teacher": _teacher_info(teacher.meta) if teacher else None,
+        "teacher": _teacher_info(soft.meta) if soft else None,
         "lr": lr,
         "distill": {"method": config.distill, **criterion.hyperparameters},
         "epoch": 0,
@@ -367,15 +359,15 @@ def _warmup_cosine(steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
     return factor
 
 
-def _choose_precision(config, model, teacher, criterion, arrays: ImageArrays, stats, world: World) -> Precision:
+def _choose_precision(config, model, soft, criterion, arrays: ImageArrays, stats, world: World) -> Precision:
     """``config.precision`` resolved for this device; auto on a bf16 CPU measures one real batch."""
     count = min(config.batch_size, len(arrays))
     images = torch.from_numpy(arrays.images[:count]).permute(0, 3, 1, 2).float().div_(255)
-    images, labels = _to_device(images, torch.from_numpy(arrays.labels[:count]).long(), world.device)
+    images, labels = to_device(images, torch.from_numpy(arrays.labels[:count]).long(), world.device)
     mean, std = (value.to(world.device) for value in stats)
     size = config.input_size or images.shape[-1]
     indices = torch.arange(count, device=world.device)
-    teacher_logits = teacher(indices, torch.zeros_like(indices)) if teacher else None
+    teacher_logits = soft(indices, torch.zeros_like(indices)) if soft else None
 
     def probe(dtype):
         def step() -> float:
@@ -394,17 +386,12 @@ def _choose_precision(config, model, teacher, criterion, arrays: ImageArrays, st
         raise TrainingError(str(error)) from None
 
 
-def _to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-    return images, labels.to(device, non_blocking=True)
-
-
 @dataclass
 class _Step:
     """What one optimisation step needs."""
 
     net: nn.Module
-    teacher: soft_labels.SoftLabels | None
+    soft: soft_labels.SoftLabels | None  # the teacher's cached logits
     criterion: DistillationLoss
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -422,9 +409,9 @@ def _train_epoch(step: _Step, loader, config: StageConfig, world: World, epoch: 
     term_sums: dict[str, float] = {}
     progress = tqdm(loader, desc=f"{config.stage} {epoch + 1}/{config.epochs}", leave=False, disable=not world.is_main)
     for number, batch in enumerate(progress):
-        images, labels = _to_device(batch.images, batch.labels, world.device)
+        images, labels = to_device(batch.images, batch.labels, world.device)
         # The teacher's logits for the same image in the same flip/turn, without its radiometric shift.
-        teacher_logits = step.teacher(batch.indices, batch.views).to(world.device) if step.teacher else None
+        teacher_logits = step.soft(batch.indices, batch.views).to(world.device) if step.soft else None
         with step.precision.autocast(world.device):
             logits = step.net(normalise(images, *step.stats, step.input_size))
         # The losses work in fp32; the epoch is fractional so the DKD warm-up ramps per batch.
@@ -476,7 +463,7 @@ def recalibrate_batchnorm(
         for number, batch in enumerate(loader):
             if number == config.bn_batches:
                 break
-            images, _ = _to_device(batch.images, batch.labels, world.device)
+            images, _ = to_device(batch.images, batch.labels, world.device)
             model(normalise(images, *stats, size))
     for layer, momentum in zip(layers, momenta, strict=True):
         layer.momentum = momentum
@@ -492,33 +479,6 @@ def _validate(model, arrays: ImageArrays, config, world, stats, input_size) -> t
     correct = (logits.argmax(1) == labels).sum().item()
     loss_sum, correct, seen = sum_across(world, [loss, correct, float(len(labels))])
     return loss_sum / max(seen, 1), correct / max(seen, 1)
-
-
-def predict(
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    arrays: ImageArrays,
-    stats: tuple[torch.Tensor, torch.Tensor],
-    input_size: int,
-    device: torch.device,
-    batch_size: int = 256,
-    shift: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """fp32 logits and labels (on the CPU) of ``forward`` over ``arrays``, in order, without gradients.
-
-    ``forward`` maps normalised input to logits: a model in eval mode, or an onnxruntime session.
-    ``shift`` changes the 0..1 images before they are normalised (robust validation).
-    """
-    mean, std = (value.to(device) for value in stats)
-    outputs, targets = [], []
-    loader = make_loader(arrays, batch_size=batch_size, train=False, augment=False)
-    with torch.no_grad():
-        for batch in loader:
-            images, _ = _to_device(shift(batch.images) if shift else batch.images, batch.labels, device)
-            outputs.append(forward(normalise(images, mean, std, input_size)).float().cpu())
-            targets.append(batch.labels)
-    if not outputs:
-        return torch.zeros(0, 0), torch.zeros(0, dtype=torch.int64)
-    return torch.cat(outputs), torch.cat(targets)
 
 
 def _restore(saved, state, model, optimizer, scheduler, scaler, config: StageConfig) -> None:
