@@ -18,8 +18,13 @@ Scaling, chosen once for the whole run from a sample of the whole raster, never 
   colour balance), for data in unknown units;
 - ``percentile-per-band``: each band its own 2nd..98th percentile (explicit choice only: it
   changes the colour balance);
-- ``auto``: ``none`` for uint8; ``card`` for reflectance-like data (valid values in
-  0..10,000, or floats in 0..1); ``percentile`` otherwise, with a warning.
+- ``auto``: ``none`` for uint8, and for 8-bit imagery saved in a wider integer type (see
+  ``eight_bit_look``); ``card`` for reflectance-like data (valid values in 0..10,000, or floats
+  in 0..1); ``percentile`` otherwise (int8 included: it cannot hold reflectance x 10,000), with
+  a warning.
+GDAL's per-band scale and offset, when a raster declares them, are applied by the sources
+(values are physical, as float); the rules above then judge the physical values, and the
+scaling note says so. A raster that is 0 in every valid pixel sampled is refused: no image.
 The network then sees ``(v / value_range[1] - mean) / std`` per band.
 """
 
@@ -36,7 +41,7 @@ import numpy as np
 from .errors import InputError
 from .modelcard import ModelCard
 from .options import OptionError, OptionText, check_product, check_scaling
-from .source import RasterSource, finite_pixels
+from .source import RasterInfo, RasterSource, finite_pixels, is_scaled
 
 PERCENTILES = (2.0, 98.0)
 # Full-resolution sample for the statistics: whole raster when it is at most this many
@@ -48,6 +53,18 @@ SAMPLE_WINDOW_PX = 128
 MOSTLY_OUTSIDE = 0.5
 
 REFLECTANCE_SCALE = 10_000.0  # digital numbers per unit reflectance (Sentinel-2, Landsat SR, most COGs)
+# 8-bit imagery saved in a wider integer type (a UInt16 GeoTIFF of an RGB photo) is not reflectance
+# x 10,000: read as such it is darker than any water, and the map is all SeaLake. Values within
+# 0..255 alone do not tell, since a scene of clear water stays below reflectance 2.55 %, so the
+# values must also look like a picture: bright (98th percentile of all bands at least
+# EIGHT_BIT_BRIGHT) and spread out in every band (2nd..98th percentile at least EIGHT_BIT_SPREAD
+# apart). Reflectance that dark is water or shadow: dim, or even. Such data are then used as they
+# are, with the reason in the scaling note: a correct guess needs no warning, and the note names
+# what was seen. Data within 0..255 that do not look like a picture stay reflectance, with a
+# warning naming the option, since either reading could be right.
+EIGHT_BIT_TOP = 255
+EIGHT_BIT_BRIGHT = 128.0
+EIGHT_BIT_SPREAD = 80.0
 # Bright clouds and snow exceed reflectance 1; values up to 1.5 still look like reflectance.
 REFLECTANCE_HEADROOM = 1.5
 # The top of the data for that test: a few saturated pixels (65535) must not decide the units.
@@ -227,34 +244,136 @@ def plan_radiometry(
     info = source.info
     as_is = scaling == "none" or (scaling == "auto" and info.dtype == "uint8")
     if as_is and not guessed:
-        return _as_is(card, chosen, note, scaling)  # no statistics needed
+        # No statistics needed, so none are taken (for a web layer a sample is a download): an
+        # 8-bit raster of zeros whose bands are named is not refused here, unlike other types.
+        return _finish(info, _as_is(card, chosen, note, scaling), ())
     candidates = _hint_bands(info, chosen) if guessed else chosen
     sample = sample_values(source, candidates)
+    flat = _content_warnings(info, chosen, sample[: len(chosen)])
     if as_is:
         plan = _as_is(card, chosen, note, scaling)
     else:
         plan = _plan_scaling(info, card, chosen, note, scaling, offset, sample[: len(chosen)], product)
     hint = colour_hint(plan, candidates, sample) if guessed else ""
-    return dataclasses.replace(plan, warnings=plan.warnings + ((hint,) if hint else ()))
+    return _finish(info, plan, flat + ((hint,) if hint else ()))
 
 
-def _as_is(card: ModelCard, chosen: list[int], note: str, scaling: str) -> Radiometry:
-    """Values used as they are: 8-bit data, or Scaling none."""
+def _finish(info: RasterInfo, plan: Radiometry, warnings: tuple[str, ...]) -> Radiometry:
+    """``plan`` with ``warnings`` added and the band scale/offset that the source applied in its reason."""
+    scaled = band_scaling_note(info, plan.bands)
+    reason = "; ".join(text for text in (scaled, plan.reason) if text)
+    return dataclasses.replace(plan, reason=reason, warnings=plan.warnings + warnings)
+
+
+def band_scaling_note(info: RasterInfo, bands: list[int]) -> str:
+    """'band scale 2.75e-05 and offset -0.2 applied (GDAL metadata)' for ``bands``; '' when none is declared."""
+    pairs = {band: info.band_scaling(band) for band in bands}
+    if all(pair == (1.0, 0.0) for pair in pairs.values()):
+        return ""
+    if len(set(pairs.values())) == 1:
+        ((scale, offset),) = set(pairs.values())
+        parts = [f"scale {scale:g}"] * (scale != 1.0) + [f"offset {offset:g}"] * (offset != 0.0)
+        return f"band {' and '.join(parts)} applied (GDAL metadata)"
+    scales = ", ".join(f"{band}: {scale:g}" for band, (scale, _) in pairs.items())
+    offsets = ", ".join(f"{band}: {offset:g}" for band, (_, offset) in pairs.items())
+    parts = [f"scales {scales}"] * any(s != 1.0 for s, _ in pairs.values())
+    parts += [f"offsets {offsets}"] * any(o != 0.0 for _, o in pairs.values())
+    return f"band {' and '.join(parts)} applied (GDAL metadata)"
+
+
+def _content_warnings(info: RasterInfo, bands: list[int], values: np.ndarray) -> tuple[str, ...]:
+    """Refuse a raster that is 0 in every valid pixel of ``bands``; warn when every band is constant.
+
+    ``values`` (len(bands), N > 0) samples ``bands``. Zero everywhere is no image at all (an
+    empty export, or 0 meant as nodata but not declared): whatever the scaling, the map would
+    be one class with confidence. A constant raster is an image without detail: classified,
+    as a small clip of open sea from a basemap may be, but said.
+    """
+    if not values.any():
+        raise InputError(
+            f"{info.name} has the value 0 in every valid pixel of bands {_join(bands)}: it holds no image to "
+            "classify (an empty or failed export, or 0 used for nodata without declaring it). Choose the right "
+            "file or bands; if 0 marks nodata, declare it (gdal_edit.py -a_nodata 0 FILE, or Layer Properties "
+            "> Transparency > No data value)."
+        )
+    lows, highs = values.min(axis=1), values.max(axis=1)
+    if (lows != highs).any():
+        return ()
+    return (
+        OptionText(
+            "Every valid pixel of {name} has the same value in each band ({values} in bands {chosen}): the "
+            "raster holds no image detail, so every tile gets the same class. Check the file and {bands}.",
+            name=info.name,
+            values=", ".join(f"{v:g}" for v in lows),
+            chosen=_join(bands),
+        ),
+    )
+
+
+def _as_is(card: ModelCard, chosen: list[int], note: str, scaling: str, why: str = "8-bit data") -> Radiometry:
+    """Values used as they are: 8-bit data (``why`` says how it was told), or Scaling none."""
     n, (vr0, vr1) = len(chosen), card.value_range
-    reason = "8-bit data" if scaling == "auto" else "Scaling none as chosen"
+    reason = why if scaling == "auto" else "Scaling none as chosen"
     return Radiometry(card, chosen, note, "none", (vr0,) * n, (vr1,) * n, reason=reason)
+
+
+def eight_bit_look(dtype: str, values: np.ndarray) -> str:
+    """Why ``values`` (C, N) of a wider integer type are 8-bit imagery, e.g. '8-bit values in a uint16
+    raster (...)'; '' when they are not (see EIGHT_BIT_BRIGHT)."""
+    if not _within_8bit(dtype, values):
+        return ""
+    bright = float(np.percentile(values, PERCENTILES[1]))
+    low, high = np.percentile(values, PERCENTILES, axis=1)
+    spread = float((high - low).min())
+    if bright < EIGHT_BIT_BRIGHT or spread < EIGHT_BIT_SPREAD:
+        return ""
+    return (
+        f"8-bit values in a {dtype} raster (all 0..{EIGHT_BIT_TOP}, 98th percentile {bright:g}, each band's "
+        f"2-98 percentile range {spread:g} or wider)"
+    )
+
+
+def _within_8bit(dtype: str, values: np.ndarray) -> bool:
+    """Whether every value of an integer raster wider than 8 bits lies in 0..255."""
+    kind = np.dtype(dtype)
+    return (
+        kind.kind in "iu"
+        and kind.itemsize >= 2
+        and values.size > 0
+        and values.min() >= 0
+        and values.max() <= EIGHT_BIT_TOP
+    )
+
+
+def _dim_warning(info: RasterInfo, values: np.ndarray) -> tuple[str, ...]:
+    """A warning when data within 0..255 were taken for reflectance (they might be 8-bit imagery)."""
+    if not _within_8bit(info.dtype, values):
+        return ()
+    return (
+        OptionText(
+            "Every value of {name} lies in 0..255, as 8-bit imagery would, but the values are too dim or too even "
+            "for a picture: they are taken as reflectance x 10,000 of a dark scene (water, shadow). If {name} is "
+            "8-bit imagery saved as {dtype}, set {scaling} to none.",
+            name=info.name,
+            dtype=info.dtype,
+        ),
+    )
 
 
 def _plan_scaling(info, card: ModelCard, chosen, note, scaling, offset, values, product="auto") -> Radiometry:
     """The scaling of ``chosen`` from the sample ``values`` (C, N) of those bands."""
     if card.band_raw_ranges and scaling in ("auto", "card"):
         return _trained_ranges(card, chosen, note, scaling)
+    eight_bit = eight_bit_look(info.dtype, values) if scaling == "auto" else ""
+    if eight_bit:
+        return _as_is(card, chosen, note, scaling, eight_bit)
     gain, units = reflectance_units(info.dtype, values)
     mode = scaling
     if scaling == "auto":
         mode = "card" if gain is not None and card.raw_range is not None else "percentile"
     if mode == "card":
         removed, why, warnings = _offset(info, offset, values * (gain or 1.0))
+        warnings += _dim_warning(info, values) if scaling == "auto" else ()
         reason = units if scaling == "auto" else "Scaling card as chosen"
         if removed:
             reason += f", offset {removed:g} removed ({why})"
@@ -271,6 +390,8 @@ def _plan_scaling(info, card: ModelCard, chosen, note, scaling, offset, values, 
         return Radiometry(card, chosen, note, mode, low, high, reason=f"Scaling {mode} as chosen")
     if gain is None:
         found = f"values {values.min():.6g}..{np.percentile(values, TOP_PERCENTILE):.6g}"
+        if _too_narrow(info.dtype):  # says why values that fit 0..10,000 are not reflectance
+            found = f"{info.dtype} {found}; {info.dtype} cannot hold reflectance x 10,000"
         reason = f"unknown units ({found})"
         warning = OptionText(
             "{name} does not look like reflectance x 10,000 (0..10,000) or reflectance 0..1 ({found}): one "
@@ -392,9 +513,10 @@ def reflectance_units(dtype: str, values: np.ndarray) -> tuple[float | None, str
     """The gain that makes ``values`` reflectance x 10,000 and a phrase saying so; (None, "") when they are not.
 
     Reflectance-like: every valid value at least 0 and (but for a few saturated pixels) at most
-    1.5 x 10,000; floats up to 1.5 are reflectance in 0..1.
+    1.5 x 10,000; floats up to 1.5 are reflectance in 0..1. An integer type that cannot reach
+    10,000 (int8, at most 127) never holds reflectance x 10,000, whatever its values.
     """
-    if values.size == 0:
+    if values.size == 0 or _too_narrow(dtype):
         return None, ""
     low, top = float(values.min()), float(np.percentile(values, TOP_PERCENTILE))
     if low < 0:
@@ -404,6 +526,12 @@ def reflectance_units(dtype: str, values: np.ndarray) -> tuple[float | None, str
     if top <= REFLECTANCE_HEADROOM * REFLECTANCE_SCALE:
         return 1.0, "reflectance x 10,000 detected"
     return None, ""
+
+
+def _too_narrow(dtype: str) -> bool:
+    """Whether ``dtype`` is an integer type whose largest value is below reflectance x 10,000's 1."""
+    kind = np.dtype(dtype)
+    return kind.kind in "iu" and np.iinfo(kind).max < REFLECTANCE_SCALE
 
 
 def offset_from_metadata(metadata: Mapping[str, str]) -> tuple[float, str] | None:
@@ -427,7 +555,9 @@ def _offset(info, offset: float | None, reflectance: np.ndarray) -> tuple[float,
     """The offset to remove, why, and a warning when the data seem to carry one nobody declared."""
     if offset is not None:
         return float(offset), "as given", ()
-    tagged = offset_from_metadata(info.metadata)
+    # A raster with GDAL's band scale or offset is read as physical values already: a Sentinel-2
+    # offset tag beside them describes the raw numbers, and removing it again would darken them.
+    tagged = None if is_scaled(info.scales, info.offsets) else offset_from_metadata(info.metadata)
     if tagged is not None:
         return tagged[0], tagged[1], ()
     lows = reflectance.min(axis=1)

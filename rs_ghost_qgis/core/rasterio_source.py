@@ -28,7 +28,16 @@ from rasterio.windows import Window
 
 from .crs import check_on_earth, same_crs, transform_xy
 from .errors import InputError
-from .source import Block, Bounds, RasterInfo, complex_pixels, finite_pixels, unreadable_block
+from .source import (
+    Block,
+    Bounds,
+    RasterInfo,
+    complex_pixels,
+    finite_pixels,
+    is_scaled,
+    physical_dtype,
+    unreadable_block,
+)
 
 # Colour interpretations that name what a band holds when it has no description.
 _NAMED_COLOURS = {
@@ -57,6 +66,7 @@ class RasterioSource:
             self._dataset.close()
             raise
         self._info = _describe(path, self._dataset)
+        self._scaled = is_scaled(self._info.scales, self._info.offsets)
         self._has_alpha = ColorInterp.alpha in self._dataset.colorinterp
         transform = self._dataset.transform
         self._rectilinear = transform.b == 0 and transform.d == 0 and transform.e < 0
@@ -88,8 +98,18 @@ class RasterioSource:
         except RasterioIOError as error:
             reason = str(error).removeprefix("Read or write failed.")
             raise unreadable_block(self._info, bounds, crs_wkt, reason) from None
+        data = self._physical(block.data, bands) if self._scaled else block.data
         # GDAL's masks only know declared nodata; NaN and inf are nodata too, in either path.
-        return Block(block.data, block.valid & finite_pixels(block.data))
+        return Block(data, block.valid & finite_pixels(data))
+
+    def _physical(self, data: np.ndarray, bands: list[int]) -> np.ndarray:
+        """Raw values -> ``raw * scale + offset`` per band, in the info's float dtype, as QGIS's provider reads them."""
+        values = np.empty(data.shape, dtype=self._info.dtype)
+        for index, band in enumerate(bands):
+            scale, offset = self._info.band_scaling(band)
+            # In double, then rounded once: QGIS does the same, so both faces get the same float32 values.
+            values[index] = data[index].astype(np.float64) * scale + offset
+        return values
 
     def _read_direct(self, bounds: Bounds, width: int, height: int, bands: list[int]) -> Block:
         ds = self._dataset
@@ -199,12 +219,14 @@ def _describe(path: Path | str, ds: rasterio.DatasetReader) -> RasterInfo:
     descriptions = tuple(
         (desc or _NAMED_COLOURS.get(interp, "")) for desc, interp in zip(ds.descriptions, ds.colorinterp)
     )
+    scales, offsets = tuple(float(s) for s in ds.scales), tuple(float(o) for o in ds.offsets)
+    dtype = str(np.result_type(*ds.dtypes))
     return RasterInfo(
         name=Path(str(path)).stem,
         width=ds.width,
         height=ds.height,
         band_count=ds.count,
-        dtype=str(np.result_type(*ds.dtypes)),
+        dtype=physical_dtype(dtype) if is_scaled(scales, offsets) else dtype,
         crs_wkt=ds.crs.to_wkt(),
         bounds=tuple(ds.bounds),
         pixel_size=(abs(ds.res[0]), abs(ds.res[1])),
@@ -212,6 +234,8 @@ def _describe(path: Path | str, ds: rasterio.DatasetReader) -> RasterInfo:
         band_descriptions=descriptions,
         path=str(path),
         metadata=_metadata(ds),
+        scales=scales,
+        offsets=offsets,
     )
 
 

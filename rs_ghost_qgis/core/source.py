@@ -40,6 +40,28 @@ class RasterInfo:
     # A web service (XYZ, WMS, WMTS): pixels are downloaded, so the area is limited
     # (core.workload) and a run that gets no pixel says the tiles could not be fetched.
     web: bool = False
+    # GDAL's per-band scale and offset (physical value = raw * scale + offset), one per band; ()
+    # when the source has none. Both sources deliver physical values, as float (``dtype``), since
+    # QGIS's provider applies them itself; these say that it was done, for the scaling note.
+    scales: tuple[float, ...] = ()
+    offsets: tuple[float, ...] = ()
+
+    def band_scaling(self, band: int) -> tuple[float, float]:
+        """(scale, offset) of ``band`` (1-based): (1.0, 0.0) when none is declared."""
+        scale = self.scales[band - 1] if band <= len(self.scales) else 1.0
+        offset = self.offsets[band - 1] if band <= len(self.offsets) else 0.0
+        return scale, offset
+
+
+def is_scaled(scales: Sequence[float], offsets: Sequence[float]) -> bool:
+    """Whether any band declares a scale other than 1 or an offset other than 0."""
+    return any(s != 1.0 for s in scales) or any(o != 0.0 for o in offsets)
+
+
+def physical_dtype(dtype: str) -> str:
+    """The numpy dtype of physical values computed from raw ``dtype`` values: float64 stays float64,
+    everything else becomes float32, as QGIS's GDAL provider does for a band with a scale or offset."""
+    return "float64" if dtype == "float64" else "float32"
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from qgis.core import (
 )
 
 from ..core.errors import InputError
-from ..core.source import Block, Bounds, RasterInfo, finite_pixels, unreadable_block
+from ..core.source import Block, Bounds, RasterInfo, finite_pixels, is_scaled, physical_dtype, unreadable_block
 
 # QGIS data types -> numpy. ARGB32 (WMS, XYZ) is split into uint8 R, G, B plus alpha.
 _NUMPY_TYPES = {
@@ -41,6 +41,8 @@ _NUMPY_TYPES = {
     Qgis.Float32: np.float32,
     Qgis.Float64: np.float64,
 }
+if hasattr(Qgis, "Int8"):  # QGIS 3.30 and later (GDAL 3.7's Int8); earlier ones read int8 as Byte
+    _NUMPY_TYPES[Qgis.Int8] = np.int8
 _COLOR_TYPES = (Qgis.ARGB32, Qgis.ARGB32_Premultiplied)
 _BAND_PREFIX = re.compile(r"^Band \d+:?\s*")
 # Colour interpretations that name what a band holds when it has no description.
@@ -96,7 +98,9 @@ class QgisLayerSource:
         self._is_color = provider.dataType(1) in _COLOR_TYPES
         self._alpha_band = self._find_alpha_band()
         self._configure_resampling()
-        self._info = self._make_info(name)
+        dataset = _gdal_dataset(provider)
+        self._signed_bytes = _signed_bytes(dataset)
+        self._info = self._make_info(name, _gdal_metadata(dataset))
 
     @classmethod
     def from_layer(cls, layer: QgsRasterLayer, project: QgsProject | None = None) -> QgisLayerSource:
@@ -133,30 +137,46 @@ class QgisLayerSource:
             provider.setZoomedOutResamplingMethod(QgsRasterDataProvider.ResamplingMethod.Average)
             provider.enableProviderResampling(True)
 
-    def _make_info(self, name: str) -> RasterInfo:
+    def _band_dtype(self, band: int) -> np.dtype:
+        """How the bytes of ``band``'s blocks are read: the provider's type; int8 for GDAL's signed bytes,
+        which QGIS before 3.30 reports as Byte (the rasterio source reads them as int8)."""
+        dtype = np.dtype(_NUMPY_TYPES[self._provider.dataType(band)])
+        return np.dtype(np.int8) if dtype == np.uint8 and self._signed_bytes else dtype
+
+    def _band_facts(self, count: int) -> dict:
+        """The RasterInfo fields of the ``count`` data bands of a provider that is not ARGB colour."""
+        provider, bands = self._provider, range(1, count + 1)
+        unsupported = sorted({provider.dataType(b) for b in bands} - set(_NUMPY_TYPES))
+        if unsupported:
+            raise InputError(f"Raster data type {unsupported[0]} is not supported (complex or unknown).")
+        # The provider applies GDAL's scale and offset itself, as float: the values are physical.
+        scales = tuple(float(provider.bandScale(b)) for b in bands)
+        offsets = tuple(float(provider.bandOffset(b)) for b in bands)
+        dtype = np.result_type(*(self._band_dtype(b) for b in bands)).name
+        return {
+            "dtype": physical_dtype(dtype) if is_scaled(scales, offsets) else dtype,
+            "nodata": tuple(provider.sourceNoDataValue(b) if provider.sourceHasNoDataValue(b) else None for b in bands),
+            # Like the rasterio source: a band without a description is named by its colour
+            # interpretation, so both faces map an RGB GeoTIFF the same way.
+            "band_descriptions": tuple(
+                _BAND_PREFIX.sub("", provider.generateBandName(b))
+                or _NAMED_COLOURS.get(provider.colorInterpretation(b), "")
+                for b in bands
+            ),
+            "scales": scales,
+            "offsets": offsets,
+        }
+
+    def _make_info(self, name: str, metadata: dict[str, str]) -> RasterInfo:
         provider = self._provider
         extent = provider.extent()
         width, height = provider.xSize(), provider.ySize()
         if self._is_color:
-            dtype, count = "uint8", 3
-            nodata: tuple[float | None, ...] = (None, None, None)
-            descriptions: tuple[str, ...] = ("red", "green", "blue")
+            count = 3
+            bands = {"dtype": "uint8", "nodata": (None,) * 3, "band_descriptions": ("red", "green", "blue")}
         else:
-            source_type = provider.dataType(1)
-            if source_type not in _NUMPY_TYPES:
-                raise InputError(f"Raster data type {source_type} is not supported (complex or unknown).")
-            dtype = np.dtype(_NUMPY_TYPES[source_type]).name
             count = provider.bandCount() - (1 if self._alpha_band else 0)
-            nodata = tuple(
-                provider.sourceNoDataValue(b) if provider.sourceHasNoDataValue(b) else None for b in range(1, count + 1)
-            )
-            # Like the rasterio source: a band without a description is named by its colour
-            # interpretation, so both faces map an RGB GeoTIFF the same way.
-            descriptions = tuple(
-                _BAND_PREFIX.sub("", provider.generateBandName(b))
-                or _NAMED_COLOURS.get(provider.colorInterpretation(b), "")
-                for b in range(1, count + 1)
-            )
+            bands = self._band_facts(count)
         if width <= 0 or height <= 0:  # no native size (some WMS): use the extent at 1 unit per pixel
             width, height = max(1, round(extent.width())), max(1, round(extent.height()))
         return RasterInfo(
@@ -164,15 +184,13 @@ class QgisLayerSource:
             width=width,
             height=height,
             band_count=count,
-            dtype=dtype,
             crs_wkt=crs_to_wkt(self._crs),
             bounds=(extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum()),
             pixel_size=(extent.width() / width, extent.height() / height),
-            nodata=nodata,
-            band_descriptions=descriptions,
             path=_local_path(provider),
-            metadata=_gdal_metadata(provider),
+            metadata=metadata,
             web=provider.name() in WEB_PROVIDERS,
+            **bands,
         )
 
     def read(self, bounds: Bounds, crs_wkt: str, width: int, height: int, bands: Sequence[int]) -> Block:
@@ -187,7 +205,7 @@ class QgisLayerSource:
             interface = projector
         valid = np.ones((height, width), dtype=bool)
 
-        def read_band(band: int, dtype):
+        def read_band(band: int, dtype=None):
             gdal.ErrorReset()  # so that a failure below is told with its own reason
             block = interface.block(band, rect, width, height)
             # When GDAL fails (a truncated GeoTIFF, a VRT's missing source) the provider returns
@@ -196,23 +214,23 @@ class QgisLayerSource:
             failed = block is None or not block.isValid() or gdal.GetLastErrorType() >= gdal.CE_Failure
             if failed and not self._info.web:
                 raise unreadable_block(self._info, bounds, crs_wkt, _last_gdal_error(band))
-            return _decode_block(block, width, height, dtype)
+            return _decode_block(block, width, height, dtype or self._band_dtype(band))
 
         if self._is_color:
             argb, valid = read_band(1, np.uint32)
             valid &= ((argb >> 24) & 0xFF) > 0
             data = np.stack([((argb >> shift) & 0xFF).astype(np.uint8) for shift in (16, 8, 0)])
             return Block(data=data[[b - 1 for b in bands]], valid=valid)
-        dtype = _NUMPY_TYPES[self._provider.dataType(1)]
+        dtype = self._info.dtype
         layers = []
         for band in bands:
             if band < 1 or band > self._info.band_count:
                 raise InputError(f"Band {band} does not exist: the raster has {self._info.band_count} bands.")
-            values, band_valid = read_band(band, dtype)
+            values, band_valid = read_band(band)
             valid &= band_valid
-            layers.append(values)
+            layers.append(values.astype(dtype, copy=False))
         if self._alpha_band:
-            alpha, _ = read_band(self._alpha_band, dtype)
+            alpha, _ = read_band(self._alpha_band)
             valid &= alpha > 0
         data = np.stack(layers) if layers else np.zeros((0, height, width), dtype=dtype)
         # The engine's rule, as in the rasterio source: NaN or inf in any band is nodata.
@@ -226,20 +244,33 @@ def _local_path(provider: QgsRasterDataProvider) -> str:
     return path if path and os.path.isfile(path) else ""
 
 
-def _gdal_metadata(provider: QgsRasterDataProvider) -> dict[str, str]:
-    """The GDAL metadata items of the dataset and its bands, keyed as the rasterio source keys them.
-
-    The engine looks there for the Sentinel-2 offset tags; QGIS does not expose them, so the
-    dataset is opened once more with GDAL. Empty for WMS, XYZ and anything GDAL cannot open.
-    """
+def _gdal_dataset(provider: QgsRasterDataProvider):
+    """The provider's dataset opened once more with GDAL, for what QGIS does not expose; None for WMS,
+    XYZ and anything GDAL cannot open."""
     if provider.name() != "gdal":
-        return {}
+        return None
     uri = provider.dataSourceUri()
     path = str(QgsProviderRegistry.instance().decodeUri("gdal", uri).get("path") or uri)
     try:  # osgeo's exception mode is process-wide: it may raise or return None
-        dataset = gdal.Open(path)
+        return gdal.Open(path)
     except RuntimeError:
-        dataset = None
+        return None
+
+
+def _signed_bytes(dataset) -> bool:
+    """Whether the bands are GDAL's signed bytes (PIXELTYPE=SIGNEDBYTE before GDAL 3.7's Int8)."""
+    if dataset is None or dataset.RasterCount == 0:
+        return False
+    band = dataset.GetRasterBand(1)
+    return band.DataType == gdal.GDT_Byte and band.GetMetadataItem("PIXELTYPE", "IMAGE_STRUCTURE") == "SIGNEDBYTE"
+
+
+def _gdal_metadata(dataset) -> dict[str, str]:
+    """The GDAL metadata items of the dataset and its bands, keyed as the rasterio source keys them.
+
+    The engine looks there for the Sentinel-2 offset tags; QGIS does not expose them. Empty
+    without a dataset (WMS, XYZ, anything GDAL cannot open).
+    """
     if dataset is None:
         return {}
     items = dict(dataset.GetMetadata() or {})

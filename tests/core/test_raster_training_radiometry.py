@@ -68,3 +68,24 @@ def test_the_card_of_a_raster_trained_model_reproduces_the_training_stretch(tmp_
     chip = trained.train.images[0].astype(np.float32)
     windows = np.lib.stride_tricks.sliding_window_view(at_inference, (32, 32, 3))[::32, ::32, 0]
     assert min(np.abs(window - chip).max() for window in windows.reshape(-1, 32, 32, 3)) <= 0.5 + 1e-3
+
+
+def test_chips_of_a_raster_with_band_scales_are_stretched_in_physical_units(tmp_path):
+    raster, bands = textured_uint16(tmp_path / "scene.tif")
+    with rasterio.open(raster, "r+") as ds:
+        ds.scales, ds.offsets = (0.5, 2.0, 1.0), (10.0, 0.0, -5.0)
+    half = SIDE * PIXEL / 2
+    polygons = write_polygons(
+        tmp_path / "fields.gpkg",
+        [
+            ("bare", (LEFT, TOP - 2 * half, LEFT + half, TOP)),
+            ("crop", (LEFT + half, TOP - 2 * half, LEFT + 2 * half, TOP)),
+        ],
+    )
+    trained = load_dataset(raster, polygons=str(polygons), class_field="landuse", image_size=32, gsd_m=10)
+    stretch = trained.summary["stretch"]
+    physical = bands * np.array([0.5, 2.0, 1.0])[:, None, None] + np.array([10.0, 0.0, -5.0])[:, None, None]
+    expected = stretch_to_uint8(np.moveaxis(physical, 0, -1), np.array(stretch["low"]), np.array(stretch["high"]))
+    chip = trained.train.images[0].astype(np.int16)
+    windows = np.lib.stride_tricks.sliding_window_view(expected, (32, 32, 3))[::32, ::32, 0].reshape(-1, 32, 32, 3)
+    assert min(np.abs(window.astype(np.int16) - chip).max() for window in windows) <= 1

@@ -78,7 +78,8 @@ def cut_chips(
                     "cover the same area and that the polygon layer's CRS is set correctly."
                 )
             cells, ambiguous = _grid_cells(view, image_size, stride, shapes)
-            images, labels, nodata = _read_chips(view, cells, bands, image_size, stretch)
+            physical = _band_scaling(src, bands)
+            images, labels, nodata = _read_chips(view, cells, bands, image_size, stretch, physical)
         summary = {
             "raster_crs": src.crs.to_string(),
             "work_crs": work_crs.to_string(),
@@ -257,14 +258,29 @@ def _all_valid(view, window: Window) -> bool:
     return bool(view.dataset_mask(window=window).all())
 
 
-def _read_chips(view, cells: list, bands: list[int], image_size: int, stretch) -> tuple[np.ndarray, np.ndarray, int]:
-    """Read the chips at ``cells`` as uint8 RGB, dropping those that hold nodata."""
+def _band_scaling(src: rasterio.DatasetReader, bands: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The bands' GDAL scale and offset, None when every band has none (1 and 0).
+
+    The plugin reads values as ``raw * scale + offset`` (core.rasterio_source), and the stretch is
+    sampled through it, so the chips must be read in the same physical units.
+    """
+    scales = np.array([src.scales[b - 1] or 1.0 for b in bands], dtype=np.float64)
+    offsets = np.array([src.offsets[b - 1] or 0.0 for b in bands], dtype=np.float64)
+    return None if np.all(scales == 1.0) and np.all(offsets == 0.0) else (scales, offsets)
+
+
+def _read_chips(
+    view, cells: list, bands: list[int], image_size: int, stretch, physical=None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Read the chips at ``cells`` as uint8 RGB (in physical units first), dropping those that hold nodata."""
     images, labels = [], []
     for row, col, label in cells:
         window = Window(col, row, image_size, image_size)
         if not _all_valid(view, window):
             continue
         chip = np.moveaxis(view.read(bands, window=window), 0, -1)
+        if physical is not None and stretch is not None:  # 8-bit chips stay as they are
+            chip = (chip * physical[0] + physical[1]).astype(np.float32)
         images.append(chip if stretch is None else stretch_to_uint8(chip, *stretch))
         labels.append(label)
     array = np.stack(images) if images else np.zeros((0, image_size, image_size, 3), dtype=np.uint8)
