@@ -32,7 +32,7 @@ from training.checkpoint import (
     model_from_checkpoint,
     resolve_gsd,
 )
-from training.data import DatasetSplits, load_dataset
+from training.data import SHIFT_PROBABILITY, DatasetSplits, load_dataset
 from training.data.pack import MIB, pack_folder, unpack
 from training.evaluate import card_metrics, evaluate, load_scorer, measure_latency, save_metrics
 from training.export import ExportError, embed_card, write_model
@@ -43,7 +43,7 @@ from training.quantize import CALIBRATION_IMAGES, evaluation_folder, format_tabl
 from training.recipe import apply_recipe, read_recipe, recipe_path
 from training.report import results_table
 from training.soft_labels import default_path as default_soft_labels_path
-from training.train import StageConfig, soft_labels_for, train_stage
+from training.train import OPTIMIZERS, StageConfig, soft_labels_for, train_stage
 
 REPO = Path(__file__).resolve().parents[1]
 # Where `run` looks for EuroSAT when no --data is given (the shared data folder beside the repo).
@@ -229,6 +229,9 @@ def _training_arguments(parser: argparse.ArgumentParser) -> None:
         help="peak learning rate (default per model x global batch / 256: G-Ghost 0.1, VGG-16-BN 0.02, VGG-16 0.01)",
     )
     group.add_argument("--weight-decay", type=float, default=5e-4)
+    group.add_argument(
+        "--optimizer", choices=OPTIMIZERS, default="sgd", help="sgd (Nesterov momentum) or adamw (default sgd)"
+    )
     group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     group.add_argument(
         "--precision",
@@ -239,6 +242,13 @@ def _training_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     group.add_argument("--no-augment", action="store_true", help="no flips, turns or colour jitter")
+    group.add_argument(
+        "--radiometric",
+        type=float,
+        default=SHIFT_PROBABILITY,
+        help=f"share of training images given each radiometric shift: haze, gain, gamma, blur, noise "
+        f"(0: flips and turns only; default {SHIFT_PROBABILITY})",
+    )
     group.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     group.add_argument("--dropout", type=float, help="dropout before the classifier (model default otherwise)")
     group.add_argument(
@@ -510,6 +520,8 @@ def _check_optimiser(args: argparse.Namespace) -> None:
     if not 0 <= args.weight_decay < math.inf:
         raise TrainingError(f"--weight-decay must be 0 (none) or a number above it, not {args.weight_decay}.")
     _check_positive(args, "workers", least=0)
+    if not 0 <= args.radiometric <= 1:
+        raise TrainingError(f"--radiometric must be a share from 0 to 1, not {args.radiometric}.")
 
 
 def _load_data_once(args: argparse.Namespace, world: distributed.World, *, image_size: int) -> DatasetSplits:
@@ -587,6 +599,8 @@ def _stage_config(args: argparse.Namespace, model: str, out: Path, stage: str, d
         precision=args.precision,
         workers=args.workers,
         augment=not args.no_augment,
+        radiometric=args.radiometric,
+        optimizer=args.optimizer,
         resume=args.resume,
         bn_batches=args.bn_batches,
         stage=stage,

@@ -155,3 +155,37 @@ def test_distributed_training_uses_a_distributed_sampler(tmp_path):
     order_second = torch.cat([batch.labels for batch in second])
     assert sorted(order_first.tolist()) == list(range(20)) == sorted(order_second.tolist())
     assert not torch.equal(order_first, order_second)  # reshuffled each epoch
+
+
+def test_radiometric_share_zero_gives_flips_and_turns_only():
+    rng = np.random.default_rng(2)
+    images = torch.from_numpy(rng.uniform(0.05, 0.6, (64, 3, 8, 8)).astype(np.float32))
+
+    augmented, views = augment_batch(images.clone(), torch.Generator().manual_seed(0), radiometric=0.0)
+
+    for original, result, view in zip(images.numpy(), augmented.numpy(), views.tolist(), strict=True):
+        np.testing.assert_array_equal(result, numpy_view(original, view))
+
+
+@pytest.mark.parametrize("share", [0.1, 0.9])
+def test_the_radiometric_share_sets_how_many_images_are_shifted(share):
+    rng = np.random.default_rng(1)
+    images = torch.from_numpy(rng.uniform(0.05, 0.6, (4000, 3, 4, 4)).astype(np.float32))
+
+    shifted = radiometric_shift(images.clone(), torch.Generator().manual_seed(3), share)
+
+    unchanged = ((shifted - images).abs().amax(dim=(1, 2, 3)) < 1e-6).float().mean().item()
+    # Four independent changes (haze, gain, gamma, noise) plus a blur on 0.4 x share of the images.
+    expected = (1 - share) ** 4 * (1 - 0.4 * share)
+    assert unchanged == pytest.approx(expected, abs=0.03)
+
+
+def test_the_loader_passes_its_radiometric_share_on():
+    arrays = ImageArrays(
+        images=np.random.default_rng(0).integers(10, 150, (32, 8, 8, 3), dtype=np.uint8),
+        labels=np.zeros(32, dtype=np.int64),
+    )
+    batch = next(iter(make_loader(arrays, batch_size=32, train=True, radiometric=0.0)))
+    source = torch.from_numpy(arrays.images[batch.indices.numpy()]).permute(0, 3, 1, 2).float() / 255
+    for original, result, view in zip(source.numpy(), batch.images.numpy(), batch.views.tolist(), strict=True):
+        np.testing.assert_array_equal(result, numpy_view(original, view))

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from training import cli
 from training.losses import DEFAULTS, KINDS, make_criterion
 from training.models import build_model
-from training.train import StageConfig, training_input_size
+from training.train import StageConfig, base_lr, make_optimizer, training_input_size
 
 
 def one_line_error(capsys) -> str:
@@ -183,3 +183,62 @@ def test_the_stem_stride_sets_the_stem_convolution_stride():
         stem = build_model("g_ghost_regnetx_002", 3, stem_stride=stride).stem[0]
         assert isinstance(stem, torch.nn.Conv2d) and stem.stride == (stride, stride)
     assert build_model("g_ghost_regnetx_002", 3).stem[0].stride == (2, 2)  # the ImageNet default
+
+
+# ----------------------------------------------------------------------------- optimizer and colour shifts
+
+
+def test_adamw_is_built_with_decoupled_weight_decay_and_the_adamw_rate():
+    model = torch.nn.Linear(3, 2)
+    config = StageConfig(model="g_ghost_regnetx_002", out="x", optimizer="adamw", weight_decay=0.05)
+    optimizer = make_optimizer(model, config, lr=3e-3)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert optimizer.defaults["weight_decay"] == 0.05 and optimizer.defaults["lr"] == 3e-3
+    sgd = make_optimizer(model, StageConfig(model="g_ghost_regnetx_002", out="x"), lr=0.1)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"]
+    assert base_lr("g_ghost_regnetx_002", "adamw") == 3e-3 and base_lr("g_ghost_regnetx_002") == 0.1
+
+
+@pytest.mark.parametrize("share", ["-0.1", "1.5", "nan"])
+def test_a_radiometric_share_outside_0_to_1_is_refused(tmp_path, capsys, share):
+    assert cli.main(_train_argv(tmp_path, "--radiometric", share)) == 2
+    assert "--radiometric" in one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_optimizer_is_refused_by_its_choices(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(_train_argv(tmp_path, "--optimizer", "adam"))
+    assert "--optimizer" in capsys.readouterr().err
+
+
+def test_the_flags_reach_the_stage_config(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_train_stage(config, data, world, meta=None):
+        seen["config"] = config
+        raise cli.TrainingError("stop here")
+
+    monkeypatch.setattr(cli, "train_stage", fake_train_stage)
+    monkeypatch.setattr(cli, "_load_data", lambda args, **kwargs: _tiny_splits())
+    argv = _train_argv(tmp_path, "--optimizer", "adamw", "--radiometric", "0.2", "--epochs", "1")
+    assert cli.main(argv) == 2
+    assert seen["config"].optimizer == "adamw" and seen["config"].radiometric == 0.2
+
+
+def _tiny_splits():
+    import numpy as np
+
+    from training.data import DatasetSplits, ImageArrays
+
+    arrays = ImageArrays(np.zeros((4, 8, 8, 3), dtype=np.uint8), np.array([0, 1, 0, 1]))
+    return DatasetSplits(train=arrays, val=arrays, class_names=["a", "b"], summary={"source": "x"})
+
+
+def test_resuming_with_another_optimizer_is_refused_naming_the_flag():
+    from training.train import _restore
+
+    saved = {"architecture": "g_ghost_regnetx_002", "class_names": ["a", "b"], "config": {}}  # older: SGD
+    config = StageConfig(model="g_ghost_regnetx_002", out="runs/x", optimizer="adamw")
+    with pytest.raises(cli.TrainingError, match="--optimizer sgd"):
+        _restore(saved, {"class_names": ["a", "b"]}, None, None, None, None, config)

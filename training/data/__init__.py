@@ -4,9 +4,19 @@ from training.errors import DataError
 
 from .base import DatasetSplits, ImageArrays
 from .dataset import load_dataset
-from .loader import VIEWS, Batch, augment_batch, channel_stats, dihedral, make_loader, radiometric_shift
+from .loader import (
+    SHIFT_PROBABILITY,
+    VIEWS,
+    Batch,
+    augment_batch,
+    channel_stats,
+    dihedral,
+    make_loader,
+    radiometric_shift,
+)
 
 __all__ = [
+    "SHIFT_PROBABILITY",
     "VIEWS",
     "Batch",
     "DataError",

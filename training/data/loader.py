@@ -28,8 +28,8 @@ GAIN = (0.75, 1.3)  # a common gain (illumination, calibration) ...
 BAND_GAIN = 0.06  # ... and +-6% more per band
 GAMMA_LOG = 0.3  # gamma in exp(+-0.3): 0.74..1.35
 NOISE = 0.015  # standard deviation of added sensor noise, at most
-SHIFT_PROBABILITY = 0.5
-BLUR_PROBABILITY = 0.2  # a 3x3 Gaussian blur blended in by up to 100% (a softer sensor or resampling)
+SHIFT_PROBABILITY = 0.5  # default share of the images given each shift (--radiometric)
+BLUR_SHARE = 0.4  # x that share: a 3x3 Gaussian blur blended in by up to 100% (softer sensor, resampling)
 STATS_CHUNK = 256
 STATS_MAX_IMAGES = 5000
 
@@ -41,6 +41,7 @@ def make_loader(
     train: bool,
     seed: int = 0,
     augment: bool = True,
+    radiometric: float = SHIFT_PROBABILITY,
     distributed: bool = False,
     num_workers: int = 0,
 ) -> DataLoader:
@@ -50,11 +51,12 @@ def make_loader(
     train=True: shuffled each epoch (split across ranks by a DistributedSampler when
     ``distributed``), augmented unless ``augment`` is False, and the last incomplete batch is
     dropped when there is at least one full batch (BatchNorm cannot train on a single
-    sample). train=False: every sample in order, never augmented, on every rank.
+    sample). ``radiometric`` is the share of images given each radiometric shift (0: flips and
+    turns only). train=False: every sample in order, never augmented, on every rank.
     """
     sampler = _BatchSampler(len(arrays), batch_size, shuffle=train, seed=seed, distributed=distributed and train)
     return DataLoader(
-        _Batches(arrays, augment=train and augment),
+        _Batches(arrays, augment=train and augment, radiometric=radiometric),
         sampler=sampler,
         batch_size=None,  # the sampler already yields whole batches
         num_workers=num_workers,
@@ -76,25 +78,32 @@ def dihedral(images: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def augment_batch(images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def augment_batch(
+    images: torch.Tensor, generator: torch.Generator, radiometric: float = SHIFT_PROBABILITY
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A random view (flip and turn) of each image of a batch, then random radiometric shifts.
 
     Overhead imagery has no up or left, so every flip and turn is a valid sample. ``images`` is
     float (B, C, H, W) in 0..1 with H == W; returns the images, still in 0..1, and the view of
-    each (0..7, see ``dihedral``).
+    each (0..7, see ``dihedral``). ``radiometric`` is the share of images given each shift.
     """
     views = torch.randint(0, VIEWS, (images.shape[0],), generator=generator)
-    return radiometric_shift(dihedral(images, views), generator), views
+    images = dihedral(images, views)
+    if radiometric > 0:
+        images = radiometric_shift(images, generator, radiometric)
+    return images, views
 
 
-def radiometric_shift(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def radiometric_shift(
+    images: torch.Tensor, generator: torch.Generator, probability: float = SHIFT_PROBABILITY
+) -> torch.Tensor:
     """Physically plausible changes of the radiometry, each drawn per image (0..1 in and out).
 
     EuroSAT is Sentinel-2 L1C (top of atmosphere); users bring L2A surface reflectance too, which
     lacks the path radiance (haze) that L1C carries, most of it in blue. So: a haze term added or
     removed (per band, in the proportions of HAZE_RGB, of either sign), a gain per band around a
-    common gain, a gamma, and sometimes a mild blur (a fifth of the images) or sensor noise. Each
-    other change is applied to half of the images, so clean images stay common.
+    common gain, a gamma, and sometimes a mild blur or sensor noise. Each change is applied to
+    ``probability`` of the images (the blur to BLUR_SHARE of that), so clean images stay common.
     """
     batch, channels = images.shape[:2]
 
@@ -102,7 +111,7 @@ def radiometric_shift(images: torch.Tensor, generator: torch.Generator) -> torch
         return low + (high - low) * torch.rand(batch, *shape, generator=generator)
 
     def chosen() -> torch.Tensor:
-        return (torch.rand(batch, 1, 1, 1, generator=generator) < SHIFT_PROBABILITY).float()
+        return (torch.rand(batch, 1, 1, 1, generator=generator) < probability).float()
 
     haze = draw(*HAZE_AMOUNT, 1, 1, 1) * torch.tensor(HAZE_RGB[:channels]).view(1, -1, 1, 1)
     haze = haze + draw(-BAND_OFFSET, BAND_OFFSET, channels, 1, 1)
@@ -111,7 +120,7 @@ def radiometric_shift(images: torch.Tensor, generator: torch.Generator) -> torch
     images = images + chosen() * haze
     images = images * (1 + chosen() * (gain - 1))
     images = images.clamp(0, 1) ** (1 + chosen() * (gamma - 1))
-    blurred = (torch.rand(batch, 1, 1, 1, generator=generator) < BLUR_PROBABILITY).float()
+    blurred = (torch.rand(batch, 1, 1, 1, generator=generator) < BLUR_SHARE * probability).float()
     images = _blur(images, blurred * draw(0.0, 1.0, 1, 1, 1))
     noise = torch.randn(images.shape, generator=generator) * draw(0.0, NOISE, 1, 1, 1) * chosen()
     return (images + noise).clamp_(0, 1)
@@ -160,8 +169,9 @@ class Batch(NamedTuple):
 class _Batches(Dataset):
     """Gives a whole batch for a (batch seed, indices) key."""
 
-    def __init__(self, arrays: ImageArrays, augment: bool) -> None:
+    def __init__(self, arrays: ImageArrays, augment: bool, radiometric: float) -> None:
         self.images, self.labels, self.augment = arrays.images, arrays.labels, augment
+        self.radiometric = radiometric
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -171,7 +181,7 @@ class _Batches(Dataset):
         images = torch.from_numpy(self.images[indices]).permute(0, 3, 1, 2).float().div_(255)
         views = torch.zeros(len(indices), dtype=torch.int64)
         if self.augment:
-            images, views = augment_batch(images, torch.Generator().manual_seed(batch_seed))
+            images, views = augment_batch(images, torch.Generator().manual_seed(batch_seed), self.radiometric)
         labels = torch.from_numpy(self.labels[indices]).long()
         return Batch(images.contiguous(), labels, torch.from_numpy(np.asarray(indices)).long(), views)
 
