@@ -4,12 +4,13 @@ The loop is the same for the teacher (stage 1) and the student (stage 2); only t
 presence of a teacher differ. Every epoch writes ``last.pt`` (enough to resume exactly) and, when
 validation accuracy improves, ``best.pt``; plus a CSV/JSON log and a PNG of the curves.
 
-Recipe (from scratch, both VGG-16-BN and G-Ghost): SGD with Nesterov momentum 0.9 (or AdamW, as
-the small from-scratch EuroSAT CNNs use, at 3e-3 x batch / 256), weight decay 5e-4, a linear warm-up over the first epoch (at most 10%
-of the steps), then a cosine decay to zero, stepped per batch. The peak rate scales with the global batch: 0.1 x batch / 256 for
-G-Ghost (the RegNet recipe); 0.01 x batch / 256 for VGG-16 (torchvision's VGG recipe) and twice
-that for VGG-16-BN. VGG's 25088-4096-4096 classifier has no batch-norm: at G-Ghost's rate (0.05
-at batch 128) its loss went from 2.5 to 9.4 in the first three steps of a small EuroSAT run.
+Recipe (from scratch, both VGG-16-BN and G-Ghost): SGD with Nesterov momentum 0.9 and weight
+decay 5e-4 (or AdamW, as the small from-scratch EuroSAT CNNs use), a linear warm-up over the
+first epoch (at most 10% of the steps), then a cosine decay to zero, stepped per batch. The peak
+rate scales with the global batch: 0.1 x batch / 256 for G-Ghost (the RegNet recipe); 0.01 x
+batch / 256 for VGG-16 (torchvision's VGG recipe) and twice that for VGG-16-BN; 3e-3 x batch /
+256 with AdamW. VGG's 25088-4096-4096 classifier has no batch-norm: at G-Ghost's rate (0.05 at
+batch 128) its loss went from 2.5 to 9.4 in the first three steps of a small EuroSAT run.
 
 Inputs are normalised inside the loop with the training split's channel mean/std on 0..1
 values: exactly what the exported graph and its model card expect.
