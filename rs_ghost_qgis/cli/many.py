@@ -12,6 +12,12 @@ A worker that dies mid-task is Dask's business: the scheduler runs the task agai
 worker (``distributed.scheduler.allowed-failures`` times, 3 by default). A raster that cannot
 be read fails alone: one ``failed:`` line, the others finish, and the exit code is
 EXIT_SOME_FAILED. Dask is imported only here, and only when the command runs.
+
+One run at a time writes into DIR (``core.folderlock``). An input given twice (two spellings,
+a symlink) is classified once and reported as ``skipped:``; inputs of the same file name from
+different folders get outputs named after their path (``<name>_<8 hex digits>``), whatever
+their order. A worker's scratch folder in the temp dir is named after its process (pid and
+start time), so the leftovers of a killed worker are recognised and removed later.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import contextlib
 import copy
 import csv
 import dataclasses
+import errno
 import glob
 import hashlib
 import importlib.util
@@ -28,6 +35,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -36,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.errors import InputError, RsGhostError
+from ..core.errors import InputError, OutputError, RsGhostError
 from ..core.options import face_message
 
 EXIT_SOME_FAILED = 3  # some inputs failed, the others are done (2 stays "nothing was done: fix the command")
@@ -46,6 +54,9 @@ MANIFEST = "manifest.jsonl"
 MANIFEST_FORMAT = 2  # part of every raster's key: blocks recorded by an older format are run again
 WORK = ".blocks"
 SUMMARY = "summary.csv"
+SCRATCH = "rs_ghost_block_"  # a worker's folder per block in the temp dir: rs_ghost_block_<pid>-<start>_<random>
+_SCRATCH_OWNER = re.compile(rf"^{SCRATCH}(?P<token>\d+-\d+)_")
+_SCRATCH_OLD_S = 86_400.0  # a scratch folder of the older, unnamed kind: stale when untouched this long
 MERGE_BATCH = 2000  # features per add() while merging
 # classify's options that classify-many replaces (its outputs are DIR) or must not copy.
 _NOT_COPIED = {"help", "input", "out_vector", "out_raster", "preview"}
@@ -109,10 +120,34 @@ def expand_inputs(items: list[str]) -> list[str]:
             found += matches
         else:
             found.append(item)
-    unique = list(dict.fromkeys(found))
-    if not unique:
+    if not found:
         raise InputError("The INPUTs hold no raster; give raster files, folders with .tif files, globs or lists.")
-    return unique
+    return found  # repeats too: run_job says which it skips
+
+
+def distinct_inputs(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The inputs without repeats, and (repeat, the input it repeats) for each one dropped.
+
+    A repeat is the same text, or the same file under another spelling or through a link
+    (same device and inode). Classifying it twice would race for one set of blocks.
+    """
+    from ..core.rasterio_source import is_gdal_path
+
+    kept: list[str] = []
+    seen: dict[object, str] = {}
+    repeats: list[tuple[str, str]] = []
+    for path in paths:
+        identity: object = path
+        if not is_gdal_path(path):
+            with contextlib.suppress(OSError):
+                found = os.stat(path)
+                identity = (found.st_dev, found.st_ino)
+        if identity in seen:
+            repeats.append((path, seen[identity]))
+            continue
+        seen[identity] = path
+        kept.append(path)
+    return kept, repeats
 
 
 def _read_list(path: Path) -> list[str]:
@@ -171,8 +206,9 @@ def run_block(task: BlockTask) -> dict:
     from ..core.rasterio_source import RasterioSource
 
     started = time.perf_counter()
+    _sweep_scratch_once()
     try:
-        with RasterioSource(task.path) as source, tempfile.TemporaryDirectory(prefix="rs_ghost_block_") as scratch:
+        with RasterioSource(task.path) as source, _scratch() as scratch:
             out_vector, out_raster = Path(scratch) / "tiles.gpkg", Path(scratch) / "classes.tif"
             options = dataclasses.replace(
                 task.options,
@@ -224,6 +260,46 @@ def _worker_model(path: str | None, threads: int | None):
 
 
 _WORKER_MODEL: dict = {}  # one model per worker process: a block task reuses its session
+_SWEPT: list[bool] = []  # the temp dir was swept by this process
+
+
+def _scratch() -> tempfile.TemporaryDirectory:
+    """A block's scratch folder in the temp dir, named after this process (pid and start time)."""
+    from ..core.atomic import process_token
+
+    return tempfile.TemporaryDirectory(prefix=f"{SCRATCH}{process_token()}_")
+
+
+def _sweep_scratch_once() -> None:
+    """Remove the scratch folders of dead workers from the temp dir, once per process."""
+    if not _SWEPT:
+        _SWEPT.append(True)
+        sweep_scratch(Path(tempfile.gettempdir()))
+
+
+def sweep_scratch(folder: Path) -> list[Path]:
+    """Remove the block scratch folders in ``folder`` whose process is gone; return them.
+
+    A SIGKILLed worker never runs its cleanup. Its folder names its pid and start time: gone
+    when that pid runs no more, or runs a process started later (a reused pid). Folders of the
+    older, unnamed kind go when untouched for a day (a block takes minutes).
+    """
+    from ..core.atomic import token_alive
+
+    removed = []
+    for candidate in folder.glob(f"{SCRATCH}*"):
+        match = _SCRATCH_OWNER.match(candidate.name)
+        try:
+            if match:
+                stale = not token_alive(match["token"])
+            else:
+                stale = time.time() - candidate.stat().st_mtime > _SCRATCH_OLD_S
+        except OSError:
+            continue
+        if stale and candidate.is_dir() and not candidate.is_symlink():
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,6 +339,7 @@ class JobResult:
     seconds: float
     summary_csv: Path | None
     tiles_run: int = 0  # of them, in blocks this run classified
+    repeats: list[tuple[str, str]] = field(default_factory=list)  # (input skipped, the input it repeats)
 
     @property
     def failures(self) -> list[RasterJob]:
@@ -314,22 +391,44 @@ def run_job(
     """Classify every input in blocks on the Dask ``client``; merge, summarise and return what happened.
 
     ``options`` is a ClassifyOptions without outputs. Raises RsGhostError for problems of the
-    whole job (the model, DIR, an output in the way without ``overwrite``); a raster that
-    cannot be classified is recorded in its RasterJob.error instead.
+    whole job (the model, DIR or its lock, an output in the way without ``overwrite``, a full
+    disk); a raster that cannot be classified is recorded in its RasterJob.error instead. DIR
+    is locked while the job runs; what the job created and left empty is removed.
     """
+    from ..core.folderlock import folder_lock
+
+    out = Path(out_dir)
+    created = _make_dir(out)
+    try:
+        with folder_lock(out):
+            try:
+                return _run_locked(inputs, out, options, client, block_cells, overwrite, progress, warn)
+            finally:
+                _tidy_work(out / WORK)  # a refused, failed or finished job leaves no empty folders there
+    finally:
+        if created is not None:
+            _remove_empty(out, created)  # DIR itself, when this job made it and left nothing there
+
+
+def _run_locked(inputs, out: Path, options, client, block_cells, overwrite, progress, warn) -> JobResult:
+    """run_job's work, with DIR made and locked."""
     from distributed import as_completed
 
     from ..core.atomic import remove_stale_parts
     from ..core.runtime import load_model
 
     started = time.perf_counter()
-    out = _prepare_dir(Path(out_dir))
+    inputs, repeats = distinct_inputs(list(inputs))
+    _prepare_dir(out)
     model = load_model(options.model_path, 1)  # a bad model stops the job before any work
     manifest = _read_manifest(out / MANIFEST)
     jobs = [RasterJob(path) for path in inputs]
-    names: set[str] = set()
     for job in jobs:
-        _plan(job, model, options, block_cells, manifest, names, out, overwrite)
+        _plan(job, model, options, block_cells)
+    _assign_names(jobs)
+    for job in jobs:
+        if not job.error:
+            _resume(job, manifest, out, overwrite)
     for job in jobs:
         if job.key:
             remove_stale_parts(out / WORK / job.key)
@@ -387,14 +486,47 @@ def run_job(
         jobs, list(model.card.class_names), blocks_total, skipped, run, tiles_total, time.perf_counter() - started, None
     )
     result.tiles_run = tiles_run
+    result.repeats = repeats
     result.summary_csv = _write_summary(result, out)
     return result
 
 
+def _make_dir(out: Path) -> Path | None:
+    """Create DIR (and its parents); return the topmost folder this made, None when DIR existed."""
+    missing = next((folder for folder in reversed([out, *out.parents]) if not folder.exists()), None)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(
+            f"Cannot write into --out-dir {out}: {error.strerror or error}; choose another folder."
+        ) from None
+    return missing
+
+
+def _tidy_work(work: Path) -> None:
+    """Remove the empty raster folders of DIR/.blocks, then .blocks itself when empty."""
+    with contextlib.suppress(OSError):
+        for folder in work.iterdir():
+            _remove_empty(folder, folder)
+    _remove_empty(work, work)
+
+
+def _remove_empty(folder: Path, top: Path) -> None:
+    """Remove ``folder`` and its parents up to ``top`` while they are empty folders."""
+    folder, top = folder.absolute(), top.absolute()
+    while True:
+        try:
+            folder.rmdir()  # only ever an empty folder
+        except OSError:
+            return
+        if folder == top or top not in folder.parents:
+            return
+        folder = folder.parent
+
+
 def _prepare_dir(out: Path) -> Path:
-    """Create DIR and check it can be written (before any work)."""
+    """Create DIR/.blocks and check DIR can be written (before any work)."""
     from ..core.atomic import remove_stale_parts
-    from ..core.errors import OutputError
 
     try:
         (out / WORK).mkdir(parents=True, exist_ok=True)
@@ -409,12 +541,10 @@ def _prepare_dir(out: Path) -> Path:
     return out
 
 
-def _plan(job: RasterJob, model, options, block_cells, manifest: dict, names: set, out: Path, overwrite: bool) -> None:
-    """Open the raster, cut it into blocks, find what the manifest already holds; errors go to job.error."""
+def _plan(job: RasterJob, model, options, block_cells) -> None:
+    """Open the raster and cut it into blocks; errors go to job.error."""
     from ..core.blocks import plan_blocks
-    from ..core.pipeline import _layer_name
     from ..core.rasterio_source import RasterioSource
-    from ..core.sinks import check_layers, check_output
 
     try:
         with RasterioSource(job.path) as source:
@@ -424,21 +554,55 @@ def _plan(job: RasterJob, model, options, block_cells, manifest: dict, names: se
         job.error = str(error)
         return
     job.key = _fingerprint(job.path, model.path, options, job.plan.block_cells)
-    stem = job.info.name
-    job.name = stem if stem not in names else f"{stem}_{job.key[:6]}"
-    names.add(job.name)
+
+
+def _assign_names(jobs: list[RasterJob]) -> None:
+    """Each planned raster's output name: its file name, or, where names clash, with a tag of its path.
+
+    The tag depends on the path alone, so a raster keeps its outputs whatever the order of the
+    inputs. Names differing in case alone clash too (file systems of Windows and macOS).
+    """
+    planned = [job for job in jobs if not job.error]
+    groups: dict[str, list[RasterJob]] = {}
+    for job in planned:
+        groups.setdefault(job.info.name.casefold(), []).append(job)
+    for job in planned:
+        job.name = job.info.name if len(groups[job.info.name.casefold()]) == 1 else _tagged(job, 8)
+    clashes = {job.name.casefold() for job in planned if job.name != job.info.name} & set(groups)
+    for job in planned:
+        if job.name.casefold() in clashes:  # "a_1234abcd" given as a raster too: a longer tag
+            job.name = _tagged(job, 16)
+
+
+def _tagged(job: RasterJob, digits: int) -> str:
+    """The raster's name with the first ``digits`` hex digits of its path's hash."""
+    from ..core.rasterio_source import is_gdal_path
+
+    path = job.path if is_gdal_path(job.path) else str(Path(job.path).resolve())
+    return f"{job.info.name}_{hashlib.sha256(path.encode()).hexdigest()[:digits]}"
+
+
+def _resume(job: RasterJob, manifest: dict, out: Path, overwrite: bool) -> None:
+    """Find what the manifest already holds for the raster; check its outputs may be written."""
+    from ..core.pipeline import _layer_name
+    from ..core.sinks import check_layers, check_output
+
     record = manifest.get(job.key, {})
     work = out / WORK / job.key
     for index, entry in record.get("blocks", {}).items():
         if (work / f"{index}.gpkg").exists() and (work / f"{index}.tif").exists():
             job.done[int(index)] = entry
     outputs = (out / f"{job.name}.gpkg", out / f"{job.name}.tif")
-    if "merged" in record and all(path.exists() for path in outputs):
-        job.summary = record["merged"]
+    merged = record.get("merged")
+    # The outputs of the merge on record, under the name this raster has now (not another raster's).
+    same_name = bool(merged) and Path(merged["vector"]).name == outputs[0].name
+    if same_name and all(path.exists() for path in outputs):
+        job.summary = merged
         # Its block files were removed after the merge: the manifest's word is what counts.
         job.done = {block.index: record["blocks"].get(str(block.index), {}) for block in job.plan.blocks}
         return
-    ours = "merged" in record or "publishing" in record  # this job's own files, from an interrupted merge
+    # This raster's own files, from an earlier or interrupted merge under the same name.
+    ours = same_name or record.get("publishing") in (True, job.name)
     for path, suffixes, what in ((outputs[0], (".gpkg",), "vector output"), (outputs[1], (".tif",), "raster output")):
         check_output(path, overwrite or ours, suffixes, what, input_path=job.path)
     check_layers(outputs[0], _layer_name(job.info), overwrite or ours)  # --overwrite replaces ours only
@@ -488,7 +652,7 @@ def _read_manifest(path: Path) -> dict:
         if "merged" in entry:
             record["merged"] = entry["merged"]
         elif "publishing" in entry:
-            record["publishing"] = True
+            record["publishing"] = entry["publishing"]  # the name published (True: before names were kept)
         else:
             record["blocks"][str(entry["block"])] = entry
     return manifest
@@ -496,20 +660,27 @@ def _read_manifest(path: Path) -> dict:
 
 def _append_manifest(out: Path, entry: dict) -> None:
     """One line per finished block or raster, on disk before the next block counts as done."""
-    with open(out / MANIFEST, "a", encoding="utf-8") as stream:
-        stream.write(json.dumps(entry) + "\n")
+    with open(out / MANIFEST, "ab+") as stream:
+        line = (json.dumps(entry) + "\n").encode("utf-8")
+        if stream.seek(0, os.SEEK_END) > 0:
+            stream.seek(-1, os.SEEK_END)
+            if stream.read(1) != b"\n":
+                line = b"\n" + line  # after a torn line (a full disk, a crash): a line of its own
+        stream.write(line)
         stream.flush()
         os.fsync(stream.fileno())
 
 
 def _store_block(job: RasterJob, block, outcome: dict, out: Path, warn) -> None:
-    """Write a finished block's files atomically, then record it in the manifest."""
+    """Write a finished block's files atomically, then record it in the manifest.
+
+    A write that fails (a full disk) leaves neither of the block's files: the block is not
+    recorded, a rerun classifies it again.
+    """
     from ..core.atomic import atomic_path
 
     work = out / WORK / job.key
-    for suffix, data in ((".gpkg", outcome["gpkg"]), (".tif", outcome["tif"])):
-        with atomic_path(work / f"{block.index}{suffix}") as tmp:
-            tmp.write_bytes(data)
+    files = [(work / f"{block.index}{suffix}", outcome[suffix[1:]]) for suffix in (".gpkg", ".tif")]
     entry = {
         "key": job.key,
         "block": block.index,
@@ -520,12 +691,35 @@ def _store_block(job: RasterJob, block, outcome: dict, out: Path, warn) -> None:
         "whole": len(job.plan.blocks) == 1,
         **{k: outcome[k] for k in ("tiles_by_class", "tiles_total", "tiles_classified")},
     }
-    _append_manifest(out, entry)
+    try:
+        for path, data in files:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(data)
+        _append_manifest(out, entry)  # a torn last line is ignored when read: the block is not done
+    except OSError as error:
+        for path, _ in files:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise _storage_error(error, out, block.index, job.path) from None
     job.done[block.index] = entry
     if warn and not job.warned and outcome["tiles_classified"]:
         job.warned = True
         for text in outcome["warnings"]:
             warn(f"{job.name}: {face_message(text, 'cli')}")
+
+
+def _storage_error(error: OSError, out: Path, index: int, path: str) -> OutputError:
+    """The job's one error for a block that could not be stored in DIR/.blocks."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = "the disk is full" if error.errno == errno.ENOSPC else "the disk quota is used up"
+        return OutputError(
+            f"Cannot store block {index} of {path} in {out / WORK}: {reason}. Free some space there, or choose "
+            "another --out-dir; run the same command again to resume (finished blocks are kept)."
+        )
+    return OutputError(
+        f"Cannot store block {index} of {path} in {out / WORK}: {error.strerror or error}; fix the folder or "
+        "choose another --out-dir, then run the same command again to resume."
+    )
 
 
 def _describe_failure(error: BaseException, index: int) -> str:
@@ -604,7 +798,7 @@ def merge_blocks(job: RasterJob, card, out: Path) -> dict:
         )
         _merge_rasters(raster, grid, job.plan, work, with_classes)
         finished = [vector.finish(), raster.finish()]
-        _append_manifest(out, {"key": job.key, "publishing": True})  # from here on, the outputs are ours
+        _append_manifest(out, {"key": job.key, "publishing": job.name})  # from here on, the outputs are ours
         # Existing outputs were refused before any work unless --overwrite (or this job's own).
         publish_all(finished, overwrite=True)
     except BaseException:
@@ -633,7 +827,7 @@ def _publish_whole(job: RasterJob, card, out: Path) -> dict:
     from ..core.sinks import publish_all
 
     record, work = job.done[0], out / WORK / job.key
-    _append_manifest(out, {"key": job.key, "publishing": True})
+    _append_manifest(out, {"key": job.key, "publishing": job.name})
     publish_all(
         [(work / "0.gpkg", out / f"{job.name}.gpkg"), (work / "0.tif", out / f"{job.name}.tif")], overwrite=True
     )
@@ -749,12 +943,18 @@ def command(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 143 if isinstance(interrupt, Terminated) else 130
+        except BaseException:
+            bar.close()  # the error goes on a line of its own, below the bar
+            raise
         bar.close()
     print(result.table())
     print()
     for job in result.rasters:
         if job.summary:
             print(f"done:    {job.name}: {job.summary['vector']}, {job.summary['raster']}")
+    for repeat, first in result.repeats:
+        same = "given more than once" if repeat == first else f"the same file as {first}"
+        print(f"skipped: {repeat}: {same}; classified once")
     for job in result.failures:
         print(f"failed:  {job.path}: {job.error}", file=sys.stderr)
     rate = result.tiles_run / result.seconds if result.seconds else 0.0

@@ -2,7 +2,9 @@
 
 A crash, Ctrl-C or a full disk then never leaves a half-written file at the final path. The
 temporary name is hidden, carries the writer's process id (``.name.<pid>.<random>.part.ext``),
-so a later run can recognise and remove the leftovers of a process that is gone.
+so a later run can recognise and remove the leftovers of a process that is gone. A pid alone
+is not enough: containers restart with the same pids, so a leftover whose pid runs again is
+stale too when that process started after the file was last written (``process_started``).
 
 The one home of this rule for the plugin, the command line and training (checkpoints, the ONNX
 export, the int8 copy, the dataset cache, downloads). It imports the standard library only.
@@ -65,11 +67,74 @@ def remove_stale_parts(folder: str | os.PathLike) -> list[Path]:
     removed = []
     for candidate in Path(folder).glob(".*.part*"):
         match = _PART.match(candidate.name)
-        if match and not _running(int(match["pid"])):
+        if match is None:
+            continue
+        try:
+            written = candidate.stat().st_mtime
+        except OSError:
+            continue  # gone already
+        if not writer_alive(int(match["pid"]), written):
             with contextlib.suppress(OSError):
                 candidate.unlink()
                 removed.append(candidate)
     return removed
+
+
+def writer_alive(pid: int, written: float) -> bool:
+    """Whether the process ``pid`` that last wrote something at ``written`` (epoch seconds) may still run.
+
+    A process that started after the write is another one that got the same pid (a restarted
+    container counts its pids from 1 again). Where the start time cannot be read, the pid decides.
+    """
+    if not _running(pid):
+        return False
+    started = process_started(pid)
+    # Start times are read in whole clock ticks and the boot time in whole seconds: allow 2 s.
+    return started is None or pid == os.getpid() or started <= written + 2.0
+
+
+def process_token(pid: int | None = None) -> str:
+    """``<pid>-<start ticks>``: names one process for good, where a pid alone may be reused (``-0``: unknown)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{pid}-{_start_ticks(pid) or 0}"
+
+
+def token_alive(token: str) -> bool:
+    """Whether the process named by ``process_token`` still runs (a malformed token: assume it does)."""
+    pid, _, ticks = token.partition("-")
+    if not (pid.isdigit() and ticks.isdigit()):
+        return True
+    if not _running(int(pid)):
+        return False
+    now = _start_ticks(int(pid))
+    return int(ticks) == 0 or now is None or now == int(ticks)
+
+
+def process_started(pid: int) -> float | None:
+    """When process ``pid`` started, in epoch seconds; None where unknown (no /proc, no such process)."""
+    ticks, boot = _start_ticks(pid), _boot_time()
+    if ticks is None or boot is None:
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start in clock ticks after boot (Linux /proc/<pid>/stat, field 22), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        # The command name (field 2) may hold spaces and parentheses: count from its closing one.
+        return int(stat[stat.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _boot_time() -> float | None:
+    """When the system booted, in epoch seconds (Linux /proc/stat), or None."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/stat").read_text(encoding="ascii").splitlines():
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    return None
 
 
 def _running(pid: int) -> bool:
