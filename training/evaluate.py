@@ -92,9 +92,11 @@ def _onnx_scorer(path: Path) -> Scorer:
     except ModelError as error:
         raise TrainingError(str(error)) from None
     card, session, input_name = model.card, model.session, model.input_name
+    # The logits are the first output; a model may carry more after them (the features of adapt).
+    first = session.get_outputs()[0].name
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        (logits,) = session.run(None, {input_name: x.cpu().numpy().astype(np.float32)})
+        (logits,) = session.run([first], {input_name: x.cpu().numpy().astype(np.float32)})
         return torch.from_numpy(logits)
 
     return Scorer(
@@ -131,10 +133,12 @@ def evaluate(
     fitted on these images, the ECE before and after it, and at the model card's temperature.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():  # said before the scoring, not after it
+        raise TrainingError(f"cannot create --out {out}: a file of that name exists; choose another folder.")
     labels = _labels_in_model_order(arrays.labels, data_class_names, scorer.class_names)
     stats = tuple(torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (scorer.mean, scorer.std))
     logits, _ = predict(scorer.forward, arrays, stats, scorer.input_size, torch.device("cpu"), batch_size)
+    out = _make_out(out)  # only now: a refused evaluation leaves no empty --out behind
     predictions = logits.argmax(1).numpy()
     # The plugin's accuracy maths (rsghost:assess), so both sides score a model the same way.
     matrix = confusion_matrix(labels, predictions, len(scorer.class_names))
@@ -159,6 +163,15 @@ def evaluate(
         metrics["latency"] = measure_latency(scorer, out)
     _write(metrics, matrix, scorer.class_names, out)
     return metrics
+
+
+def _make_out(out: Path) -> Path:
+    """Create the --out folder (and its parents), or say why it cannot be."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TrainingError(f"cannot create --out {out}: {error.strerror or error}; choose another folder.") from None
+    return out
 
 
 def _robust_top1(scorer: Scorer, arrays: ImageArrays, labels: np.ndarray, stats, batch_size: int) -> dict[str, float]:

@@ -134,7 +134,7 @@ def test_a_geographic_raster_needs_gsd_and_is_cut_in_utm(tmp_path):
     raster = write_raster(tmp_path / "scene.tif", halves(), crs="EPSG:4326")
     polygons = halves_polygons(tmp_path / "fields.gpkg", epsg=32633)
 
-    with pytest.raises(DataError, match=r"geographic CRS \(degrees\).*give gsd_m \(its pixels are about"):
+    with pytest.raises(DataError, match=r"geographic CRS \(degrees\).*give --gsd METRES \(its pixels are about"):
         chips(raster, polygons)
     splits = chips(raster, polygons, gsd_m=10)
 

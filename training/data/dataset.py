@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -52,15 +53,44 @@ def load_dataset(
     if not source.exists():
         raise DataError(f"Data source {source} does not exist. Fix the path.")
     if polygons is not None:
-        return _from_raster(
+        splits = _from_raster(
             source, Path(polygons), class_field, image_size, gsd_m, chip_stride, val_fraction, limit_per_class, seed
         )
-    if not source.is_dir():
+    elif not source.is_dir():
         raise DataError(
             f"{source} is a file. Give a folder with one subfolder per class, or a raster together with "
             "--polygons <GeoPackage or Shapefile with a class field>."
         )
-    return _from_folders(source, image_size, split_csv, val_csv, val_fraction, limit_per_class, seed, cache_dir, gsd_m)
+    else:
+        splits = _from_folders(
+            source, image_size, split_csv, val_csv, val_fraction, limit_per_class, seed, cache_dir, gsd_m
+        )
+    _warn_classes_without_val(splits)
+    return splits
+
+
+def _warn_classes_without_val(splits: DatasetSplits) -> None:
+    """One line per class that trains but has no validation image: validation top-1 then leaves it out.
+
+    A stratified split keeps one image of each class for validation only when the class has
+    two or more; a validation CSV may simply not list a class.
+    """
+    counts = splits.summary.get("counts", {})
+    train, val = counts.get("train", {}), counts.get("val", {})
+    missing = [name for name in splits.class_names if train.get(name, 0) and not val.get(name, 0)]
+    stratified = splits.summary.get("split") == "stratified"
+    for name in missing:
+        fix = (
+            f"add images to {name} (two or more put one in validation)"
+            if stratified
+            else f"list images of {name} in the validation CSV"
+        )
+        print(
+            f"warning: class {name} has {train[name]} training image(s) and none for validation; validation "
+            f"top-1 covers {len(splits.class_names) - len(missing)} of {len(splits.class_names)} classes. To "
+            f"measure it, {fix}.",
+            file=sys.stderr,
+        )
 
 
 def _check_options(image_size: int, val_fraction: float, limit: int | None) -> None:

@@ -60,7 +60,7 @@ def cut_chips(
     """Cut labelled chips from ``raster`` inside the polygons of ``polygons`` (see the module doc)."""
     stride = chip_stride if chip_stride is not None else image_size
     if stride < 1:
-        raise DataError(f"chip_stride must be a positive number of pixels, not {chip_stride}.")
+        raise DataError(f"--chip-stride must be a positive number of pixels, not {chip_stride}.")
     try:
         src = rasterio.open(raster)
     except RasterioError as error:
@@ -97,7 +97,7 @@ def cut_chips(
         raise DataError(
             f"No {image_size} x {image_size} px chip at {gsd:g} m fits inside the polygons of class(es) "
             f"{', '.join(empty)} (or every such chip holds nodata). Draw larger polygons, or lower "
-            "image_size, gsd_m or chip_stride."
+            "--image-size, --gsd or --chip-stride."
         )
     return Chips(images, labels, class_names, summary)
 
@@ -115,7 +115,7 @@ def _working_grid(src: rasterio.DatasetReader, raster: Path, gsd_m: float | None
     if src.transform.b != 0 or src.transform.d != 0:
         raise DataError(f"{raster} is rotated (its geotransform has rotation terms). Warp it north-up first.")
     if gsd_m is not None and gsd_m <= 0:
-        raise DataError(f"gsd_m must be a positive number of metres, not {gsd_m}.")
+        raise DataError(f"--gsd must be a positive number of metres, not {gsd_m}.")
     if src.crs.is_projected:
         native = src.res[0] * src.crs.linear_units_factor[1]
         return src.crs, gsd_m or native, native
@@ -123,7 +123,7 @@ def _working_grid(src: rasterio.DatasetReader, raster: Path, gsd_m: float | None
         guess = src.res[1] * METRES_PER_DEGREE_LATITUDE
         raise DataError(
             f"{raster} is in a geographic CRS (degrees), so its pixel size in metres is not defined; "
-            f"give gsd_m (its pixels are about {guess:.3g} m north-south)."
+            f"give --gsd METRES (its pixels are about {guess:.3g} m north-south)."
         )
     lon_min, lat_min, lon_max, lat_max = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
     # The plugin's zone for the same raster, so its tiles fall where these chips were cut.
