@@ -12,6 +12,9 @@ every contender alike):
 3. Peak RSS of the command line on two raster sizes up to 20,000 x 20,000 px: flat means
    streaming works. A cheap model keeps this row short; memory is the pipeline's.
 4. Threads and batch size.
+6. (listed last, run after row 1) adapt on the Demmin scene: the whole ``core.adapt.adapt`` (model load, radiometry,
+   chips, features, cross-validation, fit, writing the model) with the polygons of
+   bench/demmin_labels.py (target 30 s on 2 cores); ``--adapt-only`` runs just this row.
 5. classify-many (Dask distributed) on one batch of generated rasters, one block each: the
    plain single-process loop of ``classify`` (one onnxruntime thread), then Dask LocalClusters
    of 1 and 2 worker processes (one thread each; one cluster at a time, started and warmed
@@ -60,6 +63,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, help="repeats per measurement (3; quick 1)")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads for rows 1-3 (2)")
     parser.add_argument("--many-only", action="store_true", help="only the classify-many rows (row 5)")
+    parser.add_argument("--adapt-only", action="store_true", help="only the adaptation row (row 6)")
     args = parser.parse_args()
     quick = args.quick
     size = args.large_size or (512 if quick else 2048)
@@ -74,12 +78,15 @@ def main() -> int:
         if args.many_only:
             rows += _many_rows(model, work, repeats, 768 if quick else 1536)
             return _print_rows(rows, started)
+        if args.adapt_only:
+            return _print_rows(_adapt_rows(model, work, repeats, args.threads), started)
         large = _textured_raster(work / f"large_{size}.tif", size)
         rows += _ort_vs_end_to_end(f"generated {size}x{size} uint8", large, model, work, repeats, args.threads)
         if DEMMIN.is_file():
             rows += _ort_vs_end_to_end("Demmin scene (EPSG:4326, uint16)", DEMMIN, model, work, repeats, args.threads)
         else:
             rows.append(("Demmin scene", "skipped", f"{DEMMIN} not found"))
+        rows += _adapt_rows(model, work, repeats, args.threads)
         rows += _student_vs_teacher(large, model, work, repeats, args.threads, 64 if quick else 256)
         rows += _peak_rss(work, rss_sizes)
         rows += _threads_and_batches(large, model, work, repeats, min(size, 512 if quick else 1024))
@@ -290,6 +297,34 @@ def _student_vs_teacher(raster, model, work, repeats, threads, tiles):
         ),
         ("VGG-16-BN teacher throughput", f"{rates['teacher']:.0f} tiles/s", "same tiles, same settings"),
         ("student / teacher speed-up", f"{rates['student'] / rates['teacher']:.1f}x", ""),
+    ]
+
+
+def _adapt_rows(model: Path, work: Path, repeats: int, threads: int) -> list[tuple[str, str, str]]:
+    """Row 6: the whole adaptation on the Demmin scene with bench/demmin_labels.py's polygons."""
+    from bench.demmin_labels import CLASS_FIELD, write_demmin_labels
+    from rs_ghost_qgis.core.adapt import AdaptOptions, adapt, labels_from_file
+
+    if not DEMMIN.is_file():
+        return [("adapt on the Demmin scene", "skipped", f"{DEMMIN} not found")]
+    labels = labels_from_file(str(write_demmin_labels(work / "demmin_labels.gpkg")), CLASS_FIELD)
+    times, result = [], None
+    for _ in range(repeats):
+        options = AdaptOptions(
+            out_path=str(work / "adapted.onnx"), model_path=str(model), threads=threads, overwrite=True
+        )
+        started = time.perf_counter()
+        with RasterioSource(DEMMIN) as source:
+            result = adapt(source, labels, options)
+        times.append(time.perf_counter() - started)
+    chips = sum(result.chips.values())
+    return [
+        (
+            "adapt on the Demmin scene (7 polygons, 3 classes), wall time",
+            f"{statistics.median(times):.2f} s",
+            f"{chips} chips, {result.feature_source} + band statistics, cv accuracy {result.cv_accuracy:.1%}; "
+            "target 30 s on 2 cores",
+        )
     ]
 
 

@@ -20,6 +20,36 @@ from training.errors import ExportError, cannot_write
 
 OPSET = 17
 MAX_LOGIT_DIFFERENCE = 1e-4
+FEATURES_OUTPUT = "features"  # the second output: the input of the last linear layer (rs_ghost_qgis adapt)
+
+
+class WithFeatures(torch.nn.Module):
+    """``model`` with a second output: the vector its last ``nn.Linear`` receives (the pooled features).
+
+    ``python -m rs_ghost_qgis adapt`` fits a new classifier on these; the plugin keeps reading
+    the first output (the logits) for classifying.
+    """
+
+    def __init__(self, model: torch.nn.Module, last: torch.nn.Linear) -> None:
+        super().__init__()
+        self.model = model
+        self.last = last
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, features) for a batch."""
+        seen: list[torch.Tensor] = []
+        handle = self.last.register_forward_pre_hook(lambda _module, inputs: seen.append(inputs[0]))
+        try:
+            logits = self.model(x)
+        finally:
+            handle.remove()
+        return logits, torch.flatten(seen[-1], 1)
+
+
+def with_features(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` wrapped to output its features too (WithFeatures), or as it is when it has no linear layer."""
+    linears = [module for module in model.modules() if isinstance(module, torch.nn.Linear)]
+    return WithFeatures(model, linears[-1]) if linears else model
 
 
 def export_onnx(model: torch.nn.Module, card: ModelCard, path: str | Path, *, seed: int = 0) -> Path:
@@ -57,14 +87,17 @@ def write_model(model: torch.nn.Module, card: ModelCard, path: str | Path) -> Pa
 def _trace(model: torch.nn.Module, sample: torch.Tensor, path: Path) -> None:
     # The TorchScript exporter writes a single self-contained file with a dynamic batch axis,
     # and every operator of our models (grouped conv, slice, concat, pooling) maps to opset 17.
+    # The logits stay the first output; the pooled features follow (adapt reads them).
+    model = with_features(model).eval()  # a new wrapper starts in training mode, and export restores it
+    outputs = ["logits", FEATURES_OUTPUT] if isinstance(model, WithFeatures) else ["logits"]
     with torch.no_grad():
         torch.onnx.export(
             model,
             (sample,),
             str(path),
             input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            output_names=outputs,
+            dynamic_axes={"input": {0: "batch"}, **{name: {0: "batch"} for name in outputs}},
             opset_version=OPSET,
             dynamo=False,
         )
@@ -85,7 +118,7 @@ def _check_against_torch(model: torch.nn.Module, sample: torch.Tensor, path: Pat
     with torch.no_grad():
         expected = model(sample).numpy()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (actual,) = session.run(None, {session.get_inputs()[0].name: sample.numpy()})
+    actual = session.run(None, {session.get_inputs()[0].name: sample.numpy()})[0]
     # fp32 rounding grows with the logits' size: compare relative to the largest (at least 1).
     scale = max(1.0, float(np.max(np.abs(expected))))
     difference = float(np.max(np.abs(actual - expected))) / scale

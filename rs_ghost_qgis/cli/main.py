@@ -1,4 +1,4 @@
-"""Headless command line: ``python -m rs_ghost_qgis classify|info``.
+"""Headless command line: ``python -m rs_ghost_qgis classify|classify-many|adapt|info``.
 
 Every RsGhostError ends the program with exit code 2 and one line ``error: ...`` on stderr
 (no traceback); Ctrl-C ends it with 130, SIGTERM (``kill``, a job scheduler) with 143, both
@@ -101,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
 
     add_many(commands, classify)
 
+    _add_adapt(commands)
+
     info = commands.add_parser(
         "info", help="print a model's card", description="Print the model card of an ONNX model."
     )
@@ -154,6 +156,63 @@ def add_classify_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
     parser.add_argument("--batch-size", type=int, default=32, help="tiles per inference batch (32)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
+def _add_adapt(commands) -> None:
+    """``adapt``: a new model for the user's classes from labelled polygons (core/adapt.py)."""
+    adapt = commands.add_parser(
+        "adapt",
+        help="adapt a model to your own classes from labelled polygons (seconds, no torch)",
+        description="Fit a new classifier on chips of RASTER inside labelled polygons, over the base model's "
+        "features and the mean and std of every band of RASTER; write it as a new ONNX model with a card. "
+        "A chip is one tile of the model's footprint; it belongs to the polygon containing its centre.",
+    )
+    adapt.add_argument("input", metavar="RASTER", help="raster file with a CRS (the scene the polygons are on)")
+    adapt.add_argument("--polygons", required=True, metavar="FILE", help="labelled polygons (any OGR vector file)")
+    adapt.add_argument("--class-field", required=True, metavar="FIELD", help="the polygons' field holding the class")
+    adapt.add_argument("--out", required=True, metavar="MODEL.onnx", help="the adapted model to write")
+    adapt.add_argument("--model", help="base ONNX model with a model card (default: the bundled model)")
+    adapt.add_argument("--stride", type=int, help="step between chips in model pixels (default: a quarter of the tile)")
+    adapt.add_argument("--bands", metavar="3,2,1", help="raster bands for the base model's channels (default: auto)")
+    adapt.add_argument("--scale", choices=SCALINGS, default="auto", help="as for classify")
+    adapt.add_argument("--offset", type=float, metavar="N", help="as for classify")
+    adapt.add_argument("--product", type=str.lower, choices=PRODUCTS, default="auto", help="as for classify")
+    adapt.add_argument("--min-valid", type=float, default=0.5, help="valid-pixel fraction a chip needs (0.5)")
+    adapt.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
+    adapt.add_argument("--batch-size", type=int, default=32, help="chips per inference batch (32)")
+    adapt.add_argument("--overwrite", action="store_true", help="replace an existing output model")
+    adapt.set_defaults(func=_adapt)
+
+
+def _adapt(args: argparse.Namespace) -> int:
+    from ..core.adapt import AdaptOptions, adapt, labels_from_file
+    from ..core.rasterio_source import RasterioSource
+
+    options = AdaptOptions(
+        out_path=args.out,
+        model_path=args.model,
+        stride=parse_stride(args.stride),
+        bands=parse_bands(args.bands),
+        scaling=args.scale,
+        offset=args.offset,
+        product=args.product,
+        min_valid_fraction=args.min_valid,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+    )
+    labels = labels_from_file(args.polygons, args.class_field)
+    with RasterioSource(args.input) as source:
+        result = adapt(source, labels, options)
+    for warning in result.warnings:
+        _warn(warning)
+    print(result.summary())
+    print()
+    print(f"{'model:':9}{Path(result.out_path).resolve()}")
+    print(f"{'features:':9}{result.card.training['method']}")
+    print(f"{'scaling:':9}{result.card.training['scaling']}")
+    print(f"{'time:':9}{result.seconds:.1f} s")
+    return 0
 
 
 def _info(args: argparse.Namespace) -> int:

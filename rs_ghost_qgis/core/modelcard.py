@@ -45,6 +45,7 @@ OPTIONAL_KEYS: dict[str, type] = {
     "metrics": dict,
     "software": dict,
     "created": str,
+    "head": dict,
 }
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -69,6 +70,11 @@ class ModelCard:
     ``band_raw_ranges`` ([low, high] per band) is the stretch a model trained on chips of a
     raster saw: each band mapped from its own range onto ``value_range``; the runtime maps that
     raster (and others like it) the same way.
+
+    Adapted models (``core/adapt.py``): ``head`` holds a linear classifier over the graph's
+    pooled features (or logits) and per-tile statistics of every raster band, applied in numpy
+    after the graph (``core/head.py``); ``class_names`` are then the head's classes, and
+    ``training`` says from which base model, raster and polygons it was adapted.
 
     Confidence: the class probabilities are ``softmax(logits / temperature)``; the temperature
     is fitted on the validation split so that a confidence of 0.9 is right about 9 times in 10.
@@ -95,6 +101,7 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     software: dict[str, Any] = field(default_factory=dict)
     created: str = ""
+    head: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     model_type: str = MODEL_TYPE
 
@@ -149,7 +156,7 @@ class ModelCard:
         """The card as ONNX ``metadata_props``: every value a string."""
         meta = {}
         for key, value in asdict(self).items():
-            if value is None:
+            if value is None or (key == "head" and not value):
                 continue
             meta[key] = value if isinstance(value, str) else json.dumps(value)
         meta["resolution"] = json.dumps(self.resolution_cm)
@@ -202,6 +209,12 @@ class ModelCard:
             lines.append(f"| MACs per tile | {self.macs / 1e6:,.1f} M |")
         if self.created:
             lines.append(f"| created | {self.created} |")
+        if self.head:
+            dims = self.head["feature_dims"]
+            lines.append(
+                f"| head (adapted) | softmax over {dims} graph {self.head['source']} + mean and std of "
+                f"{self.head['raster_bands']} raster bands |"
+            )
         lines += ["", "## Classes", "", "| id | class | colour |", "|---|---|---|"]
         lines += [f"| {i} | {n} | `{c}` |" for i, (n, c) in enumerate(zip(self.class_names, self.class_colors))]
         for title, section in (
@@ -252,6 +265,10 @@ def _validate(card: ModelCard) -> None:
     if card.input_size < 1 or card.tile_size < 1 or card.gsd_m <= 0:
         raise ModelError("input_size, tile_size and gsd_m must be positive.")
     _validate_product_mappings(card)
+    if card.head:
+        from .head import check_head  # numpy only for cards that need it
+
+        check_head(card.head, card.num_classes)
     if card.band_raw_ranges is not None and (
         len(card.band_raw_ranges) != channels
         or not all(isinstance(pair, list) and len(pair) == 2 and pair[0] < pair[1] for pair in card.band_raw_ranges)

@@ -38,6 +38,9 @@ NAMES = {
         "overwriting (confirm it when choosing OUTPUT_VECTOR or OUTPUT_RASTER)",
     ),
     "out_vector": ("--out-vector", "Folder", "OUTPUT_VECTOR"),
+    # Adapting a model to the user's polygons (core/adapt.py).
+    "polygons": ("--polygons", "Polygon layer", "POLYGONS"),
+    "class_field": ("--class-field", "Class field", "CLASS_FIELD"),
 }
 # How values reach the model's range (radiometry.py implements them). Processing stores its
 # enum by index, so new entries go at the end.

@@ -23,6 +23,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from . import crs, workload
 from .errors import Cancelled, InputError
 from .grid import EDGE_POLICY, Area, Grid, build_grid
+from .head import tile_band_statistics
 from .modelcard import ModelCard
 from .options import OptionError, check_area
 from .radiometry import Radiometry, plan_radiometry
@@ -196,6 +197,7 @@ def classify(
             check_output(path, options.overwrite, suffixes, what, input_path=info.path)
     model = model or load_model(options.model_path, options.threads)
     card = model.card
+    check_adapted_bands(model, info)
     grid = build_grid(info, card, options.area, options.stride)
     workload.check(workload.estimate(grid, card), info)  # a planet-sized web download is refused here
     radiometry = plan_radiometry(source, card, options.bands, options.scaling, options.offset, options.product)
@@ -238,6 +240,18 @@ def classify(
     if progress:
         progress(100.0)
     return result
+
+
+def check_adapted_bands(model: Model, info) -> None:
+    """An adapted model reads every band of the raster it was adapted on: refuse a raster with other bands."""
+    want = model.band_statistics
+    if want and info.band_count != want:
+        adapted_on = model.card.training.get("raster", "its raster")
+        raise InputError(
+            f"{model.path.name} was adapted on {adapted_on} with {want} bands and uses statistics of every band, "
+            f"but {info.name} has {info.band_count}. Run it on a raster with the same {want} bands in the same "
+            "order (e.g. the same sensor's product), or adapt a model on this raster."
+        )
 
 
 def _layer_name(info) -> str:
@@ -387,10 +401,10 @@ class _Run:
         queue: deque = deque()
         rows = self.grid.tile_rows()
         for index, row in enumerate(rows):
-            for chunk, tiles in self._read_row(row):
+            for chunk, tiles, statistics in self._read_row(row):
                 self._check_cancel()
                 queue.append(chunk)
-                self.batcher.put(tiles, self._check_cancel)
+                self.batcher.put(tiles, self._check_cancel, statistics)
                 self._drain(queue)
             queue.append(_RowEnd(row))
             self._drain(queue)
@@ -434,27 +448,24 @@ class _Run:
             for first in range(start, end, MAX_TILES_PER_READ):
                 yield self._read_run(row, first, min(end, first + MAX_TILES_PER_READ))
 
-    def _read_run(self, row: int, start: int, end: int) -> tuple[_Chunk, np.ndarray]:
-        """Read the strip holding tiles [start, end) of ``row``; return them ready for the model."""
-        grid = self.grid
-        n, px, size = grid.tile_cells, grid.cell_px, grid.tile_px
-        width = (end - start - 1 + n) * px
-        block = self.source.read(grid.run_bounds(row, start, end), grid.crs_wkt, width, size, self.radiometry.bands)
-        data = self.radiometry.normalise(block.data)  # (C, size, width)
-        # Tile k is the size x size window starting px * k pixels into the strip.
-        tiles = sliding_window_view(data, size, axis=2)[:, :, ::px].transpose(2, 0, 1, 3)  # (k, C, size, size)
-        valid = sliding_window_view(block.valid, size, axis=1)[:, ::px].transpose(1, 0, 2)  # (k, size, size)
-        valid_fraction = valid.mean(axis=(1, 2))
-        classified = valid_fraction >= max(self.options.min_valid_fraction, 1e-9)
-        self.any_valid = self.any_valid or bool(block.valid.any())
+    def _read_run(self, row: int, start: int, end: int) -> tuple[_Chunk, np.ndarray, np.ndarray | None]:
+        """Read the strip holding tiles [start, end) of ``row``; return them ready for the model.
+
+        The third value holds the classified tiles' band statistics for an adapted model, else None.
+        """
+        strip = read_strip(self.source, self.grid, self.radiometry, row, start, end, self.model.band_statistics)
+        classified = strip.valid_fraction >= max(self.options.min_valid_fraction, 1e-9)
+        self.any_valid = self.any_valid or strip.any_valid
+        px = self.grid.cell_px
         chunk = _Chunk(
             row=row,
             cols=np.arange(start, end),
-            valid_fraction=valid_fraction,
-            cell_valid=valid[:, :px, :px].mean(axis=(1, 2)),
+            valid_fraction=strip.valid_fraction,
+            cell_valid=strip.valid[:, :px, :px].mean(axis=(1, 2)),
             classified=classified,
         )
-        return chunk, _fill_invalid(tiles[classified], valid[classified])
+        statistics = strip.statistics[classified] if strip.statistics is not None else None
+        return chunk, fill_invalid(strip.tiles[classified], strip.valid[classified]), statistics
 
     def _drain(self, queue: deque) -> None:
         """Apply every queued item whose predictions are ready, in reading order."""
@@ -533,11 +544,46 @@ class _Run:
         return records
 
 
+@dataclass
+class Strip:
+    """The tiles of one strip as the model sees them, before invalid pixels are filled."""
+
+    tiles: np.ndarray  # (k, C, size, size) normalised network input (a view into the strip)
+    valid: np.ndarray  # (k, size, size) bool
+    valid_fraction: np.ndarray  # (k,)
+    statistics: np.ndarray | None  # (k, 2 * bands): every raster band's mean and std per tile (adapted models)
+    any_valid: bool
+
+
+def read_strip(source, grid: Grid, radiometry: Radiometry, row: int, start: int, end: int, stat_bands: int = 0):
+    """Read tiles [start, end) of grid row ``row`` in one strip: the one reader of classify and adapt.
+
+    ``stat_bands`` > 0 also reads raster bands 1..stat_bands and gives each tile their mean and
+    standard deviation over its valid pixels, in the plan's units (``raw * gain - offset``:
+    reflectance x 10,000 where reflectance was detected).
+    """
+    n, px, size = grid.tile_cells, grid.cell_px, grid.tile_px
+    width = (end - start - 1 + n) * px
+    bands = list(radiometry.bands) + list(range(1, stat_bands + 1))
+    block = source.read(grid.run_bounds(row, start, end), grid.crs_wkt, width, size, bands)
+    channels = len(radiometry.bands)
+    data = radiometry.normalise(block.data[:channels])  # (C, size, width)
+    # Tile k is the size x size window starting px * k pixels into the strip.
+    tiles = sliding_window_view(data, size, axis=2)[:, :, ::px].transpose(2, 0, 1, 3)  # (k, C, size, size)
+    valid = sliding_window_view(block.valid, size, axis=1)[:, ::px].transpose(1, 0, 2)  # (k, size, size)
+    statistics = None
+    if stat_bands:
+        values = block.data[channels:].astype(np.float32) * radiometry.gain - radiometry.offset
+        windows = sliding_window_view(values, size, axis=2)[:, :, ::px].transpose(2, 0, 1, 3)
+        statistics = tile_band_statistics(windows, valid)
+    return Strip(tiles, valid, valid.mean(axis=(1, 2)), statistics, bool(block.valid.any()))
+
+
 def _r(value: float) -> float:
     return round(float(value), 5)
 
 
-def _fill_invalid(tiles: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def fill_invalid(tiles: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Copy tiles (k, C, H, W), replacing invalid pixels by the tile's mean of valid ones per band."""
     tiles = np.ascontiguousarray(tiles, dtype=np.float32)
     if valid.all():
@@ -555,14 +601,17 @@ class _Batcher:
         self.model = model
         self.batch_size = batch_size
         self.pending: list[np.ndarray] = []
+        self.pending_statistics: list[np.ndarray] = []  # an adapted model's band statistics, tile for tile
         self.pending_count = 0
         self.results: list[np.ndarray] = []
         self.ready = 0
 
-    def put(self, tiles: np.ndarray, check_cancel: Callable[[], None]) -> None:
-        """Queue tiles; run every full batch."""
+    def put(self, tiles: np.ndarray, check_cancel: Callable[[], None], statistics: np.ndarray | None = None) -> None:
+        """Queue tiles (with their band statistics for an adapted model); run every full batch."""
         if len(tiles):
             self.pending.append(tiles)
+            if statistics is not None:
+                self.pending_statistics.append(statistics)
             self.pending_count += len(tiles)
         if self.pending_count >= self.batch_size:
             self._run(check_cancel, full_only=True)
@@ -583,13 +632,19 @@ class _Batcher:
 
     def _run(self, check_cancel: Callable[[], None], full_only: bool) -> None:
         tiles = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+        statistics = np.concatenate(self.pending_statistics) if self.pending_statistics else None
         count = (len(tiles) // self.batch_size) * self.batch_size if full_only else len(tiles)
         for first in range(0, count, self.batch_size):
             check_cancel()
-            self.results.append(self.model.predict(tiles[first : first + self.batch_size]))
+            part = slice(first, first + self.batch_size)
+            if statistics is None:
+                self.results.append(self.model.predict(tiles[part]))
+            else:  # an adapted model: its head also reads the tiles' band statistics
+                self.results.append(self.model.predict(tiles[part], statistics[part]))
         self.ready += count
         rest = tiles[count:]
         self.pending = [rest] if len(rest) else []
+        self.pending_statistics = [statistics[count:]] if statistics is not None and len(rest) else []
         self.pending_count = len(rest)
 
 

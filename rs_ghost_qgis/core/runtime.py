@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .errors import ModelError
+from .head import Head
 from .modelcard import ModelCard
 from .options import OptionText
 
@@ -18,6 +19,7 @@ _PACKAGE = Path(__file__).resolve().parents[1]
 # it in the repository's resources/ folder.
 MODEL_DIRS = (_PACKAGE / "resources" / "models", _PACKAGE.parent / "resources" / "models")
 DEFAULT_NAME_FILE = "default.txt"
+FEATURES_OUTPUT = "features"  # the graph output holding the pooled features, when the export added it
 
 
 @dataclass
@@ -29,18 +31,40 @@ class Model:
     session: ort.InferenceSession
     input_name: str
     outputs_probabilities: bool
+    head: Head | None = None  # an adapted model's classifier, applied after the graph
+    feature_output: int = 0  # the graph output the head (and ``features``) reads
 
     @property
     def provider(self) -> str:
         """The execution provider onnxruntime runs the model on, e.g. 'CPUExecutionProvider'."""
         return self.session.get_providers()[0]
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Calibrated class probabilities (N, classes) for a normalised float32 batch (N, C, H, W)."""
-        output = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
-        probabilities = _probabilities(np.asarray(output, dtype=np.float32), self.outputs_probabilities, self.card)
+    @property
+    def band_statistics(self) -> int:
+        """How many raster bands the model wants statistics of per tile (0: none, a plain model)."""
+        return self.head.raster_bands if self.head is not None else 0
+
+    def predict(self, batch: np.ndarray, statistics: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated class probabilities (N, classes) for a normalised float32 batch (N, C, H, W).
+
+        An adapted model also needs ``statistics``, the tiles' band statistics (``head.tile_band_statistics``).
+        """
+        outputs = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
+        if self.head is None:
+            output = np.asarray(outputs[0], dtype=np.float32)
+            probabilities = _probabilities(output, self.outputs_probabilities, self.card)
+        else:
+            if statistics is None:
+                raise ModelError(f"{self.path} is an adapted model: it needs the band statistics of each tile.")
+            logits = self.head.logits(np.asarray(outputs[self.feature_output]), statistics)
+            probabilities = softmax(logits.astype(np.float32) / self.card.temperature)
         _check_finite(probabilities, self.path, f"{len(batch)} tile(s) of this raster")
         return probabilities
+
+    def features(self, batch: np.ndarray) -> np.ndarray:
+        """The graph's features (N, D) for a normalised batch: its ``features`` output, else its logits."""
+        outputs = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
+        return np.asarray(outputs[self.feature_output], dtype=np.float64).reshape(len(batch), -1)
 
 
 def _probabilities(output: np.ndarray, outputs_probabilities: bool, card: ModelCard) -> np.ndarray:
@@ -106,8 +130,43 @@ def load_model(path: str | os.PathLike | None = None, threads: int | None = None
     session = create_session(path, threads)
     card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
     input_name = _check_input(session, card, path)
+    head = Head.from_card(card.head) if card.head else None
+    feature_output = _feature_output(session, head, path)
+    if head is not None:
+        _check_head_output(session, card, path, input_name, head, feature_output)
+        return Model(path, card, session, input_name, False, head, feature_output)
     outputs_probabilities = _check_output(session, card, path, input_name)
-    return Model(path, card, session, input_name, outputs_probabilities)
+    return Model(path, card, session, input_name, outputs_probabilities, None, feature_output)
+
+
+def feature_source(session: ort.InferenceSession) -> tuple[str, int]:
+    """Which graph output holds the features: ('features', its index), else ('logits', 0)."""
+    names = [output.name for output in session.get_outputs()]
+    return (FEATURES_OUTPUT, names.index(FEATURES_OUTPUT)) if FEATURES_OUTPUT in names else ("logits", 0)
+
+
+def _feature_output(session: ort.InferenceSession, head: Head | None, path: Path) -> int:
+    """The index of the output the head reads; ModelError when its card wants features the graph lacks."""
+    source, index = feature_source(session)
+    if head is not None and head.source != source:
+        raise ModelError(
+            f"{path}'s card has a head over the graph's '{head.source}' output, which the graph does not have; "
+            "adapt the model again from its base model."
+        )
+    return index
+
+
+def _check_head_output(
+    session: ort.InferenceSession, card: ModelCard, path: Path, input_name: str, head: Head, index: int
+) -> None:
+    """Run one blank tile through graph and head: the features must fit the head and the result be finite."""
+    probe = np.zeros((1, len(card.bands), card.input_size, card.input_size), dtype=np.float32)
+    try:
+        output = np.asarray(session.run(None, {input_name: probe})[index])
+    except Exception as error:  # onnxruntime raises several private exception types
+        raise ModelError(f"{path} fails on a {probe.shape} input: {str(error).strip()[:200]}") from None
+    logits = head.logits(output.reshape(1, -1), np.zeros((1, 2 * head.raster_bands)))
+    _check_finite(softmax(logits.astype(np.float32)), path, "1 blank test tile")
 
 
 def create_session(path: Path, threads: int | None) -> ort.InferenceSession:

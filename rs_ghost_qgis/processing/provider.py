@@ -9,7 +9,7 @@ from ..paths import icon_path, plugin_version
 
 
 class RsGhostProvider(QgsProcessingProvider):
-    """Classify, assess and train: the same engine as the dialog and the command line."""
+    """Classify, assess, train and adapt: the same engine as the dialog and the command line."""
 
     def id(self) -> str:
         """Short id used in algorithm ids, e.g. ``rsghost:classify``."""
@@ -29,9 +29,10 @@ class RsGhostProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS API)
         """Add the algorithms; none of them imports onnxruntime until it runs."""
+        from .adapt import AdaptAlgorithm
         from .assess import AssessAlgorithm
         from .classify import ClassifyAlgorithm
         from .train import TrainAlgorithm
 
-        for algorithm in (ClassifyAlgorithm(), AssessAlgorithm(), TrainAlgorithm()):
+        for algorithm in (ClassifyAlgorithm(), AssessAlgorithm(), TrainAlgorithm(), AdaptAlgorithm()):
             self.addAlgorithm(algorithm)

@@ -165,6 +165,7 @@ class ClassifyDialog(QDialog):
         self.card = None
         self._model = None  # core.runtime.Model: loaded once, for the card and the run
         self._model_key: tuple = ()
+        self.adapt_dialog = None  # "Adapt to my polygons...", while open
         # Bands, Scaling and Offset belong to one raster: kept per layer id for this session only,
         # so the next raster (and the next QGIS session) starts from Automatic.
         self._per_layer: dict[str, tuple[str, str, str, str]] = {}
@@ -207,6 +208,16 @@ class ClassifyDialog(QDialog):
         self.model_info.setTextFormat(Qt.RichText)
         self.model_info.setWordWrap(True)
         model_layout.addWidget(self.model_info)
+        self.adapt_button = QPushButton("Adapt to my polygons...")
+        self.adapt_button.setToolTip(
+            "A model of your own classes in seconds: labelled polygons on this raster train a new classifier "
+            "over this model's features and every band of the raster."
+        )
+        self.adapt_button.clicked.connect(self.open_adapt)
+        adapt_row = QHBoxLayout()
+        adapt_row.addWidget(self.adapt_button)
+        adapt_row.addStretch(1)
+        model_layout.addLayout(adapt_row)
         self.bundled_radio.toggled.connect(self._model_changed)
         self.model_file.fileChanged.connect(self._model_changed)
 
@@ -431,6 +442,19 @@ class ClassifyDialog(QDialog):
         if not self.file_radio.isChecked():
             return None
         return self.model_file.filePath() or ""
+
+    def open_adapt(self) -> None:
+        """The 'Adapt to my polygons...' dialog, over this one (it uses this dialog's raster and model)."""
+        from .adapt_dialog import AdaptDialog
+
+        self.adapt_dialog = AdaptDialog(self)
+        self.adapt_dialog.show()
+
+    def use_model_file(self, path: str) -> None:
+        """Make ``path`` the chosen model (an adapted one): its card, classes and accuracy show below."""
+        self.file_radio.setChecked(True)
+        self.model_file.setFilePath(str(path))
+        self._model_changed()
 
     def load_model(self, path: str | None):
         """The model of ``path`` (None: bundled) for the chosen Threads; raises ModelError with the fix.

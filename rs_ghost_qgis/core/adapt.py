@@ -1,0 +1,512 @@
+"""Adapt a model to the user's own scene and classes: a few labelled polygons, seconds, no torch.
+
+``adapt()`` keeps the base model's ONNX graph as a feature extractor and fits a new softmax
+classifier (``core/linear.py``) on chips cut from the user's polygons:
+
+- **Chips** are the tiles of the engine's own grid (``core/grid.py``, the model's footprint at
+  its ground sampling distance, a step of ``stride`` model pixels), read and scaled by the
+  same code as ``classify`` (``pipeline.read_strip``). **Rule:** a chip belongs to the polygon
+  that contains its centre (the first one, where polygons overlap) and is used when at least
+  ``min_valid_fraction`` of its pixels are valid. A polygon smaller than the chip step may
+  hold no chip centre; the smallest usable polygon is about one step across.
+- **Features** per chip: the graph's ``features`` output (the pooled vector before its
+  classifier) or, for a graph exported without one, its logits; then the mean and standard
+  deviation of every band of the raster over the chip (``head.tile_band_statistics``), so a
+  near-infrared band the base model never saw helps.
+- **Accuracy** is cross-validated with whole polygons held out (group k-fold by polygon).
+- **Output**: the base model's ONNX bytes with a new card (``onnx_meta.replace_metadata``),
+  its classes the user's and the classifier in ``ModelCard.head``; ``runtime.Model`` applies it
+  after the graph, so every face runs the adapted model like any other.
+
+Every problem with the input raises an ``InputError`` naming the option and the fix, before
+anything is written; the model is written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+from . import crs
+from .atomic import atomic_path
+from .errors import Cancelled
+from .grid import Area, Grid, build_grid
+from .head import Head
+from .linear import cross_validate, fit_softmax
+from .modelcard import ModelCard
+from .onnx_meta import replace_metadata
+from .options import OptionError, OptionText
+from .pipeline import MAX_TILES_PER_READ, fill_invalid, read_strip
+from .radiometry import plan_radiometry
+from .runtime import Model, feature_source, load_model
+from .sinks import check_output
+
+MIN_CHIPS = 5  # chips a class needs
+FOLDS = 5
+# Distinct colours for classes the polygons' style does not colour (ColorBrewer Set1 + Dark2).
+PALETTE = (
+    "#e41a1c",
+    "#377eb8",
+    "#4daf4a",
+    "#984ea3",
+    "#ff7f00",
+    "#a65628",
+    "#f781bf",
+    "#999999",
+    "#1b9e77",
+    "#d95f02",
+    "#7570b3",
+    "#e7298a",
+    "#66a61e",
+    "#e6ab02",
+)
+CHIP_RULE = (
+    "a chip (one tile of the model's footprint, cut every stride on the model's grid) belongs to the polygon "
+    "containing its centre and is used when at least the minimum valid fraction of its pixels are valid"
+)
+_POLYGONAL = {"Polygon", "MultiPolygon"}
+
+
+@dataclass
+class Labels:
+    """The user's labelled polygons: one class name per geometry, in ``crs_wkt`` (None: the raster's)."""
+
+    geometries: list  # shapely geometries
+    classes: list[str | None]  # per geometry; None or '' is skipped with a warning
+    crs_wkt: str | None
+    source: str  # the file or layer, for the card and the messages
+    field: str  # the class field
+    colors: dict[str, str] = field(default_factory=dict)  # class -> '#rrggbb' (a categorized style)
+    ids: list[int] = field(default_factory=list)  # feature ids, for messages (default: 1, 2, ...)
+
+
+@dataclass
+class AdaptOptions:
+    """How to adapt; the values of ``classify`` that apply, with a denser default stride."""
+
+    out_path: str
+    model_path: str | None = None  # the base model; None = bundled
+    stride: int | None = None  # model pixels between chips; None = a quarter of the tile
+    bands: list[int] | None = None
+    scaling: str = "auto"
+    offset: float | None = None
+    product: str = "auto"
+    min_valid_fraction: float = 0.5
+    threads: int | None = None
+    batch_size: int = 32
+    overwrite: bool = False
+    min_chips: int = MIN_CHIPS
+    folds: int = FOLDS
+
+
+@dataclass
+class AdaptResult:
+    """What an adaptation made and how well it does."""
+
+    out_path: str
+    card: ModelCard
+    chips: dict[str, int]  # per class
+    polygons: dict[str, int]  # per class, the polygons that gave chips
+    cv_accuracy: float
+    cv_balanced_accuracy: float
+    cv_recall: dict[str, float]
+    feature_source: str  # "features" or "logits"
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """Classes, chips and held-out accuracy as fixed-width text."""
+        width = max(len("class"), *(len(name) for name in self.chips))
+        lines = [f"{'class':<{width}}  {'polygons':>8}  {'chips':>6}  {'held-out recall':>15}"]
+        for name, chips in self.chips.items():
+            lines.append(f"{name:<{width}}  {self.polygons[name]:>8}  {chips:>6}  {self.cv_recall[name]:>15.1%}")
+        lines.append(
+            f"cross-validated with whole polygons held out: accuracy {self.cv_accuracy:.1%}, "
+            f"balanced accuracy {self.cv_balanced_accuracy:.1%}"
+        )
+        return "\n".join(lines)
+
+
+@dataclass
+class _Chips:
+    features: np.ndarray  # (n, d) graph features + band statistics
+    polygon: np.ndarray  # (n,) index into the polygons
+
+
+def adapt(
+    source,
+    labels: Labels,
+    options: AdaptOptions,
+    progress: Callable[[float], None] | None = None,
+    is_canceled: Callable[[], bool] | None = None,
+) -> AdaptResult:
+    """Fit a new classifier for ``labels`` on ``source`` and write the adapted model to ``options.out_path``."""
+    started = time.perf_counter()
+    info = source.info
+    check_output(options.out_path, options.overwrite, (".onnx",), "adapted model (--out)", input_path=info.path)
+    polygons, classes, warnings = check_labels(labels, info)
+    model = load_model(options.model_path, options.threads)
+    grid = build_grid(info, model.card, Area(geometries=polygons, crs_wkt=info.crs_wkt), _stride(options, model))
+    radiometry = plan_radiometry(source, model.card, options.bands, options.scaling, options.offset, options.product)
+    warnings += [*grid.warnings, *radiometry.warnings]
+    in_grid = crs.transform_geometry(np.asarray(polygons, dtype=object), info.crs_wkt, grid.crs_wkt)
+    chips = _collect(source, model, radiometry, grid, list(in_grid), options, progress, is_canceled)
+    names = sorted(set(classes), key=_natural)
+    label_of = np.array([names.index(c) for c in classes])
+    y = label_of[chips.polygon] if len(chips.polygon) else np.zeros(0, dtype=int)
+    warnings += _check_chips(names, y, chips.polygon, classes, labels, options, grid, model.card)
+    held_out = cross_validate(chips.features, y, chips.polygon, len(names), options.folds)
+    softmax = fit_softmax(chips.features, y, len(names))
+    source_kind = feature_source(model.session)[0]
+    head = Head(
+        source_kind,
+        chips.features.shape[1] - 2 * info.band_count,
+        info.band_count,
+        softmax.mean,
+        softmax.scale,
+        softmax.weights,
+        softmax.bias,
+    )
+    scores = _scores(names, y, held_out)
+    facts = _Facts(info, labels, options, radiometry, grid, names, y, chips.polygon, scores, source_kind)
+    card = adapted_card(model, head, names, _colors(names, labels.colors), facts)
+    write_adapted(model.path, card, options.out_path)
+    if progress:
+        progress(100.0)
+    return AdaptResult(
+        out_path=str(options.out_path),
+        card=card,
+        chips={n: int((y == i).sum()) for i, n in enumerate(names)},
+        polygons={n: len(set(chips.polygon[y == i].tolist())) for i, n in enumerate(names)},
+        cv_accuracy=scores["cv_accuracy"],
+        cv_balanced_accuracy=scores["cv_balanced_accuracy"],
+        cv_recall=scores["cv_recall"],
+        feature_source=source_kind,
+        seconds=time.perf_counter() - started,
+        warnings=warnings,
+    )
+
+
+def _stride(options: AdaptOptions, model: Model) -> int:
+    """The chip step: the option, else a quarter of the tile (more chips from small polygons)."""
+    return options.stride if options.stride else max(1, model.card.tile_size // 4)
+
+
+def _natural(name: str) -> tuple:
+    return (name.lower(), name)
+
+
+def check_labels(labels: Labels, info) -> tuple[list, list[str], list[str]]:
+    """The usable polygons in the raster's CRS and their classes, plus warnings; InputError for bad input."""
+    if not labels.geometries:
+        raise OptionError("polygons", "{polygons} ({name}) holds no feature with a geometry.", name=labels.source)
+    ids = labels.ids or list(range(1, len(labels.geometries) + 1))
+    _check_polygonal(labels, ids)
+    warnings: list[str] = []
+    keep = [i for i, c in enumerate(labels.classes) if c is not None and str(c).strip()]
+    if len(keep) < len(labels.classes):
+        warnings.append(
+            OptionText(
+                "{skipped} polygon(s) of {name} have no value in the class field '{field}' ({class_field}) "
+                "and were left out.",
+                skipped=len(labels.classes) - len(keep),
+                name=labels.source,
+                field=labels.field,
+            )
+        )
+    classes = [str(labels.classes[i]).strip() for i in keep]
+    if len(set(classes)) < 2:
+        raise OptionError(
+            "class_field",
+            "The class field '{field}' ({class_field}) of {name} gives {count} class(es) ({found}); adapting needs "
+            "at least two: label polygons of two or more classes, or choose another field.",
+            field=labels.field,
+            name=labels.source,
+            count=len(set(classes)),
+            found=", ".join(sorted(set(classes))) or "none",
+        )
+    polygons = [shapely.make_valid(labels.geometries[i]) for i in keep]
+    polygons = _in_raster_crs(polygons, labels.crs_wkt, info)
+    _check_inside(polygons, [ids[i] for i in keep], [classes[k] for k in range(len(keep))], labels, info)
+    return polygons, classes, warnings
+
+
+def _check_polygonal(labels: Labels, ids: list[int]) -> None:
+    """Points or lines cannot hold chips: refuse them, saying how many and which."""
+    kinds = [shapely.get_type_id(g) for g in labels.geometries]
+    wrong = [
+        (i, labels.geometries[k].geom_type)
+        for k, i in enumerate(ids)
+        if labels.geometries[k].geom_type not in _POLYGONAL
+        and not (kinds[k] == 7 and _collection_has_polygon(labels.geometries[k]))
+    ]
+    if wrong:
+        types = sorted({kind for _, kind in wrong})
+        raise OptionError(
+            "polygons",
+            "{polygons} ({name}) must hold polygons, but {count} feature(s) are {types} (e.g. feature {first}); "
+            "chips are cut where a polygon contains their centre: draw polygons around the areas of each class.",
+            name=labels.source,
+            count=len(wrong),
+            types=", ".join(types),
+            first=wrong[0][0],
+        )
+
+
+def _collection_has_polygon(geometry) -> bool:
+    return any(part.geom_type in _POLYGONAL for part in shapely.get_parts(geometry))
+
+
+def _in_raster_crs(polygons: list, crs_wkt: str | None, info) -> list:
+    """The polygons reprojected into the raster's CRS (a layer without CRS is taken to be in it)."""
+    if not crs_wkt or crs.same_crs(crs_wkt, info.crs_wkt):
+        return polygons
+    moved = crs.transform_geometry(np.asarray(polygons, dtype=object), crs_wkt, info.crs_wkt)
+    return [shapely.make_valid(g) for g in moved]
+
+
+def _check_inside(polygons: list, ids: list[int], classes: list[str], labels: Labels, info) -> None:
+    """Refuse polygons that miss the raster: they are elsewhere, or in another CRS than they declare."""
+    footprint = shapely.box(*info.bounds)
+    outside = [k for k, g in enumerate(polygons) if not shapely.intersects(g, footprint)]
+    if not outside:
+        return
+    first = outside[0]
+    raise OptionError(
+        "polygons",
+        "{count} of the {total} polygons of {name} lie outside the raster {raster} (e.g. feature {feature}, class "
+        "'{label}'), so no chip can be cut there. Remove them, or check the layer's CRS: it must be the CRS its "
+        "coordinates are in (polygons in another CRS are reprojected).",
+        count=len(outside),
+        total=len(polygons),
+        name=labels.source,
+        raster=info.name,
+        feature=ids[first],
+        label=classes[first],
+    )
+
+
+def _collect(source, model: Model, radiometry, grid: Grid, polygons: list, options, progress, is_canceled) -> _Chips:
+    """Read every chip whose centre lies in a polygon; return its features and its polygon."""
+    for polygon in polygons:
+        shapely.prepare(polygon)
+    features, owners = [], []
+    rows = grid.tile_rows()
+    for index, row in enumerate(rows):
+        for start, end in grid.tile_runs(row):
+            for first in range(start, end, MAX_TILES_PER_READ):
+                if is_canceled and is_canceled():
+                    raise Cancelled()
+                cols = np.arange(first, min(end, first + MAX_TILES_PER_READ))
+                owner = _owners(grid, row, cols, polygons)
+                if (owner >= 0).any():
+                    found = _read_chips(source, model, radiometry, grid, row, cols[owner >= 0], options)
+                    features.append(found[0])
+                    owners.append(owner[owner >= 0][found[1]])
+        if progress:
+            progress(90.0 * (index + 1) / len(rows))
+    dims = 2 * source.info.band_count
+    if not features:
+        return _Chips(np.zeros((0, dims)), np.zeros(0, dtype=int))
+    return _Chips(np.concatenate(features), np.concatenate(owners))
+
+
+def _owners(grid: Grid, row: int, cols: np.ndarray, polygons: list) -> np.ndarray:
+    """Per tile, the first polygon containing its centre, else -1."""
+    half = grid.tile_cells / 2
+    x = grid.x0 + (cols + half) * grid.cell
+    y = np.full(len(cols), grid.y0 - (row + half) * grid.cell)
+    owner = np.full(len(cols), -1)
+    for k, polygon in enumerate(polygons):
+        inside = (owner < 0) & shapely.contains_xy(polygon, x, y)
+        owner[inside] = k
+    return owner
+
+
+def _read_chips(source, model: Model, radiometry, grid: Grid, row: int, cols: np.ndarray, options):
+    """Features of the tiles of ``row`` starting at ``cols`` that have enough valid pixels, and which those are."""
+    strip = read_strip(source, grid, radiometry, row, int(cols[0]), int(cols[-1]) + 1, source.info.band_count)
+    picked = cols - cols[0]
+    usable = strip.valid_fraction[picked] >= max(options.min_valid_fraction, 1e-9)
+    picked = picked[usable]
+    tiles = fill_invalid(strip.tiles[picked], strip.valid[picked])
+    graph = [model.features(tiles[i : i + options.batch_size]) for i in range(0, len(tiles), options.batch_size)]
+    graph_features = np.concatenate(graph) if graph else np.zeros((0, 1))
+    return np.concatenate([graph_features, strip.statistics[picked]], axis=1), np.flatnonzero(usable)
+
+
+def _check_chips(names, y, polygon, classes, labels: Labels, options, grid: Grid, card) -> list[str]:
+    """InputError for a class with too few chips; warnings for polygons that gave none."""
+    step = grid.cell_m
+    for i, name in enumerate(names):
+        have = int((y == i).sum())
+        if have < options.min_chips:
+            raise OptionError(
+                "polygons",
+                "Class '{name}' has {have} chip(s); at least {need} are needed. A chip is a {tile:g} m tile and "
+                "belongs to the polygon containing its centre; centres lie every {step:g} m ({stride}), so a "
+                "polygon of about {step:g} m across holds one. Draw larger or more polygons of '{name}' in "
+                "{polygons}, or choose a smaller {stride}.",
+                name=name,
+                have=have,
+                need=options.min_chips,
+                tile=card.tile_size_m,
+                step=step,
+            )
+    empty = sorted(set(range(len(classes))) - set(polygon.tolist()))
+    if not empty:
+        return []
+    return [
+        OptionText(
+            "{count} polygon(s) of {name} hold no usable chip centre (smaller than the chip step of {step:g} m, or "
+            "mostly nodata) and add nothing; the smallest usable polygon is about {step:g} m across.",
+            count=len(empty),
+            name=labels.source,
+            step=step,
+        )
+    ]
+
+
+def _scores(names: list[str], y: np.ndarray, held_out: np.ndarray) -> dict:
+    """Held-out accuracy, balanced accuracy and recall per class."""
+    recall = {n: float((held_out[y == i] == i).mean()) for i, n in enumerate(names)}
+    return {
+        "cv_accuracy": float((held_out == y).mean()),
+        "cv_balanced_accuracy": float(np.mean(list(recall.values()))),
+        "cv_recall": recall,
+    }
+
+
+def _colors(names: list[str], style: dict[str, str]) -> list[str]:
+    """The style's colour of each class where it has one, else the palette's next unused colour."""
+    used = {c.lower() for c in style.values()}
+    spare = iter([c for c in PALETTE if c not in used] + list(PALETTE))
+    return [style[n] if n in style else next(spare) for n in names]
+
+
+@dataclass
+class _Facts:
+    """What the card says about how the model was adapted."""
+
+    info: object
+    labels: Labels
+    options: AdaptOptions
+    radiometry: object
+    grid: Grid
+    names: list[str]
+    y: np.ndarray
+    polygon: np.ndarray
+    scores: dict
+    source_kind: str
+
+
+def adapted_card(model: Model, head: Head, names: list[str], colors: list[str], facts: _Facts) -> ModelCard:
+    """The base card with the user's classes, the head, and how and how well it was adapted."""
+    base = model.card
+    scores = facts.scores
+    metrics = {
+        "cv_accuracy": round(scores["cv_accuracy"], 4),
+        "cv_balanced_accuracy": round(scores["cv_balanced_accuracy"], 4),
+        "cv_recall": {n: round(v, 4) for n, v in scores["cv_recall"].items()},
+        "cv_method": f"group k-fold by polygon ({min(facts.options.folds, len(set(facts.polygon.tolist())))} folds): "
+        "chips of one polygon never test themselves",
+        "chips": int(len(facts.y)),
+    }
+    return dataclasses.replace(
+        base,
+        class_names=list(names),
+        class_colors=list(colors),
+        temperature=1.0,
+        metrics=metrics,
+        training=_training(model, facts),
+        head=head.to_card(),
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+
+
+def _training(model: Model, facts: _Facts) -> dict:
+    base = model.card
+    features = (
+        "the base graph's pooled features ('features' output)"
+        if facts.source_kind == "features"
+        else "the base model's logits (its graph has no 'features' output; re-export it for pooled features)"
+    )
+    return {
+        "status": "adapted",
+        "method": f"softmax regression (L2, classes weighted equally) on {features} + mean and std of every "
+        f"raster band per chip",
+        "base_model": {
+            "name": model.path.name,
+            "sha256": sha256(model.path),
+            "architecture": base.architecture,
+            "classes": base.class_names,
+        },
+        "raster": facts.info.name,
+        "raster_bands": facts.info.band_count,
+        "polygons": facts.labels.source,
+        "class_field": facts.labels.field,
+        "chips_per_class": {n: int((facts.y == i).sum()) for i, n in enumerate(facts.names)},
+        "polygons_per_class": {n: len(set(facts.polygon[facts.y == i].tolist())) for i, n in enumerate(facts.names)},
+        "chip_rule": CHIP_RULE,
+        "stride_m": facts.grid.cell_m,
+        "bands": list(facts.radiometry.bands),
+        "scaling": facts.radiometry.scaling_note,
+    }
+
+
+def sha256(path: Path) -> str:
+    """The file's sha256, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_adapted(base_path: Path, card: ModelCard, out_path: str) -> Path:
+    """The base model's bytes with ``card`` as its metadata, written atomically and loaded once to check it."""
+    data = replace_metadata(Path(base_path).read_bytes(), card.to_metadata())
+    with atomic_path(out_path) as tmp:
+        tmp.write_bytes(data)
+        load_model(tmp, threads=1)
+    return Path(out_path)
+
+
+def labels_from_file(path: str, class_field: str) -> Labels:
+    """The polygons of the first layer of an OGR vector file, with their class field; InputError when unusable."""
+    from .vector import read_features
+
+    if not Path(path).exists():
+        raise OptionError("polygons", "{polygons} file {path} does not exist; check the path.", path=path)
+    layer = read_features(path, [class_field])
+    if layer is None:
+        raise OptionError(
+            "polygons",
+            "{polygons} {path} is not a vector file OGR can read (GeoPackage, Shapefile, GeoJSON, ...).",
+            path=path,
+        )
+    if class_field not in layer.fields:
+        raise missing_field(class_field, Path(path).name, layer.fields)
+    classes = [values.get(class_field) for values in layer.values]
+    return Labels(
+        layer.geometries, [None if c is None else str(c) for c in classes], layer.crs_wkt, Path(path).name, class_field
+    )
+
+
+def missing_field(class_field: str, name: str, fields: Sequence[str]) -> OptionError:
+    """The one error for a class field the layer does not have, listing those it has."""
+    return OptionError(
+        "class_field",
+        "{name} has no field '{field}' ({class_field}); its fields are: {fields}.",
+        name=name,
+        field=class_field,
+        fields=", ".join(fields) or "none",
+    )
