@@ -82,6 +82,9 @@ def main() -> int:
         ]
     )
     wheat, total, counts = wheat_share(tiles)
+    base_tiles = HERE / "demmin_tiles_bundled.gpkg"
+    run([*CLI, "classify", str(SCENE), "--stride", "16", "--out-vector", str(base_tiles), "--overwrite"])
+    print(f"before (bundled model), same tiles: {wheat_share(base_tiles)[2]}")
     print(f"adapt command: {seconds:.1f} s wall (process start included)")
     print(
         f"second wheat field, tiles wholly inside {SECOND_WHEAT_BOX} (EPSG:32633), stride 16: "

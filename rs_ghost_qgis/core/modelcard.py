@@ -131,6 +131,10 @@ class ModelCard:
     def evaluated_on(self) -> str:
         """What the card's accuracy was measured on, e.g. 'validation split (validation.csv), 5,400 images of
         eurosat_rgb'; '' when the card does not say."""
+        if self.head and self.training.get("polygons"):  # an adapted model: its own polygons, cross-validated
+            chips = self.metrics.get("chips")
+            count = f"{chips:,} chips of " if isinstance(chips, int) else ""
+            return f"{count}the polygons of {self.training['polygons']}, whole polygons held out"
         data = self.training.get("data") or {}
         images = self.metrics.get("val_images")
         if not isinstance(images, int) and not data:

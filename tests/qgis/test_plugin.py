@@ -30,7 +30,7 @@ def test_load_and_unload(qgis_app, qgis_iface, qgis_processing):
     try:
         assert registry.providerById("rsghost") is not None
         ids = {a.id() for a in registry.providerById("rsghost").algorithms()}
-        assert ids == {"rsghost:classify", "rsghost:assess", "rsghost:train"}
+        assert ids == {"rsghost:classify", "rsghost:assess", "rsghost:train", "rsghost:adapt"}
         toolbar = main_window.findChild(QToolBar, TOOLBAR_NAME)
         assert toolbar is not None
         assert [a.objectName() for a in toolbar.actions()] == ["rsGhostClassify"]
