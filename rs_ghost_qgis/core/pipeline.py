@@ -9,6 +9,7 @@ the raster size.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from .errors import Cancelled, InputError
 from .grid import EDGE_POLICY, Area, Grid, build_grid
 from .head import tile_band_statistics
 from .modelcard import ModelCard
-from .options import OptionError, check_area
+from .options import OptionError, OptionText, check_area
 from .radiometry import Radiometry, plan_radiometry
 from .runtime import Model, load_model
 from .sinks import (
@@ -201,6 +202,7 @@ def classify(
     grid = build_grid(info, card, options.area, options.stride)
     workload.check(workload.estimate(grid, card), info)  # a planet-sized web download is refused here
     radiometry = plan_radiometry(source, card, options.bands, options.scaling, options.offset, options.product)
+    radiometry = _adapted_bands_warning(model, radiometry)
     for warning in [*grid.warnings, *radiometry.warnings] if warn else ():
         warn(warning)
     metadata = _metadata(info.name, model, grid, radiometry, options)
@@ -252,6 +254,21 @@ def check_adapted_bands(model: Model, info) -> None:
             f"but {info.name} has {info.band_count}. Run it on a raster with the same {want} bands in the same "
             "order (e.g. the same sensor's product), or adapt a model on this raster."
         )
+
+
+def _adapted_bands_warning(model: Model, radiometry: Radiometry) -> Radiometry:
+    """An adapted model fed other bands than it was adapted with: the plan, with a warning naming the option."""
+    adapted_with = model.card.training.get("bands") if model.head is not None else None
+    if not adapted_with or list(adapted_with) == list(radiometry.bands):
+        return radiometry
+    warning = OptionText(
+        "{name} was adapted with bands {adapted} feeding the network, but this run uses {used}; set {bands} to "
+        "{adapted} unless this raster's bands come in another order.",
+        name=model.path.name,
+        adapted=",".join(map(str, adapted_with)),
+        used=",".join(map(str, radiometry.bands)),
+    )
+    return dataclasses.replace(radiometry, warnings=(*radiometry.warnings, warning))
 
 
 def _layer_name(info) -> str:

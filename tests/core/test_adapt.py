@@ -242,3 +242,33 @@ def test_cross_validation_never_tests_a_polygon_on_itself():
         assert len(set(fold[groups == group])) == 1
     for k in range(3):  # every fold's training part keeps both classes
         assert set(y[fold != k]) == {0, 1}
+
+
+def test_classify_many_runs_an_adapted_model_like_classify(adapted, scene, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from rs_ghost_qgis.cli import many
+
+    options = ClassifyOptions(model_path=adapted.out_path, stride=16, threads=1)
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    with cluster, distributed.Client(cluster) as client:
+        result = many.run_job([str(scene)], tmp_path / "many", options, client, 16)
+    assert not result.failures and result.blocks_total > 1
+    single = tmp_path / "single.gpkg"
+    with RasterioSource(scene) as source:
+        classify(source, dataclasses.replace(options, out_vector=str(single)))
+
+    def classes(path):
+        dataset = ogr.Open(str(path))
+        return {(f.GetField("tile_row"), f.GetField("tile_col")): f.GetField("class_name") for f in dataset.GetLayer(0)}
+
+    assert classes(tmp_path / "many" / f"{scene.stem}.gpkg") == classes(single)
+
+
+def test_other_bands_than_adapted_with_are_warned_about(adapted, scene, tmp_path):
+    with RasterioSource(scene) as source:
+        result = classify(source, ClassifyOptions(model_path=adapted.out_path, bands=[1, 2, 3], keep_class_map=True))
+    warning = next(w for w in result.warnings if "was adapted with bands 3,2,1" in w)
+    assert "this run uses 1,2,3; set Bands (--bands) to 3,2,1" in warning
+    with RasterioSource(scene) as source:
+        plain = classify(source, ClassifyOptions(model_path=adapted.out_path, keep_class_map=True))
+    assert not any("was adapted with" in w for w in plain.warnings)
