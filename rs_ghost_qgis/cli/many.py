@@ -274,7 +274,8 @@ def _sweep_scratch_once() -> None:
     """Remove the scratch folders of dead workers from the temp dir, once per process."""
     if not _SWEPT:
         _SWEPT.append(True)
-        sweep_scratch(Path(tempfile.gettempdir()))
+        with contextlib.suppress(OSError):  # an unreadable temp dir is no reason to fail the block
+            sweep_scratch(Path(tempfile.gettempdir()))
 
 
 def sweep_scratch(folder: Path) -> list[Path]:

@@ -169,6 +169,15 @@ def test_a_lock_held_in_this_process_refuses_a_second(tmp_path):
     assert not lock.exists()
 
 
+def test_a_lock_of_another_host_is_not_taken_over(tmp_path):
+    # Its process cannot be checked from here: refuse, and say which file to delete if no run goes on.
+    lock = _write_lock(tmp_path, 1, "1-1", host="render-node-7")
+    held = r"\(pid 1 on render-node-7, since .*If no such run is going on, delete"
+    with pytest.raises(OutputError, match=held), folder_lock(tmp_path):
+        pass
+    assert lock.exists()
+
+
 def _dead_pid() -> int:
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     return int(done.stdout)
