@@ -10,7 +10,8 @@ classifier (``core/linear.py``) on chips cut from the user's polygons:
   ``min_valid_fraction`` of its pixels are valid. A polygon smaller than the chip step may
   hold no chip centre; the smallest usable polygon is about one step across.
 - **Features** per chip: the graph's ``features`` output (the pooled vector before its
-  classifier) or, for a graph exported without one, its logits; then the mean and standard
+  classifier; added by ``onnx_meta.expose_features`` to a graph exported without it, when its
+  classifier is a Gemm or MatMul), else its logits; then the mean and standard
   deviation of every band of the raster over the chip (``head.tile_band_statistics``), so a
   near-infrared band the base model never saw helps.
 - **Accuracy** is cross-validated with whole polygons held out (group k-fold by polygon).
@@ -42,11 +43,11 @@ from .grid import Area, Grid, build_grid
 from .head import Head
 from .linear import cross_validate, fit_softmax
 from .modelcard import ModelCard
-from .onnx_meta import replace_metadata
+from .onnx_meta import expose_features, replace_metadata
 from .options import OptionError, OptionText
 from .pipeline import MAX_TILES_PER_READ, fill_invalid, read_strip
 from .radiometry import plan_radiometry
-from .runtime import Model, feature_source, load_model
+from .runtime import Model, create_session, feature_source, load_model
 from .sinks import check_output
 
 MIN_CHIPS = 5  # chips a class needs
@@ -153,7 +154,7 @@ def adapt(
     info = source.info
     check_output(options.out_path, options.overwrite, (".onnx",), "adapted model (--out)", input_path=info.path)
     polygons, classes, warnings = check_labels(labels, info)
-    model = load_model(options.model_path, options.threads)
+    model, graph, exposed = with_features(load_model(options.model_path, options.threads), options.threads)
     grid = build_grid(info, model.card, Area(geometries=polygons, crs_wkt=info.crs_wkt), _stride(options, model))
     radiometry = plan_radiometry(source, model.card, options.bands, options.scaling, options.offset, options.product)
     warnings += [*grid.warnings, *radiometry.warnings]
@@ -176,9 +177,9 @@ def adapt(
         softmax.bias,
     )
     scores = _scores(names, y, held_out)
-    facts = _Facts(info, labels, options, radiometry, grid, names, y, chips.polygon, scores, source_kind)
+    facts = _Facts(info, labels, options, radiometry, grid, names, y, chips.polygon, scores, source_kind, exposed)
     card = adapted_card(model, head, names, _colors(names, labels.colors), facts)
-    write_adapted(model.path, card, options.out_path)
+    write_adapted(graph, card, options.out_path)
     if progress:
         progress(100.0)
     return AdaptResult(
@@ -406,6 +407,7 @@ class _Facts:
     polygon: np.ndarray
     scores: dict
     source_kind: str
+    exposed: bool  # the 'features' output was added by adapt (the base graph lacked it)
 
 
 def adapted_card(model: Model, head: Head, names: list[str], colors: list[str], facts: _Facts) -> ModelCard:
@@ -434,11 +436,12 @@ def adapted_card(model: Model, head: Head, names: list[str], colors: list[str], 
 
 def _training(model: Model, facts: _Facts) -> dict:
     base = model.card
-    features = (
-        "the base graph's pooled features ('features' output)"
-        if facts.source_kind == "features"
-        else "the base model's logits (its graph has no 'features' output; re-export it for pooled features)"
-    )
+    if facts.exposed:
+        features = "the base graph's pooled features (its final classifier's input, exposed as a 'features' output)"
+    elif facts.source_kind == "features":
+        features = "the base graph's pooled features ('features' output)"
+    else:
+        features = "the base model's logits (its graph has no 'features' output and no Gemm/MatMul classifier)"
     return {
         "status": "adapted",
         "method": f"softmax regression (L2, classes weighted equally) on {features} + mean and std of every "
@@ -471,9 +474,25 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_adapted(base_path: Path, card: ModelCard, out_path: str) -> Path:
-    """The base model's bytes with ``card`` as its metadata, written atomically and loaded once to check it."""
-    data = replace_metadata(Path(base_path).read_bytes(), card.to_metadata())
+def with_features(model: Model, threads: int | None) -> tuple[Model, bytes, bool]:
+    """The model reading its pooled features, its graph's bytes, and whether adapt exposed them.
+
+    A graph exported without a ``features`` output gets one when its classifier is a Gemm or
+    MatMul (``onnx_meta.expose_features``); otherwise the logits stand in.
+    """
+    data = Path(model.path).read_bytes()
+    if feature_source(model.session)[0] == "features":
+        return model, data, False
+    exposed = expose_features(data)
+    if exposed is None:
+        return model, data, False
+    session = create_session(exposed, threads)
+    return dataclasses.replace(model, session=session, feature_output=feature_source(session)[1]), exposed, True
+
+
+def write_adapted(graph: bytes, card: ModelCard, out_path: str) -> Path:
+    """The base graph's bytes with ``card`` as its metadata, written atomically and loaded once to check it."""
+    data = replace_metadata(graph, card.to_metadata())
     with atomic_path(out_path) as tmp:
         tmp.write_bytes(data)
         load_model(tmp, threads=1)

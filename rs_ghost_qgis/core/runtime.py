@@ -169,8 +169,8 @@ def _check_head_output(
     _check_finite(softmax(logits.astype(np.float32)), path, "1 blank test tile")
 
 
-def create_session(path: Path, threads: int | None) -> ort.InferenceSession:
-    """An onnxruntime CPU session with this package's settings; ModelError when the file is not ONNX."""
+def create_session(path: Path | bytes, threads: int | None) -> ort.InferenceSession:
+    """An onnxruntime CPU session with our settings, for a file or a model's bytes; ModelError if not ONNX."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(0, int(threads or 0))
     options.inter_op_num_threads = 1
@@ -181,11 +181,13 @@ def create_session(path: Path, threads: int | None) -> ort.InferenceSession:
     # next strip of tiles.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        model = path if isinstance(path, bytes) else str(path)
+        return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises several private exception types
         first_line = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        where = "The model" if isinstance(path, bytes) else path
         raise ModelError(
-            f"{path} is not a valid ONNX model ({first_line}). Re-export it with `python -m training export` "
+            f"{where} is not a valid ONNX model ({first_line}). Re-export it with `python -m training export` "
             "or download it again."
         ) from None
 

@@ -144,11 +144,36 @@ def test_polygons_in_another_crs_are_reprojected(adapted, scene, tiny_model, tmp
     assert result.cv_accuracy >= 0.9
 
 
-def test_logits_when_the_graph_has_no_features(scene, labels, tmp_path):
-    base = pooled_model(tmp_path / "pooled.onnx", tiny_card())  # hand-written: one output, the logits
+def test_pooled_features_are_exposed_when_the_graph_lacks_them(scene, labels, tmp_path):
+    base = pooled_model(tmp_path / "pooled.onnx", tiny_card())  # hand-written: one output, MatMul + Add
     result = _adapt(scene, labels, tmp_path / "m.onnx", base)
-    assert result.feature_source == "logits"
-    assert "logits" in result.card.training["method"] and "re-export" in result.card.training["method"]
+    assert result.feature_source == "features"
+    assert "exposed as a 'features' output" in result.card.training["method"]
+    model = load_model(result.out_path)
+    assert [o.name for o in model.session.get_outputs()] == ["logits", "features"]
+    assert model.head.source == "features" and model.head.feature_dims == 3
+    assert _held_out_accuracy(scene, result.out_path, tmp_path) >= 0.9
+
+
+def test_logits_when_the_graph_has_no_linear_classifier(scene, labels, tmp_path):
+    from onnx import TensorProto, helper, save
+
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mean_colour",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    for key, value in tiny_card().to_metadata().items():
+        model.metadata_props.add(key=key, value=value)
+    save(model, str(tmp_path / "mean.onnx"))
+    result = _adapt(scene, labels, tmp_path / "m.onnx", tmp_path / "mean.onnx")
+    assert result.feature_source == "logits" and "logits" in result.card.training["method"]
     assert load_model(result.out_path).head.source == "logits"
 
 

@@ -71,3 +71,48 @@ def test_other_wire_types_are_skipped():
     data = b"\x08\x07" + b"\x19" + bytes(8) + b"\x25" + bytes(4) + encode_entry("k", "v")
     assert read_metadata(data) == {"k": "v"}
     assert replace_metadata(data, {"x": "y"}) == data[:16] + encode_entry("x", "y")
+
+
+def test_expose_features_adds_the_classifier_input_as_an_output(tmp_path):
+    from rs_ghost_qgis.core.onnx_meta import expose_features
+    from tests.tiny_model import pooled_model, tiny_card
+
+    base = pooled_model(tmp_path / "pooled.onnx", tiny_card())  # MatMul + Add reading the tensor 'features'
+    exposed = expose_features(base.read_bytes())
+    session = ort.InferenceSession(exposed, providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["logits", "features"]
+    batch = np.random.default_rng(1).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    logits, features = session.run(None, {"input": batch})
+    np.testing.assert_allclose(features, batch.mean(axis=(2, 3)), atol=1e-6)
+    np.testing.assert_allclose(logits, features, atol=1e-6)  # identity weights, zero bias
+    onnx.checker.check_model(onnx.load_from_string(exposed), full_check=True)
+    assert read_metadata(exposed) == read_metadata(base.read_bytes())
+    assert expose_features(exposed) is None  # already there
+
+
+def test_expose_features_through_an_identity_node(tmp_path):
+    import torch
+
+    from rs_ghost_qgis.core.onnx_meta import expose_features
+    from tests.tiny_model import TinyNet
+
+    path = tmp_path / "old.onnx"  # exported as before the 'features' output existed: logits only
+    sample = torch.zeros(1, 3, 32, 32)
+    torch.onnx.export(
+        TinyNet().eval(),
+        (sample,),
+        str(path),
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    exposed = expose_features(path.read_bytes())
+    loaded = onnx.load_from_string(exposed)
+    onnx.checker.check_model(loaded, full_check=True)
+    assert [o.name for o in loaded.graph.output] == ["logits", "features"]
+    assert loaded.graph.node[-1].op_type == "Identity" and loaded.graph.node[-1].output == ["features"]
+    session = ort.InferenceSession(exposed, providers=["CPUExecutionProvider"])
+    batch = np.random.default_rng(2).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    np.testing.assert_allclose(session.run(None, {"input": batch})[1], batch.mean(axis=(2, 3)), atol=1e-6)
