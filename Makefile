@@ -33,7 +33,7 @@ DKD_BETA ?= 2
 TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4))
 TRAIN_ENV := $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC))
 
-.PHONY: setup test test-core demo lint train ablation gpu-pack bench bench-train package install qgis screenshot clean
+.PHONY: setup test test-core demo lint train ablation gpu-pack bench bench-train package install qgis screenshot screenshot-adapt clean
 
 setup:
 	@bash scripts/setup.sh
@@ -96,6 +96,9 @@ qgis: setup install
 
 screenshot: setup
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshot.py --rerun-stride 16
+
+screenshot-adapt: setup
+	xvfb-run -a -s "-screen 0 1800x1100x24" $(PY) scripts/screenshot_adapt.py
 
 clean:
 	rm -rf dist build .pytest_cache .ruff_cache .qgis-settings
