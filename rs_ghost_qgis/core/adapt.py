@@ -161,22 +161,10 @@ def adapt(
     in_grid = crs.transform_geometry(np.asarray(polygons, dtype=object), info.crs_wkt, grid.crs_wkt)
     chips = _collect(source, model, radiometry, grid, list(in_grid), options, progress, is_canceled)
     names = sorted(set(classes), key=_natural)
-    label_of = np.array([names.index(c) for c in classes])
-    y = label_of[chips.polygon] if len(chips.polygon) else np.zeros(0, dtype=int)
+    y = np.array([names.index(c) for c in classes], dtype=int)[chips.polygon]
     warnings += _check_chips(names, y, chips.polygon, classes, labels, options, grid, model.card)
-    held_out = cross_validate(chips.features, y, chips.polygon, len(names), options.folds)
-    softmax = fit_softmax(chips.features, y, len(names))
     source_kind = feature_source(model.session)[0]
-    head = Head(
-        source_kind,
-        chips.features.shape[1] - 2 * info.band_count,
-        info.band_count,
-        softmax.mean,
-        softmax.scale,
-        softmax.weights,
-        softmax.bias,
-    )
-    scores = _scores(names, y, held_out)
+    head, scores = _fit(chips, y, len(names), info.band_count, source_kind, options.folds)
     facts = _Facts(info, labels, options, radiometry, grid, names, y, chips.polygon, scores, source_kind, exposed)
     card = adapted_card(model, head, names, _colors(names, labels.colors), facts)
     write_adapted(graph, card, options.out_path)
@@ -185,15 +173,24 @@ def adapt(
     return AdaptResult(
         out_path=str(options.out_path),
         card=card,
-        chips={n: int((y == i).sum()) for i, n in enumerate(names)},
-        polygons={n: len(set(chips.polygon[y == i].tolist())) for i, n in enumerate(names)},
+        chips=card.training["chips_per_class"],
+        polygons=card.training["polygons_per_class"],
         cv_accuracy=scores["cv_accuracy"],
         cv_balanced_accuracy=scores["cv_balanced_accuracy"],
-        cv_recall=scores["cv_recall"],
+        cv_recall=dict(zip(names, scores["cv_recall"])),
         feature_source=source_kind,
         seconds=time.perf_counter() - started,
         warnings=warnings,
     )
+
+
+def _fit(chips: _Chips, y: np.ndarray, classes: int, bands: int, source_kind: str, folds: int) -> tuple[Head, dict]:
+    """The head fitted on every chip, and the held-out scores of group k-fold by polygon."""
+    held_out = cross_validate(chips.features, y, chips.polygon, classes, folds)
+    fitted = fit_softmax(chips.features, y, classes)
+    dims = chips.features.shape[1] - 2 * bands
+    head = Head(source_kind, dims, bands, fitted.mean, fitted.scale, fitted.weights, fitted.bias)
+    return head, _scores(y, held_out, classes)
 
 
 def _stride(options: AdaptOptions, model: Model) -> int:
@@ -376,12 +373,12 @@ def _check_chips(names, y, polygon, classes, labels: Labels, options, grid: Grid
     ]
 
 
-def _scores(names: list[str], y: np.ndarray, held_out: np.ndarray) -> dict:
-    """Held-out accuracy, balanced accuracy and recall per class."""
-    recall = {n: float((held_out[y == i] == i).mean()) for i, n in enumerate(names)}
+def _scores(y: np.ndarray, held_out: np.ndarray, classes: int) -> dict:
+    """Held-out accuracy, balanced accuracy and recall per class (by class index, named in the card)."""
+    recall = [float((held_out[y == i] == i).mean()) for i in range(classes)]
     return {
         "cv_accuracy": float((held_out == y).mean()),
-        "cv_balanced_accuracy": float(np.mean(list(recall.values()))),
+        "cv_balanced_accuracy": float(np.mean(recall)),
         "cv_recall": recall,
     }
 
@@ -417,7 +414,7 @@ def adapted_card(model: Model, head: Head, names: list[str], colors: list[str], 
     metrics = {
         "cv_accuracy": round(scores["cv_accuracy"], 4),
         "cv_balanced_accuracy": round(scores["cv_balanced_accuracy"], 4),
-        "cv_recall": {n: round(v, 4) for n, v in scores["cv_recall"].items()},
+        "cv_recall": {n: round(v, 4) for n, v in zip(names, scores["cv_recall"])},
         "cv_method": f"group k-fold by polygon ({min(facts.options.folds, len(set(facts.polygon.tolist())))} folds): "
         "chips of one polygon never test themselves",
         "chips": int(len(facts.y)),
