@@ -47,7 +47,7 @@ def test_run_on_eurosat_slice_exports_a_eurosat_card(shared_data, tmp_path, caps
     assert card.metrics["val_images"] == 50 and len(card.metrics["confusion"]) == 10
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (logits,) = session.run(None, {"input": torch.zeros(2, 3, 32, 32).numpy()})
+    logits = session.run(None, {"input": torch.zeros(2, 3, 32, 32).numpy()})[0]  # then the features
     assert logits.shape == (2, 10)
     metrics = json.loads((out / "evaluation/metrics.json").read_text())
     assert metrics["images"] == 50 and metrics["latency"]["ms_per_tile_batch1"] > 0
