@@ -17,8 +17,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..core.errors import InputError, RsGhostError
-from ..core.grid import Area
-from ..core.options import PRODUCTS, SCALINGS, check_outputs, face_message, one_area, parse_bands, parse_stride
+from ..core.options import (
+    PRODUCTS,
+    SCALINGS,
+    Area,
+    check_outputs,
+    face_message,
+    one_area,
+    parse_bands,
+    parse_stride,
+)
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C

@@ -33,7 +33,7 @@ from affine import Affine
 from . import crs
 from .errors import InputError
 from .modelcard import ModelCard
-from .options import OptionError, OptionText, check_stride
+from .options import Area, OptionError, OptionText, check_stride  # Area lives with the options; grid.Area stays
 from .source import Bounds, RasterInfo
 
 EDGE_POLICY = (
@@ -41,18 +41,6 @@ EDGE_POLICY = (
     "invalid and filled with the tile mean; tiles below the valid fraction are nodata"
 )
 _EPS = 1e-6  # in cells: absorbs floating-point noise at cell boundaries
-
-
-@dataclass
-class Area:
-    """What to classify: the whole raster (default), a bounding box, or polygons (a mask).
-
-    ``bounds`` and ``geometries`` are in ``crs_wkt``; None means the raster's CRS.
-    """
-
-    bounds: tuple[float, float, float, float] | None = None
-    geometries: list | None = None
-    crs_wkt: str | None = None
 
 
 @dataclass

@@ -13,6 +13,7 @@ whether the engine's packages are installed.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from .errors import InputError
 
@@ -49,6 +50,18 @@ SCALINGS = ("auto", "none", "card", "percentile", "percentile-per-band")
 # (what most users download). auto reads the raster's metadata, else its values.
 PRODUCTS = ("auto", "l1c", "l2a")
 _BAND_SEPARATORS = re.compile(r"[,;\s]+")
+
+
+@dataclass
+class Area:
+    """What to classify: the whole raster (default), a bounding box, or polygons (a mask).
+
+    ``bounds`` and ``geometries`` are in ``crs_wkt``; None means the raster's CRS.
+    """
+
+    bounds: tuple[float, float, float, float] | None = None
+    geometries: list | None = None
+    crs_wkt: str | None = None
 
 
 class OptionText(str):
@@ -216,8 +229,6 @@ def one_area(mask=None, bbox=None):
     Neither gives the whole raster. A mask and a box together are refused on every face
     rather than one silently winning.
     """
-    from .grid import Area
-
     if mask is not None and bbox is not None:
         raise OptionError("area", "Give either {mask} or {bbox}, not both.")
     return mask or bbox or Area()
