@@ -56,7 +56,7 @@ def _draw(source, result: ClassifyResult, tmp: Path, options: ClassifyOptions) -
     classes = _nearest(class_map.classes, valid.shape)
     extent = (bounds[0], bounds[2], bounds[1], bounds[3])
 
-    colours = ListedColormap([_rgb(c) for c in card.class_colors])
+    colours = ListedColormap([tuple(value / 255 for value in rgb) for rgb in card.class_rgb])
     overlay = np.ma.masked_where((classes == NODATA_CLASS) | ~valid, classes)
 
     aspect = (bounds[3] - bounds[1]) / (bounds[2] - bounds[0])
@@ -137,7 +137,3 @@ def _nearest(cells: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     rows = ((np.arange(shape[0]) + 0.5) * cells.shape[0] / shape[0]).astype(int)
     cols = ((np.arange(shape[1]) + 0.5) * cells.shape[1] / shape[1]).astype(int)
     return cells[np.minimum(rows, cells.shape[0] - 1)][:, np.minimum(cols, cells.shape[1] - 1)]
-
-
-def _rgb(colour: str) -> tuple[float, float, float]:
-    return tuple(int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5))

@@ -114,6 +114,11 @@ class ModelCard:
         return len(self.class_names)
 
     @property
+    def class_rgb(self) -> list[tuple[int, int, int]]:
+        """The class colours as (red, green, blue) in 0..255, class id order: the palette every output draws."""
+        return [hex_rgb(colour) for colour in self.class_colors]
+
+    @property
     def tile_size_m(self) -> float:
         """The side of one tile on the ground, in metres."""
         return self.tile_size * self.gsd_m
@@ -245,6 +250,11 @@ def _parse(key: str, text: str, kind: type, source: str) -> Any:
     if not isinstance(value, kind) or isinstance(value, bool):
         raise ModelError(f"{source}: model card key '{key}' should be a {kind.__name__}, got {value!r}.")
     return value
+
+
+def hex_rgb(colour: str) -> tuple[int, int, int]:
+    """A card colour ``#rrggbb`` as (red, green, blue) in 0..255."""
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
 
 
 def _validate(card: ModelCard) -> None:

@@ -122,6 +122,19 @@ def probability_fields(card: ModelCard) -> list[str]:
     return names
 
 
+def layer_name(raster_name: str) -> str:
+    """The tile layer of a run on the raster ``raster_name``, the one vector layer of its GeoPackage."""
+    return f"{raster_name}_classes"
+
+
+def layer_description(metadata: dict[str, str]) -> str:
+    """The tile layer's description, from a run's metadata (the keys ``pipeline`` records)."""
+    return (
+        f"Scene classes of {metadata['raster']} by {metadata['architecture']} ({metadata['tile']} tiles). "
+        f"Bands: {metadata['bands']}. Scaling: {metadata['scaling']}. Edges: {metadata['edge_policy']}."
+    )
+
+
 def check_output(
     path: str | os.PathLike, overwrite: bool, suffixes: tuple[str, ...], what: str, input_path: str = ""
 ) -> Path:
@@ -638,6 +651,6 @@ def _colour_table(card: ModelCard) -> gdal.ColorTable:
     table = gdal.ColorTable()
     for value in range(256):
         table.SetColorEntry(value, (0, 0, 0, 0))
-    for index, colour in enumerate(card.class_colors):
-        table.SetColorEntry(index, (int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16), 255))
+    for index, rgb in enumerate(card.class_rgb):
+        table.SetColorEntry(index, (*rgb, 255))
     return table

@@ -178,3 +178,16 @@ def test_unreadable_class_raster_is_one_line_and_no_output(raster, tiny_model, t
     assert _classify(raster, tiny_model, out / "c.tif", "--out-vector", str(out / "t.gpkg")) == 2
     assert "Cannot write the GeoTIFF" in _error_line(capfd)
     assert list(out.iterdir()) == []
+
+
+def test_colour_table_is_the_cards_palette(tmp_path):
+    # The card's hex colours read in one place (ModelCard.class_rgb); other values black (a GeoTIFF
+    # palette holds no alpha: nodata 255 is what leaves cells transparent).
+    path = tmp_path / "c.tif"
+    _write(path, 4, 2)
+    card = tiny_card()
+    assert card.class_rgb == [(0x1F, 0x78, 0xB4), (0x33, 0xA0, 0x2C), (0xFF, 0xFF, 0x99)]
+    with rasterio.open(path) as ds:
+        table = ds.colormap(1)
+    assert [table[i] for i in range(card.num_classes)] == [(*rgb, 255) for rgb in card.class_rgb]
+    assert table[card.num_classes][:3] == (0, 0, 0)
