@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 
 from qgis.core import (
     QgsCoordinateTransform,
@@ -20,6 +19,7 @@ from qgis.core import (
 )
 
 from ..core.assess import assess, check_classes, harmonise
+from ..core.atomic import write_text
 from ..core.errors import RsGhostError
 from ..core.sinks import PROB_PREFIX
 
@@ -127,7 +127,7 @@ class AssessAlgorithm(QgsProcessingAlgorithm):
             f"Predicted: '{predicted_field}'; reference: '{reference_field}'.",
         ]
         text = result.to_csv() if path.lower().endswith(".csv") else result.to_html(notes=notes)
-        Path(path).write_text(text, encoding="utf-8")
+        write_text(path, text)  # atomic: a full disk or a crash never leaves half a report
         feedback.pushInfo(
             f"Overall accuracy {result.overall_accuracy:.4f}, kappa {result.kappa:.4f} over {len(pairs)} tiles."
         )
