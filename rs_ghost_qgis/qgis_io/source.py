@@ -3,7 +3,8 @@
 The source works on a *clone* of the layer's provider, made on the main thread, so the worker
 thread never touches the layer. Reads are resampled by the provider (average when zooming
 out, bilinear when zooming in, where the provider can) and reprojected with
-QgsRasterProjector when the requested CRS differs from the raster's.
+QgsRasterProjector when the requested CRS differs from the raster's, read finer and averaged
+down where the raster's pixels are finer than the ones asked for (as the rasterio face warps).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from osgeo import gdal
 from qgis.core import (
     Qgis,
     QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
     QgsCoordinateTransformContext,
+    QgsCsException,
     QgsMapLayer,
     QgsProject,
     QgsProviderRegistry,
@@ -50,6 +53,8 @@ _NAMED_COLOURS = {QgsRaster.RedBand: "red", QgsRaster.GreenBand: "green", QgsRas
 CRS_WKT_FLAVOUR = QgsCoordinateReferenceSystem.WKT_PREFERRED
 # Providers whose pixels come from a server: "wms" also serves XYZ and WMTS layers.
 WEB_PROVIDERS = frozenset({"wms", "wcs", "arcgismapserver"})
+# Reprojected reads oversample at most this much (memory grows with its square).
+MAX_OVERSAMPLING = 4
 
 
 def crs_to_wkt(crs: QgsCoordinateReferenceSystem) -> str:
@@ -197,12 +202,34 @@ class QgisLayerSource:
         """Read ``bands`` (1-based) over ``bounds`` in ``crs_wkt`` as width x height pixels."""
         rect = QgsRectangle(*bounds)
         target = crs_from_wkt(crs_wkt) if crs_wkt else self._crs
-        interface = self._provider
-        if target.isValid() and self._crs.isValid() and target != self._crs:
-            projector = QgsRasterProjector()
-            projector.setCrs(self._crs, target, self._context)
-            projector.setInput(self._provider)
-            interface = projector
+        if not (target.isValid() and self._crs.isValid() and target != self._crs):
+            return self._read_block(self._provider, bounds, crs_wkt, width, height, bands)
+        projector = QgsRasterProjector()
+        projector.setCrs(self._crs, target, self._context)
+        projector.setInput(self._provider)
+        # The projector samples its input by nearest neighbour. Where the raster's pixels are finer
+        # than the ones asked for, that aliases their texture, and the model reads the map
+        # differently from the rasterio face's averaged warp: read k x k finer, then average.
+        factor = self._oversampling(rect, target, width, height)
+        block = self._read_block(projector, bounds, crs_wkt, width * factor, height * factor, bands)
+        return _average_down(block, factor)
+
+    def _oversampling(self, rect: QgsRectangle, target: QgsCoordinateReferenceSystem, width: int, height: int) -> int:
+        """How many raster pixels fall along one requested pixel (1..MAX_OVERSAMPLING)."""
+        if self._info.web:
+            return 1  # a server's tiles come at the zoom asked for
+        try:
+            native = QgsCoordinateTransform(target, self._crs, self._context).transformBoundingBox(rect)
+        except QgsCsException:
+            return 1
+        per_pixel = max(
+            native.width() / self._provider.extent().width() * self._provider.xSize() / width,
+            native.height() / self._provider.extent().height() * self._provider.ySize() / height,
+        )
+        return int(min(MAX_OVERSAMPLING, max(1, round(per_pixel))))
+
+    def _read_block(self, interface, bounds: Bounds, crs_wkt: str, width: int, height: int, bands) -> Block:
+        rect = QgsRectangle(*bounds)
         valid = np.ones((height, width), dtype=bool)
 
         def read_band(band: int, dtype=None):
@@ -235,6 +262,19 @@ class QgisLayerSource:
         data = np.stack(layers) if layers else np.zeros((0, height, width), dtype=dtype)
         # The engine's rule, as in the rasterio source: NaN or inf in any band is nodata.
         return Block(data=data, valid=valid & finite_pixels(data))
+
+
+def _average_down(block: Block, factor: int) -> Block:
+    """Average each ``factor`` x ``factor`` cell; a cell is valid where all its pixels are."""
+    if factor == 1:
+        return block
+    bands, height, width = block.data.shape
+    cells = block.data.reshape(bands, height // factor, factor, width // factor, factor).astype(np.float64)
+    data = cells.mean(axis=(2, 4))
+    if np.issubdtype(block.data.dtype, np.integer):
+        data = np.rint(data)
+    valid = block.valid.reshape(height // factor, factor, width // factor, factor).all(axis=(1, 3))
+    return Block(data=data.astype(block.data.dtype), valid=valid)
 
 
 def _local_path(provider: QgsRasterDataProvider) -> str:

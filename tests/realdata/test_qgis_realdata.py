@@ -4,6 +4,7 @@ The Demmin scene is in degrees (EPSG:4326) and uint16 reflectance: the grid lies
 so every QGIS read is reprojected by QgsRasterProjector. The Bahamas scene has nodata corners.
 """
 
+import numpy as np
 import pytest
 from qgis.core import QgsCategorizedSymbolRenderer, QgsRasterLayer
 
@@ -89,7 +90,29 @@ def test_bundled_model_in_qgis_maps_demmin_as_the_engine_does(qgis_app, project,
         engine = classify(source, ClassifyOptions(out_vector=str(tmp_path / "e.gpkg")))
     assert "Sentinel-2 L2A" in task.result.scaling_used
     assert task.result.scaling_used == engine.scaling_used
-    # The two readers resample a few edge pixels differently (see the test above): 5 % leeway.
-    ours, theirs = ({row.class_name: row.tiles for row in result.areas} for result in (task.result, engine))
-    total = sum(theirs.values())
-    assert all(abs(ours.get(name, 0) - count) <= 0.05 * total for name, count in theirs.items()), (ours, theirs)
+    # The two readers resample differently (see the test below), and the model is touchy on
+    # the wheat's dark, uniform tiles: Gaussian noise of 3 raw units flipped 2 of its 24 tiles
+    # in the rasterio face. Measured: 20 of 24 agree (16 before reprojected reads averaged).
+    ours, theirs = _tiles(tmp_path / "t.gpkg"), _tiles(tmp_path / "e.gpkg")
+    assert ours.keys() == theirs.keys() and len(ours) >= 20
+    same = sum(ours[key] == theirs[key] for key in ours)
+    assert same >= 0.75 * len(ours), f"only {same} of {len(ours)} tiles agree"
+
+
+def test_reprojected_qgis_pixels_match_the_rasterio_warp(qgis_app, shared_data):
+    # The Demmin pixels are 5.9 m east-west: read at 10 m in UTM, QGIS's projector samples them
+    # by nearest neighbour and rasterio averages them. The QGIS source reads finer and averages
+    # down, so both faces hand the model nearly the same pixels (measured: mean difference 2.7 %
+    # of the pixels' spread; 5.5 % with the projector alone).
+    from qgis.core import QgsCoordinateReferenceSystem
+
+    utm = QgsCoordinateReferenceSystem("EPSG:32633").toWkt()
+    x, y = 381026.0, 5971911.0  # 13.19 E, 53.882 N: a 640 m tile inside the scene
+    bounds = (x, y, x + 640, y + 640)
+    layer = QgsRasterLayer(str(shared_data / DEMMIN), "demmin")
+    ours = QgisLayerSource.from_layer(layer).read(bounds, utm, 64, 64, [1, 2, 3])
+    with RasterioSource(shared_data / DEMMIN) as source:
+        theirs = source.read(bounds, utm, 64, 64, [1, 2, 3])
+    assert ours.valid.all() and theirs.valid.all()
+    a, b = ours.data.astype(float), theirs.data.astype(float)
+    assert np.abs(a - b).mean() <= 0.04 * b.std(), (np.abs(a - b).mean(), b.std())
