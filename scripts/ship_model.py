@@ -1,0 +1,49 @@
+"""Make a finished int8 model the plugin's bundled default, with its status in words on its card.
+
+Usage: PYTHONPATH=. .venv/bin/python scripts/ship_model.py MODEL.onnx "STATUS"
+  e.g. scripts/ship_model.py ../rs_ghost_runs/g002_adamw_s0/int8/eurosat_g_ghost_regnetx_002_int8.onnx \
+         "CPU recipe, the project's default model: ..."
+
+The status is what the dialog's model panel shows under the model's name (card field
+``training.status``). The model and its card (.md) are written into resources/models, the copy of
+the card in the run folder is updated too, and resources/models/default.txt names the model.
+Earlier bundled models are removed: the package ships one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+from pathlib import Path
+
+import onnx
+
+from rs_ghost_qgis.core.modelcard import ModelCard
+from training.export import embed_card
+
+MODELS = Path(__file__).resolve().parent.parent / "resources" / "models"
+
+
+def ship(model: Path, status: str) -> Path:
+    """Copy ``model`` with ``status`` on its card into resources/models and make it the default."""
+    graph = onnx.load(str(model))
+    card = ModelCard.from_metadata({p.key: p.value for p in graph.metadata_props}, source=str(model))
+    card = dataclasses.replace(card, training={**card.training, "status": status})
+    embed_card(model, card)
+    model.with_suffix(".md").write_text(card.to_markdown(), encoding="utf-8")
+    for old in MODELS.glob("*.onnx"):
+        if old.name != model.name:
+            old.unlink()
+            old.with_suffix(".md").unlink(missing_ok=True)
+    target = MODELS / model.name
+    shutil.copyfile(model, target)
+    shutil.copyfile(model.with_suffix(".md"), target.with_suffix(".md"))
+    (MODELS / "default.txt").write_text(model.name + "\n", encoding="utf-8")
+    return target
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    print(f"bundled: {ship(Path(sys.argv[1]), sys.argv[2])}")
