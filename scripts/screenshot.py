@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 SIZE = (1600, 1000)
 LEGEND_WIDTH = 380
 DIALOG_WIDTH = 540
-STRETCH = (0.0, 3000.0)  # Sentinel-2 L2A reflectance x 10,000 -> a EuroSAT-like look
+STRETCH = (0.0, 3000.0)  # display only: L2A reflectance x 10,000 as bright true colour (the model uses its card)
 MAP_CRS = "EPSG:32633"  # UTM 33N: true shapes at Demmin (the scene itself is in degrees)
 CREDIT = "Contains modified Copernicus Sentinel data 2023 · Sentinel-2 L2A, 2023-06-03, near Demmin, Germany"
 

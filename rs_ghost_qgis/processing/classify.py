@@ -41,7 +41,7 @@ from ..core.errors import OutputError, RsGhostError
 from ..core.options import PRODUCTS, SCALINGS, check_area, face_message, one_area, parse_bands, parse_stride
 from ..qgis_io import options as qopts
 from ..qgis_io.source import QgisLayerSource, check_raster_layer, crs_from_wkt
-from ..qgis_io.style import layer_names, run_detail, style_class_raster, style_tiles
+from ..qgis_io.style import add_output, next_run, shown_output, start_run, style_class_raster, style_tiles
 
 
 def _check_vector_destination(destination: str) -> None:
@@ -274,15 +274,14 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         feedback.pushInfo(f"Bands: {face_message(result.bands_note, 'processing')}\nScaling: {result.scaling_used}")
         feedback.pushCommandInfo(fixed_width(result.summary_table()))
         name = qopts.model_name(options.model_path)
-        detail = run_detail(options.stride or result.card.tile_size)  # tells reruns apart in the legend
-        tiles_name, raster_name = layer_names(source.info.name, name, detail)
+        loader = _RunLoader(source.info.name, name, options.stride, result, tiles=bool(sink.dest_id))
         outputs = {"TILES_CLASSIFIED": result.tiles_classified, "SUMMARY": result.summary_table()}
         if sink.dest_id:
             outputs[self.OUTPUT_VECTOR] = sink.dest_id
-            _style_on_load(context, sink.dest_id, tiles_name, "tiles", result)
+            _style_on_load(context, sink.dest_id, "tiles", loader)
         if result.out_raster:
             outputs[self.OUTPUT_RASTER] = str(result.out_raster)
-            _style_on_load(context, str(result.out_raster), raster_name, "raster", result)
+            _style_on_load(context, str(result.out_raster), "raster", loader)
         return outputs
 
     def _log_workload(self, source: QgisLayerSource, card, options, feedback) -> None:
@@ -401,28 +400,51 @@ def _drop_layer(path: str, layer_name: str) -> None:
         gdal.PopErrorHandler()
 
 
-class _StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
-    """Styles a loaded output with the model card, on the main thread."""
+class _RunLoader:
+    """Styles and groups one run's outputs as they are loaded, like the dialog does (main thread).
 
-    def __init__(self, kind: str, card, areas) -> None:
+    The first output loaded numbers the run and unticks the previous run of the same raster and
+    model; both outputs then join that run's group.
+    """
+
+    def __init__(self, raster_name: str, model_name: str, stride: int | None, result, tiles: bool) -> None:
+        self.raster_name, self.model_name, self.result = raster_name, model_name, result
+        self.stride_px = stride or result.card.tile_size
+        self.shown = shown_output(tiles, bool(result.out_raster), result.overlapping)
+        self.run, self.group = None, None
+
+    def load(self, layer, kind: str, project) -> None:
+        """Style ``layer`` (the ``kind`` output) with the model card and put it in the run's group."""
+        card, areas = self.result.card, self.result.areas
+        if kind == "tiles":
+            style_tiles(layer, card, areas)
+        else:
+            style_class_raster(layer, card, areas)
+        if self.run is None:
+            self.run = next_run(project, self.raster_name, self.model_name, self.stride_px, card.gsd_m)
+            self.group = start_run(project, self.run)
+        add_output(project, self.group, layer, self.run, kind, shown=kind == self.shown)
+
+
+class _StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Hands a loaded output to its run's loader, on the main thread."""
+
+    def __init__(self, kind: str, loader: _RunLoader) -> None:
         super().__init__()
-        self.kind, self.card, self.areas = kind, card, areas
+        self.kind, self.loader = kind, loader
 
     def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 (QGIS API)
-        """Apply the land-cover style."""
-        if self.kind == "tiles":
-            style_tiles(layer, self.card, self.areas)
-        else:
-            style_class_raster(layer, self.card, self.areas)
+        """Apply the land-cover style; group the layer with its run."""
+        self.loader.load(layer, self.kind, layer.project() or context.project())
 
 
 _POST_PROCESSORS: list = []  # Processing does not own Python post-processors: keep them alive
 
 
-def _style_on_load(context, dest: str, name: str, kind: str, result) -> None:
+def _style_on_load(context, dest: str, kind: str, loader: _RunLoader) -> None:
     if context.willLoadLayerOnCompletion(dest):
         details = context.layerToLoadOnCompletionDetails(dest)
-        details.name = name
-        processor = _StylePostProcessor(kind, result.card, result.areas)
+        details.name = kind  # named by the loader once the run has its number
+        processor = _StylePostProcessor(kind, loader)
         _POST_PROCESSORS.append(processor)
         details.setPostProcessor(processor)

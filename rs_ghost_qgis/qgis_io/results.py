@@ -5,31 +5,32 @@ from __future__ import annotations
 from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
 
 from ..core.errors import OutputError
-from .style import add_to_group, group_name, layer_names, show_in_legend, style_class_raster, style_tiles
+from .style import add_output, next_run, shown_output, start_run, style_class_raster, style_tiles
 
 
 def load_results(
-    result, raster_name: str, model_name: str, project: QgsProject, detail: str = "", replace: bool = False
+    result, raster_name: str, model_name: str, project: QgsProject, stride_px: int, replace: bool = False
 ) -> list:
-    """Open the run's outputs, style them with the model card, add them on top of a group; the layers.
+    """Open the run's outputs, style them with the model card, add them on top of their group; the layers.
 
-    ``detail`` goes into the layer names (what sets this run apart from earlier ones); with
-    ``replace`` the group's earlier RS Ghost outputs are removed from the project.
+    The run is numbered after the earlier runs of the same raster and model; the previous one
+    is unticked, or with ``replace`` removed from the project.
     """
-    tiles_name, raster_layer_name = layer_names(raster_name, model_name, detail)
-    tiles = classes = None
+    layers = {}
     if result.out_vector:
-        tiles = QgsVectorLayer(str(result.out_vector), tiles_name, "ogr")
-        if not tiles.isValid():
+        layers["tiles"] = QgsVectorLayer(str(result.out_vector), "tiles", "ogr")
+        if not layers["tiles"].isValid():
             raise OutputError(f"The polygon output {result.out_vector} was written but cannot be opened.")
-        style_tiles(tiles, result.card, result.areas)
+        style_tiles(layers["tiles"], result.card, result.areas)
     if result.out_raster:
-        classes = QgsRasterLayer(str(result.out_raster), raster_layer_name, "gdal")
-        if not classes.isValid():
+        layers["raster"] = QgsRasterLayer(str(result.out_raster), "class raster", "gdal")
+        if not layers["raster"].isValid():
             raise OutputError(f"The class raster {result.out_raster} was written but cannot be opened.")
-        style_class_raster(classes, result.card, result.areas)
-    layers = [layer for layer in (tiles, classes) if layer is not None]
+        style_class_raster(layers["raster"], result.card, result.areas)
     if layers:
-        group = add_to_group(project, layers, group_name(raster_name, model_name), replace)
-        show_in_legend(group, tiles, classes, result.overlapping)
-    return layers
+        run = next_run(project, raster_name, model_name, stride_px, result.card.gsd_m)
+        group = start_run(project, run, replace)
+        shown = shown_output("tiles" in layers, "raster" in layers, result.overlapping)
+        for kind, layer in layers.items():
+            add_output(project, group, layer, run, kind, shown=kind == shown)
+    return list(layers.values())

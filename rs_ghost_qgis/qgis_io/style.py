@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
     QgsFillSymbol,
+    QgsLayerTree,
     QgsLayerTreeGroup,
+    QgsLayerTreeNode,
     QgsMapLayer,
     QgsPalettedRasterRenderer,
     QgsProject,
@@ -26,22 +29,55 @@ TILE_OPACITY = 0.65
 RASTER_OPACITY = 0.65
 # Marks the layers RS Ghost added, so that "replace the previous run" never removes the user's own.
 OUTPUT_PROPERTY = "rs_ghost_qgis/output"
+# The run number of an output within its group: the previous run is the highest one there.
+RUN_PROPERTY = "rs_ghost_qgis/run"
+# Raster names longer than this are shortened in layer names: the layer panel's default width
+# shows some 25 characters, and the group above already names the raster in full.
+NAME_CHARS = 18
+KIND_NAMES = {"tiles": "tiles", "raster": "class raster"}
 
 
-def layer_names(raster_name: str, model_name: str, detail: str = "") -> tuple[str, str]:
-    """Names of the polygon and the raster output: which raster, which model, what sets this run apart."""
-    stem = " · ".join(part for part in (raster_name, model_name, detail) if part)
-    return f"{stem} · tiles", f"{stem} · class raster"
+@dataclass(frozen=True)
+class Run:
+    """One run of a model on a raster, numbered among the runs in its group: what names and tooltips say."""
+
+    raster: str
+    model: str
+    number: int
+    stride_px: int
+    gsd_m: float
+    when: datetime = field(default_factory=datetime.now)
+
+    def layer_name(self, kind: str) -> str:
+        """Short enough for the layer panel: raster, run number, stride and the kind of output."""
+        return f"{short_name(self.raster)} #{self.number} · stride {self.stride_px} px · {KIND_NAMES[kind]}"
+
+    def details(self) -> str:
+        """The layer's abstract (its tooltip in the layer panel): the full names, the time, the stride in metres."""
+        return (
+            f"Raster: {self.raster}\nModel: {self.model}\nRun {self.number}, finished {self.when:%Y-%m-%d %H:%M:%S}\n"
+            f"Stride: {self.stride_px} model pixels = {self.stride_px * self.gsd_m:g} m on the ground"
+        )
 
 
-def run_detail(stride_px: int, when: datetime | None = None) -> str:
-    """What tells reruns apart in the layer tree: the stride and the time the run ended."""
-    return f"stride {stride_px} px · {(when or datetime.now()):%H:%M:%S}"
+def short_name(name: str, limit: int = NAME_CHARS) -> str:
+    """``name`` cut in the middle to ``limit`` characters: its start and its end (often a date) stay."""
+    if len(name) <= limit:
+        return name
+    tail = (limit - 1) // 2
+    return f"{name[: limit - 1 - tail]}…{name[-tail:]}"
 
 
 def group_name(raster_name: str, model_name: str) -> str:
-    """Name of the layer tree group holding one run's outputs."""
+    """Name of the layer tree group holding the runs of one model on one raster."""
     return f"RS Ghost: {raster_name} ({model_name})"
+
+
+def next_run(project: QgsProject, raster_name: str, model_name: str, stride_px: int, gsd_m: float) -> Run:
+    """The run after the last one in the group of ``raster_name`` and ``model_name`` (run 1 in a new group)."""
+    group = project.layerTreeRoot().findGroup(group_name(raster_name, model_name))
+    numbers = [_run_number(layer) for layer in outputs(group)] if group is not None else []
+    return Run(raster_name, model_name, max(numbers, default=0) + 1, stride_px, gsd_m)
 
 
 def class_labels(card: ModelCard, areas: Sequence | None = None) -> list[str]:
@@ -57,11 +93,10 @@ def class_labels(card: ModelCard, areas: Sequence | None = None) -> list[str]:
 def style_tiles(layer: QgsVectorLayer, card: ModelCard, areas: Sequence | None = None) -> None:
     """Categorized renderer on class_name with the card's colours; confidence in map tips."""
     categories = []
-    for name, color, label in zip(card.class_names, card.class_colors, class_labels(card, areas)):
+    for name, rgb, label in zip(card.class_names, card.class_rgb, class_labels(card, areas)):
         # A thin light outline shows each tile as a tile without hiding the class colour.
-        symbol = QgsFillSymbol.createSimple(
-            {"color": color, "outline_color": "255,255,255,160", "outline_width": "0.15", "outline_width_unit": "MM"}
-        )
+        outline = {"outline_color": "255,255,255,160", "outline_width": "0.15", "outline_width_unit": "MM"}
+        symbol = QgsFillSymbol.createSimple({"color": ",".join(map(str, rgb)), **outline})
         categories.append(QgsRendererCategory(name, symbol, label))
     layer.setRenderer(QgsCategorizedSymbolRenderer(CLASS_FIELD, categories))
     layer.setOpacity(TILE_OPACITY)
@@ -74,8 +109,8 @@ def style_tiles(layer: QgsVectorLayer, card: ModelCard, areas: Sequence | None =
 def style_class_raster(layer: QgsRasterLayer, card: ModelCard, areas: Sequence | None = None) -> None:
     """Paletted renderer on band 1 (class id) with the card's colours; other values transparent."""
     classes = [
-        QgsPalettedRasterRenderer.Class(class_id, QColor(color), label)
-        for class_id, (color, label) in enumerate(zip(card.class_colors, class_labels(card, areas)))
+        QgsPalettedRasterRenderer.Class(class_id, QColor(*rgb), label)
+        for class_id, (rgb, label) in enumerate(zip(card.class_rgb, class_labels(card, areas)))
     ]
     renderer = QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes)
     # Cells as crisp land-cover patches: nearest neighbour at every zoom, no smoothing of class ids.
@@ -86,29 +121,51 @@ def style_class_raster(layer: QgsRasterLayer, card: ModelCard, areas: Sequence |
     layer.triggerRepaint()
 
 
-def add_to_group(
-    project: QgsProject, layers: Sequence[QgsMapLayer], name: str, replace: bool = False
-) -> QgsLayerTreeGroup:
-    """Add one run's ``layers`` on top of its group, the group on top of its parent, expanded.
+def start_run(project: QgsProject, run: Run, replace: bool = False) -> QgsLayerTreeGroup:
+    """The group of ``run`` on top of its parent, expanded, with the previous run unticked (or removed).
 
-    With ``replace`` the group's earlier RS Ghost outputs leave the project first (their files
-    stay on disk); other layers the user put in the group are kept.
+    Only the previous run (the highest run number in the group) is touched: two runs ticked at
+    once blend into colours that match neither legend and hide the imagery. Older runs keep the
+    visibility the user gave them, the user's own layers in the group are never touched, and
+    ``replace`` removes the previous run from the project (its files stay on disk).
     """
-    group = _group_on_top(project.layerTreeRoot(), name)
+    group = _group_on_top(project.layerTreeRoot(), group_name(run.raster, run.model))
+    previous = _last_run(group)
     if replace:
-        remove_outputs(project, group)
-    for index, layer in enumerate(layers):
-        layer.setCustomProperty(OUTPUT_PROPERTY, True)
-        project.addMapLayer(layer, False)
-        group.insertLayer(index, layer)  # newest first: a rerun is never hidden under older results
+        project.removeMapLayers([layer.id() for layer in previous])
+    else:
+        for layer in previous:
+            group.findLayer(layer.id()).setItemVisibilityChecked(False)
     group.setExpanded(True)
     return group
 
 
-def show_in_legend(
-    group: QgsLayerTreeGroup, tiles: QgsMapLayer | None, classes: QgsMapLayer | None, overlapping: bool = False
-) -> None:
-    """One readable default layer on, legend open (hectares, percent); the other off.
+def add_output(project: QgsProject, group: QgsLayerTreeGroup, layer: QgsMapLayer, run: Run, kind: str, shown: bool):
+    """Put ``layer``, the ``kind`` output of ``run``, on top of ``group``: named, described, ticked if ``shown``.
+
+    The tiles go above the class raster of their run. A layer already in the project (a
+    Processing output) is moved into the group.
+    """
+    layer.setName(run.layer_name(kind))
+    layer.setAbstract(run.details())  # the layer panel's tooltip
+    metadata = layer.metadata()
+    metadata.setAbstract(run.details())  # Layer Properties > Metadata
+    layer.setMetadata(metadata)
+    layer.setCustomProperty(OUTPUT_PROPERTY, True)
+    layer.setCustomProperty(RUN_PROPERTY, run.number)
+    position = 0 if kind == "tiles" else len(_leading_run(group, run.number))
+    node = project.layerTreeRoot().findLayer(layer.id())
+    if node is None:
+        project.addMapLayer(layer, False)
+        node = group.insertLayer(position, layer)
+    else:
+        node = _move(node, group, position)
+    node.setItemVisibilityChecked(shown)
+    node.setExpanded(shown)  # the legend with hectares and percent, for the layer that is shown
+
+
+def shown_output(tiles: bool, raster: bool, overlapping: bool) -> str:
+    """Which output a run shows ("tiles" or "raster"); the other one stays unticked.
 
     Two opaque-ish layers stacked would hide the imagery and each other. Without overlap the
     tiles are shown (each square one decision, the class raster is one click away). With
@@ -116,26 +173,47 @@ def show_in_legend(
     the class raster's averaged cells are shown instead, like a land-cover map. A layer alone
     is always shown.
     """
-    show_tiles = tiles is not None and (classes is None or not overlapping)
-    if tiles is not None:
-        _legend_node(group, tiles, visible=show_tiles, expanded=show_tiles)
-    if classes is not None:
-        _legend_node(group, classes, visible=not show_tiles, expanded=not show_tiles)
+    return "tiles" if tiles and (not raster or not overlapping) else "raster"
 
 
-def remove_outputs(project: QgsProject, group: QgsLayerTreeGroup) -> list[str]:
-    """Remove the RS Ghost outputs in ``group`` from the project; the ids removed."""
+def outputs(group: QgsLayerTreeGroup) -> list[QgsMapLayer]:
+    """The RS Ghost outputs in ``group``, top to bottom."""
     layers = [node.layer() for node in group.findLayers()]
-    ids = [layer.id() for layer in layers if layer is not None and layer.customProperty(OUTPUT_PROPERTY)]
-    project.removeMapLayers(ids)
-    return ids
+    return [layer for layer in layers if layer is not None and layer.customProperty(OUTPUT_PROPERTY)]
 
 
-def _legend_node(group: QgsLayerTreeGroup, layer: QgsMapLayer, visible: bool, expanded: bool) -> None:
-    node = group.findLayer(layer.id())
-    if node is not None:
-        node.setItemVisibilityChecked(visible)
-        node.setExpanded(expanded)
+def _run_number(layer: QgsMapLayer) -> int:
+    """The run number of an output; 0 for an output of a plugin version that did not number runs."""
+    try:
+        return int(layer.customProperty(RUN_PROPERTY, 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _last_run(group: QgsLayerTreeGroup) -> list[QgsMapLayer]:
+    """The outputs of the highest-numbered run in ``group``."""
+    found = outputs(group)
+    last = max((_run_number(layer) for layer in found), default=None)
+    return [layer for layer in found if _run_number(layer) == last]
+
+
+def _leading_run(group: QgsLayerTreeGroup, number: int) -> list:
+    """The nodes at the top of ``group`` that hold outputs of run ``number``."""
+    leading = []
+    for node in group.children():
+        layer = node.layer() if QgsLayerTree.isLayer(node) else None
+        if layer is None or not layer.customProperty(OUTPUT_PROPERTY) or _run_number(layer) != number:
+            break
+        leading.append(node)
+    return leading
+
+
+def _move(node: QgsLayerTreeNode, group: QgsLayerTreeGroup, position: int) -> QgsLayerTreeNode:
+    """``node`` moved to ``position`` in ``group``; the tree has no move: insert a copy, then remove it."""
+    moved = node.clone()
+    group.insertChildNode(position, moved)
+    node.parent().removeChildNode(node)
+    return moved
 
 
 def _group_on_top(root: QgsLayerTreeGroup, name: str) -> QgsLayerTreeGroup:
@@ -146,8 +224,5 @@ def _group_on_top(root: QgsLayerTreeGroup, name: str) -> QgsLayerTreeGroup:
     parent = group.parent()
     if parent.children()[0] is group:
         return group
-    # The tree has no "move": insert a copy first so its layers never leave the tree (and the project).
-    moved = group.clone()
-    parent.insertChildNode(0, moved)
-    parent.removeChildNode(group)
-    return moved
+    # Inserting the copy first keeps its layers in the tree (and the project) all along.
+    return _move(group, parent, 0)

@@ -16,7 +16,6 @@ from ..core.errors import Cancelled, RsGhostError
 from ..core.options import face_message
 from .results import load_results
 from .source import QgisLayerSource
-from .style import run_detail
 
 
 def _log_warning(text: str) -> None:
@@ -93,7 +92,7 @@ class ClassifyTask(QgsTask):
         stride = self.options.stride or self.result.card.tile_size
         try:
             self.layers = load_results(
-                self.result, self.source.info.name, self.model_name, self.project, run_detail(stride), self.replace
+                self.result, self.source.info.name, self.model_name, self.project, stride, self.replace
             )
         except RsGhostError as error:
             self.error = str(error)

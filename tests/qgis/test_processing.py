@@ -111,7 +111,34 @@ def test_temporary_output_is_styled_on_load(qgis_app, provider, tmp_path, tiny_m
     layer = project.mapLayer(result["OUTPUT_VECTOR"])
     assert layer is not None and layer.featureCount() == 8
     assert isinstance(layer.renderer(), QgsCategorizedSymbolRenderer)
-    assert "tiny" in layer.name() and "tiles" in layer.name()
+    assert layer.name() == "halves #1 · stride 32 px · tiles" and "Model: tiny" in layer.abstract()
+
+
+def test_processing_outputs_are_grouped_like_the_dialogs(qgis_app, provider, tmp_path, tiny_model, project):
+    import processing
+
+    raster = write_geotiff(tmp_path / "halves.tif", two_halves())
+    project.addMapLayer(QgsRasterLayer(str(raster), "halves"))
+    runs = []
+    for stride, out in ((0, tmp_path / "a"), (16, tmp_path / "b")):
+        out.mkdir()
+        context = QgsProcessingContext()
+        context.setProject(project)
+        parameters = {"INPUT": str(raster), "MODEL": str(tiny_model), "STRIDE": stride}
+        parameters.update(OUTPUT_VECTOR=str(out / "t.gpkg"), OUTPUT_RASTER=str(out / "c.tif"))
+        result = processing.runAndLoadResults("rsghost:classify", parameters, context=context)
+        loaded = {lyr.source().split("|")[0]: lyr for lyr in project.mapLayers().values()}
+        runs.append([loaded[result[key]] for key in ("OUTPUT_VECTOR", "OUTPUT_RASTER")])
+    group = project.layerTreeRoot().children()[0]
+    assert group.name() == "RS Ghost: halves (tiny)" and group.isExpanded()
+    (tiles1, classes1), (tiles2, classes2) = runs
+    assert [child.layerId() for child in group.children()] == [tiles2.id(), classes2.id(), tiles1.id(), classes1.id()]
+    assert [tiles2.name(), classes1.name()] == [
+        "halves #2 · stride 16 px · tiles",
+        "halves #1 · stride 32 px · class raster",
+    ]
+    ticked = [group.findLayer(lyr.id()).itemVisibilityChecked() for lyr in (tiles2, classes2, tiles1, classes1)]
+    assert ticked == [False, True, False, False], "stride 16 overlaps: the class raster alone; run 1 unticked"
 
 
 def _no_card_model(tiny_model, tmp_path) -> Path:

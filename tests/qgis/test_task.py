@@ -62,7 +62,13 @@ def test_task_adds_styled_grouped_layers(qgis_app, project, tmp_path, tiny_model
         (1, "#33a02c"),
         (2, "#ffff99"),
     ]
-    assert "halves" in tiles.name() and "tiny" in tiles.name()
+    # Short names (raster, run, stride, output); the model and the time in the tooltip (abstract).
+    assert (tiles.name(), classes.name()) == (
+        "halves #1 · stride 32 px · tiles",
+        "halves #1 · stride 32 px · class raster",
+    )
+    assert "Model: tiny" in tiles.abstract() and "32 model pixels = 320 m" in tiles.abstract()
+    assert tiles.metadata().abstract() == tiles.abstract()
     group = project.layerTreeRoot().children()[0]
     assert group.name() == "RS Ghost: halves (tiny)"
     assert {child.layerId() for child in group.children()} == {tiles.id(), classes.id()}
@@ -152,11 +158,16 @@ def test_rerun_goes_on_top_with_names_that_tell_runs_apart(qgis_app, project, tm
     assert [child.layerId() for child in group.children()] == [lyr.id() for lyr in second.layers + first.layers]
     assert {lyr.id() for lyr in first.layers + second.layers} <= set(project.mapLayers())  # moving kept them
     first_tiles, second_tiles = first.layers[0].name(), second.layers[0].name()
-    assert "stride 32 px" in first_tiles and "stride 16 px" in second_tiles
-    for name in (first_tiles, second_tiles):
-        assert "tiny" in name and re.search(r"\d\d:\d\d:\d\d", name), name
+    assert first_tiles == "halves #1 · stride 32 px · tiles" and second_tiles == "halves #2 · stride 16 px · tiles"
+    for tiles in (first.layers[0], second.layers[0]):
+        assert "Model: tiny" in tiles.abstract() and re.search(r"\d\d:\d\d:\d\d", tiles.abstract())
+    assert "16 model pixels = 160 m" in second.layers[0].abstract()
     names = [lyr.name() for lyr in first.layers + second.layers]
     assert len(set(names)) == 4, names
+
+
+def _ticked(project, layers) -> list[bool]:
+    return [project.layerTreeRoot().findLayer(lyr.id()).itemVisibilityChecked() for lyr in layers]
 
 
 def test_replace_removes_only_the_previous_run(qgis_app, project, tmp_path, tiny_model):
@@ -166,13 +177,55 @@ def test_replace_removes_only_the_previous_run(qgis_app, project, tmp_path, tiny
     mine = QgsVectorLayer("Polygon?crs=EPSG:32633", "my notes", "memory")
     project.addMapLayer(mine, False)
     group.addLayer(mine)
-    first_ids = [lyr.id() for lyr in first.layers]
-    second = _run_on(layer, tiny_model, project, tmp_path / "b", replace=True)
-    assert not set(first_ids) & set(project.mapLayers()), "the previous run's layers are still there"
+    second = _run_on(layer, tiny_model, project, tmp_path / "b", stride=16)
+    second_ids = [lyr.id() for lyr in second.layers]
+    third = _run_on(layer, tiny_model, project, tmp_path / "c", replace=True)
+    assert not set(second_ids) & set(project.mapLayers()), "the previous run's layers are still there"
+    assert {lyr.id() for lyr in first.layers} <= set(project.mapLayers()), "an older run was removed too"
     assert mine.id() in project.mapLayers() and layer.id() in project.mapLayers()
     group = project.layerTreeRoot().children()[0]
-    assert [child.layerId() for child in group.children()] == [lyr.id() for lyr in second.layers] + [mine.id()]
-    assert (tmp_path / "a" / "tiles.gpkg").is_file()  # files stay on disk
+    expected = [lyr.id() for lyr in third.layers + first.layers] + [mine.id()]
+    assert [child.layerId() for child in group.children()] == expected
+    assert third.layers[0].name() == "halves #3 · stride 32 px · tiles"  # numbers are never reused
+    assert (tmp_path / "b" / "tiles.gpkg").is_file()  # files stay on disk
+
+
+def test_a_rerun_unticks_only_the_previous_run_of_its_raster_and_model(qgis_app, project, tmp_path, tiny_model):
+    layer = _halves(tmp_path, project)
+    other = QgsRasterLayer(str(write_geotiff(tmp_path / "other.tif", two_halves())), "other")
+    project.addMapLayer(other)
+    first = _run_on(layer, tiny_model, project, tmp_path / "a")
+    elsewhere = _run_on(other, tiny_model, project, tmp_path / "o")
+    second = _run_on(layer, tiny_model, project, tmp_path / "b", stride=16)
+    # Stride 16 overlaps: the class raster is shown, the tiles' mesh is not; run 1 no longer blends in.
+    assert _ticked(project, second.layers) == [False, True]
+    assert _ticked(project, first.layers) == [False, False]
+    assert _ticked(project, elsewhere.layers) == [True, False], "another raster's run was unticked"
+    root = project.layerTreeRoot()
+    assert [group.name() for group in root.children()[:2]] == ["RS Ghost: halves (tiny)", "RS Ghost: other (tiny)"]
+    assert all(group.isExpanded() for group in root.children()[:2])
+    # A layer of an older run that the user ticks again stays ticked: only the previous run is unticked.
+    root.findLayer(first.layers[0].id()).setItemVisibilityChecked(True)
+    third = _run_on(layer, tiny_model, project, tmp_path / "c")
+    assert _ticked(project, third.layers) == [True, False]
+    assert _ticked(project, second.layers) == [False, False]
+    assert _ticked(project, first.layers) == [True, False]
+
+
+def test_long_raster_names_are_shortened_and_the_tooltip_has_the_details(qgis_app, project, tmp_path, tiny_model):
+    from qgis.core import QgsLayerTreeModel
+    from qgis.PyQt.QtCore import Qt
+
+    name = "sentinel2_demmin_germany_20230603"
+    layer = QgsRasterLayer(str(write_geotiff(tmp_path / "long.tif", two_halves())), name)
+    project.addMapLayer(layer)
+    tiles, classes = _run_on(layer, tiny_model, project, tmp_path / "a").layers
+    assert tiles.name() == "sentinel2…20230603 #1 · stride 32 px · tiles"
+    assert project.layerTreeRoot().children()[0].name() == f"RS Ghost: {name} (tiny)"
+    model = QgsLayerTreeModel(project.layerTreeRoot())
+    tooltip = model.data(model.node2index(project.layerTreeRoot().findLayer(classes.id())), Qt.ToolTipRole)
+    for expected in (f"Raster: {name}", "Model: tiny", "Run 1, finished", "32 model pixels = 320 m"):
+        assert expected in tooltip, tooltip
 
 
 def test_legend_default_shows_imagery_and_areas(qgis_app, project, tmp_path, tiny_model):
