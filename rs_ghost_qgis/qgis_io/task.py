@@ -9,13 +9,31 @@ from __future__ import annotations
 import traceback
 
 from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
-from qgis.PyQt.QtCore import pyqtSignal
+from qgis.PyQt.QtCore import QCoreApplication, pyqtSignal
 
 from .. import LOG_TAG
 from ..core.errors import Cancelled, RsGhostError
 from ..core.options import face_message
 from .results import load_results
 from .source import QgisLayerSource
+
+
+def cancelled_description(raster_name: str) -> str:
+    """The task's description once cancelled: what QGIS shows under its own "Task complete" title."""
+    return f"Cancelled: RS Ghost stopped classifying {raster_name}; nothing was written"
+
+
+def withdraw_completion_notice(bar, description: str) -> None:
+    """Take QGIS's "Task complete" note of the task ``description`` off the message bar ``bar``.
+
+    QGIS 3.22 announces every task that ran 5 s or more as "Task complete" or "Task failed",
+    right after its ``finished()``; it has no word for a cancel. The dialog shows its own
+    "Cancelled" note instead.
+    """
+    title = QCoreApplication.translate("QgisApp", "Task complete")
+    for item in bar.items():
+        if item.title() == title and item.text() == description:
+            bar.popWidget(item)
 
 
 def _log_warning(text: str) -> None:
@@ -67,7 +85,7 @@ class ClassifyTask(QgsTask):
             # bar or desktop notification). A cancel the user asked for is no failure: end it as
             # complete, under a description that says what happened.
             self.cancelled, self.error = True, str(error)
-            self.setDescription(f"RS Ghost: classifying {self.source.info.name} cancelled, nothing written")
+            self.setDescription(cancelled_description(self.source.info.name))
             return True
         except RsGhostError as error:
             self.error = face_message(error, "dialog")  # the dialog is the face that runs tasks

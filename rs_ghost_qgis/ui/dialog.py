@@ -19,7 +19,7 @@ from qgis.core import (
     QgsSettings,
 )
 from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget, QgsMapLayerComboBox
-from qgis.PyQt.QtCore import QByteArray, Qt
+from qgis.PyQt.QtCore import QByteArray, Qt, QTimer
 from qgis.PyQt.QtGui import QColor, QIcon, QPixmap
 from qgis.PyQt.QtWidgets import (
     QButtonGroup,
@@ -708,9 +708,14 @@ class ClassifyDialog(QDialog):
         elif task.cancelled:
             self.progress.setValue(0)
             self.show_message(task.error)
-            self.iface.messageBar().pushMessage(
-                "RS Ghost", f"Classifying {task.source.info.name} was cancelled; nothing was written.", Qgis.Info, 5
+            bar, description = self.iface.messageBar(), task.description()
+            bar.pushMessage(
+                "Cancelled", f"Classifying {task.source.info.name} was cancelled; nothing was written.", Qgis.Info, 5
             )
+            from ..qgis_io.task import withdraw_completion_notice
+
+            # QGIS's own "Task complete" note follows once this returns: withdraw it then.
+            QTimer.singleShot(0, lambda: withdraw_completion_notice(bar, description))
         else:
             self.progress.setValue(0)
             self.show_message(task.error, error=True)
