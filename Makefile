@@ -10,7 +10,7 @@ SHARED ?= ../shared/data
 # (a teacher's committed logits), LIMIT_PER_CLASS; ARGS passes any other `run` flag.
 EUROSAT := $(wildcard $(SHARED)/eurosat_rgb)
 DATA ?= $(EUROSAT)
-RECIPE ?= recipes/eurosat_g_ghost_002_none.toml
+RECIPE ?= recipes/eurosat_g_ghost_002_adamw.toml
 STUDENT ?=
 DISTILL ?=
 EPOCHS ?=

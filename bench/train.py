@@ -2,7 +2,7 @@
 
 Rows (img/s of the real training step: loader, augmentation, forward, loss, backward, fused
 SGD; medians of interleaved repeats so that drifting load hits every contender alike):
-The student is the bundled one, as its recipe (recipes/eurosat_g_ghost_002_none.toml) builds it.
+The student is the bundled one, as its recipe (recipes/eurosat_g_ghost_002_adamw.toml) builds it.
 1. The G-Ghost student in fp32 against the precision ``--precision auto`` chooses here.
 2. The student without KD against DKD reading the teacher's soft labels (the soft labels are
    random: reading them costs the same whatever they hold). Target: DKD at most 1.15x.
@@ -36,7 +36,7 @@ from training.recipe import read_recipe  # noqa: E402
 from training.soft_labels import SoftLabels  # noqa: E402
 
 EUROSAT = REPO.parent / "shared" / "data" / "eurosat_rgb"
-STUDENT_RECIPE = REPO / "recipes" / "eurosat_g_ghost_002_none.toml"
+STUDENT_RECIPE = REPO / "recipes" / "eurosat_g_ghost_002_adamw.toml"
 CPU = World(rank=0, size=1, device=torch.device("cpu"))
 
 
