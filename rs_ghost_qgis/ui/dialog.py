@@ -7,6 +7,7 @@ is a ClassifyTask, whose errors arrive the same way.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,9 +88,37 @@ PRODUCT_LABELS = {
 }
 
 
+# The engine's scaling note in the dialog's plain words: no GDAL command, no option keys, no "..".
+SCALING_WORDS = [
+    (re.compile(r" \(gdal_translate [^)]*\)"), ""),
+    (re.compile(r"Scaling [\w-]+ as chosen"), "as chosen under Scaling"),
+    (re.compile(r" \(card\)"), ", as the model card says"),
+    (re.compile(r"(?<=\d)\.\.(?=-?\d)"), "–"),
+    (re.compile(r" -> "), " → "),
+    (re.compile(r"x 10,000"), "× 10,000"),
+]
+
+
 def dialog_words(message: RsGhostError | str) -> str:
     """An engine error, warning or note as the dialog says it: its own field names."""
     return face_message(message, "dialog")
+
+
+def scaling_words(note: str) -> str:
+    """The engine's scaling note as the dialog says it, e.g. 'reflectance × 10,000 detected: linear, 0–2750 → 1–255
+    for all bands, clipped, as the model card says'."""
+    text = dialog_words(note)
+    for pattern, words in SCALING_WORDS:
+        text = pattern.sub(words, text)
+    return text
+
+
+def _where(provider: str) -> str:
+    """Where the model ran, in words: 'CPUExecutionProvider' -> 'on the CPU'."""
+    name = provider.removesuffix("ExecutionProvider")
+    if name == "CPU":
+        return "on the CPU"
+    return f"on the GPU ({name})" if name in ("CUDA", "TensorRT") else f"with {name}"
 
 
 @dataclass
@@ -112,8 +141,22 @@ def _modified(path: str | None) -> int | None:
         return None
 
 
+# The card's accuracy figures in the panel's words; other keys are named after themselves.
+METRIC_WORDS = {
+    "val_top1": "{} of the images classified right",
+    "val_macro_f1": "{} on average over the classes (F1)",
+    "robust_val_top1_min": "{} at worst with the brightness, haze or colours shifted",
+    "cv_accuracy": "{} of the chips classified right",
+    "cv_balanced_accuracy": "{} on average over the classes",
+}
+
+
 def card_summary_html(card, columns: int = 3) -> str:
-    """Classes with colour swatches, tile footprint, GSD and accuracy, for the dialog."""
+    """Classes with colour swatches, tile footprint, GSD and accuracy in plain words, for the dialog.
+
+    The trainer's notes (``training.status``) speak the trainer's language: they go in the
+    panel's tooltip (``card_notes``), and the panel says only whether the model is interim.
+    """
     cells = [
         f'<td><span style="background:{color};">&nbsp;&nbsp;&nbsp;&nbsp;</span>&nbsp;{name}&nbsp;&nbsp;</td>'
         for name, color in zip(card.class_names, card.class_colors)
@@ -125,19 +168,27 @@ def card_summary_html(card, columns: int = 3) -> str:
     ]
     accuracy = _accuracy(card.metrics)
     if accuracy:
-        basis = card.evaluated_on() or "the card does not say on what"
-        facts.append(f"{accuracy}, measured on the {basis}" if card.evaluated_on() else f"{accuracy} ({basis})")
+        basis = card.evaluated_on()
+        facts.append(f"accuracy, measured on the {basis}: {accuracy}" if basis else f"accuracy: {accuracy}")
     facts.append(_status_html(card))
     return "<br>".join(facts) + f"<table>{rows}</table>"
 
 
+def card_notes(card) -> str:
+    """The panel's tooltip: the trainer's notes on the model, as the card gives them."""
+    return f"The trainer's notes on this model:\n{card.status}" if card.status else ""
+
+
 def _status_html(card) -> str:
-    """The card's status; an interim model in the warning colour, so its accuracy is read with care."""
+    """Whether the model is interim (in the warning colour, so its accuracy is read with care)."""
     if not card.status:
         return "status: not stated in the model card"
     if card.interim:
-        return f'<span style="color:#b35900;"><b>Interim model.</b> {card.status}</span>'
-    return f"status: {card.status}"
+        return (
+            '<span style="color:#b35900;"><b>Interim model.</b> Its accuracy is not final; '
+            "the trainer's notes are in the tooltip.</span>"
+        )
+    return "The trainer's notes on this model are in the tooltip."
 
 
 def _accuracy(metrics: dict) -> str:
@@ -149,10 +200,14 @@ def _accuracy(metrics: dict) -> str:
             continue
         if any(word in name for word in ("acc", "top1", "f1", "kappa")):
             shown = f"{value:.1%}" if 0 <= value <= 1 and "kappa" not in name else f"{value:.3g}"
-            label = name.replace("val_", "validation ").replace("top1", "top-1 accuracy").replace("f1", "F1")
-            label = label.replace("_", " ")
-            found.append(f"{label} {shown}")
-    return "accuracy: " + ", ".join(found) if found else ""
+            found.append(METRIC_WORDS.get(name, f"{_metric_label(name)} {{}}").format(shown))
+    return ", ".join(found)
+
+
+def _metric_label(name: str) -> str:
+    """A figure the panel has no words for, named after its key: 'test_top1' -> 'test top-1 accuracy'."""
+    label = name.replace("val_", "validation ").replace("top1", "top-1 accuracy").replace("f1", "F1")
+    return label.replace("_", " ")
 
 
 class ClassifyDialog(QDialog):
@@ -486,6 +541,7 @@ class ClassifyDialog(QDialog):
                 self.model_info.setText(f'<span style="color:#b00020;">{error}</span>')
             else:
                 self.model_info.setText(card_summary_html(self.card))
+        self.model_info.setToolTip(card_notes(self.card) if self.card is not None else "")
         # Rich text with a table: make the layout give the label all the height it needs.
         self.model_info.setMinimumHeight(self.model_info.heightForWidth(max(self.model_info.width(), 560)))
         self._update_bands_hint()
@@ -566,7 +622,7 @@ class ClassifyDialog(QDialog):
         )
         if plan is None:
             return "", ""
-        hint = "\n".join(dialog_words(text) for text in (plan.scaling_note, *plan.warnings))
+        hint = "\n".join([scaling_words(plan.scaling_note), *map(dialog_words, plan.warnings)])
         return hint, qopts.scaling_warning(source, plan, self.scaling_combo.currentText())
 
     def _update_scaling_warning(self, *_args) -> None:
@@ -695,9 +751,9 @@ class ClassifyDialog(QDialog):
             result = task.result
             lines = [
                 f"Done: {result.tiles_classified} of {result.tiles_total} tiles classified in {result.seconds:.1f} s "
-                f"({result.provider}); {result.skipped_line()}.",
+                f"{_where(result.provider)}; {result.skipped_line()}.",
                 f"Bands: {dialog_words(result.bands_note)}.",
-                f"Scaling: {result.scaling_used}.",
+                f"Scaling: {scaling_words(result.scaling_used)}.",
                 *map(dialog_words, result.warnings),
             ]
             self.show_message("\n".join(lines))

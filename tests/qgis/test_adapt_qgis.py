@@ -123,7 +123,7 @@ def test_dialog_adapts_and_shows_the_new_card(dialog, project, tmp_path, tiny_mo
     assert (tmp_path / "mine.onnx").is_file()
     assert dialog.model_path() == str(tmp_path / "mine.onnx")
     shown = dialog.model_info.text()
-    assert "meadow" in shown and "plastic" in shown and "cv accuracy" in shown
+    assert "meadow" in shown and "plastic" in shown and "of the chips classified right" in shown
     assert "whole polygons held out" in adapt.message.text()
     adapt.close()
 

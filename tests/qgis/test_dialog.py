@@ -92,6 +92,10 @@ def test_run_shows_summary_and_remembers_settings(dialog, tmp_path, project, tin
     assert dialog.cancel_button.isEnabled() and not dialog.run_button.isEnabled()
     _wait(dialog)
     assert dialog.message.text().startswith("Done:"), dialog.message.text()
+    done = dialog.message.text()
+    assert "s on the CPU;" in done and "ExecutionProvider" not in done, done
+    for internal in ("(card)", "gdal_translate", "->", "..", "as chosen:"):
+        assert internal not in done.split("Scaling: ")[1], done
     assert dialog.progress.value() == 100
     assert not dialog.cancel_button.isEnabled() and dialog.run_button.isEnabled()
     rows = {dialog.summary.item(i, 0).text() for i in range(dialog.summary.rowCount())}
@@ -348,7 +352,8 @@ def test_scaling_hint_says_what_automatic_does_and_the_offset_field_changes_it(d
     dialog.select_layer(layer)
     _use_model(dialog, tiny_model)
     hint = dialog.scaling_hint.text()
-    assert hint.startswith("reflectance x 10,000 detected: linear 0..3000 -> 0..255 for all bands (card)")
+    # The dialog's plain words for the engine's note (no "..", "->" or "(card)").
+    assert hint.startswith("reflectance × 10,000 detected: linear 0–3000 → 0–255 for all bands, as the model card says")
     assert "probably carry the +1000 offset" in hint and "set Offset to 1000" in hint and "--" not in hint
     dialog.offset_edit.setText("1000")
     dialog.offset_edit.editingFinished.emit()

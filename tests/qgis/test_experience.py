@@ -230,10 +230,15 @@ def test_processing_log_keeps_the_table_aligned(qgis_app, qgis_processing, tmp_p
 # --- 5. trust -----------------------------------------------------------------------------------
 def test_model_panel_gives_the_status_and_what_the_accuracy_was_measured_on(dialog):
     dialog.bundled_radio.setChecked(True)
-    text = dialog.model_info.text()
-    assert "status: CPU recipe" in text and "below the paper's 98.5% target" in text, text
+    text, notes = dialog.model_info.text(), dialog.model_info.toolTip()
+    # The trainer's notes in the tooltip; the panel in plain words, without the trainer's jargon.
+    assert "CPU recipe" in notes and "below the paper's 98.5% target" in notes, notes
+    assert "trainer's notes on this model are in the tooltip" in text, text
     assert "Interim model." not in text, "the bundled model is not marked interim"
     assert "measured on the validation split (validation.csv), 5,400 images of eurosat_rgb" in text, text
+    assert "of the images classified right" in text and "at worst with the brightness, haze or colours shifted" in text
+    for jargon in ("top-1", "robust", "DKD", "soft labels", "AdamW", "beta"):
+        assert jargon not in text, (jargon, text)
 
 
 def test_model_panel_shows_an_interim_model_in_the_warning_colour():
@@ -241,6 +246,7 @@ def test_model_panel_shows_an_interim_model_in_the_warning_colour():
 
     card = SimpleNamespace(status="INTERIM: 6 epochs only", interim=True)
     assert _status_html(card).startswith('<span style="color:#b35900;"><b>Interim model.</b>'), _status_html(card)
+    assert "6 epochs" not in _status_html(card), "the trainer's notes belong in the tooltip"
 
 
 def test_assess_refuses_reference_classes_the_model_does_not_have(qgis_app, qgis_processing, tmp_path, tiny_model):

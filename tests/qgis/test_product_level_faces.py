@@ -139,7 +139,7 @@ def test_dialog_hint_names_the_level_and_warns_in_its_words(dialog, tmp_path, pr
     dark = dark_blue(scene("dark"))
     hint = dialog.scaling_hint.text()
     assert f"Sentinel-2 L2A (from its values: darkest blue {dark:.0f} < 400)" in hint
-    assert "the model's own L2A curve per band (card)" in hint and "taken as" not in hint
+    assert "the model's own L2A curve per band, as the model card says" in hint and "taken as" not in hint
     _choose(dialog, "l1c")  # the hint follows the combo at once
     hint = dialog.scaling_hint.text()
     assert "Sentinel-2 L1C (as chosen)" in hint and "dark is taken as L1C" in hint
