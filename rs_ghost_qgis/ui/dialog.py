@@ -221,9 +221,10 @@ class ClassifyDialog(QDialog):
         self._model = None  # core.runtime.Model: loaded once, for the card and the run
         self._model_key: tuple = ()
         self.adapt_dialog = None  # "Adapt to my polygons...", while open
-        # Bands, Scaling and Offset belong to one raster: kept per layer id for this session only,
-        # so the next raster (and the next QGIS session) starts from Automatic.
-        self._per_layer: dict[str, tuple[str, str, str, str]] = {}
+        # Bands, Scaling, Offset, Product level and Stride belong to one raster: kept per layer id
+        # for this session only, so the next raster (and the next QGIS session) starts from
+        # Automatic and the tile size.
+        self._per_layer: dict[str, tuple[str, str, str, str, int]] = {}
         self._layer_id = ""
         self.setWindowTitle("RS Ghost: classify raster tiles")
         self.setWindowIcon(QIcon(str(icon_path())))
@@ -332,7 +333,13 @@ class ClassifyDialog(QDialog):
             "Step between tiles in model pixels. Smaller than the tile size gives overlapping tiles, "
             "a finer and smoother map, and more work."
         )
-        advanced_form.addRow("Stride", self.stride_spin)
+        self.stride_metres = QLabel()  # the stride on the ground: model pixels mean little to a map reader
+        stride_row = QHBoxLayout()
+        stride_row.setContentsMargins(0, 0, 0, 0)
+        stride_row.addWidget(self.stride_spin)
+        stride_row.addWidget(self.stride_metres, 1)
+        self.stride_spin.valueChanged.connect(self._update_stride_metres)
+        advanced_form.addRow("Stride", stride_row)
         self.scaling_combo = QComboBox()
         for key in SCALINGS:
             self.scaling_combo.addItem(SCALING_LABELS[key], key)
@@ -445,7 +452,6 @@ class ClassifyDialog(QDialog):
         self.bundled_radio.setChecked(not use_file)
         self.model_file.setFilePath(get("model_path", ""))
         self.area_combo.setCurrentIndex(max(0, self.area_combo.findData(get("area", "whole"))))
-        self.stride_spin.setValue(int(get("stride", 0)))
         self.threads_spin.setValue(int(get("threads", 0)))
         self.polygons_check.setChecked(str(get("polygons", "true")).lower() == "true")
         self.raster_check.setChecked(str(get("raster", "true")).lower() == "true")
@@ -473,7 +479,6 @@ class ClassifyDialog(QDialog):
             "model_mode": "file" if self.file_radio.isChecked() else "bundled",
             "model_path": self.model_file.filePath(),
             "area": self.area_combo.currentData(),
-            "stride": self.stride_spin.value(),
             "threads": self.threads_spin.value(),
             "polygons": str(self.polygons_check.isChecked()).lower(),
             "raster": str(self.raster_check.isChecked()).lower(),
@@ -482,7 +487,8 @@ class ClassifyDialog(QDialog):
         }
         for key, value in values.items():
             settings.setValue(SETTINGS_PREFIX + key, value)
-        settings.remove(SETTINGS_PREFIX + "scaling")  # older versions remembered it across rasters
+        for key in ("scaling", "stride"):  # older versions remembered them across rasters
+            settings.remove(SETTINGS_PREFIX + key)
 
     # --- reactions ----------------------------------------------------------------------------
     def select_layer(self, layer) -> None:
@@ -542,10 +548,20 @@ class ClassifyDialog(QDialog):
             else:
                 self.model_info.setText(card_summary_html(self.card))
         self.model_info.setToolTip(card_notes(self.card) if self.card is not None else "")
+        self._update_stride_metres()
         # Rich text with a table: make the layout give the label all the height it needs.
         self.model_info.setMinimumHeight(self.model_info.heightForWidth(max(self.model_info.width(), 560)))
         self._update_bands_hint()
         self._update_scaling_warning()
+
+    def _update_stride_metres(self, *_args) -> None:
+        """The stride on the ground, e.g. '= 160 m (tiles overlap)'; '' without a model."""
+        if self.card is None:
+            self.stride_metres.setText("")
+            return
+        stride = self.stride_spin.value() or self.card.tile_size
+        overlap = "tiles overlap" if stride < self.card.tile_size else "no overlap"
+        self.stride_metres.setText(f"= {stride * self.card.gsd_m:g} m on the ground ({overlap})")
 
     def _area_changed(self, *_args) -> None:
         uses_mask = self.area_combo.currentData() in ("mask_all", "mask_selected")
@@ -560,9 +576,9 @@ class ClassifyDialog(QDialog):
         return layer.id() if layer is not None else ""
 
     def _layer_changed(self, *_args) -> None:
-        """Keep Bands, Scaling, Offset and Product level with the raster they were chosen for.
+        """Keep Bands, Scaling, Offset, Product level and Stride with the raster they were chosen for.
 
-        A new raster starts automatic.
+        A new raster starts automatic, at the tile size.
         """
         if self._layer_id:
             chosen = (
@@ -570,12 +586,14 @@ class ClassifyDialog(QDialog):
                 self.scaling_combo.currentData(),
                 self.offset_edit.text(),
                 self.product_combo.currentData(),
+                self.stride_spin.value(),
             )
             self._per_layer[self._layer_id] = chosen
         self._layer_id = self._current_layer_id()
-        bands, scaling, offset, product = self._per_layer.get(self._layer_id, ("", "auto", "", "auto"))
+        bands, scaling, offset, product, stride = self._per_layer.get(self._layer_id, ("", "auto", "", "auto", 0))
         self.bands_edit.setText(bands)
         self.offset_edit.setText(offset)
+        self.stride_spin.setValue(stride)
         self.scaling_combo.blockSignals(True)  # one warning update below, not two
         self.scaling_combo.setCurrentIndex(max(0, self.scaling_combo.findData(scaling)))
         self.scaling_combo.blockSignals(False)

@@ -104,9 +104,10 @@ def test_run_shows_summary_and_remembers_settings(dialog, tmp_path, project, tin
     assert len(project.mapLayers()) == 3  # the input plus both outputs
     settings = QgsSettings()
     assert settings.value(SETTINGS_PREFIX + "model_path") == str(tiny_model)
-    assert int(settings.value(SETTINGS_PREFIX + "stride")) == 16
+    # The stride belongs to the raster (test_bands_and_scaling_belong_to_one_raster), not to the next session.
+    assert settings.value(SETTINGS_PREFIX + "stride") is None
     again = ClassifyDialog(dialog.iface)
-    assert again.model_file.filePath() == str(tiny_model) and again.stride_spin.value() == 16
+    assert again.model_file.filePath() == str(tiny_model) and again.stride_spin.value() == 0
     again.deleteLater()
 
 
@@ -274,10 +275,14 @@ def test_bands_and_scaling_belong_to_one_raster(dialog, tmp_path, project, tiny_
     _use_model(dialog, tiny_model)
     dialog.bands_edit.setText("3,2,1")
     dialog.scaling_combo.setCurrentIndex(dialog.scaling_combo.findData("percentile"))
+    dialog.stride_spin.setValue(16)
+    assert dialog.stride_metres.text() == "= 160 m on the ground (tiles overlap)"  # 16 px of 10 m
     dialog.select_layer(second)
     assert dialog.scaling_combo.currentData() == "auto" and dialog.bands_edit.text() == ""
+    assert dialog.stride_spin.value() == 0 and dialog.stride_metres.text() == "= 320 m on the ground (no overlap)"
     dialog.select_layer(first)  # back to the first raster: its choices come back
     assert dialog.scaling_combo.currentData() == "percentile" and dialog.bands_edit.text() == "3,2,1"
+    assert dialog.stride_spin.value() == 16
     dialog.folder_widget.setFilePath(str(tmp_path / "out"))
     dialog.start()
     _wait(dialog)
