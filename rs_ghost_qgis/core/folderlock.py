@@ -4,7 +4,8 @@ The lock is a file created atomically (``O_CREAT | O_EXCL``) that names its hold
 process's start time (``atomic.process_token``) and host. A lock whose holder is gone (no such
 process on this host, or the pid now belongs to a process started later, as in a restarted
 container) is stale and taken over. A lock held on another host cannot be checked from here:
-the message says how to remove it by hand. Standard library only.
+the message says how to remove it by hand. Messages name the folder's option as each face
+spells it (``options.OptionText``). Standard library only.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from .atomic import process_token, token_alive
 from .errors import OutputError
+from .options import OptionText
 
 LOCK_NAME = ".rs_ghost.lock"
 _FRESH_S = 30.0  # a lock file still being written (empty or torn) counts as held for this long
@@ -26,10 +28,13 @@ _ATTEMPTS = 5
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str | os.PathLike, flag: str = "--out-dir") -> Iterator[Path]:
-    """Hold the lock of ``folder`` (which must exist) while the block runs; refuse if another run holds it."""
+def folder_lock(folder: str | os.PathLike, option: str = "out_dir") -> Iterator[Path]:
+    """Hold the lock of ``folder`` (which must exist) while the block runs; refuse if another run holds it.
+
+    ``option`` is the options.NAMES key of the option that chose the folder, named in the refusal.
+    """
     path = Path(folder) / LOCK_NAME
-    mine = _acquire(path, flag)
+    mine = _acquire(path, option)
     try:
         yield path
     finally:
@@ -38,7 +43,7 @@ def folder_lock(folder: str | os.PathLike, flag: str = "--out-dir") -> Iterator[
                 path.unlink()
 
 
-def _acquire(path: Path, flag: str) -> dict:
+def _acquire(path: Path, option: str) -> dict:
     """Create the lock file, taking over a stale one; return what it holds."""
     mine = {"pid": os.getpid(), "token": process_token(), "host": socket.gethostname(), "since": time.time()}
     for _ in range(_ATTEMPTS):
@@ -47,19 +52,23 @@ def _acquire(path: Path, flag: str) -> dict:
         except FileExistsError:
             holder = _holder(path)
             if _held(path, holder):
-                raise OutputError(_in_use(path, holder, flag)) from None
+                raise OutputError(_in_use(path, holder, option)) from None
             _take_over(path, holder)
             continue
         except OSError as error:
             raise OutputError(
-                f"Cannot create the lock file {path}: {error.strerror or error}; choose another {flag}."
+                OptionText(
+                    "Cannot create the lock file {path}: {reason}; choose another " + _slot(option) + ".",
+                    path=path,
+                    reason=error.strerror or error,
+                )
             ) from None
         with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
             json.dump(mine, stream)
             stream.flush()
             os.fsync(stream.fileno())
         return mine
-    raise OutputError(_in_use(path, _holder(path), flag))
+    raise OutputError(_in_use(path, _holder(path), option))
 
 
 def _holder(path: Path) -> dict | None:
@@ -98,15 +107,23 @@ def _take_over(path: Path, stale: dict | None) -> None:
         aside.unlink()
 
 
-def _in_use(path: Path, holder: dict | None, flag: str) -> str:
+def _in_use(path: Path, holder: dict | None, option: str) -> OptionText:
     """The refusal: who holds the folder, and what to do."""
-    folder = path.parent
     if holder is None:
         who = "another run"
     else:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder.get("since", 0))))
         who = f"another run (pid {holder.get('pid')} on {holder.get('host')}, since {since})"
-    return (
-        f"{flag} {folder} is in use by {who}; wait for it to finish or choose another {flag}. If no such run "
-        f"is going on, delete {path}."
+    flag = _slot(option)
+    return OptionText(
+        f"{flag} {{folder}} is in use by {{who}}; wait for it to finish or choose another {flag}. If no such run "
+        "is going on, delete {path}.",
+        folder=path.parent,
+        who=who,
+        path=path,
     )
+
+
+def _slot(option: str) -> str:
+    """Where an OptionText puts the face's name of ``option`` (a key of options.NAMES)."""
+    return "{" + option + "}"

@@ -39,6 +39,10 @@ NAMES = {
         "overwriting (confirm it when choosing OUTPUT_VECTOR or OUTPUT_RASTER)",
     ),
     "out_vector": ("--out-vector", "Folder", "OUTPUT_VECTOR"),
+    # classify-many's (core/many.py): only the command line offers them; the other two are what the
+    # dialog and Processing would call them.
+    "out_dir": ("--out-dir", "Output folder", "OUTPUT_FOLDER"),
+    "block_cells": ("--block-cells", "Block size", "BLOCK_CELLS"),
     # Adapting a model to the user's polygons (core/adapt.py).
     "polygons": ("--polygons", "Polygon layer", "POLYGONS"),
     "class_field": ("--class-field", "Class field", "CLASS_FIELD"),
@@ -127,6 +131,15 @@ def face_message(message: BaseException | str, face: str) -> str:
     """An error's message, a warning or a note as ``face`` words it: option names as the face spells them."""
     text = message.args[0] if isinstance(message, BaseException) and message.args else message
     return text.in_face(face) if isinstance(text, OptionText) else str(message)
+
+
+def message_of(error: BaseException) -> str:
+    """An error's message for a face to word later (face_message): its OptionText when it has one.
+
+    ``str(error)`` would fix the wording to "field (flag)" before the face is known.
+    """
+    text = error.args[0] if len(error.args) == 1 else None
+    return text if isinstance(text, OptionText) else str(error)
 
 
 def parse_bands(text: str | None) -> list[int] | None:
