@@ -28,7 +28,13 @@ from ..deps import python_executable
 from ..paths import PACKAGE_DIR
 
 PROBE_TIMEOUT_S = 120
-COMMANDS = ["train", "run"]
+# What to run: the toolbox's words and the training command. Both are `python -m training run`,
+# which trains, evaluates and exports an ONNX model with its card (`train` would leave only
+# checkpoints, and would log a model trained alone as the "teacher").
+COMMANDS = [
+    ("One model, trained alone; exported to ONNX", ["run", "--distill", "none"]),
+    ("Teacher, then a student distilled from it; exported to ONNX (hours on a CPU)", ["run"]),
+]
 DEFAULT_ARCHITECTURE = "g_ghost_regnetx_040"
 
 
@@ -75,7 +81,7 @@ def torch_python(candidates: list[str], project: Path) -> tuple[str | None, list
 
 
 class TrainAlgorithm(QgsProcessingAlgorithm):
-    """Train (teacher, distilled student) and export an ONNX model with its card."""
+    """Train one model (or a teacher and a distilled student) and export it as an ONNX model with its card."""
 
     COMMAND = "COMMAND"
     ARCHITECTURE = "ARCHITECTURE"
@@ -97,13 +103,14 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
     def shortHelpString(self) -> str:  # noqa: N802 (QGIS API)
         """Help shown next to the parameters."""
         return (
-            "Runs `python -m training train` (one model, architecture as given) or `python -m training run` "
-            "(VGG-16 teacher, then the G-Ghost student distilled from it, evaluated and exported to ONNX with "
-            "its model card) from the RS Ghost repository, in a separate Python that has "
-            "torch (QGIS's own Python usually does not). The Python is the one you choose, else "
-            "$RS_GHOST_TRAIN_PYTHON, else the repository's .venv, else QGIS's. Training can take hours on "
-            "a CPU; the output folder receives checkpoints and the exported ONNX model with its card, "
-            "which Classify accepts as MODEL."
+            "Trains a model from the RS Ghost repository in a separate Python that has torch (QGIS's own "
+            "Python usually does not): either one model of the architecture given, trained alone "
+            "(`python -m training run --distill none`), or a VGG-16 teacher and then a student of that "
+            "architecture distilled from it (`python -m training run`). Either way the model is evaluated "
+            "and exported as an ONNX file with its model card, which Classify accepts as MODEL; the "
+            "output folder also receives the checkpoints, logs and curves. The Python is the one you "
+            "choose, else $RS_GHOST_TRAIN_PYTHON, else the repository's .venv, else QGIS's. Training can "
+            "take hours on a CPU."
         )
 
     def createInstance(self):  # noqa: N802 (QGIS API)
@@ -117,10 +124,9 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
                 self.DATA, "Training data folder (EuroSAT layout)", QgsProcessingParameterFile.Folder
             )
         )
-        self.addParameter(QgsProcessingParameterEnum(self.COMMAND, "What to run", COMMANDS, False, 0))
-        self.addParameter(
-            QgsProcessingParameterString(self.ARCHITECTURE, "Architecture (student for 'run')", DEFAULT_ARCHITECTURE)
-        )
+        choices = [words for words, _ in COMMANDS]
+        self.addParameter(QgsProcessingParameterEnum(self.COMMAND, "What to train", choices, False, 0))
+        self.addParameter(QgsProcessingParameterString(self.ARCHITECTURE, "Architecture", DEFAULT_ARCHITECTURE))
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.EPOCHS, "Epochs (0 = the training default)", QgsProcessingParameterNumber.Integer, 0, True, 0
@@ -163,10 +169,10 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
                 "Python that has torch under 'Python with torch'."
             )
         out = self.parameterAsString(parameters, self.OUTPUT, context)
-        what = COMMANDS[self.parameterAsEnum(parameters, self.COMMAND, context)]
+        what = COMMANDS[self.parameterAsEnum(parameters, self.COMMAND, context)][1]
         architecture = self.parameterAsString(parameters, self.ARCHITECTURE, context) or DEFAULT_ARCHITECTURE
-        command = [python, "-m", "training", what, "--data", self.parameterAsFile(parameters, self.DATA, context)]
-        command += ["--model" if what == "train" else "--student", architecture, "--out", out]
+        command = [python, "-m", "training", *what, "--data", self.parameterAsFile(parameters, self.DATA, context)]
+        command += ["--student", architecture, "--out", out]
         epochs = self.parameterAsInt(parameters, self.EPOCHS, context)
         if epochs:
             command += ["--epochs", str(epochs)]
@@ -178,6 +184,10 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
         if code != 0:
             raise QgsProcessingException(f"Training failed (exit {code}); its log is above.")
         models = sorted(Path(out).rglob("*.onnx"), key=lambda p: p.stat().st_mtime)
+        if models:
+            feedback.pushInfo(f"Exported model: {models[-1]} (its card beside it); Classify takes it as MODEL.")
+        else:
+            feedback.reportError(f"Training ended, but no ONNX model was exported into {out}; its log is above.")
         return {self.OUTPUT: out, "MODEL": str(models[-1]) if models else ""}
 
 

@@ -226,6 +226,38 @@ def test_train_says_what_is_missing(qgis_app, provider, tmp_path):
         )
 
 
+def _fake_torch_python(tmp_path) -> Path:
+    """An 'interpreter' that passes the torch probe, prints what it was asked and exports a model file."""
+    script = tmp_path / "python"
+    script.write_text(
+        "#!/bin/sh\n"
+        '[ "$1" = "-c" ] && { echo 2.5.1; exit 0; }\n'
+        'echo "argv: $*"\n'
+        'while [ $# -gt 0 ]; do [ "$1" = "--out" ] && out="$2"; shift; done\n'
+        'echo "student epoch 1/1: train loss 0.5"\n'
+        'mkdir -p "$out" && echo onnx > "$out/g_ghost_regnetx_040_none.onnx"\n'
+    )
+    script.chmod(0o755)
+    return script
+
+
+def test_train_exports_an_onnx_model_by_default(qgis_app, provider, tmp_path):
+    from rs_ghost_qgis.paths import PACKAGE_DIR
+
+    feedback = QgsProcessingFeedback()
+    logged = []
+    feedback.pushConsoleInfo = logged.append
+    feedback.pushInfo = logged.append
+    parameters = {"DATA": str(tmp_path), "PYTHON": str(_fake_torch_python(tmp_path)), "OUTPUT": str(tmp_path / "run")}
+    parameters["PROJECT"] = str(PACKAGE_DIR.parent)
+    result = _run("rsghost:train", parameters, QgsProcessingContext(), feedback)
+    argv = next(line for line in logged if line.startswith("argv: "))
+    assert argv.startswith("argv: -m training run --distill none --data") and "--student g_ghost_regnetx_040" in argv
+    assert result["MODEL"] == str(tmp_path / "run" / "g_ghost_regnetx_040_none.onnx")
+    assert any(line.startswith("Exported model: ") for line in logged), logged
+    assert not any("teacher" in line for line in logged), logged
+
+
 def test_local_xyz_tile_folder_is_classified(qgis_app, provider, tmp_path, tiny_model, project):
     zoom, x0, y0 = 14, 8192, 8191  # two tiles just north-east of (0, 0): Web Mercator is true to scale there
     folder = write_xyz_tiles(tmp_path / "xyz", zoom, x0, y0, [[FOREST, WATER]])
