@@ -399,7 +399,7 @@ def _many_rows(model: Path, work: Path, repeats: int, side: int) -> list[tuple[s
 
     from distributed import Client
 
-    from rs_ghost_qgis.cli import many
+    from rs_ghost_qgis.core import many
 
     logging.getLogger("distributed").setLevel(logging.ERROR)  # the clusters' closing chatter
     rasters = [_textured_raster(work / f"many_{i}.tif", side) for i in range(MANY_RASTERS)]

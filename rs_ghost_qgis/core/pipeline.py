@@ -38,6 +38,8 @@ from .sinks import (
     VectorSink,
     check_layers,
     check_output,
+    layer_description,
+    layer_name,
     publish_all,
     tile_fields,
 )
@@ -207,8 +209,8 @@ def classify(
         warn(warning)
     metadata = _metadata(info.name, model, grid, radiometry, options)
     if out_vector:
-        check_layers(out_vector, _layer_name(info), options.overwrite)
-        vector_sink = GeoPackageSink(out_vector, _layer_name(info), _description(metadata), metadata)
+        check_layers(out_vector, layer_name(info.name), options.overwrite)
+        vector_sink = GeoPackageSink(out_vector, layer_name(info.name), layer_description(metadata), metadata)
     raster = None
     try:
         if vector_sink is not None:
@@ -271,11 +273,6 @@ def _adapted_bands_warning(model: Model, radiometry: Radiometry) -> Radiometry:
     return dataclasses.replace(radiometry, warnings=(*radiometry.warnings, warning))
 
 
-def _layer_name(info) -> str:
-    """The GeoPackage layer of a run on this raster."""
-    return f"{info.name}_classes"
-
-
 def _result(
     run: _Run,
     grid: Grid,
@@ -319,10 +316,20 @@ def _nothing_classified(info, run: _Run, min_valid: float) -> str:
             "nodata in the imagery. Check the connection and that the layer draws in QGIS at this extent, then "
             "run again; nothing was classified."
         )
+    return nothing_classified(info.name, min_valid, run.skipped)
+
+
+def nothing_classified(name: str, min_valid: float, skipped: dict[str, int] | None = None) -> str:
+    """The one message for a run, or a job's blocks (classify-many), where no tile of ``name`` has enough valid pixels.
+
+    ``skipped`` counts the tiles per reason ("outside", "nodata", "few") where a single run knows them.
+    """
+    text = f"No tile of {name} in the area has at least {min_valid:.0%} valid pixels: nothing was classified"
+    if skipped is None:
+        return f"{text}."
     return (
-        f"No tile of {info.name} in the area has at least {min_valid:.0%} valid pixels: nothing was classified "
-        f"({run.skipped['outside']:,} mostly outside the raster, {run.skipped['nodata']:,} nodata or NaN, "
-        f"{run.skipped['few']:,} below {min_valid:.0%} valid pixels)."
+        f"{text} ({skipped['outside']:,} mostly outside the raster, {skipped['nodata']:,} nodata or NaN, "
+        f"{skipped['few']:,} below {min_valid:.0%} valid pixels)."
     )
 
 
@@ -363,13 +370,6 @@ def _metadata(name: str, model: Model, grid: Grid, radiometry: Radiometry, optio
         "provider": model.provider,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-
-
-def _description(metadata: dict[str, str]) -> str:
-    return (
-        f"Scene classes of {metadata['raster']} by {metadata['architecture']} ({metadata['tile']} tiles). "
-        f"Bands: {metadata['bands']}. Scaling: {metadata['scaling']}. Edges: {metadata['edge_policy']}."
-    )
 
 
 @dataclass

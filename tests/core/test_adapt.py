@@ -271,7 +271,7 @@ def test_cross_validation_never_tests_a_polygon_on_itself():
 
 def test_classify_many_runs_an_adapted_model_like_classify(adapted, scene, tmp_path):
     distributed = pytest.importorskip("distributed")
-    from rs_ghost_qgis.cli import many
+    from rs_ghost_qgis.core import many
 
     options = ClassifyOptions(model_path=adapted.out_path, stride=16, threads=1)
     cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)

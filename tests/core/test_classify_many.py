@@ -23,8 +23,10 @@ import rasterio
 import shapely
 from osgeo import ogr
 
-from rs_ghost_qgis.cli import many
 from rs_ghost_qgis.cli.main import main
+from rs_ghost_qgis.cli.many import EXIT_SOME_FAILED
+from rs_ghost_qgis.core import many
+from rs_ghost_qgis.core.blockworker import worker_model
 from rs_ghost_qgis.core.grid import Area
 from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
 from rs_ghost_qgis.core.rasterio_source import RasterioSource
@@ -269,7 +271,7 @@ def test_broken_inputs_among_good_ones(client, rasters, tiny_model, tmp_path, ca
         ]
     )
     captured = capsys.readouterr()
-    assert code == many.EXIT_SOME_FAILED, captured.err
+    assert code == EXIT_SOME_FAILED, captured.err
     failed = [line for line in captured.err.splitlines() if line.startswith("failed:")]
     assert len(failed) == 3, captured.err
     for name in ("garbage.tif", "truncated.tif", "missing.tif"):
@@ -297,7 +299,7 @@ def test_the_plugin_and_the_other_commands_never_import_dask():
         "import sys\n"
         "from rs_ghost_qgis.cli.main import _parser\n"
         "_parser().parse_args(['classify-many', 'x.tif', '--out-dir', 'o'])\n"
-        "import rs_ghost_qgis.cli.many, rs_ghost_qgis.core.blocks\n"
+        "import rs_ghost_qgis.cli.many, rs_ghost_qgis.core.many, rs_ghost_qgis.core.blocks\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))\n"
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -308,10 +310,10 @@ def test_the_plugin_and_the_other_commands_never_import_dask():
 def test_a_worker_loads_the_model_once_and_again_when_it_changes(tiny_model, tmp_path):
     copy = tmp_path / "model.onnx"
     copy.write_bytes(Path(tiny_model).read_bytes())
-    first = many._worker_model(str(copy), 1)
-    assert many._worker_model(str(copy), 1) is first  # the next block reuses the session
+    first = worker_model(str(copy), 1)
+    assert worker_model(str(copy), 1) is first  # the next block reuses the session
     os.utime(copy, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns + 10**9))  # replaced between jobs
-    assert many._worker_model(str(copy), 1) is not first
+    assert worker_model(str(copy), 1) is not first
 
 
 def test_local_workers_keep_glibcs_own_malloc_settings():
@@ -320,7 +322,7 @@ def test_local_workers_keep_glibcs_own_malloc_settings():
     # environment too, so this module's other cluster has already set it here.
     probe = (
         "import os, distributed\n"
-        "from rs_ghost_qgis.cli import many\n"
+        "from rs_ghost_qgis.core import many\n"
         "if __name__ == '__main__':\n"
         "    with many.local_cluster(1) as cluster, distributed.Client(cluster) as client:\n"
         "        print(list(client.run(lambda: os.environ.get('MALLOC_TRIM_THRESHOLD_')).values()),\n"

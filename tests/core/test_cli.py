@@ -10,7 +10,8 @@ import rasterio
 import shapely
 from osgeo import ogr, osr
 
-from rs_ghost_qgis.cli.main import main, parse_bbox
+from rs_ghost_qgis.cli.common import parse_bbox
+from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.core import pipeline
 from rs_ghost_qgis.core.crs import to_wkt, transform_geometry
 from rs_ghost_qgis.core.errors import InputError

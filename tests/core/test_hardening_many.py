@@ -23,9 +23,10 @@ import numpy as np
 import pytest
 import rasterio
 
-from rs_ghost_qgis.cli import many
 from rs_ghost_qgis.cli.main import main
-from rs_ghost_qgis.core import atomic
+from rs_ghost_qgis.cli.many import EXIT_SOME_FAILED
+from rs_ghost_qgis.core import atomic, many
+from rs_ghost_qgis.core.blockworker import SCRATCH, scratch_folder, sweep_scratch
 from rs_ghost_qgis.core.errors import OutputError
 from rs_ghost_qgis.core.folderlock import LOCK_NAME, folder_lock
 from rs_ghost_qgis.core.pipeline import ClassifyOptions
@@ -126,7 +127,7 @@ def test_names_that_differ_in_case_alone_clash_too(tmp_path):
     jobs = [many.RasterJob(str(tmp_path / f"{folder}/{name}.tif")) for folder, name in (("a", "Scene"), ("b", "scene"))]
     for job in jobs:
         job.info = type("Info", (), {"name": Path(job.path).stem})()
-    many._assign_names(jobs)
+    many.assign_names(jobs)
     assert jobs[0].name.startswith("Scene_") and jobs[1].name.startswith("scene_")
 
 
@@ -252,17 +253,17 @@ def test_a_full_disk_while_storing_a_block_is_one_clear_error(client, tiny_model
 def test_scratch_folders_of_dead_workers_are_swept(tmp_path):
     # A SIGKILLed worker's rs_ghost_block_* folder stayed in the temp dir forever.
     me = atomic.process_token()
-    stale = [f"{many.SCRATCH}{_dead_pid()}-5_abc", f"{many.SCRATCH}{os.getpid()}-1_reused", f"{many.SCRATCH}old"]
-    alive = [f"{many.SCRATCH}{me}_mine", f"{many.SCRATCH}fresh"]
+    stale = [f"{SCRATCH}{_dead_pid()}-5_abc", f"{SCRATCH}{os.getpid()}-1_reused", f"{SCRATCH}old"]
+    alive = [f"{SCRATCH}{me}_mine", f"{SCRATCH}fresh"]
     for name in stale + alive:
         (tmp_path / name).mkdir()
         (tmp_path / name / "tiles.gpkg").write_bytes(b"x")
-    os.utime(tmp_path / f"{many.SCRATCH}old", (0, 0))
-    removed = many.sweep_scratch(tmp_path)
+    os.utime(tmp_path / f"{SCRATCH}old", (0, 0))
+    removed = sweep_scratch(tmp_path)
     assert sorted(p.name for p in removed) == sorted(stale)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(alive)
-    with many._scratch() as scratch:
-        assert Path(scratch).name.startswith(f"{many.SCRATCH}{me}_")
+    with scratch_folder() as scratch:
+        assert Path(scratch).name.startswith(f"{SCRATCH}{me}_")
 
 
 def test_a_temporary_file_of_a_reused_pid_is_stale(tmp_path):
@@ -283,3 +284,33 @@ def test_a_temporary_file_of_a_reused_pid_is_stale(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+# --- issue 25: the face's wording ------------------------------------------------------------------
+
+
+def _failed_lines(err: str) -> list[str]:
+    assert "Traceback" not in err, err
+    return [line for line in err.splitlines() if line.startswith("failed:")]
+
+
+def test_a_failed_line_names_options_as_the_command_line_does(client, tiny_model, tmp_path, capsys):
+    # The failed: line read "Stride (--stride) 5 ..." where classify says "--stride 5 ...".
+    scene = _scene(tmp_path / "scene.tif")
+    assert _many(client, tiny_model, tmp_path / "out", scene, extra=["--stride", "5"]) == EXIT_SOME_FAILED
+    (line,) = _failed_lines(capsys.readouterr().err)
+    assert f"failed:  {scene}: --stride 5 is not possible for 32 px tiles" in line, line
+    assert "(--stride)" not in line
+
+
+def test_a_raster_of_blocks_with_nothing_classified_fails_like_classify(client, tiny_model, tmp_path, capsys):
+    # The merge wrote its own "nothing was classified" message; the engine's is the one message.
+    image = class_pattern(np.full((4, 4), 1), 32)
+    image[:, ::32, ::32] = 0  # one nodata pixel in every tile: none is 100 % valid
+    scene = write_raster(tmp_path / "holes.tif", image, nodata=0)
+    extra = ["--block-cells", "2", "--min-valid", "1"]
+    assert _many(client, tiny_model, tmp_path / "out", scene, extra=extra) == EXIT_SOME_FAILED
+    (line,) = _failed_lines(capsys.readouterr().err)
+    assert line == (
+        f"failed:  {scene}: No tile of holes in the area has at least 100% valid pixels: nothing was classified."
+    )

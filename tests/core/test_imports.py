@@ -28,7 +28,7 @@ def test_engine_leaves_osgeo_exception_mode_alone():
         "from osgeo import gdal, ogr, osr\n"
         "before = (gdal.GetUseExceptions(), ogr.GetUseExceptions(), osr.GetUseExceptions())\n"
         "import rs_ghost_qgis.cli.main, rs_ghost_qgis.core.pipeline, rs_ghost_qgis.cli.preview\n"
-        "from rs_ghost_qgis.cli.main import read_mask, parse_bbox\n"
+        "from rs_ghost_qgis.cli.common import read_mask, parse_bbox\n"
         "parse_bbox('1,2,3,4,EPSG:4326')\n"
         "print(before == (gdal.GetUseExceptions(), ogr.GetUseExceptions(), osr.GetUseExceptions()))\n"
     )

@@ -15,7 +15,8 @@ import pytest
 import rasterio
 from osgeo import ogr
 
-from rs_ghost_qgis.cli.main import _parser, classify_options, main
+from rs_ghost_qgis.cli.common import classify_options
+from rs_ghost_qgis.cli.main import _parser, main
 from rs_ghost_qgis.core import pipeline
 from rs_ghost_qgis.core.errors import ModelError
 from rs_ghost_qgis.core.modelcard import ModelCard
@@ -662,15 +663,16 @@ def test_cli_help_and_options_of_both_commands(tmp_path, capsys):
     assert classify_options(args, args.out_vector, None).product == "auto"
     args = _parser().parse_args(["classify", "r.tif", "--out-vector", "t.gpkg", "--product", "L1C"])
     assert classify_options(args, args.out_vector, None).product == "l1c"
-    from rs_ghost_qgis.cli.many import _fingerprint, many_options
+    from rs_ghost_qgis.cli.many import many_options
+    from rs_ghost_qgis.core.many import fingerprint
 
     args = _parser().parse_args(["classify-many", "r.tif", "--out-dir", str(tmp_path), "--product", "l2a"])
     options = many_options(args)
     assert options.product == "l2a"
     # A rerun with another product level is another job, not a resumed one.
     other = dataclasses.replace(options, product="l1c")
-    assert _fingerprint("r.tif", Path("m.onnx"), options, 8) != _fingerprint("r.tif", Path("m.onnx"), other, 8)
-    assert _fingerprint("r.tif", Path("m.onnx"), options, 8) == _fingerprint("r.tif", Path("m.onnx"), options, 8)
+    assert fingerprint("r.tif", Path("m.onnx"), options, 8) != fingerprint("r.tif", Path("m.onnx"), other, 8)
+    assert fingerprint("r.tif", Path("m.onnx"), options, 8) == fingerprint("r.tif", Path("m.onnx"), options, 8)
 
 
 def test_no_clipping_warning_for_values_the_curves_map_inside_the_range(tmp_path):

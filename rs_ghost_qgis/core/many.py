@@ -1,0 +1,737 @@
+"""classify-many's engine: many rasters (or huge ones) in blocks on a Dask cluster.
+
+Each raster's tile grid is cut into blocks (``core.blocks``); each block is one Dask task that
+runs the ordinary engine on its area and sends back its files as bytes (``core.blockworker``),
+so workers need no shared folder. This process writes every block into
+``DIR/.blocks/<key>/`` atomically, then records it in ``DIR/manifest.jsonl``; a rerun with the
+same inputs and options skips what the manifest holds. When a raster's last block is in, its
+blocks are merged (``core.blockmerge``) into ``DIR/<name>.gpkg`` and ``DIR/<name>.tif``,
+published together by the sinks (``sinks.publish_all``).
+
+A worker that dies mid-task is Dask's business: the scheduler runs the task again on another
+worker (``distributed.scheduler.allowed-failures`` times, 3 by default). A raster that cannot
+be read fails alone (its ``RasterJob.error``); the others finish. Dask is imported only when a
+job runs.
+
+One run at a time writes into DIR (``core.folderlock``). An input given twice (two spellings,
+a symlink) is classified once and reported as a repeat; inputs of the same file name from
+different folders get outputs named after their path (``<name>_<8 hex digits>``), whatever
+their order. Messages that name an option are OptionTexts, worded by each face
+(``options.face_message``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import errno
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .blockmerge import TileCount, class_map_tags, copy_tiles, paste_class_maps
+from .blocks import Block, BlockPlan
+from .blockworker import BlockResult, BlockTask, run_block
+from .errors import InputError, OutputError, RsGhostError
+from .modelcard import ModelCard
+from .options import OptionText, message_of
+
+MANIFEST = "manifest.jsonl"
+MANIFEST_FORMAT = 2  # part of every raster's key: blocks recorded by an older format are run again
+WORK = ".blocks"
+SUMMARY = "summary.csv"
+# Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536 so that they hand memory back to the
+# system; any such setting also freezes glibc's mmap threshold, so every tile batch's buffers
+# are mapped and zeroed afresh: the engine ran 10-15 % slower so. Unset, glibc's own default.
+WORKER_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+
+Progress = Callable[[int, int, int, int], None]  # (blocks done, blocks, tiles done, tiles)
+Warn = Callable[[str, str], None]  # (the raster's output name, a warning: an OptionText where it names options)
+
+
+def distinct_inputs(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The inputs without repeats, and (repeat, the input it repeats) for each one dropped.
+
+    A repeat is the same text, or the same file under another spelling or through a link
+    (same device and inode). Classifying it twice would race for one set of blocks.
+    """
+    from .rasterio_source import is_gdal_path
+
+    kept: list[str] = []
+    seen: dict[object, str] = {}
+    repeats: list[tuple[str, str]] = []
+    for path in paths:
+        identity: object = path
+        if not is_gdal_path(path):
+            with contextlib.suppress(OSError):
+                found = os.stat(path)
+                identity = (found.st_dev, found.st_ino)
+        if identity in seen:
+            repeats.append((path, seen[identity]))
+            continue
+        seen[identity] = path
+        kept.append(path)
+    return kept, repeats
+
+
+def local_cluster(workers: int | None = None):
+    """A Dask LocalCluster set up for the engine: ``workers`` processes (None: one per core), one thread each."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set(WORKER_ENVIRON):
+        return LocalCluster(
+            n_workers=workers or _cores(),
+            threads_per_worker=1,
+            processes=True,
+            silence_logs=logging.ERROR,
+            dashboard_address=":0",
+        )
+
+
+def _cores() -> int:
+    """CPU cores this process may use."""
+    with contextlib.suppress(AttributeError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@dataclass
+class RasterJob:
+    """One input raster: its plan, its finished blocks, its outputs or why it failed."""
+
+    path: str
+    key: str = ""
+    name: str = ""
+    info: object = None
+    plan: BlockPlan | None = None
+    done: dict = field(default_factory=dict)  # block index -> manifest record
+    summary: dict | None = None  # after the merge: tiles and areas per class
+    error: str | None = None  # an OptionText where it names options
+    warned: bool = False
+
+    @property
+    def missing(self) -> list[Block]:
+        """The blocks not finished yet."""
+        return [block for block in self.plan.blocks if block.index not in self.done] if self.plan else []
+
+
+@dataclass
+class JobResult:
+    """What a classify-many run did."""
+
+    rasters: list[RasterJob]
+    class_names: list[str]
+    blocks_total: int
+    blocks_skipped: int  # finished by an earlier run (manifest)
+    blocks_run: int
+    tiles: int  # tiles read over all blocks, halo included
+    seconds: float
+    summary_csv: Path | None
+    tiles_run: int = 0  # of them, in blocks this run classified
+    repeats: list[tuple[str, str]] = field(default_factory=list)  # (input skipped, the input it repeats)
+
+    @property
+    def failures(self) -> list[RasterJob]:
+        """The inputs that failed."""
+        return [job for job in self.rasters if job.error]
+
+    def totals(self) -> list[dict]:
+        """Per class over every finished raster: tiles, cells, hectares, percent."""
+        rows = [
+            {"class_id": i, "class_name": n, "tiles": 0, "cells": 0, "hectares": 0.0}
+            for i, n in enumerate(self.class_names)
+        ]
+        for job in self.rasters:
+            for row, part in zip(rows, (job.summary or {}).get("classes", [])):
+                row["tiles"] += part["tiles"]
+                row["cells"] += part["cells"]
+                row["hectares"] += part["hectares"]
+        total = sum(row["hectares"] for row in rows)
+        for row in rows:
+            row["percent"] = 100.0 * row["hectares"] / total if total else 0.0
+        return rows
+
+
+def run_job(
+    inputs: list[str],
+    out_dir: str | os.PathLike,
+    options,
+    client,
+    block_cells: int | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    warn: Warn | None = None,
+) -> JobResult:
+    """Classify every input in blocks on the Dask ``client``; merge, summarise and return what happened.
+
+    ``options`` is a ClassifyOptions without outputs. Raises RsGhostError for problems of the
+    whole job (the model, DIR or its lock, an output in the way without ``overwrite``, a full
+    disk); a raster that cannot be classified is recorded in its RasterJob.error instead. DIR
+    is locked while the job runs; what the job created and left empty is removed.
+    """
+    from .folderlock import folder_lock
+
+    out = Path(out_dir)
+    created = _make_dir(out)
+    try:
+        with folder_lock(out, "out_dir"):
+            try:
+                return _run_locked(inputs, out, options, client, block_cells, overwrite, progress, warn)
+            finally:
+                _tidy_work(out / WORK)  # a refused, failed or finished job leaves no empty folders there
+    finally:
+        if created is not None:
+            _remove_empty(out, created)  # DIR itself, when this job made it and left nothing there
+
+
+@dataclass
+class _Job:
+    """A job under way: DIR, the engine options, the model's card, the callbacks and the counts."""
+
+    out: Path
+    options: object  # ClassifyOptions without outputs
+    card: ModelCard
+    progress: Progress | None
+    warn: Warn | None
+    blocks: int = 0  # of every raster planned
+    tiles: int = 0
+    blocks_done: int = 0  # by this run or an earlier one
+    tiles_done: int = 0
+    blocks_run: int = 0  # by this run
+    tiles_run: int = 0
+
+    def report(self) -> None:
+        """Tell the face how far the job is."""
+        if self.progress:
+            self.progress(self.blocks_done, self.blocks, self.tiles_done, self.tiles)
+
+    def block_done(self, block: Block) -> None:
+        """Count a block this run classified."""
+        self.blocks_run += 1
+        self.tiles_run += block.tiles
+        self.blocks_done += 1
+        self.tiles_done += block.tiles
+        self.report()
+
+
+def _run_locked(inputs, out: Path, options, client, block_cells, overwrite, progress, warn) -> JobResult:
+    """run_job's work, with DIR made and locked."""
+    from .runtime import load_model
+
+    started = time.perf_counter()
+    inputs, repeats = distinct_inputs(list(inputs))
+    _prepare_dir(out)
+    model = load_model(options.model_path, 1)  # a bad model stops the job before any work
+    job = _Job(out, options, model.card, progress, warn)
+    rasters = _plan_all(inputs, model, job, block_cells, overwrite)
+    skipped = job.blocks_done
+    job.report()
+    for raster in rasters:
+        if raster.plan and not raster.error and not raster.missing and raster.summary is None:
+            _merge_or_fail(raster, job)
+    _run_blocks(client, rasters, job)
+    result = JobResult(
+        rasters,
+        list(model.card.class_names),
+        job.blocks,
+        skipped,
+        job.blocks_run,
+        job.tiles,
+        time.perf_counter() - started,
+        None,
+        tiles_run=job.tiles_run,
+        repeats=repeats,
+    )
+    result.summary_csv = _write_summary(result, out)
+    return result
+
+
+def _plan_all(inputs: list[str], model, job: _Job, block_cells: int | None, overwrite: bool) -> list[RasterJob]:
+    """Every input planned, named and resumed from the manifest; the job's counts set."""
+    from .atomic import remove_stale_parts
+
+    manifest = _read_manifest(job.out / MANIFEST)
+    rasters = [RasterJob(path) for path in inputs]
+    for raster in rasters:
+        _plan(raster, model, job.options, block_cells)
+    assign_names(rasters)
+    planned = [raster for raster in rasters if raster.plan and not raster.error]
+    for raster in planned:
+        _resume(raster, manifest, job.out, overwrite)
+    for raster in planned:
+        remove_stale_parts(job.out / WORK / raster.key)
+    job.blocks = sum(len(raster.plan.blocks) for raster in planned)
+    job.tiles = sum(raster.plan.tiles for raster in planned)
+    job.blocks_done = sum(len(raster.done) for raster in planned)
+    job.tiles_done = sum(
+        block.tiles for raster in planned for block in raster.plan.blocks if block.index in raster.done
+    )
+    return rasters
+
+
+def _run_blocks(client, rasters: list[RasterJob], job: _Job) -> None:
+    """Run every missing block on Dask; store, count and merge each raster's blocks as they come back."""
+    from distributed import as_completed
+
+    tasks, owner = _submit(client, rasters, job)
+    try:
+        for future in as_completed(tasks):
+            raster, block = owner[future.key]
+            if raster.error:
+                continue
+            outcome = _outcome(future, block)
+            if outcome.error is not None:
+                raster.error = outcome.error
+                client.cancel([f for f in tasks if owner[f.key][0] is raster and not f.done()])
+                continue
+            _store_block(raster, block, outcome, job)
+            job.block_done(block)
+            if not raster.missing:
+                _merge_or_fail(raster, job)
+    except BaseException:
+        client.cancel([f for f in tasks if not f.done()])  # Ctrl-C: the finished blocks stay for a rerun
+        raise
+
+
+def _submit(client, rasters: list[RasterJob], job: _Job) -> tuple[list, dict]:
+    """One Dask task per missing block: the futures, and (raster, block) by task key."""
+    tasks, owner = [], {}
+    # Keys name the output folder too: two jobs on one cluster never share (or steal) a task.
+    tag = hashlib.sha256(str(job.out.resolve()).encode()).hexdigest()[:8]
+    for raster in rasters:
+        if raster.error:
+            continue
+        for block in raster.missing:
+            options = dataclasses.replace(job.options, area=block.area)
+            whole = len(raster.plan.blocks) == 1
+            task = BlockTask(raster.path, raster.key, block.index, block.tiles, options, whole=whole)
+            future = client.submit(run_block, task, key=f"rs-ghost-block-{raster.key}-{block.index}-{tag}", pure=False)
+            tasks.append(future)
+            owner[future.key] = (raster, block)
+    return tasks, owner
+
+
+def _outcome(future, block: Block) -> BlockResult:
+    """What a block's task returned; an exception it raised becomes the raster's error."""
+    try:
+        outcome = future.result()
+    except Exception as error:  # noqa: BLE001 - a worker died too often, or a bug: this raster fails alone
+        outcome = BlockResult(error=_describe_failure(error, block.index))
+    future.release()
+    return outcome
+
+
+def _describe_failure(error: BaseException, index: int) -> str:
+    """One line for an exception a block's future raised."""
+    from distributed import KilledWorker
+
+    if isinstance(error, KilledWorker):
+        return OptionText(
+            "block {index} killed every worker that ran it (out of memory?); give the workers more memory or pass "
+            "a smaller {block_cells}",
+            index=index,
+        )
+    return f"block {index} failed: {type(error).__name__}: {error}"
+
+
+# ---------------------------------------------------------------------------------------------
+# DIR: the folder, the manifest, the block files
+
+
+def _make_dir(out: Path) -> Path | None:
+    """Create DIR (and its parents); return the topmost folder this made, None when DIR existed."""
+    missing = next((folder for folder in reversed([out, *out.parents]) if not folder.exists()), None)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _cannot_write(out, error) from None
+    return missing
+
+
+def _prepare_dir(out: Path) -> None:
+    """Create DIR/.blocks and check DIR can be written (before any work)."""
+    from .atomic import remove_stale_parts
+
+    try:
+        (out / WORK).mkdir(parents=True, exist_ok=True)
+        probe = out / f".probe.{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise _cannot_write(out, error) from None
+    remove_stale_parts(out)
+
+
+def _cannot_write(out: Path, error: OSError) -> OutputError:
+    """The job's one error for a DIR it cannot write into."""
+    return OutputError(
+        OptionText(
+            "Cannot write into {out_dir} {folder}: {reason}; choose another folder.",
+            folder=out,
+            reason=error.strerror or error,
+        )
+    )
+
+
+def _tidy_work(work: Path) -> None:
+    """Remove the empty raster folders of DIR/.blocks, then .blocks itself when empty."""
+    with contextlib.suppress(OSError):
+        for folder in work.iterdir():
+            _remove_empty(folder, folder)
+    _remove_empty(work, work)
+
+
+def _remove_empty(folder: Path, top: Path) -> None:
+    """Remove ``folder`` and its parents up to ``top`` while they are empty folders."""
+    folder, top = folder.absolute(), top.absolute()
+    while True:
+        try:
+            folder.rmdir()  # only ever an empty folder
+        except OSError:
+            return
+        if folder == top or top not in folder.parents:
+            return
+        folder = folder.parent
+
+
+def _read_manifest(path: Path) -> dict:
+    """key -> {"blocks": {index: record}, "merged": summary}; a torn last line (a crash) is ignored."""
+    manifest: dict = {}
+    if not path.exists():
+        return manifest
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        record = manifest.setdefault(entry["key"], {"blocks": {}})
+        if "merged" in entry:
+            record["merged"] = entry["merged"]
+        elif "publishing" in entry:
+            record["publishing"] = entry["publishing"]  # the name published (True: before names were kept)
+        else:
+            record["blocks"][str(entry["block"])] = entry
+    return manifest
+
+
+def _append_manifest(out: Path, entry: dict) -> None:
+    """One line per finished block or raster, on disk before the next block counts as done."""
+    with open(out / MANIFEST, "ab+") as stream:
+        line = (json.dumps(entry) + "\n").encode("utf-8")
+        if stream.seek(0, os.SEEK_END) > 0:
+            stream.seek(-1, os.SEEK_END)
+            if stream.read(1) != b"\n":
+                line = b"\n" + line  # after a torn line (a full disk, a crash): a line of its own
+        stream.write(line)
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def _store_block(raster: RasterJob, block: Block, outcome: BlockResult, job: _Job) -> None:
+    """Write a finished block's files atomically, then record it in the manifest.
+
+    A write that fails (a full disk) leaves neither of the block's files: the block is not
+    recorded, a rerun classifies it again.
+    """
+    from .atomic import atomic_path
+
+    work = job.out / WORK / raster.key
+    files = [(work / f"{block.index}.gpkg", outcome.gpkg), (work / f"{block.index}.tif", outcome.tif)]
+    entry = {
+        "key": raster.key,
+        "block": block.index,
+        "input": raster.path,
+        "cells": outcome.cells,
+        "hectares": outcome.hectares,
+        "seconds": round(outcome.seconds, 3),
+        "whole": len(raster.plan.blocks) == 1,
+        "tiles_by_class": outcome.tiles_by_class,
+        "tiles_total": outcome.tiles_total,
+        "tiles_classified": outcome.tiles_classified,
+    }
+    try:
+        for path, data in files:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(data)
+        _append_manifest(job.out, entry)  # a torn last line is ignored when read: the block is not done
+    except OSError as error:
+        for path, _ in files:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise _storage_error(error, job.out, block.index, raster.path) from None
+    raster.done[block.index] = entry
+    if job.warn and not raster.warned and outcome.tiles_classified:
+        raster.warned = True  # every block of a raster warns alike: once is enough
+        for text in outcome.warnings:
+            job.warn(raster.name, text)
+
+
+def _storage_error(error: OSError, out: Path, index: int, path: str) -> OutputError:
+    """The job's one error for a block that could not be stored in DIR/.blocks."""
+    values = {"index": index, "path": path, "work": out / WORK}
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = "the disk is full" if error.errno == errno.ENOSPC else "the disk quota is used up"
+        return OutputError(
+            OptionText(
+                "Cannot store block {index} of {path} in {work}: {reason}. Free some space there, or choose "
+                "another {out_dir}; run the same command again to resume (finished blocks are kept).",
+                reason=reason,
+                **values,
+            )
+        )
+    return OutputError(
+        OptionText(
+            "Cannot store block {index} of {path} in {work}: {reason}; fix the folder or choose another {out_dir}, "
+            "then run the same command again to resume.",
+            reason=error.strerror or error,
+            **values,
+        )
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# A raster: its plan, its name, what an earlier run did
+
+
+def _plan(raster: RasterJob, model, options, block_cells: int | None) -> None:
+    """Open the raster and cut it into blocks; errors go to raster.error."""
+    from .blocks import plan_blocks
+    from .rasterio_source import RasterioSource
+
+    try:
+        with RasterioSource(raster.path) as source:
+            raster.info = source.info
+        raster.plan = plan_blocks(raster.info, model.card, options.area, options.stride, block_cells)
+    except RsGhostError as error:
+        raster.error = message_of(error)
+        return
+    raster.key = fingerprint(raster.path, model.path, options, raster.plan.block_cells)
+
+
+def assign_names(rasters: list[RasterJob]) -> None:
+    """Each planned raster's output name: its file name, or, where names clash, with a tag of its path.
+
+    The tag depends on the path alone, so a raster keeps its outputs whatever the order of the
+    inputs. Names differing in case alone clash too (file systems of Windows and macOS).
+    """
+    planned = [raster for raster in rasters if not raster.error]
+    groups: dict[str, list[RasterJob]] = {}
+    for raster in planned:
+        groups.setdefault(raster.info.name.casefold(), []).append(raster)
+    for raster in planned:
+        raster.name = raster.info.name if len(groups[raster.info.name.casefold()]) == 1 else _tagged(raster, 8)
+    clashes = {raster.name.casefold() for raster in planned if raster.name != raster.info.name} & set(groups)
+    for raster in planned:
+        if raster.name.casefold() in clashes:  # "a_1234abcd" given as a raster too: a longer tag
+            raster.name = _tagged(raster, 16)
+
+
+def _tagged(raster: RasterJob, digits: int) -> str:
+    """The raster's name with the first ``digits`` hex digits of its path's hash."""
+    from .rasterio_source import is_gdal_path
+
+    path = raster.path if is_gdal_path(raster.path) else str(Path(raster.path).resolve())
+    return f"{raster.info.name}_{hashlib.sha256(path.encode()).hexdigest()[:digits]}"
+
+
+def _resume(raster: RasterJob, manifest: dict, out: Path, overwrite: bool) -> None:
+    """Find what the manifest already holds for the raster; check its outputs may be written."""
+    from .sinks import check_layers, check_output, layer_name
+
+    record = manifest.get(raster.key, {})
+    work = out / WORK / raster.key
+    for index, entry in record.get("blocks", {}).items():
+        if (work / f"{index}.gpkg").exists() and (work / f"{index}.tif").exists():
+            raster.done[int(index)] = entry
+    outputs = (out / f"{raster.name}.gpkg", out / f"{raster.name}.tif")
+    merged = record.get("merged")
+    # The outputs of the merge on record, under the name this raster has now (not another raster's).
+    same_name = bool(merged) and Path(merged["vector"]).name == outputs[0].name
+    if same_name and all(path.exists() for path in outputs):
+        raster.summary = merged
+        # Its block files were removed after the merge: the manifest's word is what counts.
+        raster.done = {block.index: record["blocks"].get(str(block.index), {}) for block in raster.plan.blocks}
+        return
+    # This raster's own files, from an earlier or interrupted merge under the same name.
+    ours = same_name or record.get("publishing") in (True, raster.name)
+    for path, suffixes, what in ((outputs[0], (".gpkg",), "vector output"), (outputs[1], (".tif",), "raster output")):
+        check_output(path, overwrite or ours, suffixes, what, input_path=raster.path)
+    check_layers(outputs[0], layer_name(raster.info.name), overwrite or ours)  # overwrite replaces ours only
+
+
+def fingerprint(path: str, model_path: Path, options, block_cells: int) -> str:
+    """A key for the raster under these options: a rerun with anything changed starts that raster afresh."""
+    import shapely
+
+    def stat(name) -> list:
+        with contextlib.suppress(OSError):
+            found = os.stat(name)
+            return [found.st_size, found.st_mtime_ns]
+        return []
+
+    area = options.area
+    geometries = [hashlib.sha256(shapely.to_wkb(g)).hexdigest() for g in area.geometries or []]
+    payload = {
+        "manifest_format": MANIFEST_FORMAT,
+        "input": path if "://" in path or path.startswith("/vsi") else str(Path(path).resolve()),
+        "input_stat": stat(path),
+        "model": str(model_path),
+        "model_stat": stat(model_path),
+        "stride": options.stride,
+        "bands": options.bands,
+        "scaling": options.scaling,
+        "offset": options.offset,
+        "product": options.product,
+        "min_valid": options.min_valid_fraction,
+        "area": [area.bounds, area.crs_wkt, geometries],
+        "block_cells": block_cells,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# A raster's outputs: merged from its blocks, published together
+
+
+def _merge_or_fail(raster: RasterJob, job: _Job) -> None:
+    """Merge a raster whose blocks are all in; a raster with nothing classified fails like `classify`."""
+    try:
+        raster.summary = merge_blocks(raster, job.card, job.out, job.options.min_valid_fraction)
+    except RsGhostError as error:
+        raster.error = message_of(error)
+        return
+    _append_manifest(job.out, {"key": raster.key, "merged": raster.summary})
+    # The blocks are in the merged files now; a country's worth would double the disk used.
+    shutil.rmtree(job.out / WORK / raster.key, ignore_errors=True)
+
+
+def merge_blocks(raster: RasterJob, card: ModelCard, out: Path, min_valid: float) -> dict:
+    """Merge the raster's block files into DIR/<name>.gpkg and DIR/<name>.tif; return its summary.
+
+    Halo tiles, classified by two blocks alike, are written once. Both files are finished and
+    checked under temporary names, then published together (or neither).
+    """
+    from .pipeline import nothing_classified
+
+    if len(raster.plan.blocks) == 1 and raster.done[0].get("whole"):
+        return _publish_whole(raster, card, out)
+    # A block without a classified tile adds nodata to the class map, which is where the merge starts.
+    with_classes = [block for block in raster.plan.blocks if raster.done[block.index]["tiles_classified"]]
+    if not with_classes:
+        raise InputError(nothing_classified(raster.info.name, min_valid))
+    count = _write_merged(raster, card, out, with_classes)
+    records = [raster.done[block.index] for block in with_classes]
+    counts = {
+        "tiles_total": count.tiles,
+        "tiles_classified": int(count.by_class.sum()),
+        "tiles_by_class": count.by_class,
+        "cells": np.sum([record["cells"] for record in records], axis=0),
+        "hectares": np.sum([record["hectares"] for record in records], axis=0),
+    }
+    return _summary(raster, card, out, counts)
+
+
+def _write_merged(raster: RasterJob, card: ModelCard, out: Path, with_classes: list[Block]) -> TileCount:
+    """Write the merged tile layer and class map, record them as being published, publish them."""
+    from .sinks import ClassRasterWriter, GeoPackageSink, layer_description, layer_name, publish_all, tile_fields
+
+    grid, work = raster.plan.grid, out / WORK / raster.key
+    metadata = class_map_tags(work / f"{with_classes[0].index}.tif")
+    vector = GeoPackageSink(
+        out / f"{raster.name}.gpkg", layer_name(raster.info.name), layer_description(metadata), metadata
+    )
+    writer = None
+    try:
+        vector.open(tile_fields(card), raster.info.crs_wkt)
+        blocks = [work / f"{block.index}.gpkg" for block in raster.plan.blocks]
+        count = copy_tiles(vector, blocks, tile_fields(card), card.num_classes)
+        writer = ClassRasterWriter(
+            out / f"{raster.name}.tif", card, grid.crs_wkt, grid.transform, grid.width, grid.height, metadata
+        )
+        paste_class_maps(writer, raster.plan, {block.index: work / f"{block.index}.tif" for block in with_classes})
+        finished = [vector.finish(), writer.finish()]
+        _append_manifest(out, {"key": raster.key, "publishing": raster.name})  # from here on, the outputs are ours
+        # Existing outputs were refused before any work unless overwriting (or this job's own).
+        publish_all(finished, overwrite=True)
+    except BaseException:
+        vector.abort()
+        if writer is not None:
+            writer.abort()
+        raise
+    return count
+
+
+def _publish_whole(raster: RasterJob, card: ModelCard, out: Path) -> dict:
+    """A raster of one block: its files, written and checked by the engine, are published as they are."""
+    from .sinks import publish_all
+
+    record, work = raster.done[0], out / WORK / raster.key
+    _append_manifest(out, {"key": raster.key, "publishing": raster.name})
+    publish_all(
+        [(work / "0.gpkg", out / f"{raster.name}.gpkg"), (work / "0.tif", out / f"{raster.name}.tif")],
+        overwrite=True,
+    )
+    return _summary(raster, card, out, record)
+
+
+def _summary(raster: RasterJob, card: ModelCard, out: Path, counts: dict) -> dict:
+    """A merged raster's record: its outputs, and its tiles, cells and hectares per class.
+
+    ``counts`` has the keys of a block's manifest record: tiles_total, tiles_classified, and
+    per class tiles_by_class, cells and hectares.
+    """
+    return {
+        "input": raster.path,
+        "vector": str(out / f"{raster.name}.gpkg"),
+        "raster": str(out / f"{raster.name}.tif"),
+        "tiles_total": counts["tiles_total"],
+        "tiles_classified": counts["tiles_classified"],
+        "classes": [
+            {
+                "class_name": name,
+                "tiles": int(counts["tiles_by_class"][i]),
+                "cells": int(counts["cells"][i]),
+                "hectares": float(counts["hectares"][i]),
+            }
+            for i, name in enumerate(card.class_names)
+        ],
+    }
+
+
+def _write_summary(result: JobResult, out: Path) -> Path:
+    """DIR/summary.csv: per raster and over all inputs ('all'), tiles, cells, hectares and percent per class."""
+    from .atomic import atomic_path
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["raster", "class_id", "class_name", "tiles", "cells", "hectares", "percent"])
+    for raster in result.rasters:
+        if not raster.summary:
+            continue
+        total = sum(part["hectares"] for part in raster.summary["classes"])
+        for index, part in enumerate(raster.summary["classes"]):
+            percent = 100.0 * part["hectares"] / total if total else 0.0
+            writer.writerow(_csv_row(raster.name, index, part, percent))
+    for row in result.totals():
+        writer.writerow(_csv_row("all", row["class_id"], row, row["percent"]))
+    path = out / SUMMARY
+    with atomic_path(path) as tmp:
+        tmp.write_text(text.getvalue(), encoding="utf-8")
+    return path
+
+
+def _csv_row(name: str, class_id: int, part: dict, percent: float) -> list:
+    """One row of summary.csv."""
+    hectares = f"{part['hectares']:.4f}"
+    return [name, class_id, part["class_name"], part["tiles"], part["cells"], hectares, f"{percent:.4f}"]
