@@ -4,7 +4,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE = ["crs", "grid", "radiometry", "rasterio_source", "runtime", "sinks", "pipeline", "download"]
-CLI = ["rs_ghost_qgis.cli.main", "rs_ghost_qgis.cli.preview"]
+ENGINE += ["many", "blockworker", "blockmerge"]  # classify-many's
+CLI = ["rs_ghost_qgis.cli.main", "rs_ghost_qgis.cli.many", "rs_ghost_qgis.cli.common", "rs_ghost_qgis.cli.preview"]
 
 
 def test_package_engine_and_cli_import_neither_torch_nor_qgis():
