@@ -40,6 +40,8 @@ EDGE_POLICY = (
     "pad: tiles cover every grid cell overlapping the area; pixels outside the raster or without data are "
     "invalid and filled with the tile mean; tiles below the valid fraction are nodata"
 )
+# Raster pixels this many times the model's or coarser get a warning (Landsat's 30 m on a 10 m model: 3x).
+COARSE_PIXELS_FACTOR = 4.0
 _EPS = 1e-6  # in cells: absorbs floating-point noise at cell boundaries
 
 
@@ -164,6 +166,7 @@ def build_grid(info: RasterInfo, card: ModelCard, area: Area | None = None, stri
     xmin, ymin, xmax, ymax = region.bounds
     grid_wkt, metres_per_unit, note = choose_grid_crs(info, (xmin + xmax) / 2, (ymin + ymax) / 2)
     cell = stride * card.gsd_m / metres_per_unit
+    warnings.extend(_coarse_pixels_warning(info, card, region.centroid, grid_wkt, metres_per_unit))
     if grid_wkt == info.crs_wkt:
         x0, y0 = info.bounds[0], info.bounds[3]  # tiles on whole pixels
         _check_size(info, footprint, card, metres_per_unit)
@@ -273,6 +276,30 @@ def _check_utm_latitudes(region, info: RasterInfo, what: str) -> None:
         f"{limit}. Reproject the raster to UPS {pole}, true to scale near the pole (`gdalwarp -t_srs EPSG:{ups} "
         f"IN.tif OUT.tif`; QGIS: Raster > Projections > Warp), or classify a bounding box or mask short of {limit}."
     )
+
+
+def raster_pixel_m(info: RasterInfo, centre, grid_wkt: str, metres_per_unit: float) -> float:
+    """The raster's larger pixel side in metres at ``centre`` (a point in the raster's CRS)."""
+    (px, py), x, y = info.pixel_size, centre.x, centre.y
+    corners = np.array([[x, y], [x + px, y], [x, y + py]])
+    if grid_wkt != info.crs_wkt:
+        corners = crs.transform_xy(corners, info.crs_wkt, grid_wkt)
+    sides = np.hypot(*(corners[1:] - corners[0]).T) * metres_per_unit
+    return float(sides.max())
+
+
+def _coarse_pixels_warning(info: RasterInfo, card: ModelCard, centre, grid_wkt: str, metres_per_unit: float):
+    """A warning when the raster's pixels are much coarser than the model's: its tiles are upsampled blur."""
+    pixel_m = raster_pixel_m(info, centre, grid_wkt, metres_per_unit)
+    factor = pixel_m / card.gsd_m
+    if not factor >= COARSE_PIXELS_FACTOR:
+        return []
+    across = card.tile_size_m / pixel_m
+    return [
+        f"{info.name} has {pixel_m:,.0f} m pixels, {factor:,.0f}x coarser than the model's {card.gsd_m:g} m: each "
+        f"{card.tile_size_m:g} m tile holds only about {across:,.1f} x {across:,.1f} of them, upsampled, which the "
+        f"model never saw in training, so the classes mean little. Use imagery near {card.gsd_m:g} m."
+    ]
 
 
 def _check_size(info: RasterInfo, footprint, card: ModelCard, metres_per_unit: float) -> None:

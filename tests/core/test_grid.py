@@ -166,3 +166,22 @@ def test_whole_world_in_degrees_asks_for_an_area():
         build_grid(world, tiny_card(), Area(bounds=(0.0, 40.0, 30.0, 50.0)))
     grid = build_grid(world, tiny_card(), Area(bounds=(13.18, 53.88, 13.23, 53.90)))
     assert describe(grid.crs_wkt).startswith("EPSG:32633")
+
+
+@pytest.mark.parametrize(
+    ("crs_wkt", "bounds", "pixel", "factor"),
+    [
+        (UTM33, (500_000.0, 5_970_000.0, 530_000.0, 6_000_000.0), (300.0, 300.0), "30x"),  # Landsat browse
+        (WGS84, (13.0, 53.5, 13.5, 54.0), (0.01, 0.01), "111x"),  # 0.01 deg: the larger side, 1,113 m north-south
+    ],
+)
+def test_pixels_far_coarser_than_the_model_s_are_a_warning_with_the_factor(crs_wkt, bounds, pixel, factor):
+    grid = build_grid(_info(bounds, crs_wkt, pixel), tiny_card())
+    [warning] = [w for w in grid.warnings if "coarser" in w]
+    assert f"{factor} coarser than the model's 10 m" in warning and "Use imagery near 10 m" in warning
+
+
+@pytest.mark.parametrize("pixel", [10.0, 30.0])  # the model's own, and Landsat's 3x: fine
+def test_pixels_near_the_model_s_give_no_coarseness_warning(pixel):
+    grid = build_grid(_info((500_000.0, 5_990_000.0, 510_000.0, 6_000_000.0), pixel=(pixel, pixel)), tiny_card())
+    assert not [w for w in grid.warnings if "coarser" in w]
