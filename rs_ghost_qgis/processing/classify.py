@@ -190,7 +190,8 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         return True, ""
 
     def _check_inputs(self, parameters, context) -> None:
-        """Raise RsGhostError for a layer, model, area or band mapping the run would refuse."""
+        """Raise RsGhostError for a layer, model, area, stride or band mapping the run would refuse."""
+        from ..core import workload
         from ..core.radiometry import choose_bands
         from ..core.runtime import load_model
 
@@ -201,6 +202,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         check_area(options.area, source.info)
         card = load_model(options.model_path, threads=1).card
         choose_bands(source, card, options.bands)
+        workload.plan(source.info, card, options.area, options.stride)  # area outside, bad stride, web too big
 
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802 (QGIS API)
         """Main thread: check the dependencies and clone the raster's provider for the worker."""

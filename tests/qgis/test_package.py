@@ -158,16 +158,24 @@ def test_qgis_process_bin_runs_classify(plugin_zip, tmp_path, tiny_model):
     assert (tmp_path / "tiles.gpkg").is_file() and (tmp_path / "classes.tif").is_file()
 
 
-@pytest.mark.parametrize("case", ["missing_model", "one_band"])
+# A parameter that is wrong before the run starts, and the error's words.
+ONCE = {
+    "missing_model": (("MODEL", "nothing.onnx"), "does not exist"),
+    "one_band": ((), "usable band(s) but the model needs 3"),
+    "stride": (("STRIDE", "5"), "STRIDE 5 is not possible"),
+    "outside": (("EXTENT", "0,10,0,10 [EPSG:32633]"), "does not overlap"),
+}
+
+
+@pytest.mark.parametrize("case", list(ONCE))
 def test_qgis_process_bin_prints_an_input_error_once(plugin_zip, tmp_path, tiny_model, case):
     raster = write_geotiff(tmp_path / "halves.tif", two_halves()[:1] if case == "one_band" else two_halves())
-    model = tmp_path / "nothing.onnx" if case == "missing_model" else tiny_model
-    done = _qgis_process_classify(
-        plugin_zip, tmp_path, f"INPUT={raster}", f"MODEL={model}", f"OUTPUT_VECTOR={tmp_path / 'tiles.gpkg'}"
-    )
+    wrong, message = ONCE[case]
+    parameters = {"INPUT": raster, "MODEL": tiny_model, "OUTPUT_VECTOR": tmp_path / "tiles.gpkg"}
+    parameters.update([wrong] if wrong else [])
+    done = _qgis_process_classify(plugin_zip, tmp_path, *(f"{key}={value}" for key, value in parameters.items()))
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
-    message = "does not exist" if case == "missing_model" else "usable band(s) but the model needs 3"
     assert output.count(message) == 1, output
     assert "Traceback" not in output and not (tmp_path / "tiles.gpkg").exists()
 
