@@ -17,10 +17,14 @@ import glob
 import importlib.util
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.errors import InputError
 from ..core.options import face_message
 from .common import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, classify_options
+
+if TYPE_CHECKING:
+    from ..core.many import JobResult
 
 EXIT_SOME_FAILED = 3  # some inputs failed, the others are done (2 stays "nothing was done: fix the command")
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")  # what a folder given as INPUT contributes
@@ -147,7 +151,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise InputError(f"--block-cells must be at least 1, not {args.block_cells}.")
 
 
-def _report(result) -> int:
+def _report(result: JobResult) -> int:
     """Print the area table and one line per raster, repeat and failure; the exit code."""
     print(_table(result.totals()))
     print()

@@ -225,7 +225,16 @@ class _Job:
         self.report()
 
 
-def _run_locked(inputs, out: Path, options, client, block_cells, overwrite, progress, warn) -> JobResult:
+def _run_locked(
+    inputs: list[str],
+    out: Path,
+    options,
+    client,
+    block_cells: int | None,
+    overwrite: bool,
+    progress: Progress | None,
+    warn: Warn | None,
+) -> JobResult:
     """run_job's work, with DIR made and locked."""
     from .runtime import load_model
 
