@@ -139,7 +139,7 @@ class ModelCard:
         if self.head and self.training.get("polygons"):  # an adapted model: its own polygons, cross-validated
             chips = self.metrics.get("chips")
             count = f"{chips:,} chips of " if isinstance(chips, int) else ""
-            return f"{count}the polygons of {self.training['polygons']}, whole polygons held out"
+            return f"{count}the polygons in '{self.training['polygons']}', whole polygons held out"
         data = self.training.get("data") or {}
         images = self.metrics.get("val_images")
         if not isinstance(images, int) and not data:

@@ -96,7 +96,7 @@ def test_card_says_what_was_adapted(adapted, scene, labels, tiny_model):
     assert card.metrics["cv_accuracy"] == pytest.approx(adapted.cv_accuracy, abs=1e-4)
     assert "group k-fold by polygon" in card.metrics["cv_method"]
     chips = sum(adapted.chips.values())
-    assert card.evaluated_on() == f"{chips:,} chips of the polygons of labels.gpkg, whole polygons held out"
+    assert card.evaluated_on() == f"{chips:,} chips of the polygons in 'labels.gpkg', whole polygons held out"
     assert card.head["raster_bands"] == 4 and card.head["feature_dims"] == 3
     # The graph is the base model's: only the card changed.
     assert load_model(adapted.out_path).session.get_outputs()[0].name == "logits"
