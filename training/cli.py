@@ -476,7 +476,7 @@ def _report(args: argparse.Namespace) -> int:
     table = results_table([Path(folder) for folder in args.folders])
     print(table)
     if args.out:
-        Path(args.out).write_text(table + "\n")
+        atomic.write_text(args.out, table + "\n")
     return 0
 
 

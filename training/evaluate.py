@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rs_ghost_qgis.core import atomic
 from rs_ghost_qgis.core.assess import Assessment, confusion_matrix
 from rs_ghost_qgis.core.errors import ModelError
 from rs_ghost_qgis.core.runtime import create_session, load_model
@@ -251,15 +252,14 @@ def card_metrics(metrics: dict[str, Any], confusion: dict[str, Any]) -> dict[str
 
 def save_metrics(metrics: dict[str, Any], out: Path) -> Path:
     """Write ``metrics.json`` into ``out``."""
-    path = Path(out) / "metrics.json"
-    path.write_text(json.dumps(metrics, indent=2))
-    return path
+    return atomic.write_text(Path(out) / "metrics.json", json.dumps(metrics, indent=2))
 
 
 def _write(metrics: dict[str, Any], matrix: np.ndarray, class_names: list[str], out: Path) -> None:
     save_metrics(metrics, out)
-    (out / "confusion.json").write_text(json.dumps({"class_names": class_names, "matrix": matrix.tolist()}, indent=2))
-    with open(out / "per_class.csv", "w", newline="") as handle:
+    confusion = {"class_names": class_names, "matrix": matrix.tolist()}
+    atomic.write_text(out / "confusion.json", json.dumps(confusion, indent=2))
+    with atomic.atomic_path(out / "per_class.csv") as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["class", "precision", "recall", "f1", "support"])
         for name, row in metrics["per_class"].items():

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from rs_ghost_qgis.core import atomic  # noqa: E402
+
 
 def plot_curves(history: list[dict], path: str | Path, title: str = "") -> Path:
     """Loss and accuracy per epoch, train and validation side by side."""
@@ -80,6 +82,7 @@ def _save(figure: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    with atomic.atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=100, format=path.suffix.lstrip(".") or "png")
     plt.close(figure)
     return path

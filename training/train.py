@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from rs_ghost_qgis.core import atomic
 from training import distributed, soft_labels
 from training.checkpoint import load_checkpoint, make_model, model_from_checkpoint, save_checkpoint
 from training.data import SHIFT_PROBABILITY, VIEWS, DatasetSplits, ImageArrays, channel_stats, make_loader
@@ -535,11 +536,11 @@ def _save_epoch(state, model, optimizer, scheduler, scaler, out: Path, improved:
 
 def write_logs(history: list[dict[str, float]], out: Path, title: str) -> None:
     """``log.csv``, ``log.json`` and ``curves.png`` of a stage's epochs."""
-    with open(out / "log.csv", "w", newline="") as handle:
+    with atomic.atomic_path(out / "log.csv") as tmp, open(tmp, "w", newline="") as handle:
         # The loss terms (train_ce, train_tckd, ...) follow the fixed columns.
         terms = sorted({key for row in history for key in row} - set(LOG_FIELDS))
         writer = csv.DictWriter(handle, fieldnames=[*LOG_FIELDS, *terms])
         writer.writeheader()
         writer.writerows(history)
-    (out / "log.json").write_text(json.dumps({"stage": title, "history": history}, indent=2))
+    atomic.write_text(out / "log.json", json.dumps({"stage": title, "history": history}, indent=2))
     plot_curves(history, out / "curves.png", title=title)

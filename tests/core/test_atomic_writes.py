@@ -157,3 +157,26 @@ def test_dataset_cache_that_cannot_be_written_costs_only_speed(tmp_path, monkeyp
     cache._write(tmp_path / "tree.npy", tmp_path / "tree.json", images, {"format": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tree.json", "tree.npy"]
     np.testing.assert_array_equal(np.load(tmp_path / "tree.npy"), images)
+
+
+def test_training_curves_and_logs_are_published_whole(tmp_path, monkeypatch):
+    # A crash while a figure is being written (a full disk) keeps the last epoch's curves and
+    # leaves no half-written or temporary file in the run folder.
+    import matplotlib.figure
+
+    from training.train import write_logs
+
+    history = [{"epoch": 1, "lr": 0.1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.1, "val_acc": 0.4}]
+    write_logs(history, tmp_path, "student")
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    assert set(before) == {"log.csv", "log.json", "curves.png"}
+
+    def half_written(self, fname, **kwargs):
+        Path(fname).write_bytes(b"half a PNG")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", half_written)
+    with pytest.raises(OSError, match="No space"):
+        write_logs([*history, {**history[0], "epoch": 2}], tmp_path, "student")
+    assert (tmp_path / "curves.png").read_bytes() == before["curves.png"]
+    assert {path.name for path in tmp_path.iterdir()} == set(before)
