@@ -22,9 +22,38 @@ from pathlib import Path
 _PART = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.part(?P<suffix>\.[^.]*)?$")
 
 
+# SQLite (a GeoPackage) writes '<file>-journal' beside the file: a temporary name leaves room for it.
+_SIDECAR = len("-journal")
+
+
 def temporary_path(path: Path) -> Path:
-    """A hidden, unique name next to ``path`` with the same suffix, tagged with this process id."""
-    return path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part{path.suffix}")
+    """A hidden, unique name next to ``path`` with the same suffix, tagged with this process id.
+
+    The name's own stem is cut where needed so that the temporary name (and a GeoPackage's
+    journal beside it) fits the file system's limit on a name whenever ``path``'s name does.
+    """
+    tail = f".{os.getpid()}.{uuid.uuid4().hex[:8]}.part{path.suffix}"
+    room = name_max(path.parent) - _SIDECAR - len(tail.encode()) - 1
+    stem = path.stem.encode()[: max(1, room)].decode(errors="ignore") or "x"
+    return path.with_name(f".{stem}{tail}")
+
+
+def name_max(folder: str | os.PathLike) -> int:
+    """The longest file name, in bytes, that the file system of ``folder`` (or its nearest existing parent) allows."""
+    folder = Path(os.path.abspath(folder))
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or no answer: the usual limit
+        return 255
+
+
+def name_too_long(path: str | os.PathLike) -> int | None:
+    """The file system's limit on a name, when ``path``'s name (in bytes) is longer than it; else None."""
+    path = Path(path)
+    limit = name_max(path.parent)
+    return limit if len(path.name.encode()) > limit else None
 
 
 def usual_mode() -> int:

@@ -129,10 +129,16 @@ def transform_xy(xy: np.ndarray, src_wkt: str, dst_wkt: str) -> np.ndarray:
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     if same_crs(src_wkt, dst_wkt) or len(xy) == 0:
         return xy.copy()
+    transformation = _transformation(src_wkt, dst_wkt)
+    # PROJ's 'ERROR 1: Point outside of projection domain' lines are said once, below, or the
+    # caller copes (a mask cut to the raster first); on stderr they would follow a run that succeeds.
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
     try:
-        out = np.asarray(_transformation(src_wkt, dst_wkt).TransformPoints(xy), dtype=np.float64)[:, :2]
+        out = np.asarray(transformation.TransformPoints(xy), dtype=np.float64)[:, :2]
     except RuntimeError:
         out = np.full_like(xy, np.inf)
+    finally:
+        gdal.PopErrorHandler()
     if not np.all(np.isfinite(out)):
         raise InputError(
             f"Some coordinates cannot be transformed from {describe(src_wkt)} to {describe(dst_wkt)}; "

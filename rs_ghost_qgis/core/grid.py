@@ -339,14 +339,12 @@ def _area_in_raster_crs(area: Area, info: RasterInfo, footprint, warnings: list[
             raise InputError(f"The bounding box {area.bounds} is empty; give xmin < xmax and ymin < ymax.")
         shape = shapely.box(xmin, ymin, xmax, ymax)
     extent = ", ".join(f"{v:.6g}" for v in shape.bounds)
-    try:
-        shape = crs.transform_geometry(shape, area_wkt, info.crs_wkt)
-    except InputError:
+    region = _overlap(shape, area_wkt, info, footprint)
+    if region is None:
         raise InputError(
             f"The {what} ({extent} in {crs.describe(area_wkt)}) cannot be placed over {info.name}; "
             "check its coordinates and CRS."
-        ) from None
-    region = shapely.intersection(shape, footprint)
+        )
     if shapely.area(region) <= 0:
         raster_extent = ", ".join(f"{v:.6g}" for v in info.bounds)
         raise InputError(
@@ -354,6 +352,31 @@ def _area_in_raster_crs(area: Area, info: RasterInfo, footprint, warnings: list[
             f"({raster_extent} in {crs.describe(info.crs_wkt)}); check its coordinates and CRS."
         )
     return region
+
+
+def _overlap(shape, area_wkt: str, info: RasterInfo, footprint):
+    """``shape`` (in ``area_wkt``) in the raster's CRS, clipped to ``footprint``; None when it cannot be placed there.
+
+    A mask or box far larger than the raster (the whole world, a hemisphere in EPSG:4326) has
+    points with no place in the raster's projection, or folds over itself there. Such a shape
+    is first cut to the raster's surroundings in its own CRS, which leaves the part that counts.
+    """
+    try:
+        region = shapely.intersection(crs.transform_geometry(shape, area_wkt, info.crs_wkt), footprint)
+    except InputError:
+        region = None
+    if region is not None and shapely.area(region) > 0:
+        return region
+    try:
+        outline = crs.transform_geometry(footprint, info.crs_wkt, area_wkt)
+        xmin, ymin, xmax, ymax = outline.bounds
+        margin = 0.05 * max(xmax - xmin, ymax - ymin)
+        near = shapely.intersection(shape, shapely.box(xmin - margin, ymin - margin, xmax + margin, ymax + margin))
+        if shapely.area(near) <= 0:
+            return region if region is not None else near  # truly apart: "does not overlap"
+        return shapely.intersection(crs.transform_geometry(near, area_wkt, info.crs_wkt), footprint)
+    except InputError:
+        return region
 
 
 def _mask_shape(geometries: list, warnings: list[str]):

@@ -583,17 +583,33 @@ def read_strip(source, grid: Grid, radiometry: Radiometry, row: int, start: int,
     width = (end - start - 1 + n) * px
     bands = list(radiometry.bands) + list(range(1, stat_bands + 1))
     block = source.read(grid.run_bounds(row, start, end), grid.crs_wkt, width, size, bands)
+    _check_block(source.info, block, (len(bands), size, width))
     channels = len(radiometry.bands)
     data = radiometry.normalise(block.data[:channels])  # (C, size, width)
+    # Zero in every band is no reflectance or colour anywhere: a mosaic's gap or an export's fill
+    # that nobody declared as nodata (plan_radiometry warns about it). Classified, it is open water.
+    pixels_valid = block.valid & block.data[:channels].any(axis=0)
     # Tile k is the size x size window starting px * k pixels into the strip.
     tiles = sliding_window_view(data, size, axis=2)[:, :, ::px].transpose(2, 0, 1, 3)  # (k, C, size, size)
-    valid = sliding_window_view(block.valid, size, axis=1)[:, ::px].transpose(1, 0, 2)  # (k, size, size)
+    valid = sliding_window_view(pixels_valid, size, axis=1)[:, ::px].transpose(1, 0, 2)  # (k, size, size)
     statistics = None
     if stat_bands:
         values = block.data[channels:].astype(np.float32) * radiometry.gain - radiometry.offset
         windows = sliding_window_view(values, size, axis=2)[:, :, ::px].transpose(2, 0, 1, 3)
         statistics = tile_band_statistics(windows, valid)
-    return Strip(tiles, valid, valid.mean(axis=(1, 2)), statistics, bool(block.valid.any()))
+    return Strip(tiles, valid, valid.mean(axis=(1, 2)), statistics, bool(pixels_valid.any()))
+
+
+def _check_block(info, block, shape: tuple[int, int, int]) -> None:
+    """InputError when a source returned another shape than asked (an empty block): a failed read, not nodata."""
+    if block.data.shape == shape and block.valid.shape == shape[1:]:
+        return
+    raise InputError(
+        f"Reading {info.name} gave {block.data.size:,} values ({'x'.join(map(str, block.data.shape))}) where "
+        f"{'x'.join(map(str, shape))} were asked: the read failed, so its pixels are not nodata but unknown. "
+        "Run again; if it fails again, reopen the layer (in QGIS: remove and add it, or restart QGIS) or check "
+        f"the file (gdalinfo -checksum {info.path or info.name})."
+    )
 
 
 def _r(value: float) -> float:

@@ -41,7 +41,7 @@ import numpy as np
 from .errors import InputError
 from .modelcard import ModelCard
 from .options import OptionError, OptionText, check_product, check_scaling
-from .source import RasterInfo, RasterSource, finite_pixels, is_scaled
+from .source import PALETTE, RasterInfo, RasterSource, finite_pixels, is_scaled
 
 PERCENTILES = (2.0, 98.0)
 # Full-resolution sample for the statistics: whole raster when it is at most this many
@@ -88,11 +88,17 @@ _PRODUCT_NAMES = {
     "l1c": ("msil1c", "s2msi1c", "level1c", "radioaddoffset"),
 }
 _OFFSET_KEY = re.compile(r"(BOA|RADIO)_ADD_OFFSET", re.IGNORECASE)
-# Colour balance hint for guessed bands: a chromaticity farther than this from the card's
-# means is suspicious, and another band order must at least halve the distance to be named.
+# Colour balance caution for guessed bands: a chromaticity farther than this from the card's
+# means is suspicious when another order of the first bands would at least halve the distance.
+# That order is not proposed: on real imagery the balance named wrong ones (3,1,2 for NAIP's
+# red, green, blue), so only evidence about the bands (descriptions, colours, wavelengths) may.
 COLOUR_FAR = 0.04
 COLOUR_BETTER = 0.5
-HINT_MAX_BANDS = 6  # band orders tried for the hint are drawn from the first usable bands
+HINT_MAX_BANDS = 6  # the other orders are drawn from the first usable bands
+# Wavelength windows (nm) of the channels a card may name, and the Sentinel-2 band centre that
+# the nearest band inside the window is matched to (ENVI and other hyperspectral headers).
+_WAVELENGTHS = {"blue": (440, 515, 492), "green": (515, 600, 560), "red": (620, 700, 665), "nir": (760, 900, 833)}
+_WAVELENGTH_KEYS = ("wavelength", "central_wavelength_um", "central_wavelength", "wavelength_nm")
 
 _ALIASES = [
     {"red", "r", "b4", "b04"},
@@ -244,18 +250,46 @@ def plan_radiometry(
     info = source.info
     as_is = scaling == "none" or (scaling == "auto" and info.dtype == "uint8")
     if as_is and not guessed:
-        # No statistics needed, so none are taken (for a web layer a sample is a download): an
-        # 8-bit raster of zeros whose bands are named is not refused here, unlike other types.
-        return _finish(info, _as_is(card, chosen, note, scaling), ())
+        # No statistics needed (for a web layer a sample is a download): an 8-bit raster of zeros
+        # whose bands are named is not refused here, unlike other types. A file's sample is cheap
+        # and tells about its zero gaps, which the run takes as nodata.
+        return _finish(info, _as_is(card, chosen, note, scaling), () if info.web else _zero_gaps(source, chosen))
     candidates = _hint_bands(info, chosen) if guessed else chosen
     sample = sample_values(source, candidates)
     flat = _content_warnings(info, chosen, sample[: len(chosen)])
+    sample, zeros = _without_zeros(info, chosen, sample)
     if as_is:
         plan = _as_is(card, chosen, note, scaling)
     else:
         plan = _plan_scaling(info, card, chosen, note, scaling, offset, sample[: len(chosen)], product)
     hint = colour_hint(plan, candidates, sample) if guessed else ""
-    return _finish(info, plan, flat + ((hint,) if hint else ()))
+    return _finish(info, plan, flat + zeros + ((hint,) if hint else ()))
+
+
+def _zero_gaps(source: RasterSource, bands: list[int]) -> tuple[str, ...]:
+    """The zero-pixel warning of ``_without_zeros`` for ``bands``, from a sample; () when nothing valid is read."""
+    try:
+        sample = sample_values(source, bands)
+    except InputError:  # all nodata: the run says so
+        return ()
+    return _without_zeros(source.info, bands, sample)[1]
+
+
+def _without_zeros(info: RasterInfo, bands: list[int], values: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """``values`` without the pixels that are 0 in every band, and a warning when there were any.
+
+    Such pixels are nodata to the run (``pipeline.read_strip``): a mosaic's gap, an export's fill.
+    They are left out of the statistics too, so that a gap does not stretch the scaling.
+    """
+    zero = ~values[: len(bands)].any(axis=0)
+    if not zero.any():
+        return values, ()
+    warning = (
+        f"{zero.mean():.1%} of the sampled pixels of {info.name} are 0 in every band ({_join(bands)}), which is "
+        "no reflectance or colour anywhere (a mosaic's gap, an export's fill): they are taken as nodata. If 0 "
+        "marks nodata here, declare it (gdal_edit.py -a_nodata 0 FILE) and this warning goes."
+    )
+    return values[:, ~zero], (warning,)
 
 
 def _finish(info: RasterInfo, plan: Radiometry, warnings: tuple[str, ...]) -> Radiometry:
@@ -607,30 +641,122 @@ def _choose(source: RasterSource, card: ModelCard, bands: list[int] | None) -> t
                 raise InputError(
                     f"Band {band} is out of range: {info.name} has {info.band_count} band(s), numbered from 1."
                 )
+        _check_no_palette(info, bands)
         return list(bands), f"bands {_join(bands)} as given", False
-    matched = [_match(name, info.band_descriptions) for name in card.bands]
+    _check_no_palette(info, _usable(info) if info.band_count == 1 else [])
+    named = _named_bands(info)
+    matched = [_match(name, named) for name in card.bands]
     if all(m is not None for m in matched):
         return matched, f"bands {_join(matched)} matched by description to {wanted}", False
-    usable = _usable(info)
-    if len(usable) < need:
-        raise OptionError(
-            "bands",
-            "{name} has {usable} usable band(s) but the model needs {need} ({wanted}), and no band descriptions "
-            "say which is which; give a mapping in {bands}, e.g. {example}.",
-            name=info.name,
-            usable=len(usable),
-            need=need,
-            wanted=wanted,
-            example=_join([1] * need),
-        )
-    chosen = usable[:need]
+    return _guess(info, card, matched)
+
+
+def _guess(info, card: ModelCard, matched: list[int | None]) -> tuple[list[int], str, bool]:
+    """Channels no band names take the raster's unnamed bands in order; an error when too few are left."""
+    wanted = ", ".join(card.bands)
+    leftover = [b for b in _usable(info) if b not in matched and not _role(info, b)]
+    missing = [name for name, band in zip(card.bands, matched) if band is None]
+    if len(leftover) < len(missing):
+        raise _missing_bands(info, card, matched, missing) if any(matched) else _too_few_bands(info, card)
+    fill = iter(leftover)
+    chosen = [band if band is not None else next(fill) for band in matched]
+    guessed = [b for b, m in zip(chosen, matched) if m is None]
     note = OptionText(
-        "bands {chosen} assumed to hold {wanted} (no band descriptions matched, nor colour interpretation; "
-        "set {bands} to choose)",
+        "bands {chosen} assumed to hold {wanted} (no band descriptions matched, nor colour interpretation or "
+        "wavelength{which}; set {bands} to choose)",
         chosen=_join(chosen),
         wanted=wanted,
+        which="" if guessed == chosen else f", for band {_join(guessed)}",
     )
     return chosen, note, True
+
+
+def _too_few_bands(info, card: ModelCard) -> OptionError:
+    """The error for a raster with fewer bands than the model's channels, none of them named."""
+    usable = _usable(info)
+    visible = {"red", "green", "blue"}
+    grey = len(usable) == 1 and all(band_role(name) in visible for name in card.bands)
+    fix = (
+        "a grey raster's one band may feed every channel: give a mapping in {bands}, e.g. "
+        + _join(usable * len(card.bands))
+        if grey
+        else "use a raster with the model's bands, or a model made for this raster's"
+    )
+    return OptionError(
+        "bands",
+        "{name} has {usable} usable band(s) but the model needs {need} ({wanted}), and nothing in the raster "
+        "says which band holds what; " + fix + ".",
+        name=info.name,
+        usable=len(usable),
+        need=len(card.bands),
+        wanted=", ".join(card.bands),
+    )
+
+
+def _missing_bands(info, card: ModelCard, matched: list[int | None], missing: list[str]) -> OptionError:
+    """The error for a raster without bands for some of the model's channels: which are there, which are not."""
+    found = [f"band {band} is {name}" for name, band in zip(card.bands, matched) if band is not None]
+    return OptionError(
+        "bands",
+        "{name} has no band for {missing}, which the model needs ({wanted}): it has {count} usable band(s) "
+        "({found}); use a raster that has {missing}, or a model made for the bands this raster has. If a band "
+        "does hold {missing}, give the whole mapping in {bands}.",
+        name=info.name,
+        missing=", ".join(missing),
+        wanted=", ".join(card.bands),
+        count=len(_usable(info)),
+        found=", ".join(found),
+    )
+
+
+def _check_no_palette(info, bands: list[int]) -> None:
+    """InputError when one of ``bands`` holds colour-table indices (a palette raster), which no model reads as grey."""
+    if any(_norm(info.band_descriptions[b - 1]) == PALETTE for b in bands if 1 <= b <= info.band_count):
+        raise InputError(
+            f"{info.name} is a palette raster: its values are indices into a colour table, not brightness, so no "
+            f"band mapping makes them imagery. Expand it to red, green and blue bands first, e.g. "
+            f"`gdal_translate -expand rgb {info.path or info.name + '.tif'} {info.name}_rgb.tif`, and classify that."
+        )
+
+
+def _named_bands(info) -> tuple[str, ...]:
+    """Each band's description (or colour interpretation), with the channel its wavelength falls in added."""
+    return tuple(
+        f"{text} {_wavelength_role(info, band) or ''}".strip() for band, text in enumerate(info.band_descriptions, 1)
+    )
+
+
+def _role(info, band: int) -> str | None:
+    """The channel (red, green, blue, nir) the raster says band ``band`` holds; None when it names none."""
+    return band_role(_named_bands(info)[band - 1])
+
+
+def _wavelength_nm(info, band: int) -> float | None:
+    """The band's centre wavelength in nm from its metadata (ENVI 'wavelength' and the like), or None."""
+    items = {key.lower(): value for key, value in info.metadata.items() if key.startswith(f"band {band}:")}
+    for key in _WAVELENGTH_KEYS:
+        text = items.get(f"band {band}:{key}")
+        try:
+            value = float(str(text).split()[0])
+        except (ValueError, IndexError):
+            continue
+        units = str(items.get(f"band {band}:wavelength_units", "")).lower()
+        micrometres = key.endswith("_um") or units.startswith(("micro", "um", "µm")) or value < 5
+        return value * 1000 if micrometres else value
+    return None
+
+
+def _wavelength_role(info, band: int) -> str | None:
+    """The channel whose window holds the band's wavelength, when it is the band nearest that channel's centre."""
+    nm = _wavelength_nm(info, band)
+    if nm is None:
+        return None
+    for role, (low, high, centre) in _WAVELENGTHS.items():
+        if low <= nm <= high:
+            inside = [b for b in range(1, info.band_count + 1) if low <= (_wavelength_nm(info, b) or 0) <= high]
+            nearest = min(inside, key=lambda b: abs(_wavelength_nm(info, b) - centre))
+            return role if nearest == band else None
+    return None
 
 
 def _usable(info) -> list[int]:
@@ -639,23 +765,26 @@ def _usable(info) -> list[int]:
 
 
 def _hint_bands(info, chosen: list[int]) -> list[int]:
-    """The guessed bands first, then the other bands the colour-balance hint may propose."""
+    """The guessed bands first, then the other bands whose orders the colour-balance caution compares."""
     return chosen + [b for b in _usable(info)[:HINT_MAX_BANDS] if b not in chosen]
 
 
 def colour_hint(plan: Radiometry, bands: list[int], values: np.ndarray) -> str:
-    """A hint naming a band order whose colour balance matches the card's far better than the guess ('' if none).
+    """A caution when the guessed bands' colour balance is far from the card's ('' when close, or not comparable).
 
     ``values`` (len(bands), N) samples ``bands``, the guessed ones first. The balance is the
     chromaticity of the mean value fed to the model (each channel's share of their sum),
-    compared with the card's standardisation means, which are the training images' means.
+    compared with the card's standardisation means, the training images' means. The caution
+    needs another order of ``bands`` to fit much better, but names none: colour balance is no
+    evidence of which band holds which colour (scenes differ); only the raster's own
+    descriptions, colour interpretation or wavelengths are.
     """
     need = len(plan.bands)
     per_band = plan.scaling == "percentile-per-band" or plan.card.band_raw_ranges
     if per_band or need < 2 or len(bands) < need or values.shape[1] == 0:
         return ""
-    # 'none', 'card' and 'percentile' map every band alike, so the other bands can be mapped the same way;
-    # a product's curves belong to channels, not bands, so the balance is judged on the linear mapping.
+    # 'none', 'card' and 'percentile' map every band alike; a product's curves belong to channels,
+    # not bands, so the balance is judged on the linear mapping.
     n = len(bands)
     common = dataclasses.replace(plan, bands=list(bands), low=(plan.low[0],) * n, high=(plan.high[0],) * n, curves=None)
     means = common.to_values(values).mean(axis=1) / plan.card.value_range[1]
@@ -671,17 +800,14 @@ def colour_hint(plan: Radiometry, bands: list[int], values: np.ndarray) -> str:
     best = min(itertools.permutations(range(len(bands)), need), key=distance)
     if guess <= COLOUR_FAR or distance(best) >= guess * COLOUR_BETTER:
         return ""
-    order = [bands[i] for i in best]
-    shown = ", ".join(f"{m:.2f}" for m in means[:need])
-    trained = ", ".join(f"{m:.2f}" for m in plan.card.standardization_mean)
     return OptionText(
-        "The guessed bands {guessed} give a colour balance unlike the training images' ({names} means {shown} "
-        "of the range, trained {trained}); bands {order} come much closer: try {bands} {order}.",
+        "Bands {guessed} were guessed to hold {names}, and their colour balance is unlike the training images' "
+        "(means {shown} of the range, trained {trained}); if they do not hold {names} in this order, set {bands} "
+        "to the bands that do (see the product's documentation).",
         guessed=_join(plan.bands),
         names=", ".join(plan.card.bands),
-        shown=shown,
-        trained=trained,
-        order=_join(order),
+        shown=", ".join(f"{m:.2f}" for m in means[:need]),
+        trained=", ".join(f"{m:.2f}" for m in plan.card.standardization_mean),
     )
 
 

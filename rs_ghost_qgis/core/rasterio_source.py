@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from rasterio.windows import Window
 from .crs import check_on_earth, same_crs, transform_xy
 from .errors import InputError
 from .source import (
+    PALETTE,
     Block,
     Bounds,
     RasterInfo,
@@ -39,12 +41,19 @@ from .source import (
     unreadable_block,
 )
 
+# GDAL's driver-prefixed subdataset names (NETCDF:"f.nc":var, HDF5:..., GPKG:...).
+_DRIVER_PREFIX = re.compile(r"^[A-Z][A-Z0-9_]+:")
+# A member of an archive: /vsizip/archive.zip/member.tif (also /vsitar/ and /vsi7z/).
+_ARCHIVE = re.compile(
+    r"^/(?P<kind>vsizip|vsitar|vsi7z)/(?P<archive>.+?\.(?:zip|tar|tar\.gz|tgz|7z))(?P<member>/.*)?$", re.IGNORECASE
+)
 # Colour interpretations that name what a band holds when it has no description.
 _NAMED_COLOURS = {
     ColorInterp.red: "red",
     ColorInterp.green: "green",
     ColorInterp.blue: "blue",
     ColorInterp.alpha: "alpha",
+    ColorInterp.palette: PALETTE,  # refused with the way to expand it (radiometry)
 }
 
 
@@ -60,6 +69,7 @@ class RasterioSource:
                 raise InputError(f"Input raster {path} does not exist; check the path.")
         self._dataset = _open(path)
         try:
+            _check_bands(path, self._dataset)
             _check_georeferenced(path, self._dataset)
             _check_real(path, self._dataset)
         except InputError:
@@ -163,9 +173,30 @@ class RasterioSource:
 
 
 def is_gdal_path(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a GDAL virtual path or URL (/vsicurl/, /vsis3/, /vsizip/, https://...), not a plain file."""
+    """Whether ``path`` is a GDAL name rather than a plain file.
+
+    Virtual paths and URLs (/vsicurl/, /vsis3/, /vsizip/, https://...) and driver-prefixed names
+    of a subdataset (``NETCDF:"f.nc":var``, ``HDF5:f.h5://grp/var``, ``GPKG:f.gpkg:table``) are
+    opened by GDAL as they are: no file of that name exists.
+    """
     text = str(path)
-    return text.startswith("/vsi") or "://" in text
+    if text.startswith("/vsi") or "://" in text:
+        return True
+    # An upper-case prefix of two or more letters (a drive letter is one) naming no existing file.
+    return bool(_DRIVER_PREFIX.match(text)) and not os.path.exists(text)
+
+
+def raster_name(path: str | os.PathLike) -> str:
+    """A short name for the raster at ``path``: the file's stem, with the subdataset for a driver-prefixed name."""
+    text = str(path)
+    match = _DRIVER_PREFIX.match(text) if is_gdal_path(text) else None
+    if not match:
+        return Path(text).stem
+    rest = text[match.end() :]
+    file, _, member = rest.partition('":') if rest.startswith('"') else rest.rpartition(":")
+    stem = Path(file.strip('"')).stem
+    member = re.sub(r"[^A-Za-z0-9_.-]+", "_", member).strip("_")
+    return f"{stem}_{member}" if stem and member else stem or member or match.group(0).rstrip(":")
 
 
 @contextlib.contextmanager
@@ -179,15 +210,52 @@ def _quiet_gdal() -> Iterator[None]:
 
 
 def _open(path: Path | str) -> rasterio.DatasetReader:
-    """Open ``path`` read-only; InputError when GDAL cannot read it."""
+    """Open ``path`` read-only; InputError when GDAL cannot read it, with GDAL's reason for a GDAL name."""
     try:
         # A missing geotransform is reported by _check_georeferenced as one clear error, not as
         # a NotGeoreferencedWarning on stderr first.
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_gdal():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
-    except RasterioIOError:
-        raise InputError(f"{path} is not a raster GDAL can read (GeoTIFF, JP2, VRT, ...).") from None
+    except RasterioIOError as error:
+        if isinstance(path, Path):
+            raise InputError(f"{path} is not a raster GDAL can read (GeoTIFF, JP2, VRT, ...).") from None
+        # A URL offline, a missing archive member, a wrong subdataset: the file test cannot say which.
+        raise InputError(f"{path} cannot be opened: {_gdal_reason(path, error)}") from None
+
+
+def _gdal_reason(path: str, error: Exception) -> str:
+    """Why GDAL could not open ``path``: a missing archive, or member with what the archive holds; else GDAL's words."""
+    match = _ARCHIVE.match(path)
+    if match:
+        archive, member = match.group("archive"), (match.group("member") or "").strip("/")
+        if not os.path.exists(archive):
+            return f"the archive {archive} does not exist; check the path."
+        members = gdal.ReadDirRecursive(f"/{match.group('kind')}/{archive}") or []
+        if member and member not in members:
+            files = [m for m in members if not m.endswith("/")]
+            listed = ", ".join(files[:10]) + (f" and {len(files) - 10} more" if len(files) > 10 else "")
+            return f"{archive} holds no '{member}'; it holds: {listed or 'nothing'}."
+    reason = " ".join(str(error).split()).removeprefix("Read or write failed.").strip() or "GDAL gave no reason."
+    if reason.startswith(("CURL error", "HTTP")):  # fetched, not read: the network or the address is at fault
+        reason += "; check the address and the network connection (or download the file and give its path)."
+    return reason
+
+
+def _check_bands(path: Path | str, ds: rasterio.DatasetReader) -> None:
+    """InputError for a file without raster bands: a container (NetCDF, HDF) lists its subdatasets to pick from."""
+    if ds.count:
+        return
+    names = [v for k, v in ds.tags(ns="SUBDATASETS").items() if k.endswith("_NAME")]
+    if not names:
+        raise InputError(f"{path} holds no raster bands; give a raster file (GeoTIFF, JP2, VRT, ...).")
+    raise InputError(
+        f"{path} is a container of {len(names)} subdatasets, not one raster: pick a subdataset and give its "
+        f"name as the input (quoted for the shell), e.g. '{names[0]}'; `gdalinfo {path}` lists them all: "
+        + "; ".join(names[:10])
+        + (f"; ... and {len(names) - 10} more" if len(names) > 10 else "")
+        + "."
+    )
 
 
 def _check_georeferenced(path: Path | str, ds: rasterio.DatasetReader) -> None:
@@ -222,7 +290,7 @@ def _describe(path: Path | str, ds: rasterio.DatasetReader) -> RasterInfo:
     scales, offsets = tuple(float(s) for s in ds.scales), tuple(float(o) for o in ds.offsets)
     dtype = str(np.result_type(*ds.dtypes))
     return RasterInfo(
-        name=Path(str(path)).stem,
+        name=raster_name(path),
         width=ds.width,
         height=ds.height,
         band_count=ds.count,

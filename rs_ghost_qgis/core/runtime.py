@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,10 @@ _PACKAGE = Path(__file__).resolve().parents[1]
 MODEL_DIRS = (_PACKAGE / "resources" / "models", _PACKAGE.parent / "resources" / "models")
 DEFAULT_NAME_FILE = "default.txt"
 FEATURES_OUTPUT = "features"  # the graph output holding the pooled features, when the export added it
+# onnxruntime's messages start with a status code and a C++ source location and signature; the
+# cause (e.g. "Opset 99 is under development ...") comes after them, often past 200 characters.
+_ORT_STATUS = re.compile(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*")
+_ORT_SOURCE = re.compile(r"\s*(?:/[^\s:]*)?onnxruntime/\S+:\d+\s+(?:[^()]*\((?:[^()]|\([^()]*\))*\)\s*)?")
 
 
 @dataclass
@@ -65,6 +70,13 @@ class Model:
         """The graph's features (N, D) for a normalised batch: its ``features`` output, else its logits."""
         outputs = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
         return np.asarray(outputs[self.feature_output], dtype=np.float64).reshape(len(batch), -1)
+
+
+def runtime_reason(error: BaseException) -> str:
+    """onnxruntime's reason for ``error`` in full, without its status code and C++ source location."""
+    text = " ".join(str(error).split())
+    text = _ORT_SOURCE.sub(" ", _ORT_STATUS.sub("", text)).strip()
+    return text or type(error).__name__
 
 
 def _probabilities(output: np.ndarray, outputs_probabilities: bool, card: ModelCard) -> np.ndarray:
@@ -164,7 +176,7 @@ def _check_head_output(
     try:
         output = np.asarray(session.run(None, {input_name: probe})[index])
     except Exception as error:  # onnxruntime raises several private exception types
-        raise ModelError(f"{path} fails on a {probe.shape} input: {str(error).strip()[:200]}") from None
+        raise ModelError(f"{path} fails on a {probe.shape} input: {runtime_reason(error)}") from None
     logits = head.logits(output.reshape(1, -1), np.zeros((1, 2 * head.raster_bands)))
     _check_finite(softmax(logits.astype(np.float32)), path, "1 blank test tile")
 
@@ -184,11 +196,10 @@ def create_session(path: Path | bytes, threads: int | None) -> ort.InferenceSess
         model = path if isinstance(path, bytes) else str(path)
         return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises several private exception types
-        first_line = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         where = "The model" if isinstance(path, bytes) else path
         raise ModelError(
-            f"{where} is not a valid ONNX model ({first_line}). Re-export it with `python -m training export` "
-            "or download it again."
+            f"{where} is not a valid ONNX model ({runtime_reason(error)}). Re-export it with "
+            "`python -m training export` or download it again."
         ) from None
 
 
@@ -217,7 +228,7 @@ def _check_output(session: ort.InferenceSession, card: ModelCard, path: Path, in
     try:
         output = session.run(None, {input_name: probe})[0]
     except Exception as error:  # onnxruntime raises several private exception types
-        raise ModelError(f"{path} fails on a {probe.shape} input: {str(error).strip()[:200]}") from None
+        raise ModelError(f"{path} fails on a {probe.shape} input: {runtime_reason(error)}") from None
     output = np.asarray(output)
     if output.ndim != 2 or output.shape[1] != card.num_classes:
         raise ModelError(

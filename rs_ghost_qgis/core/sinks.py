@@ -34,7 +34,7 @@ import numpy as np
 import shapely
 from osgeo import gdal, ogr
 
-from .atomic import remove_stale_parts, temporary_path
+from .atomic import name_too_long, remove_stale_parts, temporary_path
 from .crs import srs_from_wkt
 from .errors import OutputError
 from .modelcard import ModelCard
@@ -145,6 +145,12 @@ def check_output(
     path = Path(path)
     if path.suffix.lower() not in suffixes:
         raise OutputError(f"The {what} must be a {' or '.join(suffixes)} file, not {path.name}.")
+    limit = name_too_long(path)
+    if limit is not None:
+        raise OutputError(
+            f"The {what} name {path.name[:40]}... is {len(path.name.encode())} bytes long; the file system of "
+            f"{path.parent} allows at most {limit} bytes per file name. Choose a shorter name."
+        )
     if path.is_dir():
         raise OutputError(f"The {what} {path} is a folder; give a file name.")
     if _same_file(path, input_path):

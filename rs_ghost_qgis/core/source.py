@@ -16,6 +16,9 @@ import numpy as np
 from .errors import InputError
 
 Bounds = tuple[float, float, float, float]
+# The band description a source gives a band whose values index a colour table (a palette
+# raster): the band mapping refuses it with the way to expand it (radiometry).
+PALETTE = "palette"
 """(xmin, ymin, xmax, ymax) in some CRS's units."""
 
 

@@ -8,7 +8,9 @@ written or changed that the run did not own.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sqlite3
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +245,283 @@ def test_training_numbers_are_checked_up_front(tree, tmp_path, capsys, command, 
     assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert words in err
     assert not out.exists()  # refused before the data was read or a run folder made
+
+
+# --- (5) unclear errors: the true reason and the fix ---------------------------------------------
+
+
+def _opset_99(path: Path, model: Path) -> Path:
+    """``model`` stamped with an opset onnxruntime does not support yet."""
+    import onnx
+
+    proto = onnx.load(str(model))
+    proto.opset_import[0].version = 99
+    onnx.save(proto, str(path))
+    return path
+
+
+def test_an_onnx_error_keeps_its_cause(scene, tiny_model, tmp_path, capfd):
+    # The message was cut at 200 characters, inside onnxruntime's C++ signature: "Opset 99" was lost.
+    model = _opset_99(tmp_path / "new.onnx", tiny_model)
+    assert _classify(scene, model, "--out-vector", str(tmp_path / "out" / "t.gpkg")) == 2
+    line = _error_line(capfd)
+    assert "Opset 99 is under development" in line and "onnxruntime_src" not in line and "ValidateOpset" not in line
+    assert not (tmp_path / "out").exists() or _files(tmp_path / "out") == []
+
+
+def _netcdf(path: Path, names: tuple[str, ...]) -> Path:
+    """A NetCDF file holding one 2-D variable per name: a container of subdatasets."""
+    ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional(str(path))
+    root = ds.GetRootGroup()
+    y, x = root.CreateDimension("y", None, None, 64), root.CreateDimension("x", None, None, 64)
+    for name in names:
+        root.CreateMDArray(name, [y, x], gdal.ExtendedDataType.Create(gdal.GDT_Float32)).Write(
+            np.ones((64, 64), np.float32)
+        )
+    ds = None
+    return path
+
+
+def test_a_netcdf_container_lists_its_subdatasets(tiny_model, tmp_path, capfd):
+    # It was told it had no CRS: the container has no bands of its own.
+    path = _netcdf(tmp_path / "f.nc", ("temp", "rain"))
+    assert _classify(path, tiny_model, "--out-vector", str(tmp_path / "out" / "t.gpkg")) == 2
+    line = _error_line(capfd)
+    assert "container of 2 subdatasets" in line and "pick a subdataset" in line
+    assert f'NETCDF:"{path}":temp' in line and f'NETCDF:"{path}":rain' in line
+
+
+def test_a_driver_prefixed_subdataset_is_opened(scene, tiny_model, tmp_path, capfd):
+    # NETCDF:"f.nc":Band1 was refused as a file that does not exist.
+    nc = tmp_path / "f.nc"
+    gdal.Translate(str(nc), str(scene), format="netCDF")
+    out = tmp_path / "out" / "t.gpkg"
+    assert _classify(f'NETCDF:"{nc}":Band1', tiny_model, "--bands", "1,1,1", "--out-vector", str(out)) == 0
+    assert "ERROR " not in capfd.readouterr().err
+    ds = ogr.Open(str(out))
+    assert [layer.GetName() for layer in ds] == ["f_Band1_classes"]
+
+
+def test_a_missing_subdataset_says_gdals_reason(tiny_model, tmp_path, capfd):
+    path = _netcdf(tmp_path / "f.nc", ("temp",))
+    assert _classify(f'NETCDF:"{path}":nope', tiny_model, "--out-vector", str(tmp_path / "t.gpkg")) == 2
+    line = _error_line(capfd)
+    assert "cannot be opened" in line and "does not exist" not in line
+
+
+def test_a_missing_zip_member_names_what_the_archive_holds(scene, tiny_model, tmp_path, capfd):
+    # It was "not a raster GDAL can read".
+    archive = tmp_path / "pack.zip"
+    with zipfile.ZipFile(archive, "w") as pack:
+        pack.write(scene, "scene.tif")
+    assert _classify(f"/vsizip/{archive}/other.tif", tiny_model, "--out-vector", str(tmp_path / "t.gpkg")) == 2
+    assert f"{archive} holds no 'other.tif'; it holds: scene.tif." in _error_line(capfd)
+    assert _classify(f"/vsizip/{tmp_path}/none.zip/a.tif", tiny_model, "--out-vector", str(tmp_path / "t.gpkg")) == 2
+    assert f"the archive {tmp_path}/none.zip does not exist" in _error_line(capfd)
+
+
+def test_an_address_that_cannot_be_fetched_says_why(tiny_model, tmp_path, capfd):
+    # Offline (or a host that does not exist): GDAL's reason, not "not a raster GDAL can read".
+    url = "https://rs-ghost.invalid/scene.tif"
+    assert _classify(url, tiny_model, "--out-vector", str(tmp_path / "t.gpkg")) == 2
+    line = _error_line(capfd)
+    assert "cannot be opened" in line and "not a raster GDAL can read" not in line and "network" in line, line
+
+
+def _mask(path: Path, wkt: str) -> Path:
+    """A GeoPackage mask of one polygon in EPSG:4326 (longitude, latitude)."""
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(4326)
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    layer = ds.CreateLayer("mask", srs, ogr.wkbPolygon)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(wkt))
+    layer.CreateFeature(feature)
+    ds = None
+    return path
+
+
+@pytest.mark.parametrize(
+    "area",
+    [
+        ("--mask", "POLYGON((-180 -90,180 -90,180 90,-180 90,-180 -90))"),  # was "does not overlap"
+        ("--mask", "POLYGON((-180 0,180 0,180 90,-180 90,-180 0))"),  # was "check its coordinates", ERROR lines
+        ("--bbox", "-180,-90,180,90,EPSG:4326"),
+    ],
+)
+def test_an_area_much_larger_than_the_raster_covers_all_of_it(scene, tiny_model, tmp_path, capfd, area):
+    flag, value = area
+    if flag == "--mask":
+        value = str(_mask(tmp_path / "mask.gpkg", value))
+    out = tmp_path / "t.gpkg"
+    assert _classify(scene, tiny_model, flag, value, "--out-vector", str(out)) == 0
+    err = capfd.readouterr().err
+    assert "ERROR " not in err and "error:" not in err, err
+    assert ogr.Open(str(out)).GetLayer(0).GetFeatureCount() == PATTERN.size
+
+
+def test_an_area_on_the_other_side_of_the_world_still_does_not_overlap(scene, tiny_model, tmp_path, capfd):
+    south = "-180,-90,180,-1,EPSG:4326"
+    assert _classify(scene, tiny_model, "--bbox", south, "--out-vector", str(tmp_path / "t.gpkg")) == 2
+    assert "does not overlap scene" in _error_line(capfd)
+
+
+@pytest.mark.parametrize("length", [230, 250])
+def test_a_legal_long_output_name_is_written(scene, tiny_model, tmp_path, capfd, length):
+    # The temporary name was ~23 bytes longer than the output's: a legal name failed with "File name too long".
+    out = tmp_path / ("n" * length + ".gpkg")
+    assert _classify(scene, tiny_model, "--out-vector", str(out)) == 0
+    assert "error:" not in capfd.readouterr().err
+    assert _files(tmp_path) == sorted(["scene.tif", out.name])
+
+
+def test_an_output_name_over_the_limit_says_the_limit(scene, tiny_model, tmp_path, capfd):
+    out = tmp_path / ("n" * 251 + ".gpkg")
+    assert _classify(scene, tiny_model, "--out-vector", str(out)) == 2
+    line = _error_line(capfd)
+    assert "is 256 bytes long" in line and "at most 255 bytes per file name" in line
+    assert _files(tmp_path) == ["scene.tif"]
+
+
+# --- (3) silent garbage: palettes, band orders, zero gaps -----------------------------------------
+
+
+def _palette(path: Path) -> Path:
+    """A one-band raster whose values index a colour table (the classes' colours)."""
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 96, 96, 1, gdal.GDT_Byte)
+    ds.SetGeoTransform((500_000.0, 10.0, 0.0, 6_000_000.0, 0.0, -10.0))
+    ds.SetProjection(_utm33())
+    table = gdal.ColorTable()
+    for index, colour in enumerate([(40, 60, 200), (40, 190, 60), (210, 70, 50)]):
+        table.SetColorEntry(index, (*colour, 255))
+    band = ds.GetRasterBand(1)
+    band.SetRasterColorTable(table)
+    band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
+    band.WriteArray(np.kron(PATTERN, np.ones((32, 32), int)).astype(np.uint8))
+    ds = None
+    return path
+
+
+@pytest.mark.parametrize("bands", [(), ("--bands", "1,1,1")])
+def test_a_palette_raster_is_refused_with_the_way_to_expand_it(tiny_model, tmp_path, capfd, bands):
+    # The advice was --bands 1,1,1, which feeds colour-table indices to the model as grey levels.
+    raster = _palette(tmp_path / "pal.tif")
+    assert _classify(raster, tiny_model, *bands, "--out-vector", str(tmp_path / "out" / "t.gpkg")) == 2
+    line = _error_line(capfd)
+    assert "palette raster" in line and "gdal_translate -expand rgb" in line and "1,1,1" not in line
+    assert not (tmp_path / "out").exists() or _files(tmp_path / "out") == []
+
+
+def test_an_expanded_palette_raster_classifies(tiny_model, tmp_path, capfd):
+    rgb = tmp_path / "rgb.tif"
+    gdal.Translate(str(rgb), str(_palette(tmp_path / "pal.tif")), rgbExpand="rgb")
+    out = tmp_path / "t.gpkg"
+    assert _classify(rgb, tiny_model, "--out-vector", str(out)) == 0
+    classes = _tile_classes(out)
+    assert [classes[divmod(k, 3)] for k in range(9)] == PATTERN.ravel().tolist()
+
+
+def test_a_model_band_the_raster_lacks_is_named(scene, tmp_path, capfd):
+    # A 4-band model (red, green, blue, nir) on an RGB raster was told "e.g. 1,1,1,1": NIR fed with red.
+    from tests.tiny_model import pooled_model, tiny_card
+
+    card = tiny_card()
+    four = dataclasses.replace(
+        card, bands=[*card.bands, "nir"], standardization_mean=[0.5] * 4, standardization_std=[0.25] * 4
+    )
+    model = _four_band_model(tmp_path / "four.onnx", pooled_model(tmp_path / "three.onnx", card), four)
+    assert _classify(scene, model, "--out-vector", str(tmp_path / "out" / "t.gpkg")) == 2
+    line = _error_line(capfd)
+    assert "scene has no band for nir" in line and "band 1 is red, band 2 is green, band 3 is blue" in line
+    assert "1,1,1,1" not in line
+
+
+def _four_band_model(path: Path, three: Path, card) -> Path:
+    """The pooled three-band model widened to four input bands, with ``card``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    proto = onnx.load(str(three))
+    proto.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 4
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 3], np.eye(4, 3, dtype=np.float32).ravel())
+    proto.graph.initializer[0].CopyFrom(weight)
+    del proto.metadata_props[:]
+    for key, value in card.to_metadata().items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(path))
+    return path
+
+
+def test_unnamed_bands_get_a_caution_without_a_made_up_order(tmp_path):
+    # NAIP-like red, green, blue, NIR without colour interpretation: the hint said --bands 3,4,2 (NIR as green).
+    from rs_ghost_qgis.core.radiometry import plan_radiometry
+    from rs_ghost_qgis.core.rasterio_source import RasterioSource
+    from tests.core.test_radiometry import eurosat_card
+
+    image = class_pattern(PATTERN, 32)
+    nir = np.full((1, *image.shape[1:]), 120, np.uint8)
+    path = write_raster(tmp_path / "naip.tif", np.concatenate([image, nir]), photometric="MINISBLACK")
+    with RasterioSource(path) as source:
+        plan = plan_radiometry(source, eurosat_card())
+    assert plan.bands == [1, 2, 3]
+    (caution,) = plan.warnings
+    assert "colour balance is unlike" in caution and "3,4,2" not in caution and "try" not in caution
+
+
+def test_bands_are_matched_by_their_wavelengths(tmp_path):
+    # A 200-band hyperspectral raster: its band order is known from the wavelengths in its metadata.
+    from rs_ghost_qgis.core.radiometry import choose_bands
+    from rs_ghost_qgis.core.rasterio_source import RasterioSource
+    from tests.tiny_model import tiny_card
+
+    wavelengths = np.linspace(400, 2500, 200)
+    data = np.random.default_rng(0).uniform(0.02, 0.4, (200, 32, 32)).astype(np.float32)
+    path = write_raster(tmp_path / "hyper.tif", data)
+    with rasterio.open(path, "r+") as ds:
+        for band, nm in enumerate(wavelengths, start=1):
+            ds.update_tags(band, wavelength=f"{nm:.1f}", wavelength_units="Nanometers")
+    with RasterioSource(path) as source:
+        bands, note = choose_bands(source, tiny_card(), None)
+    expected = [int(np.argmin(abs(wavelengths - nm))) + 1 for nm in (665, 560, 492)]
+    assert bands == expected and "matched" in note
+
+
+def _tile_classes(path: Path) -> dict[tuple[int, int], int | None]:
+    """(tile_row, tile_col) -> class_id of a run's tile layer (None: not classified)."""
+    ds = ogr.Open(str(path))  # held while its layer is read: OGR frees the layer with it
+    return {(f.GetField("tile_row"), f.GetField("tile_col")): f.GetField("class_id") for f in ds.GetLayer(0)}
+
+
+def _gap_mosaic(folder: Path) -> Path:
+    """A VRT of two scenes with an undeclared all-zero gap of one tile column between them."""
+    image = class_pattern(np.array([[1], [2], [1]]), 32)
+    left = write_raster(folder / "left.tif", image)
+    right = write_raster(folder / "right.tif", image, origin=(500_000.0 + 640.0, 6_000_000.0))
+    gdal.BuildVRT(str(folder / "mosaic.vrt"), [str(left), str(right)])
+    return folder / "mosaic.vrt"
+
+
+def test_an_undeclared_zero_gap_is_nodata_and_said(tiny_model, tmp_path, capfd):
+    # The gap was classified as water at confidence 1.00.
+    out = tmp_path / "t.gpkg"
+    assert _classify(_gap_mosaic(tmp_path), tiny_model, "--out-vector", str(out)) == 0
+    err = capfd.readouterr().err
+    assert "are 0 in every band" in err and "taken as nodata" in err and "ERROR " not in err, err
+    tiles = _tile_classes(out)
+    assert [tiles[(r, 1)] for r in range(3)] == [None, None, None]  # the gap's column: not classified
+    assert [tiles[(r, 0)] for r in range(3)] == [1, 2, 1] and [tiles[(r, 2)] for r in range(3)] == [1, 2, 1]
+
+
+def test_an_empty_block_is_a_failed_read_not_nodata(scene, tiny_model):
+    # Seen in QGIS: a reprojection that returned nothing gave 0-byte blocks, counted as nodata.
+    from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
+    from rs_ghost_qgis.core.rasterio_source import RasterioSource
+    from rs_ghost_qgis.core.source import Block
+
+    class Empty(RasterioSource):
+        def read(self, bounds, crs_wkt, width, height, bands):
+            return Block(np.zeros((len(bands), 0, 0), np.uint8), np.zeros((0, 0), bool))
+
+    with Empty(scene) as source, pytest.raises(InputError, match="the read failed, so its pixels are not nodata"):
+        classify(source, ClassifyOptions(model_path=str(tiny_model), bands=[1, 2, 3], threads=1))

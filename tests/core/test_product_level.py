@@ -563,7 +563,7 @@ def test_the_warning_as_plain_text_names_field_and_flag(tmp_path):
     assert "set Product level (--product) to l2a" in " | ".join(plan.warnings)
 
 
-def test_the_colour_hint_finds_the_band_order_when_the_card_has_curves(tmp_path):
+def test_the_colour_caution_is_given_when_the_card_has_curves(tmp_path):
     # Curves alike for all bands: value = reflectance / 2. No descriptions: bands 1,2,3 are guessed.
     half = {"raw": [0.0, 510.0], "value": [0.0, 255.0]}
     bands = dict.fromkeys(("red", "green", "blue"), half)
@@ -579,7 +579,8 @@ def test_the_colour_hint_finds_the_band_order_when_the_card_has_curves(tmp_path)
     plan = plan_of(path, card)
     assert plan.bands == [1, 2, 3] and plan.product == "l2a"
     (hint,) = plan.warnings
-    assert "try Bands (--bands) 4,2,3" in hint, hint
+    # Issue 24: cautioned, but no order proposed from colour balance alone.
+    assert "colour balance is unlike" in hint and "4,2,3" not in hint, hint
 
 
 # --- the command line -----------------------------------------------------------------------------------

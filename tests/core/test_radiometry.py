@@ -79,8 +79,18 @@ def test_wrong_number_of_bands_given(tmp_path):
 
 
 def test_fewer_bands_than_needed_and_no_mapping(tmp_path):
-    message = r"2 usable band.*needs 3.*Bands \(--bands\), e.g. 1,1,1"
-    with _source(tmp_path, 2) as source, pytest.raises(InputError, match=message):
+    # Issue 24: 1,1 of a two-band raster is no advice; only a grey raster's one band may feed every channel.
+    message = r"2 usable band.*needs 3.*nothing in the raster says which band holds what"
+    with _source(tmp_path, 2) as source, pytest.raises(InputError, match=message) as refused:
+        choose_bands(source, tiny_card(), None)
+    assert "1,1" not in str(refused.value)
+
+
+def test_a_grey_raster_is_told_to_feed_its_band_to_every_channel(tmp_path):
+    message = (
+        r"1 usable band.*needs 3.*one band may feed every channel: give a mapping in Bands \(--bands\), e.g. 1,1,1"
+    )
+    with _source(tmp_path, 1) as source, pytest.raises(InputError, match=message):
         choose_bands(source, tiny_card(), None)
 
 
@@ -343,7 +353,9 @@ def test_guessed_bands_with_an_odd_colour_balance_get_a_hint(tmp_path):
         plan = plan_radiometry(source, eurosat_card())
     assert plan.bands == [1, 2, 3] and "assumed" in plan.bands_note and "--bands" in plan.bands_note
     (hint,) = plan.warnings
-    assert "colour balance unlike the training images" in hint and "try Bands (--bands) 3,2,1" in hint
+    # Issue 24: the balance is no evidence of which band is which; the caution names no order of its own.
+    assert "colour balance is unlike the training images'" in hint and "set Bands (--bands) to the bands" in hint
+    assert "3,2,1" not in hint and "try" not in hint
 
 
 def test_guessed_bands_in_the_right_order_get_no_hint(tmp_path):
