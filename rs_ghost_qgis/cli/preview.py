@@ -26,6 +26,7 @@ def render_preview(
 ) -> tuple[Path, Path]:
     """Draw the preview of ``path`` under a temporary name; return (temporary, final path) for publish_all."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # check_output makes no folder
     tmp = temporary_path(path)
     try:
         _draw(source, result, tmp, options)

@@ -56,6 +56,36 @@ def name_too_long(path: str | os.PathLike) -> int | None:
     return limit if len(path.name.encode()) > limit else None
 
 
+def make_folders(folder: str | os.PathLike) -> list[Path]:
+    """Create ``folder`` and its missing parents; return the folders this made, outermost first.
+
+    A run that fails hands them to ``remove_folders``: it leaves no empty folder it made.
+    """
+    missing: list[Path] = []
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for made in reversed(missing):
+        made.mkdir(exist_ok=True)
+    return list(reversed(missing))
+
+
+def remove_folders(folders: list[Path]) -> None:
+    """Remove the folders ``make_folders`` made, innermost first, where they are still empty."""
+    for folder in reversed(folders):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def nearest_folder(path: str | os.PathLike) -> Path:
+    """The nearest existing ancestor of ``path`` (the folder a new file or folder would go into)."""
+    folder = Path(os.path.abspath(path)).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
 def usual_mode() -> int:
     """The rights a plain ``open(path, 'w')`` would give: 0o666 less the umask."""
     mask = os.umask(0)

@@ -42,10 +42,13 @@ def srs_from_wkt(wkt: str) -> osr.SpatialReference:
 def _new_srs(wkt: str) -> osr.SpatialReference:
     srs = osr.SpatialReference()
     # osgeo may or may not raise (its exception mode is process-wide; QGIS plugins share it).
+    gdal.PushErrorHandler("CPLQuietErrorHandler")  # PROJ's 'crs not found' line: said below as one error
     try:
         failed = srs.SetFromUserInput(wkt) != 0
     except RuntimeError:
         failed = True
+    finally:
+        gdal.PopErrorHandler()
     if failed:
         raise InputError(f"Cannot read the coordinate reference system {wkt[:80]!r}.")
     srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)

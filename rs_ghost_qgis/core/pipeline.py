@@ -22,6 +22,7 @@ import shapely
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import crs, workload
+from .atomic import make_folders, remove_folders
 from .errors import Cancelled, InputError
 from .grid import EDGE_POLICY, Area, Grid, build_grid
 from .head import tile_band_statistics
@@ -212,7 +213,10 @@ def classify(
         check_layers(out_vector, layer_name(info.name), options.overwrite)
         vector_sink = GeoPackageSink(out_vector, layer_name(info.name), layer_description(metadata), metadata)
     raster = None
+    made: list = []  # the output folders this run made: removed again if it fails
     try:
+        for path in (out_vector, options.out_raster):
+            made += make_folders(Path(path).parent) if path else []
         if vector_sink is not None:
             vector_sink.open(tile_fields(card), info.crs_wkt)
         if options.out_raster:
@@ -240,6 +244,7 @@ def classify(
             vector_sink.abort()
         if raster is not None:
             raster.abort()
+        remove_folders(made)
         raise
     if progress:
         progress(100.0)

@@ -135,6 +135,8 @@ def load_model(path: str | os.PathLike | None = None, threads: int | None = None
     ``path`` None loads the bundled model; ``threads`` None lets onnxruntime use every core.
     """
     path = Path(path) if path is not None else default_model_path()
+    if path.is_dir():
+        raise ModelError(f"Model {path} is a folder; give the .onnx file in it, or omit it to use the bundled model.")
     if not path.is_file():
         raise ModelError(f"Model file {path} does not exist; check the path or omit it to use the bundled model.")
     if not os.access(path, os.R_OK):

@@ -34,7 +34,7 @@ import numpy as np
 import shapely
 from osgeo import gdal, ogr
 
-from .atomic import name_too_long, remove_stale_parts, temporary_path
+from .atomic import name_too_long, nearest_folder, remove_stale_parts, temporary_path
 from .crs import srs_from_wkt
 from .errors import OutputError
 from .modelcard import ModelCard
@@ -159,15 +159,25 @@ def check_output(
         )
     if path.exists() and not overwrite:
         raise _exists(path)
-    probe = temporary_path(path)
+    _check_folder(path, what)
+    if path.parent.is_dir():
+        remove_stale_parts(path.parent)
+    return path
+
+
+def _check_folder(path: Path, what: str) -> None:
+    """OutputError unless ``path`` can be written, probed without making any folder (the run makes them)."""
+    folder = nearest_folder(path)
+    if not folder.is_dir():
+        raise OutputError(
+            f"Cannot write the {what} {path}: {folder} is a file, not a folder. Choose a folder for the output."
+        )
+    probe = temporary_path(folder / path.name)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         probe.touch()
         probe.unlink()
     except OSError as error:
-        raise OutputError(f"Cannot write the {what} into {path.parent}: {error.strerror or error}.") from None
-    remove_stale_parts(path.parent)
-    return path
+        raise OutputError(f"Cannot write the {what} into {folder}: {error.strerror or error}.") from None
 
 
 def _exists(path: Path) -> OutputError:

@@ -525,3 +525,40 @@ def test_an_empty_block_is_a_failed_read_not_nodata(scene, tiny_model):
 
     with Empty(scene) as source, pytest.raises(InputError, match="the read failed, so its pixels are not nodata"):
         classify(source, ClassifyOptions(model_path=str(tiny_model), bands=[1, 2, 3], threads=1))
+
+
+# --- (7) leftovers and stray lines found by the round-2 sweep ------------------------------------
+
+
+@pytest.mark.parametrize("why", ["model", "nothing classified"])
+def test_a_refused_run_leaves_no_output_folder_it_made(scene, tiny_model, tmp_path, capfd, why):
+    # check_output made the output's folders before the model or the data were checked: left empty.
+    out = tmp_path / "new" / "deeper"
+    model = str(tmp_path / "text.onnx") if why == "model" else str(tiny_model)
+    (tmp_path / "text.onnx").write_text("not a model")
+    image = class_pattern(PATTERN, 32)
+    image[:, :, 8:] = 0  # nodata (declared) in most of every tile: none has half its pixels valid
+    raster = write_raster(tmp_path / "sparse.tif", image, nodata=0) if why != "model" else scene
+    assert _classify(raster, model, "--out-vector", str(out / "t.gpkg"), "--out-raster", str(out / "c.tif")) == 2
+    _error_line(capfd)
+    assert not (tmp_path / "new").exists()
+
+
+def test_an_output_folder_that_is_a_file_is_said(scene, tiny_model, tmp_path, capfd):
+    (tmp_path / "notes.txt").write_text("x")
+    assert _classify(scene, tiny_model, "--out-vector", str(tmp_path / "notes.txt" / "t.gpkg")) == 2
+    assert f"{tmp_path / 'notes.txt'} is a file, not a folder" in _error_line(capfd)
+
+
+def test_a_model_path_that_is_a_folder_is_said(scene, tmp_path, capfd):
+    (tmp_path / "models").mkdir()
+    assert _classify(scene, tmp_path / "models", "--out-vector", str(tmp_path / "t.gpkg")) == 2
+    assert "is a folder; give the .onnx file in it" in _error_line(capfd)
+
+
+def test_an_unknown_epsg_code_is_one_line(scene, tiny_model, tmp_path, capfd):
+    # PROJ's own 'ERROR 1: ... crs not found' came first.
+    assert (
+        _classify(scene, tiny_model, "--bbox", "13,53,14,54,EPSG:999999", "--out-vector", str(tmp_path / "t.gpkg")) == 2
+    )
+    assert "Cannot read the coordinate reference system 'EPSG:999999'" in _error_line(capfd)
