@@ -360,12 +360,28 @@ def _describe_failure(error: BaseException, index: int) -> str:
 
 def _make_dir(out: Path) -> Path | None:
     """Create DIR (and its parents); return the topmost folder this made, None when DIR existed."""
+    _check_not_a_file(out)
     missing = next((folder for folder in reversed([out, *out.parents]) if not folder.exists()), None)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise _cannot_write(out, error) from None
     return missing
+
+
+def _check_not_a_file(out: Path) -> None:
+    """Refuse a DIR that is, or lies under, a regular file (mkdir says only 'File exists' or 'Not a directory')."""
+    from .atomic import nearest_folder
+
+    blocking = out if out.exists() else nearest_folder(out)
+    if blocking.exists() and not blocking.is_dir():
+        raise OutputError(
+            OptionText(
+                "Cannot write into {out_dir} {folder}: {file} is a file, not a folder; choose a folder.",
+                folder=out,
+                file=blocking,
+            )
+        )
 
 
 def _prepare_dir(out: Path) -> None:

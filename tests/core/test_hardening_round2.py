@@ -562,3 +562,16 @@ def test_an_unknown_epsg_code_is_one_line(scene, tiny_model, tmp_path, capfd):
         _classify(scene, tiny_model, "--bbox", "13,53,14,54,EPSG:999999", "--out-vector", str(tmp_path / "t.gpkg")) == 2
     )
     assert "Cannot read the coordinate reference system 'EPSG:999999'" in _error_line(capfd)
+
+
+@pytest.mark.parametrize("under", [False, True])
+def test_a_classify_many_out_dir_that_is_a_file_is_said(scene, tiny_model, tmp_path, capfd, under):
+    # mkdir's own words came through: 'File exists' (or 'Not a directory' for a folder under the file).
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    out = notes / "out" if under else notes
+    argv = ["classify-many", str(scene), "--model", str(tiny_model), "--out-dir", str(out), "--workers", "1"]
+    assert main(argv) == 2
+    line = _error_line(capfd)
+    assert f"--out-dir {out}" in line and f"{notes} is a file, not a folder" in line, line
+    assert notes.read_text() == "x" and _files(tmp_path) == ["notes.txt", "scene.tif"]
