@@ -39,7 +39,7 @@ from training.export import ExportError, embed_card, write_model
 from training.losses import DEFAULTS as DISTILL_DEFAULTS
 from training.models import MODEL_NAMES
 from training.precision import CHOICES as PRECISIONS
-from training.quantize import CALIBRATION_IMAGES, evaluation_folder, format_table, load_fp32, quantize
+from training.quantize import CALIBRATION_IMAGES, check_out, evaluation_folder, format_table, load_fp32, quantize
 from training.recipe import apply_recipe, read_recipe, recipe_path
 from training.report import results_table
 from training.soft_labels import default_path as default_soft_labels_path
@@ -400,6 +400,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _quantize(args: argparse.Namespace) -> int:
     _check_positive(args, "calibration_images", "image_size")
+    check_out(args.out)  # before the data is loaded
     data = _load_data(args, image_size=args.image_size or load_fp32(args.model).image_size)
     report = quantize(args.model, args.out, data, calibration_images=args.calibration_images, seed=args.seed)
     print(format_table(report))

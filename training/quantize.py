@@ -71,9 +71,10 @@ def quantize(
 
     Calibration uses ``calibration_images`` training images drawn with ``seed``; accuracy is
     measured on ``data.val``. Evaluation files go to ``<out stem>_evaluation/{fp32,int8}`` and a
-    markdown card beside ``out``. A folder that cannot be written (or a full disk) is a TrainingError.
+    markdown card beside ``out``. An ``out`` not ending in .onnx, a folder that cannot be written
+    or a full disk is a TrainingError.
     """
-    model, out = Path(model), Path(out)
+    model, out = Path(model), check_out(out)
     fp32 = load_fp32(model)
     card = ModelCard.from_metadata(_metadata(model), source=str(model))
     try:
@@ -105,6 +106,17 @@ def _quantize_and_measure(
     atomic.write_text(folder / "quantization.json", json.dumps(report, indent=2))
     atomic.write_text(out.with_suffix(".md"), ModelCard.from_metadata(_metadata(out)).to_markdown())
     return report
+
+
+def check_out(out: str | Path) -> Path:
+    """``out`` as a Path; TrainingError unless it names an .onnx file (checked before anything is made)."""
+    out = Path(out)
+    # The int8 file is measured through load_scorer, which tells models from checkpoints by the suffix.
+    if out.suffix.lower() != ".onnx":
+        raise TrainingError(
+            f"--out {out} must end in .onnx: quantize writes an ONNX model; for example --out {out.stem}_int8.onnx."
+        )
+    return out
 
 
 def load_fp32(model: str | Path) -> Scorer:

@@ -575,3 +575,16 @@ def test_a_classify_many_out_dir_that_is_a_file_is_said(scene, tiny_model, tmp_p
     line = _error_line(capfd)
     assert f"--out-dir {out}" in line and f"{notes} is a file, not a folder" in line, line
     assert notes.read_text() == "x" and _files(tmp_path) == ["notes.txt", "scene.tif"]
+
+
+@pytest.mark.parametrize("name", ["m.txt", "m"])
+def test_quantize_refuses_an_out_that_is_no_onnx_file_and_makes_nothing(tiny_model, tmp_path, capsys, name):
+    # It called its own temporary file 'not a readable training checkpoint' and left an empty folder.
+    tree = make_class_tree(tmp_path / "tree", per_class=3)
+    out = tmp_path / "new" / name
+    data = ["--data", str(tree), "--cache-dir", str(tmp_path / "cache")]
+    assert training_cli.main(["quantize", "--model", str(tiny_model), *data, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert f"--out {out} must end in .onnx" in err and "checkpoint" not in err, err
+    assert _files(tmp_path) == ["tree"]
