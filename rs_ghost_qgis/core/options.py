@@ -200,6 +200,13 @@ def check_product(product: str | None) -> str:
     return product
 
 
+def check_threads(threads: int | None) -> int | None:
+    """``threads`` for onnxruntime (None or 0: every core); negative: OptionError."""
+    if threads is not None and threads < 0:
+        raise OptionError("threads", "{threads} must be positive (or 0 for all cores), not {value}.", value=threads)
+    return threads
+
+
 def parse_stride(stride: int | None) -> int | None:
     """A stride in model pixels; None or 0 -> None (the tile size, no overlap); negative: OptionError.
 

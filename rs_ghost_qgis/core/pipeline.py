@@ -27,7 +27,7 @@ from .errors import Cancelled, InputError
 from .grid import EDGE_POLICY, Area, Grid, build_grid
 from .head import tile_band_statistics
 from .modelcard import ModelCard
-from .options import OptionError, OptionText, check_area
+from .options import OptionError, OptionText, check_area, check_threads
 from .radiometry import Radiometry, plan_radiometry
 from .runtime import Model, load_model
 from .sinks import (
@@ -348,10 +348,7 @@ def _check_options(options: ClassifyOptions) -> None:
         raise OptionError("offset", "{offset} must be a raw value of 0 or more, not {value}.", value=options.offset)
     if options.batch_size < 1:
         raise InputError(f"The batch size (--batch-size) must be at least 1, not {options.batch_size}.")
-    if options.threads is not None and options.threads < 0:
-        raise OptionError(
-            "threads", "{threads} must be positive (or 0 for all cores), not {value}.", value=options.threads
-        )
+    check_threads(options.threads)  # before the raster is read; create_session checks it again
 
 
 def _metadata(name: str, model: Model, grid: Grid, radiometry: Radiometry, options: ClassifyOptions) -> dict[str, str]:

@@ -13,7 +13,7 @@ import onnxruntime as ort
 from .errors import ModelError
 from .head import Head
 from .modelcard import ModelCard
-from .options import OptionText
+from .options import OptionText, check_threads
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 # The installed plugin carries its model inside the package; a development checkout keeps
@@ -184,9 +184,12 @@ def _check_head_output(
 
 
 def create_session(path: Path | bytes, threads: int | None) -> ort.InferenceSession:
-    """An onnxruntime CPU session with our settings, for a file or a model's bytes; ModelError if not ONNX."""
+    """An onnxruntime CPU session with our settings, for a file or a model's bytes; ModelError if not ONNX.
+
+    A negative ``threads`` is an OptionError here, whichever face or command asked (info, adapt, classify).
+    """
     options = ort.SessionOptions()
-    options.intra_op_num_threads = max(0, int(threads or 0))
+    options.intra_op_num_threads = int(check_threads(threads) or 0)
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

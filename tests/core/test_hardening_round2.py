@@ -588,3 +588,14 @@ def test_quantize_refuses_an_out_that_is_no_onnx_file_and_makes_nothing(tiny_mod
     assert err.startswith("error: ") and len(err.splitlines()) == 1, err
     assert f"--out {out} must end in .onnx" in err and "checkpoint" not in err, err
     assert _files(tmp_path) == ["tree"]
+
+
+@pytest.mark.parametrize("command", ["info", "classify"])
+def test_a_negative_thread_count_is_refused_by_every_command(scene, tiny_model, tmp_path, capfd, command):
+    # info ignored it (onnxruntime was given 0, every core) while classify refused it.
+    argv = [command, "--model", str(tiny_model), "--threads", "-2"]
+    if command == "classify":
+        argv[1:1] = [str(scene)]
+        argv += ["--out-vector", str(tmp_path / "t.gpkg")]
+    assert main(argv) == 2
+    assert _error_line(capfd) == "error: --threads must be positive (or 0 for all cores), not -2."
