@@ -32,7 +32,16 @@ from qgis.core import (
 )
 
 from ..core.errors import InputError
-from ..core.source import Block, Bounds, RasterInfo, finite_pixels, is_scaled, physical_dtype, unreadable_block
+from ..core.source import (
+    PALETTE,
+    Block,
+    Bounds,
+    RasterInfo,
+    finite_pixels,
+    is_scaled,
+    physical_dtype,
+    unreadable_block,
+)
 
 # QGIS data types -> numpy. ARGB32 (WMS, XYZ) is split into uint8 R, G, B plus alpha.
 _NUMPY_TYPES = {
@@ -48,8 +57,14 @@ if hasattr(Qgis, "Int8"):  # QGIS 3.30 and later (GDAL 3.7's Int8); earlier ones
     _NUMPY_TYPES[Qgis.Int8] = np.int8
 _COLOR_TYPES = (Qgis.ARGB32, Qgis.ARGB32_Premultiplied)
 _BAND_PREFIX = re.compile(r"^Band \d+:?\s*")
-# Colour interpretations that name what a band holds when it has no description.
-_NAMED_COLOURS = {QgsRaster.RedBand: "red", QgsRaster.GreenBand: "green", QgsRaster.BlueBand: "blue"}
+# Colour interpretations that name what a band holds when it has no description, as the
+# rasterio source names them: a palette band is refused with the way to expand it (radiometry).
+_NAMED_COLOURS = {
+    QgsRaster.RedBand: "red",
+    QgsRaster.GreenBand: "green",
+    QgsRaster.BlueBand: "blue",
+    QgsRaster.PaletteIndex: PALETTE,
+}
 CRS_WKT_FLAVOUR = QgsCoordinateReferenceSystem.WKT_PREFERRED
 # Providers whose pixels come from a server: "wms" also serves XYZ and WMTS layers.
 WEB_PROVIDERS = frozenset({"wms", "wcs", "arcgismapserver"})

@@ -107,3 +107,63 @@ def test_a_layer_in_a_local_crs_is_refused_before_the_run(qgis_app, tmp_path):
     layer = QgsRasterLayer(str(_local(tmp_path / "site.tif")), "site")
     with pytest.raises(InputError, match="local \\(engineering\\) coordinate system"):
         QgisLayerSource.from_layer(layer)
+
+
+# --- palettes and wavelengths: the QGIS source tells the engine what the rasterio source does ---
+
+
+def _bands_of(path: Path, card):
+    """(bands, note) that the engine chooses for ``path`` read through QGIS and through rasterio."""
+    from qgis.core import QgsRasterLayer
+
+    from rs_ghost_qgis.core.radiometry import choose_bands
+    from rs_ghost_qgis.core.rasterio_source import RasterioSource
+    from rs_ghost_qgis.qgis_io.source import QgisLayerSource
+
+    layer = QgsRasterLayer(str(path), path.stem)
+    qgis_choice = choose_bands(QgisLayerSource.from_layer(layer), card, None)
+    with RasterioSource(path) as source:
+        return qgis_choice, choose_bands(source, card, None)
+
+
+def test_a_palette_layer_is_refused_with_the_way_to_expand_it(qgis_app, tmp_path):
+    # QGIS named the palette band by nothing, so the engine proposed --bands 1,1,1 (indices as grey).
+    from qgis.core import QgsRasterLayer
+
+    from rs_ghost_qgis.core.errors import InputError
+    from rs_ghost_qgis.core.radiometry import choose_bands
+    from rs_ghost_qgis.core.source import PALETTE
+    from rs_ghost_qgis.qgis_io.source import QgisLayerSource
+    from tests.core.test_hardening_round2 import _palette
+    from tests.tiny_model import tiny_card
+
+    source = QgisLayerSource.from_layer(QgsRasterLayer(str(_palette(tmp_path / "pal.tif")), "pal"))
+    assert source.info.band_descriptions == (PALETTE,)
+    for bands in (None, [1, 1, 1]):
+        with pytest.raises(InputError, match="palette raster.*gdal_translate -expand rgb") as caught:
+            choose_bands(source, tiny_card(), bands)
+        assert "1,1,1" not in str(caught.value)
+
+
+def test_a_palette_layer_is_refused_by_processing(qgis_app, provider, tmp_path, tiny_model):
+    from tests.core.test_hardening_round2 import _palette
+
+    out = tmp_path / "out.gpkg"
+    with pytest.raises(QgsProcessingException, match="gdal_translate -expand rgb"):
+        _classify(_palette(tmp_path / "pal.tif"), tiny_model, str(out))
+    assert not out.exists()
+
+
+def test_bands_are_matched_by_their_wavelengths_in_qgis_too(qgis_app, tmp_path):
+    from tests.tiny_model import tiny_card
+
+    wavelengths = np.linspace(400, 2500, 200)
+    data = np.random.default_rng(0).uniform(0.02, 0.4, (200, 32, 32)).astype(np.float32)
+    path = write_geotiff(tmp_path / "hyper.tif", data)
+    with rasterio.open(path, "r+") as ds:
+        for band, nm in enumerate(wavelengths, start=1):
+            ds.update_tags(band, wavelength=f"{nm:.1f}", wavelength_units="Nanometers")
+    (bands, note), rasterio_choice = _bands_of(path, tiny_card())
+    expected = [int(np.argmin(abs(wavelengths - nm))) + 1 for nm in (665, 560, 492)]
+    assert bands == expected and "matched" in note
+    assert (bands, note) == rasterio_choice
