@@ -256,6 +256,8 @@ class QgisLayerSource:
             failed = block is None or not block.isValid() or gdal.GetLastErrorType() >= gdal.CE_Failure
             if failed and not self._info.web:
                 raise unreadable_block(self._info, bounds, crs_wkt, _last_gdal_error(band))
+            if not failed and block.isEmpty() and not self._is_outside(bounds, crs_wkt):
+                raise _empty_read(self._info)
             return _decode_block(block, width, height, dtype or self._band_dtype(band))
 
         if self._is_color:
@@ -278,6 +280,24 @@ class QgisLayerSource:
         # The engine's rule, as in the rasterio source: NaN or inf in any band is nodata.
         return Block(data=data, valid=valid & finite_pixels(data))
 
+    def _is_outside(self, bounds: Bounds, crs_wkt: str) -> bool:
+        """Whether ``bounds`` (in ``crs_wkt``) lie wholly outside the raster, as osr transforms them.
+
+        QgsRasterProjector returns a valid block without pixels when the area does not reach the
+        raster, and also when QGIS's coordinate transform has gone wrong in this thread (seen once
+        in a long session: it returned its input unchanged). osr, outside QGIS's transform cache,
+        tells the two apart. An area that osr cannot carry over is not proven outside.
+        """
+        from ..core.crs import transform_xy
+
+        try:
+            native = transform_xy(_outline(bounds), crs_wkt or self._info.crs_wkt, self._info.crs_wkt)
+        except InputError:
+            return False
+        (xmin, ymin), (xmax, ymax) = native.min(axis=0), native.max(axis=0)
+        rxmin, rymin, rxmax, rymax = self._info.bounds
+        return xmax < rxmin or xmin > rxmax or ymax < rymin or ymin > rymax
+
 
 def _average_down(block: Block, factor: int) -> Block:
     """Average each ``factor`` x ``factor`` cell; a cell is valid where all its pixels are."""
@@ -290,6 +310,28 @@ def _average_down(block: Block, factor: int) -> Block:
         data = np.rint(data)
     valid = block.valid.reshape(height // factor, factor, width // factor, factor).all(axis=(1, 3))
     return Block(data=data.astype(block.data.dtype), valid=valid)
+
+
+def _outline(bounds: Bounds, points: int = 11) -> np.ndarray:
+    """The edges of ``bounds`` as (N, 2) points, ``points`` per edge (a projected edge bends)."""
+    xmin, ymin, xmax, ymax = bounds
+    xs, ys = np.linspace(xmin, xmax, points), np.linspace(ymin, ymax, points)
+    edges = [np.c_[xs, np.full(points, y)] for y in (ymin, ymax)] + [
+        np.c_[np.full(points, x), ys] for x in (xmin, xmax)
+    ]
+    return np.concatenate(edges)
+
+
+def _empty_read(info: RasterInfo) -> InputError:
+    """The error for an empty block where the area overlaps the raster: a failed read, never nodata.
+
+    Read as nodata, it made every later run of a QGIS session fail with 'N nodata or NaN'.
+    """
+    return InputError(
+        f"Reading {info.name} gave an empty block for an area that overlaps it: QGIS's reprojection returned no "
+        "pixels, so the read failed (these pixels are not nodata). Run again; if it fails again, restart QGIS "
+        "(its coordinate transforms can go wrong in a long session)."
+    )
 
 
 def _local_path(provider: QgsRasterDataProvider) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import rasterio
 from osgeo import gdal, ogr
-from qgis.core import QgsProcessingException
+from qgis.core import QgsCoordinateReferenceSystem, QgsProcessingException
 
 from tests.qgis.rasters import two_halves, write_geotiff
 
@@ -167,3 +167,70 @@ def test_bands_are_matched_by_their_wavelengths_in_qgis_too(qgis_app, tmp_path):
     expected = [int(np.argmin(abs(wavelengths - nm))) + 1 for nm in (665, 560, 492)]
     assert bands == expected and "matched" in note
     assert (bands, note) == rasterio_choice
+
+
+# --- an empty block from QGIS's reprojection is a failed read, not nodata --------------------
+
+
+class _LostTransformProjector:
+    """QgsRasterProjector as it behaved once a long session's transform returned its input unchanged:
+    every block came back valid but without a pixel (QGIS's 'Zero srcRows')."""
+
+    def setCrs(self, *args) -> None:
+        pass
+
+    def setInput(self, *args) -> None:
+        pass
+
+    def block(self, *args):
+        from qgis.core import QgsRasterBlock
+
+        return QgsRasterBlock()
+
+
+def _geographic_layer(tmp_path: Path):
+    """A raster in EPSG:4326 (lon 15, lat 53.25, 1e-4 degree pixels): the engine reads it reprojected to UTM."""
+    from qgis.core import QgsRasterLayer
+
+    path = write_geotiff(tmp_path / "geo.tif", two_halves(), epsg=4326, origin=(15.0, 53.25), pixel=1e-4)
+    return QgsRasterLayer(str(path), "geo")
+
+
+def test_an_empty_reprojected_block_over_the_raster_is_a_failed_read(qgis_app, tmp_path, monkeypatch):
+    from rs_ghost_qgis.core.errors import InputError
+    from rs_ghost_qgis.qgis_io import source as source_module
+    from rs_ghost_qgis.qgis_io.source import QgisLayerSource, crs_to_wkt
+
+    source = QgisLayerSource.from_layer(_geographic_layer(tmp_path))
+    utm = crs_to_wkt(QgsCoordinateReferenceSystem("EPSG:32633"))
+    inside = (500_100.0, 5_899_500.0, 500_400.0, 5_899_800.0)
+    assert source.read(inside, utm, 8, 8, [1, 2, 3]).valid.all()  # the real projector
+    monkeypatch.setattr(source_module, "QgsRasterProjector", _LostTransformProjector)
+    with pytest.raises(InputError, match="empty block for an area that overlaps it.*not nodata.*restart QGIS"):
+        source.read(inside, utm, 8, 8, [1, 2, 3])
+
+
+def test_an_empty_reprojected_block_outside_the_raster_is_nodata(qgis_app, tmp_path):
+    from rs_ghost_qgis.qgis_io.source import QgisLayerSource, crs_to_wkt
+
+    source = QgisLayerSource.from_layer(_geographic_layer(tmp_path))
+    utm = crs_to_wkt(QgsCoordinateReferenceSystem("EPSG:32633"))
+    block = source.read((600_000.0, 6_000_000.0, 600_300.0, 6_000_300.0), utm, 8, 8, [1, 2, 3])
+    assert block.data.shape == (3, 8, 8) and not block.valid.any()
+
+
+def test_a_task_whose_transform_is_lost_fails_with_the_reason(qgis_app, project, tmp_path, tiny_model, monkeypatch):
+    # Every later run of that session failed with '24 nodata or NaN'.
+    from rs_ghost_qgis.core.pipeline import ClassifyOptions
+    from rs_ghost_qgis.qgis_io import source as source_module
+    from rs_ghost_qgis.qgis_io.source import QgisLayerSource
+    from rs_ghost_qgis.qgis_io.task import ClassifyTask
+    from tests.qgis.conftest import run_task
+
+    layer = _geographic_layer(tmp_path)
+    project.addMapLayer(layer)
+    monkeypatch.setattr(source_module, "QgsRasterProjector", _LostTransformProjector)
+    options = ClassifyOptions(model_path=str(tiny_model), out_vector=str(tmp_path / "out" / "tiles.gpkg"))
+    task = run_task(ClassifyTask(QgisLayerSource.from_layer(layer, project), options, "tiny", project))
+    assert task.result is None and "QGIS's reprojection returned no pixels" in task.error, task.error
+    assert "nodata or NaN" not in task.error and not (tmp_path / "out" / "tiles.gpkg").exists()
