@@ -124,6 +124,13 @@ class Grid:
             top,
         )
 
+    def reach(self) -> Bounds:
+        """Bounds in the grid CRS of every tile the grid reads: its cells and a tile's side around them."""
+        margin = self.tile_cells * self.cell
+        left, top = self.x0 + self.cols[0] * self.cell, self.y0 - self.rows[0] * self.cell
+        right, bottom = left + self.width * self.cell, top - self.height * self.cell
+        return (left - margin, bottom - margin, right + margin, top + margin)
+
     def tile_boxes(self, tile_row: int, cols: np.ndarray) -> np.ndarray:
         """The tiles' squares (shapely polygons) in the grid CRS."""
         left = self.x0 + np.asarray(cols, dtype=np.float64) * self.cell

@@ -520,7 +520,12 @@ class _Run:
         if self._footprint is None:
             info = self.source.info
             try:
-                self._footprint = crs.transform_geometry(shapely.box(*info.bounds), info.crs_wkt, self.grid.crs_wkt)
+                # Only the raster's part within the grid's reach: a world layer (XYZ) projected whole
+                # into a UTM zone folds into a polygon that misses the area, and every tile of an
+                # offline web layer was then 'mostly outside the raster'.
+                near = crs.transform_geometry(shapely.box(*self.grid.reach()), self.grid.crs_wkt, info.crs_wkt)
+                part = shapely.intersection(shapely.box(*info.bounds), near)
+                self._footprint = crs.transform_geometry(part, info.crs_wkt, self.grid.crs_wkt)
             except InputError:  # a world layer beyond the zone has no outline there: call its tiles nodata
                 self._footprint = False
             if self._footprint is not False and not np.isfinite(shapely.total_bounds(self._footprint)).all():

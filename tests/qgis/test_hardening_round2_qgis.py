@@ -234,3 +234,30 @@ def test_a_task_whose_transform_is_lost_fails_with_the_reason(qgis_app, project,
     task = run_task(ClassifyTask(QgisLayerSource.from_layer(layer, project), options, "tiny", project))
     assert task.result is None and "QGIS's reprojection returned no pixels" in task.error, task.error
     assert "nodata or NaN" not in task.error and not (tmp_path / "out" / "tiles.gpkg").exists()
+
+
+# --- an offline web layer: its tiles could not be fetched -----------------------------------------
+
+
+@pytest.mark.parametrize("crs", ["EPSG:3857", "EPSG:4326", "EPSG:32631"])
+def test_an_offline_xyz_layer_says_its_tiles_could_not_be_fetched(qgis_app, project, tmp_path, tiny_model, crs):
+    # It was reported as 'mostly outside the raster'.
+    from qgis.core import QgsCoordinateTransform, QgsProject, QgsRasterLayer, QgsRectangle
+
+    from rs_ghost_qgis.core.pipeline import Area, ClassifyOptions
+    from rs_ghost_qgis.qgis_io.source import QgisLayerSource
+    from rs_ghost_qgis.qgis_io.task import ClassifyTask
+    from tests.qgis.conftest import run_task
+    from tests.qgis.rasters import tile_bounds_3857
+
+    url = "http://127.0.0.1:9/{z}/{x}/{y}.png"  # the discard port: nothing answers
+    layer = QgsRasterLayer(f"type=xyz&url={url}&zmin=14&zmax=14", "offline tiles", "wms")
+    project.addMapLayer(layer)
+    mercator, target = QgsCoordinateReferenceSystem("EPSG:3857"), QgsCoordinateReferenceSystem(crs)
+    to_target = QgsCoordinateTransform(mercator, target, QgsProject.instance())
+    box = to_target.transformBoundingBox(QgsRectangle(*tile_bounds_3857(14, 8192 + 300, 8191 - 300)))
+    area = Area(bounds=box.toRectF().getCoords(), crs_wkt=target.toWkt())
+    options = ClassifyOptions(model_path=str(tiny_model), area=area, out_vector=str(tmp_path / "t.gpkg"))
+    task = run_task(ClassifyTask(QgisLayerSource.from_layer(layer, project), options, "tiny", project))
+    assert "could not be fetched" in task.error and "'offline tiles'" in task.error, task.error
+    assert "outside" not in task.error and not (tmp_path / "t.gpkg").exists()
