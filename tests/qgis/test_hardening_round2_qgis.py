@@ -19,6 +19,7 @@ from osgeo import gdal, ogr
 from qgis.core import QgsCoordinateReferenceSystem, QgsProcessingException
 
 from tests.qgis.rasters import two_halves, write_geotiff
+from tests.qgis.test_experience import dialog  # noqa: F401 (the dialog fixture, settings cleared)
 
 
 def _raster_geopackage(path: Path, source: Path) -> np.ndarray:
@@ -261,3 +262,35 @@ def test_an_offline_xyz_layer_says_its_tiles_could_not_be_fetched(qgis_app, proj
     task = run_task(ClassifyTask(QgisLayerSource.from_layer(layer, project), options, "tiny", project))
     assert "could not be fetched" in task.error and "'offline tiles'" in task.error, task.error
     assert "outside" not in task.error and not (tmp_path / "t.gpkg").exists()
+
+
+# --- 'Current map extent' at the world view in EPSG:4326 ------------------------------------------
+
+
+def test_a_web_layer_at_the_world_view_in_4326_gets_the_size_and_estimate(
+    dialog,  # noqa: F811 (the fixture imported above)
+    qgis_iface,
+    project,
+    tmp_path,
+    tiny_model,
+):
+    # Reported as blaming 'coordinates and CRS' the user never typed; already fixed (areas cut to the
+    # raster before projecting): this keeps it so.
+    from qgis.core import QgsRectangle
+
+    from tests.qgis.test_dialog import _use_model
+    from tests.qgis.test_experience import _xyz
+
+    layer, _ = _xyz(tmp_path, project)
+    dialog.select_layer(layer)
+    _use_model(dialog, tiny_model)
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:4326"))
+    canvas.setExtent(QgsRectangle(-180, -90, 180, 90))  # the canvas widens it to its shape: -315..315
+    dialog.area_combo.setCurrentIndex(dialog.area_combo.findData("canvas"))
+    dialog.confirm_workload = lambda size: pytest.fail(f"asked to confirm a planet-sized web job: {size}")
+    dialog.start()
+    assert dialog.task is None
+    text = dialog.message.text()
+    assert "web layer" in text and "km²" in text and "tiles" in text, text
+    assert "coordinates and CRS" not in text, text
