@@ -147,7 +147,7 @@ def _no_card(tiny_model, tmp_path):
     "case, message",
     [
         ("vector", "is a vector layer; choose a raster layer"),
-        ("one_band", "1 usable band(s) but the model needs 3"),
+        ("one_band", "has no band for green, blue, which the model needs (red, green, blue)"),  # its band says B4
         ("missing_model", "does not exist"),
         ("no_card", "no complete model card"),
         ("no_bundled", "bundled model is not there yet"),
@@ -330,8 +330,10 @@ def test_band_hint_speaks_the_dialogs_words(dialog, tmp_path, project, tiny_mode
     hint = dialog.bands_hint.text()
     assert "no band descriptions matched" in hint and "Bands" in hint
     assert "--" not in hint, hint
-    one = _raster(tmp_path, project, bands=1, name="one")
-    dialog.select_layer(one)
+    # A grey raster (one band, no description): its band may feed every channel.
+    grey = QgsRasterLayer(str(write_geotiff(tmp_path / "grey.tif", two_halves()[:1].astype("uint16"))), "grey")
+    project.addMapLayer(grey)
+    dialog.select_layer(grey)
     dialog.start()
     assert "in Bands, e.g. 1,1,1" in dialog.message.text() and "--" not in dialog.message.text()
 
