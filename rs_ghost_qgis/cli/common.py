@@ -75,21 +75,28 @@ def classify_options(
     mask = read_mask(args.mask) if args.mask else None
     bbox = parse_bbox(args.bbox) if args.bbox else None
     return ClassifyOptions(
-        model_path=args.model,
+        **model_settings(args),
         area=one_area(mask, bbox),
-        stride=parse_stride(args.stride),
-        bands=parse_bands(args.bands),
-        scaling=args.scale,
-        offset=args.offset,
-        product=args.product,
-        min_valid_fraction=args.min_valid,
-        threads=args.threads,
-        batch_size=args.batch_size,
         out_vector=out_vector,
         out_raster=out_raster,
-        overwrite=args.overwrite,
         keep_class_map=keep_class_map,
     )
+
+
+def model_settings(args: argparse.Namespace) -> dict:
+    """The options every command that runs the model shares (classify, classify-many, adapt), parsed."""
+    return {
+        "model_path": args.model,
+        "stride": parse_stride(args.stride),
+        "bands": parse_bands(args.bands),
+        "scaling": args.scale,
+        "offset": args.offset,
+        "product": args.product,
+        "min_valid_fraction": args.min_valid,
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "overwrite": args.overwrite,
+    }
 
 
 def parse_bbox(text: str) -> Area:

@@ -17,8 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..core.errors import RsGhostError
-from ..core.options import PRODUCTS, SCALINGS, check_outputs, face_message, parse_bands, parse_stride
-from .common import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, add_classify_options, classify_options
+from ..core.options import PRODUCTS, SCALINGS, check_outputs, face_message
+from .common import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    Terminated,
+    add_classify_options,
+    classify_options,
+    model_settings,
+)
 
 EXIT_ERROR = 2
 # GDAL's block cache defaults to 5 % of RAM; strips are read once, in order, so a small cache
@@ -136,19 +143,7 @@ def _adapt(args: argparse.Namespace) -> int:
     from ..core.adapt import AdaptOptions, adapt, labels_from_file
     from ..core.rasterio_source import RasterioSource
 
-    options = AdaptOptions(
-        out_path=args.out,
-        model_path=args.model,
-        stride=parse_stride(args.stride),
-        bands=parse_bands(args.bands),
-        scaling=args.scale,
-        offset=args.offset,
-        product=args.product,
-        min_valid_fraction=args.min_valid,
-        threads=args.threads,
-        batch_size=args.batch_size,
-        overwrite=args.overwrite,
-    )
+    options = AdaptOptions(out_path=args.out, **model_settings(args))
     labels = labels_from_file(args.polygons, args.class_field)
     with RasterioSource(args.input) as source:
         result = adapt(source, labels, options)
