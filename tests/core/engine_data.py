@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from osgeo import ogr, osr
 from rasterio.transform import from_origin
 
 ORIGIN = (500_000.0, 6_000_000.0)  # UTM 33N, near Demmin
@@ -61,3 +62,31 @@ def class_pattern(classes: np.ndarray, tile_px: int, dtype=np.uint8, scale: floa
     rng = np.random.default_rng(0)
     image += rng.integers(-8, 9, size=image.shape)  # texture, mean-neutral
     return np.clip(image * scale, 1, None).astype(dtype)
+
+
+def write_mask(path: Path, wkt: str, epsg: int = 32633) -> Path:
+    """A GeoPackage mask of one polygon given as WKT in ``epsg`` (x, y order: longitude first in degrees)."""
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    layer = ds.CreateLayer("mask", srs, ogr.wkbPolygon)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(wkt))
+    layer.CreateFeature(feature)
+    ds = None  # closes and flushes the GeoPackage
+    return path
+
+
+def write_hyperspectral(path: Path) -> tuple[Path, list[int]]:
+    """A 200-band raster whose only clue to band order is each band's wavelength tag (400-2500 nm).
+
+    Returns the path and the bands nearest to Sentinel-2's red, green and blue (665, 560, 492 nm).
+    """
+    wavelengths = np.linspace(400, 2500, 200)
+    data = np.random.default_rng(0).uniform(0.02, 0.4, (200, 32, 32)).astype(np.float32)
+    write_raster(path, data)
+    with rasterio.open(path, "r+") as ds:
+        for band, nm in enumerate(wavelengths, start=1):
+            ds.update_tags(band, wavelength=f"{nm:.1f}", wavelength_units="Nanometers")
+    return path, [int(np.argmin(abs(wavelengths - nm))) + 1 for nm in (665, 560, 492)]

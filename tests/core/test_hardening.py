@@ -13,10 +13,10 @@ import numpy as np
 import onnx
 import pytest
 import rasterio
-from osgeo import gdal, ogr, osr
+from osgeo import gdal, ogr
 
 from rs_ghost_qgis.cli.main import glue_bbox, main
-from tests.core.engine_data import ORIGIN, class_pattern, write_raster
+from tests.core.engine_data import ORIGIN, class_pattern, write_mask, write_raster
 from tests.core.test_data import make_tree
 
 PATTERN = np.array([[0, 1, 2], [2, 1, 0], [1, 1, 1]])
@@ -173,23 +173,11 @@ def test_raster_in_ups_near_the_pole_classifies(tiny_model, tmp_path, capfd):
         np.testing.assert_array_equal(ds.read(1), PATTERN)
 
 
-def _mask(path: Path, wkt: str) -> Path:
-    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(32633)
-    layer = ds.CreateLayer("mask", srs, ogr.wkbPolygon)
-    feature = ogr.Feature(layer.GetLayerDefn())
-    feature.SetGeometry(ogr.CreateGeometryFromWkt(wkt))
-    layer.CreateFeature(feature)
-    ds = None
-    return path
-
-
 def test_self_intersecting_mask_is_repaired_with_a_warning(tiny_model, tmp_path, capfd):
     raster = write_raster(tmp_path / "scene.tif", class_pattern(PATTERN, 32))
     # A bow tie over the 3 x 3 tiles: its signed area is 0, so it used to be "empty".
     x1, y1 = X0 + 960, Y0 - 960
-    mask = _mask(tmp_path / "bowtie.gpkg", f"POLYGON(({X0} {Y0}, {x1} {y1}, {x1} {Y0}, {X0} {y1}, {X0} {Y0}))")
+    mask = write_mask(tmp_path / "bowtie.gpkg", f"POLYGON(({X0} {Y0}, {x1} {y1}, {x1} {Y0}, {X0} {y1}, {X0} {Y0}))")
     out = tmp_path / "out"
     assert _classify(raster, tiny_model, out, "--mask", str(mask)) == 0
     err = capfd.readouterr().err

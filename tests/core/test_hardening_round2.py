@@ -23,7 +23,7 @@ from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.core.crs import transform_xy
 from rs_ghost_qgis.core.errors import InputError
 from rs_ghost_qgis.core.sinks import other_layers
-from tests.core.engine_data import class_pattern, write_raster
+from tests.core.engine_data import class_pattern, write_hyperspectral, write_mask, write_raster
 from tests.core.test_train import SMALL, make_class_tree, stage_args, train_args
 from training import cli as training_cli
 
@@ -328,20 +328,6 @@ def test_an_address_that_cannot_be_fetched_says_why(tiny_model, tmp_path, capfd)
     assert "cannot be opened" in line and "not a raster GDAL can read" not in line and "network" in line, line
 
 
-def _mask(path: Path, wkt: str) -> Path:
-    """A GeoPackage mask of one polygon in EPSG:4326 (longitude, latitude)."""
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(4326)
-    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
-    layer = ds.CreateLayer("mask", srs, ogr.wkbPolygon)
-    feature = ogr.Feature(layer.GetLayerDefn())
-    feature.SetGeometry(ogr.CreateGeometryFromWkt(wkt))
-    layer.CreateFeature(feature)
-    ds = None
-    return path
-
-
 @pytest.mark.parametrize(
     "area",
     [
@@ -353,7 +339,7 @@ def _mask(path: Path, wkt: str) -> Path:
 def test_an_area_much_larger_than_the_raster_covers_all_of_it(scene, tiny_model, tmp_path, capfd, area):
     flag, value = area
     if flag == "--mask":
-        value = str(_mask(tmp_path / "mask.gpkg", value))
+        value = str(write_mask(tmp_path / "mask.gpkg", value, epsg=4326))
     out = tmp_path / "t.gpkg"
     assert _classify(scene, tiny_model, flag, value, "--out-vector", str(out)) == 0
     err = capfd.readouterr().err
@@ -475,15 +461,9 @@ def test_bands_are_matched_by_their_wavelengths(tmp_path):
     from rs_ghost_qgis.core.rasterio_source import RasterioSource
     from tests.tiny_model import tiny_card
 
-    wavelengths = np.linspace(400, 2500, 200)
-    data = np.random.default_rng(0).uniform(0.02, 0.4, (200, 32, 32)).astype(np.float32)
-    path = write_raster(tmp_path / "hyper.tif", data)
-    with rasterio.open(path, "r+") as ds:
-        for band, nm in enumerate(wavelengths, start=1):
-            ds.update_tags(band, wavelength=f"{nm:.1f}", wavelength_units="Nanometers")
+    path, expected = write_hyperspectral(tmp_path / "hyper.tif")
     with RasterioSource(path) as source:
         bands, note = choose_bands(source, tiny_card(), None)
-    expected = [int(np.argmin(abs(wavelengths - nm))) + 1 for nm in (665, 560, 492)]
     assert bands == expected and "matched" in note
 
 
