@@ -285,7 +285,7 @@ def _check_utm_latitudes(region, info: RasterInfo, what: str) -> None:
     )
 
 
-def raster_pixel_m(info: RasterInfo, centre, grid_wkt: str, metres_per_unit: float) -> float:
+def _raster_pixel_m(info: RasterInfo, centre, grid_wkt: str, metres_per_unit: float) -> float:
     """The raster's larger pixel side in metres at ``centre`` (a point in the raster's CRS)."""
     (px, py), x, y = info.pixel_size, centre.x, centre.y
     corners = np.array([[x, y], [x + px, y], [x, y + py]])
@@ -297,7 +297,7 @@ def raster_pixel_m(info: RasterInfo, centre, grid_wkt: str, metres_per_unit: flo
 
 def _coarse_pixels_warning(info: RasterInfo, card: ModelCard, centre, grid_wkt: str, metres_per_unit: float):
     """A warning when the raster's pixels are much coarser than the model's: its tiles are upsampled blur."""
-    pixel_m = raster_pixel_m(info, centre, grid_wkt, metres_per_unit)
+    pixel_m = _raster_pixel_m(info, centre, grid_wkt, metres_per_unit)
     factor = pixel_m / card.gsd_m
     if not factor >= COARSE_PIXELS_FACTOR:
         return []
