@@ -13,15 +13,23 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from rs_ghost_qgis.core import atomic  # noqa: E402
 
+_TRAIN_TOTALS = {"train_loss", "train_acc"}
+
 
 def plot_curves(history: list[dict], path: str | Path, title: str = "") -> Path:
-    """Loss and accuracy per epoch, train and validation side by side."""
+    """Loss (with each loss term) and accuracy per epoch, train and validation side by side."""
     epochs = [row["epoch"] for row in history]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
     # The training loss includes the distillation terms; validation is plain cross-entropy.
     for split, style, what in (("train", "-o", "objective"), ("val", "-s", "cross-entropy")):
         loss_axis.plot(epochs, [row[f"{split}_loss"] for row in history], style, label=f"{split} ({what})")
         accuracy_axis.plot(epochs, [100 * row[f"{split}_acc"] for row in history], style, label=split)
+    # Each term of a distillation objective (CE, KD or TCKD and NCKD), so that a term swamping the
+    # cross-entropy shows at once; a plain run's one term is its objective, drawn already.
+    terms = sorted({key for row in history for key in row if key.startswith("train_")} - _TRAIN_TOTALS)
+    for term in terms if len(terms) > 1 else ():
+        values = [row.get(term, float("nan")) for row in history]
+        loss_axis.plot(epochs, values, "--", label=f"train {term.removeprefix('train_')} term")
     loss_axis.set(xlabel="epoch", ylabel="loss", title="loss")
     accuracy_axis.set(xlabel="epoch", ylabel="top-1 (%)", title="accuracy")
     for axis in (loss_axis, accuracy_axis):

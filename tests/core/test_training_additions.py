@@ -242,3 +242,32 @@ def test_resuming_with_another_optimizer_is_refused_naming_the_flag():
     config = StageConfig(model="g_ghost_regnetx_002", out="runs/x", optimizer="adamw")
     with pytest.raises(cli.TrainingError, match="--optimizer sgd"):
         _restore(saved, {"class_names": ["a", "b"]}, None, None, None, None, config)
+
+
+def _curve_labels(history, tmp_path, monkeypatch) -> list[str]:
+    """The labels of the lines plot_curves draws for ``history``."""
+    import matplotlib.axes
+
+    from training.plots import plot_curves
+
+    labels = []
+    original = matplotlib.axes.Axes.plot
+
+    def recording(self, *args, label=None, **kwargs):
+        labels.append(label)
+        return original(self, *args, label=label, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", recording)
+    plot_curves(history, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    return labels
+
+
+def test_the_curves_show_each_distillation_term(tmp_path, monkeypatch):
+    row = {"epoch": 1, "lr": 0.1, "train_loss": 3.0, "train_acc": 0.5, "val_loss": 1.0, "val_acc": 0.6}
+    dkd = [{**row, "train_ce": 1.0, "train_tckd": 0.5, "train_nckd": 1.5}, {**row, "epoch": 2, "train_ce": 0.9}]
+    labels = _curve_labels(dkd, tmp_path, monkeypatch)
+    assert {"train ce term", "train tckd term", "train nckd term"} <= set(labels)
+    # A plain run's single term is its objective: no second line for it.
+    plain = _curve_labels([{**row, "train_ce": 3.0}], tmp_path, monkeypatch)
+    assert not [label for label in plain if label and label.endswith("term")]
