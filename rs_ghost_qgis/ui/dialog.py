@@ -61,6 +61,7 @@ from ..core.options import (
 from ..paths import icon_path
 from ..qgis_io import options as qopts
 from ..qgis_io.source import QgisLayerSource, check_raster_layer
+from .wheel import ignore_wheel_unless_focused
 
 SETTINGS_PREFIX = "rs_ghost_qgis/dialog/"
 # The first opening: wide enough for the model's class table, short enough for a 1366 x 768
@@ -229,6 +230,7 @@ class ClassifyDialog(QDialog):
         self.setWindowTitle("RS Ghost: classify raster tiles")
         self.setWindowIcon(QIcon(str(icon_path())))
         self._build()
+        ignore_wheel_unless_focused(self)
         self._restore()
         self._model_changed()
         self._restore_geometry()
@@ -508,8 +510,11 @@ class ClassifyDialog(QDialog):
         """The 'Adapt to my polygons...' dialog, over this one (it uses this dialog's raster and model)."""
         from .adapt_dialog import AdaptDialog
 
-        self.adapt_dialog = AdaptDialog(self)
+        if self.adapt_dialog is None:  # one, kept: a running adapt stays in view and can be cancelled
+            self.adapt_dialog = AdaptDialog(self)
+        self.adapt_dialog.update_step()
         self.adapt_dialog.show()
+        self.adapt_dialog.raise_()
 
     def use_model_file(self, path: str) -> None:
         """Make ``path`` the chosen model (an adapted one): its card, classes and accuracy show below."""
@@ -562,6 +567,8 @@ class ClassifyDialog(QDialog):
         stride = self.stride_spin.value() or self.card.tile_size
         overlap = "tiles overlap" if stride < self.card.tile_size else "no overlap"
         self.stride_metres.setText(f"= {stride * self.card.gsd_m:g} m on the ground ({overlap})")
+        if self.adapt_dialog is not None:
+            self.adapt_dialog.update_step()
 
     def _area_changed(self, *_args) -> None:
         uses_mask = self.area_combo.currentData() in ("mask_all", "mask_selected")
@@ -754,8 +761,10 @@ class ClassifyDialog(QDialog):
             self.task.cancel()
 
     def shutdown(self) -> None:
-        """Cancel a running task (plugin unload)."""
+        """Cancel the running tasks, classify and adapt (plugin unload)."""
         self.cancel()
+        if self.adapt_dialog is not None:
+            self.adapt_dialog.cancel()
 
     def _set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)

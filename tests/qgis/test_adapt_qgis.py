@@ -4,6 +4,8 @@ The scene is the near-infrared oracle of tests/core/adapt_data.py: classes that 
 tell apart, so the held-out blocks come out right only through band 4.
 """
 
+import time
+
 import pytest
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
@@ -16,6 +18,7 @@ from qgis.core import (
     QgsWkbTypes,
 )
 from qgis.PyQt.QtGui import QColor
+from qgis.PyQt.QtTest import QTest
 
 from rs_ghost_qgis.core.runtime import load_model
 from rs_ghost_qgis.ui.dialog import SETTINGS_PREFIX, ClassifyDialog
@@ -40,6 +43,14 @@ def _styled_labels(path, project):
     layer.setRenderer(QgsCategorizedSymbolRenderer("landcover", categories))
     project.addMapLayer(layer)
     return layer
+
+
+def _wait_for(adapt, timeout_s: float = 120.0) -> None:
+    """Turn the event loop until the dialog's adapt task has ended (it runs as a QgsTask)."""
+    deadline = time.monotonic() + timeout_s
+    while adapt.task is not None:
+        assert time.monotonic() < deadline, "the adapt task did not end"
+        QTest.qWait(50)
 
 
 def _held_out_accuracy(tiles_path) -> float:
@@ -119,6 +130,7 @@ def test_dialog_adapts_and_shows_the_new_card(dialog, project, tmp_path, tiny_mo
     adapt.field_combo.setField("landcover")
     adapt.out_file.setFilePath(str(tmp_path / "mine"))
     adapt.run()
+    _wait_for(adapt)
     assert adapt.result is not None, adapt.message.text()
     assert (tmp_path / "mine.onnx").is_file()
     assert dialog.model_path() == str(tmp_path / "mine.onnx")
@@ -143,6 +155,7 @@ def test_dialog_names_the_class_with_too_few_chips(dialog, project, tmp_path, ti
     adapt.field_combo.setField("landcover")
     adapt.out_file.setFilePath(str(tmp_path / "never.onnx"))
     adapt.run()
+    _wait_for(adapt)
     text = adapt.message.text()
     assert "Class 'plastic' has 1 chip(s); at least 5 are needed" in text and "Stride" in text
     assert not (tmp_path / "never.onnx").exists()

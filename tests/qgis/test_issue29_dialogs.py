@@ -1,0 +1,153 @@
+"""Issue 29: what the adapt and classify dialogs show a new analyst, and what they ignore.
+
+Class field default, identifier fields, a one-polygon class, the progress bar after a refusal,
+the chip step in the Stride box's words, and the mouse wheel over the dialog's boxes.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from qgis.core import QgsRasterLayer, QgsSettings, QgsVectorLayer
+from qgis.PyQt.QtCore import QPoint, QPointF, Qt
+from qgis.PyQt.QtGui import QWheelEvent
+from qgis.PyQt.QtTest import QTest
+from qgis.PyQt.QtWidgets import QApplication
+
+from rs_ghost_qgis.ui.adapt_dialog import suggest_class_field
+from rs_ghost_qgis.ui.dialog import SETTINGS_PREFIX, ClassifyDialog
+from tests.core.adapt_data import block_box, labelled_polygons, nir_scene, write_labels
+
+
+@pytest.fixture()
+def dialog(qgis_app, qgis_iface, project, qgis_processing, tmp_path, tiny_model):
+    QgsSettings().remove(SETTINGS_PREFIX.rstrip("/"))
+    widget = ClassifyDialog(qgis_iface)
+    raster = QgsRasterLayer(str(nir_scene(tmp_path / "nir.tif")), "nir")
+    project.addMapLayer(raster)
+    widget.select_layer(raster)
+    widget.file_radio.setChecked(True)
+    widget.model_file.setFilePath(str(tiny_model))
+    yield widget
+    widget.shutdown()
+    widget.deleteLater()
+
+
+def _layer(project, path, features, name="labels"):
+    layer = QgsVectorLayer(str(write_labels(path, features)), name, "ogr")
+    project.addMapLayer(layer)
+    return layer
+
+
+def _adapt(dialog, layer, out):
+    dialog.open_adapt()
+    adapt = dialog.adapt_dialog
+    adapt.layer_combo.setLayer(layer)
+    adapt.field_combo.setField("landcover")
+    adapt.out_file.setFilePath(str(out))
+    adapt.run()
+    deadline = time.monotonic() + 120
+    while adapt.task is not None:
+        assert time.monotonic() < deadline, "the adapt did not end"
+        QTest.qWait(50)
+    return adapt
+
+
+def test_class_field_defaults_to_the_class_not_the_fid(dialog, project, tmp_path):
+    layer = _layer(project, tmp_path / "labels.gpkg", labelled_polygons())
+    assert [f.name() for f in layer.fields()][0] == "fid"  # the field QGIS used to offer first
+    assert suggest_class_field(layer) == "landcover"
+    dialog.open_adapt()
+    adapt = dialog.adapt_dialog
+    adapt.layer_combo.setLayer(layer)
+    assert adapt.field_combo.currentField() == "landcover"
+    assert not adapt.field_hint.isVisibleTo(adapt)
+    adapt.field_combo.setField("fid")
+    assert adapt.field_hint.isVisibleTo(adapt)
+    assert "'fid' has a different value on every polygon" in adapt.field_hint.text()
+
+
+def test_a_field_with_a_value_per_polygon_is_an_identifier(dialog, project, tmp_path):
+    path = write_labels(tmp_path / "ids.gpkg", labelled_polygons())
+    layer = QgsVectorLayer(str(path), "ids", "ogr")
+    layer.startEditing()
+    from qgis.core import QgsField
+    from qgis.PyQt.QtCore import QVariant
+
+    layer.addAttribute(QgsField("code", QVariant.String))
+    index = layer.fields().indexOf("code")
+    for number, feature in enumerate(layer.getFeatures()):
+        layer.changeAttributeValue(feature.id(), index, f"P{number}")
+    assert layer.commitChanges()
+    project.addMapLayer(layer)
+    assert suggest_class_field(layer) == "landcover"  # "code" is text too, but unique per polygon
+
+
+def test_one_polygon_class_says_its_accuracy_cannot_be_measured(dialog, project, tmp_path):
+    meadows = [item for item in labelled_polygons() if item[0] == "meadow"]
+    plastic = next(item for item in labelled_polygons() if item[0] == "plastic")
+    layer = _layer(project, tmp_path / "one.gpkg", [*meadows, plastic])
+    adapt = _adapt(dialog, layer, tmp_path / "one.onnx")
+    assert adapt.result is not None, adapt.message.text()
+    text = adapt.message.text()
+    assert "The accuracy of 'plastic' cannot be measured" in text
+    assert "Draw a second polygon of 'plastic'" in text
+    assert "'meadow'" not in text.split("cannot be measured")[0].split("accuracy of")[-1]
+    assert adapt.progress.value() == 100
+
+
+def test_a_refusal_leaves_no_progress_standing(dialog, project, tmp_path):
+    small = [labelled_polygons()[0], ("plastic", block_box(0, 1, inset_m=560))]
+    layer = _layer(project, tmp_path / "small.gpkg", small)
+    seen = []
+    dialog.open_adapt()
+    dialog.adapt_dialog.progress.valueChanged.connect(seen.append)
+    adapt = _adapt(dialog, layer, tmp_path / "never.onnx")
+    assert adapt.result is None and "at least 5 are needed" in adapt.message.text()
+    assert max(seen) > 0  # the task did report progress before the refusal
+    assert adapt.progress.value() == 0
+    assert adapt.adapt_button.isEnabled() and not adapt.cancel_button.isEnabled()
+
+
+def test_chip_step_speaks_of_the_stride_box(dialog):
+    dialog.open_adapt()
+    adapt = dialog.adapt_dialog
+    tile = dialog.card.tile_size
+    assert dialog.stride_spin.specialValueText() == "tile size (no overlap)" and dialog.stride_spin.value() == 0
+    assert adapt.step_label.text().startswith(f"a chip every {tile // 4} px = {tile // 4 * dialog.card.gsd_m:g} m")
+    assert "Stride says 'tile size'" in adapt.step_label.text()
+    dialog.stride_spin.setValue(16)
+    assert adapt.step_label.text().startswith(f"a chip every 16 px = {16 * dialog.card.gsd_m:g} m")
+    assert "the Stride of the classify dialog" in adapt.step_label.text()
+
+
+def _wheel(widget, steps: int = -3) -> None:
+    centre = widget.rect().center()
+    event = QWheelEvent(
+        QPointF(centre),
+        QPointF(widget.mapToGlobal(centre)),
+        QPoint(0, 0),
+        QPoint(0, 120 * steps),
+        Qt.NoButton,
+        Qt.NoModifier,
+        Qt.ScrollUpdate,
+        False,
+    )
+    QApplication.sendEvent(widget, event)
+
+
+def test_the_wheel_does_not_change_boxes_it_scrolls_past(dialog):
+    dialog.advanced_box.setCollapsed(False)
+    dialog.show()
+    for box in (dialog.product_combo, dialog.scaling_combo, dialog.stride_spin, dialog.area_combo):
+        before = box.currentIndex() if hasattr(box, "currentIndex") else box.value()
+        _wheel(box)
+        after = box.currentIndex() if hasattr(box, "currentIndex") else box.value()
+        assert after == before, f"{box} changed under the wheel"
+    dialog.product_combo.setFocus()
+    QApplication.processEvents()
+    if dialog.product_combo.hasFocus():  # offscreen windows take focus on most platforms
+        _wheel(dialog.product_combo, steps=-1)
+        assert dialog.product_combo.currentIndex() == 1  # a clicked box still takes the wheel
+    dialog.hide()
