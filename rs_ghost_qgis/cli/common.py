@@ -61,6 +61,22 @@ def add_classify_options(parser: argparse.ArgumentParser) -> None:
         "--bbox", metavar="xmin,ymin,xmax,ymax[,EPSG:code]", help="classify only this box (default CRS: the raster's)"
     )
     parser.add_argument("--min-valid", type=float, default=0.5, help="valid-pixel fraction a tile needs (0.5)")
+    parser.add_argument(
+        "--no-water-rule",
+        dest="water_rule",
+        action="store_false",
+        help="keep the network's water classes on tiles without water pixels (the rule needs a near-infrared band: "
+        "a water class needs at least 1%% of pixels with NDWI > 0)",
+    )
+    parser.add_argument(
+        "--nir-band", type=int, metavar="N", help="raster band (from 1) holding near infrared (default: by description)"
+    )
+    parser.add_argument(
+        "--min-confidence",
+        type=float,
+        metavar="P",
+        help="tiles below this top probability are marked doubtful (default: the model card's, else 0.5)",
+    )
     parser.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
     parser.add_argument("--batch-size", type=int, default=32, help="tiles per inference batch (32)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -80,6 +96,9 @@ def classify_options(
         out_vector=out_vector,
         out_raster=out_raster,
         keep_class_map=keep_class_map,
+        water_rule=args.water_rule,
+        nir_band=args.nir_band or None,
+        min_confidence=args.min_confidence,
     )
 
 

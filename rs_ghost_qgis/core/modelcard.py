@@ -46,6 +46,8 @@ OPTIONAL_KEYS: dict[str, type] = {
     "software": dict,
     "created": str,
     "head": dict,
+    "known_limits": list,
+    "min_confidence": float,
 }
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -102,6 +104,10 @@ class ModelCard:
     software: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     head: dict[str, Any] = field(default_factory=dict)
+    # Measured limits in words (e.g. "dark uniform crop fields in June can look like forest"),
+    # and the confidence below which a tile is marked doubtful (None: the plugin's default).
+    known_limits: list[str] = field(default_factory=list)
+    min_confidence: float | None = None
     format_version: int = FORMAT_VERSION
     model_type: str = MODEL_TYPE
 
@@ -165,7 +171,7 @@ class ModelCard:
         """The card as ONNX ``metadata_props``: every value a string."""
         meta = {}
         for key, value in asdict(self).items():
-            if value is None or (key == "head" and not value):
+            if value is None or (key in ("head", "known_limits") and not value):
                 continue
             meta[key] = value if isinstance(value, str) else json.dumps(value)
         meta["resolution"] = json.dumps(self.resolution_cm)
@@ -224,6 +230,8 @@ class ModelCard:
                 f"| head (adapted) | softmax over {dims} graph {self.head['source']} + mean and std of "
                 f"{self.head['raster_bands']} raster bands |"
             )
+        if self.known_limits:
+            lines += ["", "## Known limits", ""] + [f"- {limit}" for limit in self.known_limits]
         lines += ["", "## Classes", "", "| id | class | colour |", "|---|---|---|"]
         lines += [f"| {i} | {n} | `{c}` |" for i, (n, c) in enumerate(zip(self.class_names, self.class_colors))]
         for title, section in (
@@ -274,6 +282,10 @@ def _validate(card: ModelCard) -> None:
         raise ModelError("bands, standardization_mean and standardization_std must have one entry per channel.")
     if min(card.standardization_std) <= 0:
         raise ModelError("standardization_std must be positive.")
+    if not all(isinstance(limit, str) and limit.strip() for limit in card.known_limits):
+        raise ModelError("known_limits must be a list of sentences (non-empty strings).")
+    if card.min_confidence is not None and not 0.0 <= card.min_confidence <= 1.0:
+        raise ModelError(f"min_confidence must be between 0 and 1, not {card.min_confidence}.")
     if not card.temperature > 0:
         raise ModelError(f"temperature must be positive, not {card.temperature}.")
     if card.input_size < 1 or card.tile_size < 1 or card.gsd_m <= 0:

@@ -46,6 +46,10 @@ NAMES = {
     # Adapting a model to the user's polygons (core/adapt.py).
     "polygons": ("--polygons", "Polygon layer", "POLYGONS"),
     "class_field": ("--class-field", "Class field", "CLASS_FIELD"),
+    # Evidence from near infrared and doubt (core/evidence.py).
+    "nir_band": ("--nir-band", "Near-infrared band", "NIR_BAND"),
+    "water_rule": ("--no-water-rule", "Water needs water pixels", "WATER_RULE"),
+    "min_confidence": ("--min-confidence", "Doubtful below", "MIN_CONFIDENCE"),
 }
 # How values reach the model's range (radiometry.py implements them). Processing stores its
 # enum by index, so new entries go at the end.

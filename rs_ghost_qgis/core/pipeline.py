@@ -24,6 +24,16 @@ from numpy.lib.stride_tricks import sliding_window_view
 from . import crs, workload
 from .atomic import make_folders, remove_folders
 from .errors import Cancelled, InputError
+from .evidence import (
+    Evidence,
+    EvidenceBands,
+    apply_water_rule,
+    check_min_confidence,
+    find_evidence_bands,
+    pixel_masks,
+    tile_shares,
+    water_class_ids,
+)
 from .grid import EDGE_POLICY, Area, Grid, build_grid
 from .head import tile_band_statistics
 from .modelcard import ModelCard
@@ -72,6 +82,12 @@ class ClassifyOptions:
     # A block of a larger job (classify-many): a block where no tile has enough valid pixels is a
     # result (its tiles, all nodata, belong in the merge), not the error it is for a whole run.
     allow_nothing_classified: bool = False
+    # Evidence from near infrared (core/evidence.py): the water rule, and the band holding near
+    # infrared (None: found by description or wavelength). Tiles below min_confidence are marked
+    # doubtful (None: the card's threshold, else evidence.DEFAULT_MIN_CONFIDENCE).
+    water_rule: bool = True
+    nir_band: int | None = None
+    min_confidence: float | None = None
 
 
 @dataclass
@@ -131,6 +147,7 @@ class ClassifyResult:
     min_valid_fraction: float = 0.5
     overlapping: bool = False  # stride below the tile size: the map averages overlapping tiles
     class_map: ClassMap | None = None  # with ClassifyOptions.keep_class_map
+    evidence: Evidence | None = None  # what the near-infrared check did, and the doubtful tiles
 
     def summary_table(self) -> str:
         """The area table as fixed-width text (read it in a monospace font), with totals and skipped tiles."""
@@ -153,6 +170,7 @@ class ClassifyResult:
                 "(a class can lead some tiles and no cell)"
             )
         lines.append(self.skipped_line())
+        lines += self.evidence.lines() if self.evidence is not None else []
         return "\n".join(lines)
 
     def skipped_line(self) -> str:
@@ -201,6 +219,7 @@ def classify(
             check_output(path, options.overwrite, suffixes, what, input_path=info.path)
     model = model or load_model(options.model_path, options.threads)
     card = model.card
+    min_confidence = check_min_confidence(options.min_confidence, card)
     check_adapted_bands(model, info)
     grid = build_grid(info, card, options.area, options.stride)
     workload.check(workload.estimate(grid, card), info)  # a planet-sized web download is refused here
@@ -223,7 +242,7 @@ def classify(
             raster = ClassRasterWriter(
                 options.out_raster, card, grid.crs_wkt, grid.transform, grid.width, grid.height, metadata
             )
-        run = _Run(source, grid, radiometry, model, options, vector_sink, raster, progress, is_canceled)
+        run = _Run(source, grid, radiometry, model, options, vector_sink, raster, progress, is_canceled, evidence)
         run.execute()
         if run.tiles_classified == 0 and not options.allow_nothing_classified:
             raise InputError(_nothing_classified(info, run, options.min_valid_fraction))
@@ -309,6 +328,7 @@ def _result(
         warnings=[*grid.warnings, *radiometry.warnings],
         radiometry=radiometry,
         class_map=run.class_map(),
+        evidence=run.evidence,
     )
 
 
@@ -351,7 +371,9 @@ def _check_options(options: ClassifyOptions) -> None:
     check_threads(options.threads)  # before the raster is read; create_session checks it again
 
 
-def _metadata(name: str, model: Model, grid: Grid, radiometry: Radiometry, options: ClassifyOptions) -> dict[str, str]:
+def _metadata(
+    name: str, model: Model, grid: Grid, radiometry: Radiometry, options: ClassifyOptions, evidence: Evidence
+) -> dict[str, str]:
     card = model.card
     return {
         "raster": name,
@@ -369,6 +391,9 @@ def _metadata(name: str, model: Model, grid: Grid, radiometry: Radiometry, optio
         "bands": radiometry.bands_note,
         "scaling": radiometry.scaling_note,
         **({"scaling_warnings": " | ".join(radiometry.warnings)} if radiometry.warnings else {}),
+        "near_infrared": evidence.bands.note if evidence.bands else "none found: no near-infrared check",
+        "water_rule": "on" if evidence.bands and evidence.water_rule else "off",
+        "doubtful": f"tiles below {evidence.min_confidence:.0%} confidence: doubtful = 1",
         "provider": model.provider,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
@@ -383,6 +408,8 @@ class _Chunk:
     valid_fraction: np.ndarray
     cell_valid: np.ndarray
     classified: np.ndarray
+    water_share: np.ndarray | None = None  # (tiles,) water pixels per valid pixel; None without near infrared
+    vegetated_share: np.ndarray | None = None
 
 
 @dataclass
@@ -393,7 +420,9 @@ class _RowEnd:
 class _Run:
     """One execution: reading, batching, and streaming results to the outputs in order."""
 
-    def __init__(self, source, grid, radiometry, model, options, vector_sink, raster, progress, is_canceled) -> None:
+    def __init__(
+        self, source, grid, radiometry, model, options, vector_sink, raster, progress, is_canceled, evidence
+    ) -> None:
         self.source = source
         self.raster = raster
         self.grid = grid
@@ -414,6 +443,8 @@ class _Run:
         self.skipped = {"outside": 0, "nodata": 0, "few": 0}
         self.any_valid = False  # whether any pixel read was valid (a web layer may send none)
         self._footprint = None  # the raster's outline in the grid CRS, made when first needed
+        self.evidence: Evidence = evidence
+        self.water_ids = water_class_ids(self.card.class_names) if evidence.water_rule else []
 
     def execute(self) -> None:
         """Read, classify and write every tile of the grid."""
@@ -472,7 +503,9 @@ class _Run:
 
         The third value holds the classified tiles' band statistics for an adapted model, else None.
         """
-        strip = read_strip(self.source, self.grid, self.radiometry, row, start, end, self.model.band_statistics)
+        strip = read_strip(
+            self.source, self.grid, self.radiometry, row, start, end, self.model.band_statistics, self.evidence.bands
+        )
         classified = strip.valid_fraction >= max(self.options.min_valid_fraction, 1e-9)
         self.any_valid = self.any_valid or strip.any_valid
         px = self.grid.cell_px
@@ -482,6 +515,8 @@ class _Run:
             valid_fraction=strip.valid_fraction,
             cell_valid=strip.valid[:, :px, :px].mean(axis=(1, 2)),
             classified=classified,
+            water_share=strip.water_share,
+            vegetated_share=strip.vegetated_share,
         )
         statistics = strip.statistics[classified] if strip.statistics is not None else None
         return chunk, fill_invalid(strip.tiles[classified], strip.valid[classified]), statistics
@@ -542,30 +577,54 @@ class _Run:
         self.tiles_total += len(chunk.cols)
         self.tiles_classified += len(probs)
         self.cells.set_valid(chunk.row, chunk.cols, chunk.cell_valid)
+        network = probs.argmax(axis=1)
+        if chunk.water_share is not None:
+            probs = apply_water_rule(probs, chunk.water_share[chunk.classified], self.water_ids)
         self.cells.add(chunk.row, chunk.cols[chunk.classified], probs)
         order = np.argsort(-probs, axis=1)[:, :2] if len(probs) else np.zeros((0, 2), dtype=int)
         self.class_tiles += np.bincount(order[:, 0], minlength=self.card.num_classes)
+        self._count_evidence(chunk, probs, network, order[:, 0])
         if self.vector_sink is not None:
-            self.vector_sink.add(self._records(chunk, probs, order))
+            self.vector_sink.add(self._records(chunk, probs, order, network))
 
-    def _records(self, chunk: _Chunk, probs: np.ndarray, order: np.ndarray) -> list[TileRecord]:
+    def _count_evidence(self, chunk: _Chunk, probs: np.ndarray, network: np.ndarray, top: np.ndarray) -> None:
+        """Add the chunk's tiles to the evidence: checked, changed by the water rule, doubtful."""
+        evidence = self.evidence
+        evidence.tiles_classified += len(probs)
+        evidence.tiles_doubtful += int((probs.max(axis=1, initial=0.0) < evidence.min_confidence).sum())
+        if chunk.water_share is not None:
+            evidence.tiles_checked += len(probs)
+            evidence.tiles_changed += int((top != network).sum())
+
+    def _records(self, chunk: _Chunk, probs: np.ndarray, order: np.ndarray, network: np.ndarray) -> list[TileRecord]:
         grid, names = self.grid, self.card.class_names
         boxes = grid.tile_boxes(chunk.row, chunk.cols)
         boxes = crs.transform_geometry(
             boxes, grid.crs_wkt, self.output_crs, max_segment=grid.tile_cells * grid.cell / TILE_EDGE_SEGMENTS
         )
         records, k = [], 0
-        for geometry, col, valid, classified in zip(boxes, chunk.cols, chunk.valid_fraction, chunk.classified):
+        for i, (geometry, col, valid, classified) in enumerate(
+            zip(boxes, chunk.cols, chunk.valid_fraction, chunk.classified)
+        ):
             head = [int(chunk.row), int(col)]
             if classified:
                 p, (first, second) = probs[k], order[k]
-                k += 1
                 values = [int(first), names[first], _r(p[first]), int(second), names[second], _r(p[second]), _r(valid)]
+                values += self._evidence_values(chunk, i, names[network[k]], network[k] != first, p[first])
                 records.append(TileRecord(geometry, head + values + [_r(v) for v in p]))
+                k += 1
             else:
-                values = [None, NODATA_NAME, None, None, None, None, _r(valid)]
+                values = [None, NODATA_NAME, None, None, None, None, _r(valid), None, None, None, None, None]
                 records.append(TileRecord(geometry, head + values + [None] * len(names)))
         return records
+
+    def _evidence_values(self, chunk: _Chunk, i: int, network: str, changed: bool, confidence: float) -> list:
+        """A classified tile's water_pixels, vegetated_pixels, network_class, water_rule and doubtful fields."""
+        doubtful = int(confidence < self.evidence.min_confidence)
+        if chunk.water_share is None:
+            return [None, None, network, None, doubtful]
+        water, vegetated = _r(chunk.water_share[i]), _r(chunk.vegetated_share[i])
+        return [water, vegetated, network, int(changed), doubtful]
 
 
 @dataclass
@@ -577,18 +636,31 @@ class Strip:
     valid_fraction: np.ndarray  # (k,)
     statistics: np.ndarray | None  # (k, 2 * bands): every raster band's mean and std per tile (adapted models)
     any_valid: bool
+    water_share: np.ndarray | None = None  # (k,) water pixels per valid pixel (core/evidence.py)
+    vegetated_share: np.ndarray | None = None  # (k,) vegetated pixels per valid pixel
 
 
-def read_strip(source, grid: Grid, radiometry: Radiometry, row: int, start: int, end: int, stat_bands: int = 0):
+def read_strip(
+    source,
+    grid: Grid,
+    radiometry: Radiometry,
+    row: int,
+    start: int,
+    end: int,
+    stat_bands: int = 0,
+    evidence_bands: EvidenceBands | None = None,
+):
     """Read tiles [start, end) of grid row ``row`` in one strip: the one reader of classify and adapt.
 
     ``stat_bands`` > 0 also reads raster bands 1..stat_bands and gives each tile their mean and
     standard deviation over its valid pixels, in the plan's units (``raw * gain - offset``:
-    reflectance x 10,000 where reflectance was detected).
+    reflectance x 10,000 where reflectance was detected). ``evidence_bands`` also reads green,
+    red and near infrared and gives each tile its shares of water and vegetated pixels.
     """
     n, px, size = grid.tile_cells, grid.cell_px, grid.tile_px
     width = (end - start - 1 + n) * px
-    bands = list(radiometry.bands) + list(range(1, stat_bands + 1))
+    extra = [evidence_bands.green, evidence_bands.red, evidence_bands.nir] if evidence_bands else []
+    bands = list(radiometry.bands) + list(range(1, stat_bands + 1)) + extra
     block = source.read(grid.run_bounds(row, start, end), grid.crs_wkt, width, size, bands)
     _check_block(source.info, block, (len(bands), size, width))
     channels = len(radiometry.bands)
@@ -601,10 +673,16 @@ def read_strip(source, grid: Grid, radiometry: Radiometry, row: int, start: int,
     valid = sliding_window_view(pixels_valid, size, axis=1)[:, ::px].transpose(1, 0, 2)  # (k, size, size)
     statistics = None
     if stat_bands:
-        values = block.data[channels:].astype(np.float32) * radiometry.gain - radiometry.offset
+        values = block.data[channels : channels + stat_bands].astype(np.float32) * radiometry.gain - radiometry.offset
         windows = sliding_window_view(values, size, axis=2)[:, :, ::px].transpose(2, 0, 1, 3)
         statistics = tile_band_statistics(windows, valid)
-    return Strip(tiles, valid, valid.mean(axis=(1, 2)), statistics, bool(pixels_valid.any()))
+    strip = Strip(tiles, valid, valid.mean(axis=(1, 2)), statistics, bool(pixels_valid.any()))
+    if extra:
+        green, red, nir = (block.data[b].astype(np.float32) * radiometry.gain - radiometry.offset for b in (-3, -2, -1))
+        water, vegetated = pixel_masks(green, red, nir, pixels_valid)
+        strip.water_share = tile_shares(water, pixels_valid, size, px)
+        strip.vegetated_share = tile_shares(vegetated, pixels_valid, size, px)
+    return strip
 
 
 def _check_block(info, block, shape: tuple[int, int, int]) -> None:

@@ -731,6 +731,11 @@ def _role(info, band: int) -> str | None:
     return band_role(_named_bands(info)[band - 1])
 
 
+def raster_band_role(info, band: int) -> str | None:
+    """The channel (red, green, blue, nir) that band ``band``'s description or wavelength names; None if none."""
+    return _role(info, band)
+
+
 def _wavelength_nm(info, band: int) -> float | None:
     """The band's centre wavelength in nm from its metadata (ENVI 'wavelength' and the like), or None."""
     items = {key.lower(): value for key, value in info.metadata.items() if key.startswith(f"band {band}:")}

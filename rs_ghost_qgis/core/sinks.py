@@ -97,7 +97,11 @@ def tile_fields(card: ModelCard) -> list[FieldSpec]:
 
     tile_row, tile_col (grid position), class_id (NULL for nodata tiles), class_name
     ('nodata' for them), confidence (top probability), second_class_id, second_class,
-    second_confidence, valid_fraction, then one prob_<class> per class.
+    second_confidence, valid_fraction; the near-infrared evidence (core/evidence.py, NULL where
+    the raster has no near infrared): water_pixels and vegetated_pixels (shares of the tile's
+    valid pixels), network_class (the network's own top class) and water_rule (1 where the water
+    rule changed it); doubtful (1 below the run's confidence threshold); then one prob_<class>
+    per class (after the water rule).
     """
     fields = [
         FieldSpec("tile_row", "int"),
@@ -109,6 +113,11 @@ def tile_fields(card: ModelCard) -> list[FieldSpec]:
         FieldSpec("second_class", "str"),
         FieldSpec("second_confidence", "float"),
         FieldSpec("valid_fraction", "float"),
+        FieldSpec("water_pixels", "float"),
+        FieldSpec("vegetated_pixels", "float"),
+        FieldSpec("network_class", "str"),
+        FieldSpec("water_rule", "int"),
+        FieldSpec("doubtful", "int"),
     ]
     return fields + [FieldSpec(name, "float") for name in probability_fields(card)]
 
