@@ -21,7 +21,6 @@ from qgis.core import (
 from ..core.assess import assess, check_classes, harmonise
 from ..core.atomic import write_text
 from ..core.errors import RsGhostError
-from ..core.sinks import PROB_PREFIX
 
 
 class AssessAlgorithm(QgsProcessingAlgorithm):
@@ -141,6 +140,8 @@ class AssessAlgorithm(QgsProcessingAlgorithm):
 
 def _model_classes(tiles, predicted: list[str]) -> list[str]:
     """The model's classes: as the tiles spell them, plus those only their prob_<class> fields name."""
+    from ..core.sinks import PROB_PREFIX  # here: core.sinks needs shapely, which QGIS may lack at start
+
     names = list(dict.fromkeys(predicted))
     spelled = {"".join(n.split()).replace("_", "").casefold() for n in names}
     for field in tiles.fields().names():
