@@ -225,9 +225,11 @@ def classify(
     workload.check(workload.estimate(grid, card), info)  # a planet-sized web download is refused here
     radiometry = plan_radiometry(source, card, options.bands, options.scaling, options.offset, options.product)
     radiometry = _adapted_bands_warning(model, radiometry)
+    evidence_bands = find_evidence_bands(info, radiometry.bands, card.bands, options.nir_band)
+    evidence = Evidence(evidence_bands, options.water_rule, min_confidence)
     for warning in [*grid.warnings, *radiometry.warnings] if warn else ():
         warn(warning)
-    metadata = _metadata(info.name, model, grid, radiometry, options)
+    metadata = _metadata(info.name, model, grid, radiometry, options, evidence)
     if out_vector:
         check_layers(out_vector, layer_name(info.name), options.overwrite)
         vector_sink = GeoPackageSink(out_vector, layer_name(info.name), layer_description(metadata), metadata)
