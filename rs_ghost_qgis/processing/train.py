@@ -11,9 +11,11 @@ import queue
 import shlex
 import subprocess  # nosec B404  # argument lists only, never a shell
 import threading
+import time
 from pathlib import Path
 
 from qgis.core import (
+    QgsApplication,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputFile,
@@ -22,6 +24,7 @@ from qgis.core import (
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
+    QgsProcessingUtils,
 )
 
 from ..deps import python_executable
@@ -35,7 +38,38 @@ COMMANDS = [
     ("One model, trained alone; exported to ONNX", ["run", "--distill", "none"]),
     ("Teacher, then a student distilled from it; exported to ONNX (hours on a CPU)", ["run"]),
 ]
-DEFAULT_ARCHITECTURE = "g_ghost_regnetx_040"
+FALLBACK_ARCHITECTURE = "g_ghost_regnetx_040"  # the training command's own default, when no model is bundled
+
+
+def bundled_architecture() -> str:
+    """The bundled model's architecture, read from its card (no onnxruntime needed); else the training default."""
+    from ..core.modelcard import ModelCard
+    from ..core.onnx_meta import read_metadata
+    from ..qgis_io.options import bundled_model_or_none
+
+    path = bundled_model_or_none()
+    try:
+        return ModelCard.from_metadata(read_metadata(path.read_bytes())).architecture if path else FALLBACK_ARCHITECTURE
+    except Exception:  # an unreadable card: the run will not use it; train what training trains by default
+        return FALLBACK_ARCHITECTURE
+
+
+def models_folder() -> Path:
+    """Where trained models go by default: inside the QGIS profile, which outlives the session."""
+    return Path(QgsApplication.qgisSettingsDirPath()) / "rs_ghost_qgis" / "trained"
+
+
+def output_folder(chosen: str) -> tuple[Path, str]:
+    """The run's folder and what the log says of it. Nothing chosen, or QGIS's temporary folder (deleted
+    when QGIS exits, with hours of training in it), becomes a new folder under ``models_folder()``."""
+    temporary = Path(QgsProcessingUtils.tempFolder()).resolve()
+    if chosen and temporary not in Path(chosen).resolve().parents:
+        return Path(chosen), f"The model, its card, checkpoints and logs go to {chosen}."
+    folder = models_folder() / time.strftime("run-%Y%m%d-%H%M%S")
+    return folder, (
+        f"The model, its card, checkpoints and logs go to {folder}, in your QGIS profile: it stays after QGIS "
+        "exits (QGIS's temporary folder would not). Choose an Output folder to put them elsewhere."
+    )
 
 
 def find_project(given: str) -> Path | None:
@@ -108,7 +142,9 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
             "(`python -m training run --distill none`), or a VGG-16 teacher and then a student of that "
             "architecture distilled from it (`python -m training run`). Either way the model is evaluated "
             "and exported as an ONNX file with its model card, which Classify accepts as MODEL; the "
-            "output folder also receives the checkpoints, logs and curves. The Python is the one you "
+            "output folder also receives the checkpoints, logs and curves (left empty, or QGIS's temporary "
+            "folder, which QGIS deletes on exit: a new folder in your QGIS profile that stays). The "
+            "architecture defaults to the bundled model's. The Python is the one you "
             "choose, else $RS_GHOST_TRAIN_PYTHON, else the repository's .venv, else QGIS's. Training can "
             "take hours on a CPU."
         )
@@ -126,7 +162,11 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
         )
         choices = [words for words, _ in COMMANDS]
         self.addParameter(QgsProcessingParameterEnum(self.COMMAND, "What to train", choices, False, 0))
-        self.addParameter(QgsProcessingParameterString(self.ARCHITECTURE, "Architecture", DEFAULT_ARCHITECTURE))
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.ARCHITECTURE, "Architecture (default: the bundled model's)", bundled_architecture()
+            )
+        )
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.EPOCHS, "Epochs (0 = the training default)", QgsProcessingParameterNumber.Integer, 0, True, 0
@@ -146,7 +186,11 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, "Output folder"))
+        self.addParameter(
+            QgsProcessingParameterFolderDestination(
+                self.OUTPUT, "Output folder (empty: a new folder in your QGIS profile)", None, True
+            )
+        )
         self.addOutput(QgsProcessingOutputFile("MODEL", "Exported model"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
@@ -168,15 +212,17 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
                 + f"\nInstall it with `bash scripts/setup.sh` in {project} (CPU torch, pinned), or choose a "
                 "Python that has torch under 'Python with torch'."
             )
-        out = self.parameterAsString(parameters, self.OUTPUT, context)
+        folder, where = output_folder(self.parameterAsString(parameters, self.OUTPUT, context))
+        out = str(folder)
         what = COMMANDS[self.parameterAsEnum(parameters, self.COMMAND, context)][1]
-        architecture = self.parameterAsString(parameters, self.ARCHITECTURE, context) or DEFAULT_ARCHITECTURE
+        architecture = self.parameterAsString(parameters, self.ARCHITECTURE, context) or bundled_architecture()
         command = [python, "-m", "training", *what, "--data", self.parameterAsFile(parameters, self.DATA, context)]
         command += ["--student", architecture, "--out", out]
         epochs = self.parameterAsInt(parameters, self.EPOCHS, context)
         if epochs:
             command += ["--epochs", str(epochs)]
         command += shlex.split(self.parameterAsString(parameters, self.ARGS, context) or "")
+        feedback.pushInfo(where)
         feedback.pushCommandInfo(" ".join(shlex.quote(part) for part in command))
         code = _run_streaming(command, project, feedback)
         if feedback.isCanceled():
@@ -185,7 +231,7 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(f"Training failed (exit {code}); its log is above.")
         models = sorted(Path(out).rglob("*.onnx"), key=lambda p: p.stat().st_mtime)
         if models:
-            feedback.pushInfo(f"Exported model: {models[-1]} (its card beside it); Classify takes it as MODEL.")
+            feedback.pushInfo(f"Exported model: {models[-1]} (its card beside it); Classify takes it as MODEL. {where}")
         else:
             feedback.reportError(f"Training ended, but no ONNX model was exported into {out}; its log is above.")
         return {self.OUTPUT: out, "MODEL": str(models[-1]) if models else ""}

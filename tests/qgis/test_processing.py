@@ -252,7 +252,7 @@ def test_train_exports_an_onnx_model_by_default(qgis_app, provider, tmp_path):
     parameters["PROJECT"] = str(PACKAGE_DIR.parent)
     result = _run("rsghost:train", parameters, QgsProcessingContext(), feedback)
     argv = next(line for line in logged if line.startswith("argv: "))
-    assert argv.startswith("argv: -m training run --distill none --data") and "--student g_ghost_regnetx_040" in argv
+    assert argv.startswith("argv: -m training run --distill none --data") and "--student " in argv
     assert result["MODEL"] == str(tmp_path / "run" / "g_ghost_regnetx_040_none.onnx")
     assert any(line.startswith("Exported model: ") for line in logged), logged
     assert not any("teacher" in line for line in logged), logged
