@@ -12,7 +12,6 @@ import argparse
 import json
 import math
 import shlex
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from training.checkpoint import (
 from training.data import SHIFT_PROBABILITY, DatasetSplits, load_dataset
 from training.data.pack import MIB, pack_folder, unpack
 from training.evaluate import card_metrics, evaluate, load_scorer, measure_latency, save_metrics
-from training.export import ExportError, embed_card, write_model
+from training.export import ExportError, check_model_out, write_model
 from training.losses import DEFAULTS as DISTILL_DEFAULTS
 from training.models import MODEL_NAMES
 from training.precision import CHOICES as PRECISIONS
@@ -136,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="ONNX file to write; a .md model card goes beside it")
     export.add_argument("--metrics", help="metrics.json written by `evaluate`, to include in the card")
     export.add_argument("--gsd", type=float, help="metres per pixel of the training images (EuroSAT: 10)")
+    _overwrite_argument(export)
     _card_arguments(export)
     export.set_defaults(handler=_export)
 
@@ -149,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"training images that calibrate the activation ranges (default {CALIBRATION_IMAGES})",
     )
     quantization.add_argument("--out", required=True, help="int8 ONNX file to write; a .md model card goes beside it")
+    _overwrite_argument(quantization)
     quantization.set_defaults(handler=_quantize)
 
     soft = commands.add_parser("soft-labels", help="the teacher's logits for every training image and view, once")
@@ -163,7 +164,8 @@ def _parser() -> argparse.ArgumentParser:
     fitting.add_argument("--model", required=True, help="exported model (.onnx) trained on L1C-like images")
     _data_arguments(fitting, data_required=True)
     fitting.add_argument("--patches", required=True, help="unlabelled L2A patches (.npz: patches, bands)")
-    fitting.add_argument("--out", required=True, help="ONNX file to write (may be --model); a .md card goes beside it")
+    fitting.add_argument("--out", required=True, help="ONNX file to write (not --model); a .md card goes beside it")
+    _overwrite_argument(fitting)
     fitting.add_argument("--method", choices=l2a.METHODS, default="linear", help="default linear (see training/l2a.py)")
     fitting.set_defaults(handler=_l2a_fit)
 
@@ -191,6 +193,15 @@ def _parser() -> argparse.ArgumentParser:
     unpacking.set_defaults(handler=_unpack)
     parser.commands = commands.choices  # name -> sub-parser, for --recipe
     return parser
+
+
+def _overwrite_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out (never an input)")
+
+
+def _input_files(args: argparse.Namespace, *names: str) -> dict[str, str | None]:
+    """The files a command reads, by flag: none of them may be its --out (core/outputs.py)."""
+    return {"--" + name.replace("_", "-"): getattr(args, name, None) for name in names}
 
 
 def _recipe_argument(parser: argparse.ArgumentParser) -> None:
@@ -379,6 +390,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    out = check_model_out(args.out, _input_files(args, "checkpoint", "metrics"), args.overwrite)
     state = load_checkpoint(args.checkpoint)
     metrics, temperature = None, 1.0
     if args.metrics:
@@ -393,16 +405,25 @@ def _export(args: argparse.Namespace) -> int:
         temperature=temperature,
         metrics=metrics,
     )
-    path = write_model(model_from_checkpoint(state), card, Path(args.out))
+    path = write_model(model_from_checkpoint(state), card, out)
     print(f"model: {path}\nmodel card: {path.with_suffix('.md')}")
     return 0
 
 
 def _quantize(args: argparse.Namespace) -> int:
     _check_positive(args, "calibration_images", "image_size")
-    check_out(args.out)  # before the data is loaded
+    inputs = _input_files(args, "data", "polygons", "split_csv", "val_csv")
+    check_out(args.out, args.model, args.overwrite, inputs)  # before the data is loaded
     data = _load_data(args, image_size=args.image_size or load_fp32(args.model).image_size)
-    report = quantize(args.model, args.out, data, calibration_images=args.calibration_images, seed=args.seed)
+    report = quantize(
+        args.model,
+        args.out,
+        data,
+        calibration_images=args.calibration_images,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        inputs=inputs,
+    )
     print(format_table(report))
     out = Path(args.out)
     print(f"model: {out}\nmodel card: {out.with_suffix('.md')}\nevaluation: {evaluation_folder(out)}")
@@ -428,6 +449,8 @@ def _soft_labels(args: argparse.Namespace) -> int:
 
 
 def _l2a_fit(args: argparse.Namespace) -> int:
+    inputs = _input_files(args, "model", "patches", "data", "polygons", "split_csv", "val_csv")
+    out = check_model_out(args.out, inputs, args.overwrite)
     scorer_card = load_model(args.model).card
     patches, bands = l2a.load_patches(args.patches)
     data = _load_data(args, image_size=args.image_size or 64)
@@ -436,12 +459,7 @@ def _l2a_fit(args: argparse.Namespace) -> int:
         f"{Path(args.patches).name}, patches {l2a.FIT_PARITY}, {l2a.FIT_PARITY + 2}, ... ({len(fit)} of {len(patches)})"
     )
     mapping = l2a.fit_mapping(patches[fit], bands, scorer_card, data.train.images, source, args.method)
-    out = Path(args.out)
-    with atomic.atomic_path(out) as draft:
-        shutil.copyfile(args.model, draft)
-        embed_card(draft, l2a.with_mapping(scorer_card, mapping))
-    card = load_model(out).card
-    atomic.write_text(out.with_suffix(".md"), card.to_markdown())
+    l2a.write_fitted(args.model, l2a.with_mapping(scorer_card, mapping), out)
     for band, curve in mapping["bands"].items():
         median = float(
             np.interp(np.median(patches[fit][:, bands.index(l2a.patch_band(band))]), curve["raw"], curve["value"])

@@ -3,10 +3,13 @@
 The file is checked against torch before it is written: onnxruntime must reproduce the torch
 logits on a batch, or nothing is written. Files are written atomically (core/atomic.py); a folder
 that cannot be written or a full disk is one TrainingError naming ``--out`` (errors.cannot_write).
+``check_model_out`` applies the plugin's output rule (core/outputs.py) to the model a training
+command writes and the card beside it: never an input, an existing file only with ``--overwrite``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +18,11 @@ import onnxruntime as ort
 import torch
 
 from rs_ghost_qgis.core import atomic
+from rs_ghost_qgis.core.errors import OutputError
 from rs_ghost_qgis.core.modelcard import ModelCard
-from training.errors import ExportError, cannot_write
+from rs_ghost_qgis.core.options import face_message
+from rs_ghost_qgis.core.outputs import check_output_file
+from training.errors import ExportError, TrainingError, cannot_write
 
 OPSET = 17
 MAX_LOGIT_DIFFERENCE = 1e-4
@@ -72,6 +78,26 @@ def export_onnx(model: torch.nn.Module, card: ModelCard, path: str | Path, *, se
     except OSError as error:
         raise cannot_write(path, error) from None
     return path
+
+
+def check_model_out(out: str | Path, inputs: Mapping[str, str | Path | None], overwrite: bool) -> Path:
+    """``out`` as a Path, once it and its .md card may be written (core/outputs.py), worded for the command line.
+
+    ``inputs`` maps each input's flag to its value, e.g. {"--model": "m.onnx"}: none of them is
+    ever replaced; an existing model or card only with ``overwrite``. Call it before the work.
+    """
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise TrainingError(
+            f"--out {out} must end in .onnx: the command writes an ONNX model, e.g. --out {out.stem}.onnx."
+        )
+    named = {f"the {flag} file": path for flag, path in inputs.items()}
+    try:
+        check_output_file(out, "the model (--out)", named, overwrite)
+        check_output_file(out.with_suffix(".md"), "the model card beside --out", named, overwrite)
+    except OutputError as error:
+        raise OutputError(face_message(error, "cli")) from None
+    return out
 
 
 def write_model(model: torch.nn.Module, card: ModelCard, path: str | Path) -> Path:

@@ -15,15 +15,17 @@ and dense vegetation (NDVI > 0.6 on 90 %) must come out neither water nor built-
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rs_ghost_qgis.core import atomic
 from rs_ghost_qgis.core.modelcard import ModelCard
 from rs_ghost_qgis.core.radiometry import band_role, reflectance_plan
 from rs_ghost_qgis.core.runtime import load_model
-from training.errors import TrainingError
+from training.errors import TrainingError, cannot_write
 
 PATCH_BANDS = ("B02", "B03", "B04", "B08")
 # The role of a card band (core.radiometry.band_role) -> the patches' band.
@@ -249,3 +251,23 @@ def with_mapping(card: ModelCard, mapping: dict[str, Any]) -> ModelCard:
     """``card`` carrying ``mapping`` as its L2A curves, and saying so in its radiometry."""
     radiometry = {**card.radiometry, "l2a": "Sentinel-2 L2A rasters go through product_mappings['l2a'] instead"}
     return dataclasses.replace(card, product_mappings={**card.product_mappings, "l2a": mapping}, radiometry=radiometry)
+
+
+def write_fitted(model: str | Path, card: ModelCard, out: Path) -> Path:
+    """``model``'s graph with ``card`` (its L2A mapping) at ``out``, and the card as markdown beside it.
+
+    Both are written atomically; a full disk or a folder that cannot be written is one TrainingError.
+    ``out`` was checked first (export.check_model_out): it is never ``model``.
+    """
+    from training.export import embed_card  # torch and onnx: only when a model is written
+
+    markdown = out.with_suffix(".md")
+    try:
+        with atomic.atomic_path(out) as draft:
+            shutil.copyfile(model, draft)
+            embed_card(draft, card)
+            written = load_model(draft).card
+        atomic.write_text(markdown, written.to_markdown())
+    except OSError as error:
+        raise cannot_write(Path(error.filename or out), error) from None
+    return out

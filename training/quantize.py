@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from rs_ghost_qgis.core.modelcard import ModelCard
 from training.data import DatasetSplits, ImageArrays, make_loader
 from training.errors import TrainingError, cannot_write
 from training.evaluate import Scorer, card_metrics, evaluate, load_scorer, measure_latency, save_metrics
-from training.export import embed_card
+from training.export import check_model_out, embed_card
 from training.inference import normalise
 
 CALIBRATION_IMAGES = 512
@@ -55,6 +56,11 @@ METHOD = (
     "calibration on training images; the first layer and the classifier stay fp32"
 )
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
+# Operators only a quantised graph holds (QDQ, QOperator and dynamic formats).
+INT8_OPS = frozenset(
+    {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul"}
+    | {"ConvInteger", "MatMulInteger", "QGemm", "QLinearAdd", "QLinearMul"}
+)
 
 EVALUATION_FILES = ("metrics.json", "confusion.json")
 
@@ -66,15 +72,18 @@ def quantize(
     *,
     calibration_images: int = CALIBRATION_IMAGES,
     seed: int = 0,
+    overwrite: bool = False,
+    inputs: Mapping[str, str | Path | None] | None = None,
 ) -> dict[str, Any]:
     """Write ``model`` (an exported fp32 .onnx) quantised to int8 at ``out``; return the comparison.
 
     Calibration uses ``calibration_images`` training images drawn with ``seed``; accuracy is
     measured on ``data.val``. Evaluation files go to ``<out stem>_evaluation/{fp32,int8}`` and a
-    markdown card beside ``out``. An ``out`` not ending in .onnx, a folder that cannot be written
-    or a full disk is a TrainingError.
+    markdown card beside ``out``. An ``out`` not ending in .onnx, one that is ``model`` or another
+    of ``inputs`` (flag -> path), existing outputs without ``overwrite``, a folder that cannot be
+    written or a full disk is a TrainingError.
     """
-    model, out = Path(model), check_out(out)
+    model, out = Path(model), check_out(out, model, overwrite, inputs)
     fp32 = load_fp32(model)
     card = ModelCard.from_metadata(_metadata(model), source=str(model))
     try:
@@ -108,13 +117,29 @@ def _quantize_and_measure(
     return report
 
 
-def check_out(out: str | Path) -> Path:
-    """``out`` as a Path; TrainingError unless it names an .onnx file (checked before anything is made)."""
+def check_out(
+    out: str | Path,
+    model: str | Path,
+    overwrite: bool = False,
+    inputs: Mapping[str, str | Path | None] | None = None,
+) -> Path:
+    """``out`` as a Path, checked before anything is made (core/outputs.py's rule; see check_model_out).
+
+    It must end in .onnx, be no input (``model`` or another of ``inputs``) and, like its card and
+    its evaluation folder, replace nothing without ``overwrite``.
+    """
     out = Path(out)
     # The int8 file is measured through load_scorer, which tells models from checkpoints by the suffix.
     if out.suffix.lower() != ".onnx":
         raise TrainingError(
             f"--out {out} must end in .onnx: quantize writes an ONNX model; for example --out {out.stem}_int8.onnx."
+        )
+    check_model_out(out, {"--model": model, **(inputs or {})}, overwrite)
+    folder = evaluation_folder(out)
+    if folder.exists() and not overwrite:
+        raise TrainingError(
+            f"{folder} (the evaluation beside --out) already exists; use --overwrite to replace it, or choose "
+            "another --out."
         )
     return out
 
@@ -127,7 +152,15 @@ def load_fp32(model: str | Path) -> Scorer:
             f"quantize takes an exported model (.onnx), not {model.name}; export the checkpoint first "
             "with `python -m training export`."
         )
-    return load_scorer(model)
+    scorer = load_scorer(model)
+    # Quantising twice crashes in onnx's checker; an int8 model is recognised by its operators.
+    quantised = sorted({node.op_type for node in onnx.load(str(model), load_external_data=False).graph.node} & INT8_OPS)
+    if quantised:
+        raise TrainingError(
+            f"--model {model} is already int8 (it holds {', '.join(quantised)}); quantize takes the fp32 model "
+            "that `python -m training export` wrote."
+        )
+    return scorer
 
 
 def evaluation_folder(out: str | Path) -> Path:

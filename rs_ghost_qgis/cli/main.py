@@ -172,6 +172,7 @@ def _classify(args: argparse.Namespace) -> int:
     from ..core.sinks import check_output
 
     check_outputs(args.out_vector, args.out_raster, args.preview)
+    _check_not_inputs(args)
     if args.preview:
         check_output(args.preview, args.overwrite, (".png",), "preview", input_path=args.input)
     options = classify_options(args, args.out_vector, args.out_raster, keep_class_map=bool(args.preview))
@@ -203,6 +204,17 @@ def _classify(args: argparse.Namespace) -> int:
         f"{result.seconds:.1f} s ({rate:,.0f} tiles/s)"
     )
     return 0
+
+
+def _check_not_inputs(args: argparse.Namespace) -> None:
+    """No output of classify may be its mask or model (core/outputs.py; the raster is checked with the rest)."""
+    from ..core.outputs import check_not_input
+
+    inputs = {"the mask (--mask)": args.mask, "the model (--model)": args.model}
+    outputs = {"--out-vector": args.out_vector, "--out-raster": args.out_raster, "--preview": args.preview}
+    for flag, path in outputs.items():
+        if path:
+            check_not_input(path, f"the output ({flag})", inputs)
 
 
 def _run_with_progress(source, options, extra_outputs=None):

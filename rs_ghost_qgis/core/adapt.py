@@ -37,7 +37,6 @@ import numpy as np
 import shapely
 
 from . import crs
-from .atomic import atomic_path
 from .errors import Cancelled
 from .grid import Area, Grid, build_grid
 from .head import Head
@@ -45,6 +44,7 @@ from .linear import cross_validate, fit_softmax
 from .modelcard import ModelCard
 from .onnx_meta import expose_features, replace_metadata
 from .options import OptionError, OptionText
+from .outputs import written
 from .pipeline import MAX_TILES_PER_READ, fill_invalid, read_strip
 from .radiometry import plan_radiometry
 from .runtime import Model, create_session, feature_source, load_model
@@ -52,6 +52,7 @@ from .sinks import check_output
 
 MIN_CHIPS = 5  # chips a class needs
 FOLDS = 5
+OUT = "adapted model (--out)"  # how messages name the output
 # Distinct colours for classes the polygons' style does not colour (ColorBrewer Set1 + Dark2).
 PALETTE = (
     "#e41a1c",
@@ -87,6 +88,7 @@ class Labels:
     field: str  # the class field
     colors: dict[str, str] = field(default_factory=dict)  # class -> '#rrggbb' (a categorized style)
     ids: list[int] = field(default_factory=list)  # feature ids, for messages (default: 1, 2, ...)
+    file: str | None = None  # the file read, which the adapted model may never replace (None: a layer)
 
 
 @dataclass
@@ -152,7 +154,8 @@ def adapt(
     """Fit a new classifier for ``labels`` on ``source`` and write the adapted model to ``options.out_path``."""
     started = time.perf_counter()
     info = source.info
-    check_output(options.out_path, options.overwrite, (".onnx",), "adapted model (--out)", input_path=info.path)
+    inputs = {"the base model ({model})": options.model_path, "the polygons ({polygons})": labels.file}
+    check_output(options.out_path, options.overwrite, (".onnx",), OUT, input_path=info.path, inputs=inputs)
     polygons, classes, warnings = check_labels(labels, info)
     model, graph, exposed = with_features(load_model(options.model_path, options.threads), options.threads)
     grid = build_grid(info, model.card, Area(geometries=polygons, crs_wkt=info.crs_wkt), _stride(options, model))
@@ -490,7 +493,7 @@ def with_features(model: Model, threads: int | None) -> tuple[Model, bytes, bool
 def write_adapted(graph: bytes, card: ModelCard, out_path: str) -> Path:
     """The base graph's bytes with ``card`` as its metadata, written atomically and loaded once to check it."""
     data = replace_metadata(graph, card.to_metadata())
-    with atomic_path(out_path) as tmp:
+    with written(out_path, f"the {OUT}") as tmp:
         tmp.write_bytes(data)
         load_model(tmp, threads=1)
     return Path(out_path)
@@ -513,7 +516,12 @@ def labels_from_file(path: str, class_field: str) -> Labels:
         raise missing_field(class_field, Path(path).name, layer.fields)
     classes = [values.get(class_field) for values in layer.values]
     return Labels(
-        layer.geometries, [None if c is None else str(c) for c in classes], layer.crs_wkt, Path(path).name, class_field
+        layer.geometries,
+        [None if c is None else str(c) for c in classes],
+        layer.crs_wkt,
+        Path(path).name,
+        class_field,
+        file=path,
     )
 
 

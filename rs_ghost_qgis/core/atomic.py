@@ -110,8 +110,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp, usual_mode())
         os.replace(tmp, path)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        # Only a temporary that exists is removed: on a read-only file system even the unlink
+        # of a missing file fails (EROFS), and must not hide why the write failed.
+        if os.path.lexists(tmp):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

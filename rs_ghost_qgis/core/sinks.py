@@ -39,6 +39,7 @@ from .crs import srs_from_wkt
 from .errors import OutputError
 from .modelcard import ModelCard
 from .options import OptionText
+from .outputs import Inputs, check_not_input, same_file
 
 NODATA_CLASS = 255
 NODATA_NAME = "nodata"
@@ -145,11 +146,18 @@ def layer_description(metadata: dict[str, str]) -> str:
 
 
 def check_output(
-    path: str | os.PathLike, overwrite: bool, suffixes: tuple[str, ...], what: str, input_path: str = ""
+    path: str | os.PathLike,
+    overwrite: bool,
+    suffixes: tuple[str, ...],
+    what: str,
+    input_path: str = "",
+    inputs: Inputs | None = None,
 ) -> Path:
-    """Check early that ``path`` can be written: right type, not the input, folder writable, not in the way.
+    """Check early that ``path`` can be written: right type, no input, folder writable, not in the way.
 
-    Also removes the temporaries that runs killed before their cleanup left in that folder.
+    ``inputs`` names the run's other input files (core/outputs.py), e.g. {"the model ({model})":
+    path}: none is ever replaced, whatever ``overwrite`` says. Also removes the temporaries that
+    runs killed before their cleanup left in that folder.
     """
     path = Path(path)
     if path.suffix.lower() not in suffixes:
@@ -162,10 +170,11 @@ def check_output(
         )
     if path.is_dir():
         raise OutputError(f"The {what} {path} is a folder; give a file name.")
-    if _same_file(path, input_path):
+    if input_path and same_file(path, input_path):
         raise OutputError(
             f"The {what} {path} is the input raster; writing it would replace the input. Choose another file name."
         )
+    check_not_input(path, f"the {what}", inputs or {})
     if path.exists() and not overwrite:
         raise _exists(path)
     _check_folder(path, what)
@@ -194,14 +203,6 @@ def _exists(path: Path) -> OutputError:
     return OutputError(
         OptionText("{path} already exists; use {overwrite} to replace it, or choose another file name.", path=path)
     )
-
-
-def _same_file(path: Path, other: str) -> bool:
-    """Whether ``path`` and ``other`` name one existing file (through links and relative paths too)."""
-    try:
-        return bool(other) and os.path.samefile(path, other)
-    except OSError:  # either does not exist
-        return False
 
 
 def other_layers(path: str | os.PathLike, layer_name: str) -> list[str]:

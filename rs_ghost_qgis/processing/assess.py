@@ -19,8 +19,11 @@ from qgis.core import (
 )
 
 from ..core.assess import assess, check_classes, harmonise
-from ..core.atomic import write_text
 from ..core.errors import RsGhostError
+from ..core.options import face_message
+from ..core.outputs import check_not_input, source_path, written
+
+REPORT = "the report (OUTPUT)"
 
 
 class AssessAlgorithm(QgsProcessingAlgorithm):
@@ -111,6 +114,14 @@ class AssessAlgorithm(QgsProcessingAlgorithm):
                 )
         min_coverage = self.parameterAsDouble(parameters, self.MIN_COVERAGE, context)
         path = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        inputs = {
+            "the classified tiles (INPUT)": self._source_file(parameters, self.INPUT, context),
+            "the reference polygons (REFERENCE)": self._source_file(parameters, self.REFERENCE, context),
+        }
+        try:
+            check_not_input(path, REPORT, inputs)  # QGIS asked before handing over an existing file
+        except RsGhostError as error:
+            raise QgsProcessingException(face_message(error, "processing")) from None
 
         pairs = _pair(tiles, predicted_field, reference, reference_field, min_coverage, context, feedback)
         if feedback.isCanceled():
@@ -126,7 +137,11 @@ class AssessAlgorithm(QgsProcessingAlgorithm):
             f"Predicted: '{predicted_field}'; reference: '{reference_field}'.",
         ]
         text = result.to_csv() if path.lower().endswith(".csv") else result.to_html(notes=notes)
-        write_text(path, text)  # atomic: a full disk or a crash never leaves half a report
+        try:
+            with written(path, REPORT) as tmp:  # a full disk or a crash never leaves half a report
+                tmp.write_text(text, encoding="utf-8")
+        except RsGhostError as error:
+            raise QgsProcessingException(face_message(error, "processing")) from None
         feedback.pushInfo(
             f"Overall accuracy {result.overall_accuracy:.4f}, kappa {result.kappa:.4f} over {len(pairs)} tiles."
         )
@@ -136,6 +151,11 @@ class AssessAlgorithm(QgsProcessingAlgorithm):
             "KAPPA": result.kappa,
             "SAMPLES": len(pairs),
         }
+
+    def _source_file(self, parameters, name: str, context) -> str | None:
+        """The file behind a layer parameter, which the report may never replace (None: no file)."""
+        layer = self.parameterAsVectorLayer(parameters, name, context)
+        return source_path(layer.source()) if layer is not None else None
 
 
 def _model_classes(tiles, predicted: list[str]) -> list[str]:

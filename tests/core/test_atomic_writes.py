@@ -94,8 +94,8 @@ def checkpoint(tmp_path_factory) -> Path:
     return _checkpoint(tmp_path_factory.mktemp("checkpoint") / "best.pt")
 
 
-def _export(checkpoint: Path, out: Path) -> int:
-    return cli.main(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--gsd", "10"])
+def _export(checkpoint: Path, out: Path, *extra: str) -> int:
+    return cli.main(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--gsd", "10", *extra])
 
 
 def _one_line(capfd) -> str:
@@ -111,7 +111,7 @@ def test_export_to_a_full_disk_is_one_line_and_keeps_the_earlier_model(checkpoin
     assert set(before) == {"model.onnx", "model.md"}
     capfd.readouterr()
     monkeypatch.setattr(export_module.onnx, "save", _full_disk)  # the card is embedded: the model file is written
-    assert _export(checkpoint, out) == 2
+    assert _export(checkpoint, out, "--overwrite") == 2
     line = _one_line(capfd)
     assert f"cannot write {out}: No space left on device" in line and "--out" in line
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before  # no part left, nothing changed

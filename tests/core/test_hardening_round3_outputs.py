@@ -1,0 +1,283 @@
+"""Issue 30, output safety: no command replaces an input or an unrelated file, and writes fail in one line.
+
+The rule lives in core/outputs.py; every case here goes through a face as a user would
+(``python -m rs_ghost_qgis`` and ``python -m training`` by their ``main``), except the three
+invariants of classify-many and adapt, which are checked where they hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import functools
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rs_ghost_qgis.cli.main import main
+from rs_ghost_qgis.core import atomic
+from rs_ghost_qgis.core.adapt import _Chips, _fit
+from tests.core.adapt_data import labelled_polygons, nir_scene, write_labels
+from tests.core.engine_data import class_pattern, write_raster
+from tests.core.test_atomic_writes import _checkpoint
+from tests.core.test_train import SMALL, make_class_tree
+from tests.tiny_model import tiny_card
+from training import cli as training_cli
+from training import quantize as quantize_module
+from training.export import export_onnx
+from training.models import build_model
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and len(err.splitlines()) == 1, err
+    return lines[0]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (hidden temporaries included) with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# --- the training commands ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    return make_class_tree(tmp_path_factory.mktemp("round3") / "tree", per_class=6)
+
+
+@pytest.fixture(scope="module")
+def fp32(tree) -> Path:
+    torch.manual_seed(0)
+    card = dataclasses.replace(tiny_card(), architecture=SMALL, class_names=sorted(("Water", "Forest", "Crop")))
+    return export_onnx(build_model(SMALL, card.num_classes), card, tree.parent / "fp32" / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return _checkpoint(tmp_path_factory.mktemp("round3_checkpoint") / "best.pt")
+
+
+def _quantize(model: Path, tree: Path, out: Path, *extra: str) -> int:
+    data = ["--data", str(tree), "--cache-dir", str(tree.parent / "cache"), "--calibration-images", "8"]
+    return training_cli.main(["quantize", "--model", str(model), *data, "--out", str(out), *extra])
+
+
+def _export(checkpoint: Path, out: Path, *extra: str) -> int:
+    return training_cli.main(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--gsd", "10", *extra])
+
+
+def _l2a_fit(model: Path, out: Path, *extra: str) -> int:
+    # The refusals come before anything is read: the data and patches need not exist.
+    data = ["--data", "no_data", "--patches", "no_patches.npz"]
+    return training_cli.main(["l2a-fit", "--model", str(model), *data, "--out", str(out), *extra])
+
+
+def _spellings(model: Path, tmp_path: Path) -> list[Path]:
+    """``model`` itself, through '..' and through a symbolic link."""
+    link = tmp_path / "link.onnx"
+    link.symlink_to(model)
+    return [model, model.parent / ".." / model.parent.name / model.name, link]
+
+
+@pytest.mark.parametrize("overwrite", [(), ("--overwrite",)])
+def test_quantize_never_replaces_its_own_model(tree, fp32, tmp_path, capsys, overwrite):
+    # `quantize --out` equal to `--model` replaced the fp32 model it read, without a word.
+    before = fp32.read_bytes()
+    for out in _spellings(fp32, tmp_path):
+        assert _quantize(fp32, tree, out, *overwrite) == 2
+        line = _error_line(capsys)
+        assert "--out" in line and "--model" in line and "never replaces an input" in line, line
+        assert "--overwrite" in line
+    assert fp32.read_bytes() == before
+    assert sorted(p.name for p in fp32.parent.iterdir()) == ["model.onnx"]
+
+
+def test_quantize_replaces_an_existing_file_only_with_overwrite(tree, fp32, tmp_path, capsys, monkeypatch):
+    # quantize replaced an unrelated .onnx at --out; it had no --overwrite at all.
+    out = tmp_path / "mine.onnx"
+    out.write_bytes(b"someone's model")
+    assert _quantize(fp32, tree, out) == 2
+    line = _error_line(capsys)
+    assert f"{out} already exists; use --overwrite" in line, line
+    assert _snapshot(tmp_path) == {"mine.onnx": b"someone's model"}
+
+    fast = functools.partial(quantize_module.measure_latency, seconds=0)
+    monkeypatch.setattr(quantize_module, "measure_latency", fast)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert _quantize(fp32, tree, out, "--overwrite") == 0
+    assert out.read_bytes() != b"someone's model" and (tmp_path / "mine.md").exists()
+
+    # Its card beside the model is an output too: an unrelated one stops a new --out.
+    (tmp_path / "other.md").write_text("notes")
+    assert _quantize(fp32, tree, tmp_path / "other.onnx") == 2
+    assert "other.md already exists; use --overwrite" in _error_line(capsys)
+    assert (tmp_path / "other.md").read_text() == "notes" and not (tmp_path / "other.onnx").exists()
+
+    # Quantising the int8 model crashed in onnx's checker.
+    assert _quantize(out, tree, tmp_path / "twice.onnx") == 2
+    line = _error_line(capsys)
+    assert f"--model {out} is already int8" in line and "QuantizeLinear" in line, line
+    assert not (tmp_path / "twice.onnx").exists()
+
+
+@pytest.mark.parametrize("overwrite", [(), ("--overwrite",)])
+def test_export_never_replaces_its_checkpoint(checkpoint, tmp_path, capsys, overwrite):
+    before = checkpoint.read_bytes()
+    link = tmp_path / "model.onnx"
+    link.symlink_to(checkpoint)
+    assert _export(checkpoint, link, *overwrite) == 2
+    line = _error_line(capsys)
+    assert "--out" in line and "--checkpoint" in line and "never replaces an input" in line, line
+    assert checkpoint.read_bytes() == before and link.is_symlink()
+
+
+def test_export_replaces_an_existing_model_only_with_overwrite(checkpoint, tmp_path, capsys):
+    # `training export` replaced an unrelated existing .onnx.
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"someone's model")
+    assert _export(checkpoint, out) == 2
+    assert f"{out} already exists; use --overwrite" in _error_line(capsys)
+    assert _snapshot(tmp_path) == {"model.onnx": b"someone's model"}
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert _export(checkpoint, out, "--overwrite") == 0
+    assert out.read_bytes() != b"someone's model" and sorted(_snapshot(tmp_path)) == ["model.md", "model.onnx"]
+
+
+@pytest.mark.parametrize("overwrite", [(), ("--overwrite",)])
+def test_l2a_fit_never_replaces_its_model(fp32, tmp_path, capsys, overwrite):
+    # Its help said --out "may be --model": the rule now holds there too.
+    before = fp32.read_bytes()
+    for out in _spellings(fp32, tmp_path):
+        assert _l2a_fit(fp32, out, *overwrite) == 2
+        line = _error_line(capsys)
+        assert "--out" in line and "--model" in line and "never replaces an input" in line, line
+    assert fp32.read_bytes() == before
+
+
+def test_l2a_fit_replaces_an_existing_file_only_with_overwrite(fp32, tmp_path, capsys):
+    out = tmp_path / "l2a.onnx"
+    out.write_bytes(b"kept")
+    assert _l2a_fit(fp32, out) == 2
+    assert f"{out} already exists; use --overwrite" in _error_line(capsys)
+    assert out.read_bytes() == b"kept"
+
+
+# --- adapt ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    return nir_scene(tmp_path_factory.mktemp("round3_adapt") / "nir.tif")
+
+
+@pytest.fixture(scope="module")
+def labels(tmp_path_factory) -> Path:
+    return write_labels(tmp_path_factory.mktemp("round3_labels") / "labels.gpkg", labelled_polygons())
+
+
+def _adapt(scene: Path, labels: Path, model: Path, out: Path, *extra: str) -> int:
+    argv = ["adapt", str(scene), "--polygons", str(labels), "--class-field", "landcover", "--model", str(model)]
+    return main([*argv, "--out", str(out), "--threads", "1", *extra])
+
+
+def test_adapt_never_replaces_its_base_model_even_with_overwrite(scene, labels, tiny_model, tmp_path, capsys):
+    # `adapt --out` equal to `--model` with --overwrite replaced its own base model.
+    model = tmp_path / "base" / "model.onnx"
+    model.parent.mkdir()
+    model.write_bytes(tiny_model.read_bytes())
+    for out in _spellings(model, tmp_path):
+        assert _adapt(scene, labels, model, out, "--overwrite") == 2
+        line = _error_line(capsys)
+        assert "--out" in line and "the base model (--model)" in line and "never replaces an input" in line, line
+    assert model.read_bytes() == tiny_model.read_bytes()
+
+
+def test_adapt_never_replaces_its_polygons(scene, labels, tiny_model, tmp_path, capsys):
+    before = labels.read_bytes()
+    link = tmp_path / "adapted.onnx"
+    link.symlink_to(labels)
+    assert _adapt(scene, labels, tiny_model, link, "--overwrite") == 2
+    assert "the polygons (--polygons)" in _error_line(capsys)
+    assert labels.read_bytes() == before and link.is_symlink()
+
+
+def test_adapt_on_a_full_disk_is_one_line_and_leaves_the_earlier_model(
+    scene, labels, tiny_model, tmp_path, capsys, monkeypatch
+):
+    # A full disk during adapt gave a raw "No space left on device".
+    out = tmp_path / "adapted.onnx"
+    out.write_bytes(b"the earlier model")
+    real_write = Path.write_bytes
+
+    def full_disk(self, data):
+        if self.name.endswith(".part.onnx"):
+            with open(self, "wb") as partial:  # the disk fills up half way through the file
+                partial.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    assert _adapt(scene, labels, tiny_model, out, "--overwrite") == 2
+    line = _error_line(capsys)
+    assert f"Cannot write the adapted model (--out) {out}: the disk is full." in line, line
+    assert _snapshot(tmp_path) == {"adapted.onnx": b"the earlier model"}
+
+
+# --- classify -------------------------------------------------------------------------------------
+
+
+def test_classify_never_replaces_its_mask(tiny_model, tmp_path, capsys):
+    # A previous run's tiles used as the mask of the next, into the same file with --overwrite.
+    raster = write_raster(tmp_path / "scene.tif", class_pattern(np.zeros((2, 2), dtype=int), 32))
+    tiles = tmp_path / "tiles.gpkg"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["classify", str(raster), "--model", str(tiny_model), "--out-vector", str(tiles)]) == 0
+    capsys.readouterr()
+    before = tiles.read_bytes()
+    argv = ["classify", str(raster), "--model", str(tiny_model), "--mask", str(tiles), "--out-vector", str(tiles)]
+    assert main([*argv, "--overwrite"]) == 2
+    line = _error_line(capsys)
+    assert "(--out-vector)" in line and "the mask (--mask)" in line and "never replaces an input" in line, line
+    assert tiles.read_bytes() == before
+
+
+# --- the atomic write on a read-only file system ----------------------------------------------------
+
+
+def test_a_failed_write_on_a_read_only_file_system_reports_the_write(tmp_path, monkeypatch):
+    # On a read-only mount even unlinking a file that is not there fails (EROFS): the cleanup of
+    # the temporary that was never made replaced the real error (rsghost:assess crashed there).
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), "unlink")
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with pytest.raises(OSError) as failure, atomic.atomic_path(tmp_path / "report.html") as tmp:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp))
+    assert failure.value.filename != "unlink"
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- three invariants no test guarded ---------------------------------------------------------------
+
+
+def test_adapt_cross_validates_by_polygon_not_by_chip():
+    # Eight polygons, each a tight cluster of 12 chips, their classes alternating: a chip's
+    # neighbours in the same polygon give its class away, so grouping by chip would score ~100 %
+    # while whole polygons held out carry no information about each other (about chance).
+    rng = np.random.default_rng(0)
+    polygons, per_polygon = 8, 12
+    centres = rng.normal(0, 10, size=(polygons, 6))
+    polygon = np.repeat(np.arange(polygons), per_polygon)
+    features = centres[polygon] + rng.normal(0, 0.1, size=(len(polygon), 6))
+    y = polygon % 2
+    _, scores = _fit(_Chips(features, polygon), y, 2, 1, "features", 4)
+    assert scores["cv_accuracy"] < 0.8, scores
