@@ -1,0 +1,61 @@
+"""Issue 30, output safety in Processing: rsghost:assess writes its report by the rule of core/outputs.py."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+from qgis.core import QgsProcessingException
+
+from tests.qgis.rasters import two_halves, write_geotiff
+from tests.qgis.test_processing import _classify, _polygons, _run
+
+REFERENCE = [((500000, 5899360, 500640, 5900000), "forest"), ((500640, 5899360, 501280, 5900000), "Crop")]
+
+
+@pytest.fixture()
+def tiles(qgis_app, provider, tmp_path, tiny_model) -> str:
+    raster = write_geotiff(tmp_path / "halves.tif", two_halves())
+    return _classify(raster, tiny_model, tmp_path, OUTPUT_RASTER=None)["OUTPUT_VECTOR"]
+
+
+def _assess(tiles: str, reference, report: Path) -> dict:
+    parameters = {"INPUT": tiles, "REFERENCE": reference, "REFERENCE_FIELD": "class", "OUTPUT": str(report)}
+    return _run("rsghost:assess", parameters)
+
+
+def test_assess_on_a_read_only_file_system_is_one_line(tiles, tmp_path, monkeypatch):
+    # rsghost:assess into a read-only folder crashed deleting its own temporary file: on a
+    # read-only mount even unlinking a file that is not there fails (EROFS), as creating one does.
+    reference = _polygons(tmp_path, REFERENCE)
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+    monkeypatch.setattr(Path, "write_text", read_only)
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with pytest.raises(QgsProcessingException) as failure:
+        _assess(tiles, reference, folder / "report.html")
+    message = str(failure.value)
+    assert f"Cannot write the report (OUTPUT) {folder / 'report.html'}: Read-only file system." in message, message
+    assert len(message.splitlines()) == 1 and "Traceback" not in message
+    assert list(folder.iterdir()) == []
+
+
+def test_assess_never_writes_its_report_over_an_input(tiles, tmp_path):
+    # Processing asks before it replaces a file, but a report that resolves to the tiles it
+    # reads would destroy them whatever the answer.
+    reference = _polygons(tmp_path, REFERENCE)
+    before = Path(tiles).read_bytes()
+    link = tmp_path / "report.html"
+    link.symlink_to(tiles)
+    with pytest.raises(QgsProcessingException) as failure:
+        _assess(tiles, reference, link)
+    message = str(failure.value)
+    assert "is the same file as the classified tiles (INPUT)" in message, message
+    assert "Choose another file name for the report (OUTPUT)" in message
+    assert Path(tiles).read_bytes() == before and link.is_symlink()
