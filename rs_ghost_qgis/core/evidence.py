@@ -45,6 +45,13 @@ WATER_CLASS_NAMES = frozenset({"sealake", "river", "pond", "lake", "sea", "water
 DEFAULT_MIN_CONFIDENCE = 0.5
 
 
+# What the rule is, in one sentence for the faces (the dialog's model panel).
+RULE_SUMMARY = (
+    "a physical rule, not the network: where the raster has a near-infrared band, a tile with under "
+    f"{WATER_MIN_SHARE:.0%} water pixels (NDWI > {WATER_NDWI:g}) cannot be a water class, and the next class stands"
+)
+
+
 @dataclass(frozen=True)
 class EvidenceBands:
     """The raster bands (1-based) the shares are computed from, and how they were found."""
@@ -66,6 +73,11 @@ class Evidence:
     tiles_changed: int = 0  # classified tiles whose top class the water rule changed
     tiles_doubtful: int = 0  # classified tiles below min_confidence
     tiles_classified: int = 0
+
+    @property
+    def threshold_text(self) -> str:
+        """The confidence threshold in percent, as precise as it was given: '50%', '99.9%'."""
+        return f"{100 * self.min_confidence:.3g}%"
 
     @property
     def doubtful_share(self) -> float:
@@ -95,7 +107,7 @@ class Evidence:
         """The share of doubtful tiles, in one line."""
         return (
             f"doubtful: {self.tiles_doubtful:,} of {self.tiles_classified:,} tiles ({self.doubtful_share:.1%}) "
-            f"below {self.min_confidence:.0%} confidence"
+            f"below {self.threshold_text} confidence"
         )
 
 

@@ -21,6 +21,7 @@ from qgis.core import (
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
@@ -78,6 +79,9 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
     OFFSET = "OFFSET"
     PRODUCT = "PRODUCT"
     THREADS = "THREADS"
+    WATER_RULE = "WATER_RULE"
+    NIR_BAND = "NIR_BAND"
+    MIN_CONFIDENCE = "MIN_CONFIDENCE"
     OUTPUT_VECTOR = "OUTPUT_VECTOR"
     OUTPUT_RASTER = "OUTPUT_RASTER"
 
@@ -109,7 +113,12 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
             "2-98 % range for all bands), none, card, percentile (one range for all bands) or "
             "percentile-per-band. OFFSET: raw value removed before the card mapping, e.g. 1000 for "
             "Sentinel-2 products of processing baseline 04.00 and later (empty = from BOA_ADD_OFFSET / "
-            "RADIO_ADD_OFFSET in the raster's metadata, else 0). The log says what was chosen and why."
+            "RADIO_ADD_OFFSET in the raster's metadata, else 0). WATER_RULE: where the raster has near "
+            "infrared (NIR_BAND, 0 = found by band description or wavelength), a physical rule on top of the "
+            "network: a tile with under 1 % water pixels (NDWI > 0) cannot be a water class; the next class "
+            "stands (fields water_pixels, vegetated_pixels, network_class, water_rule). MIN_CONFIDENCE: tiles "
+            "below it are marked doubtful and hatched (empty = the model card's, else 0.5). The log says what "
+            "was chosen and why."
         )
 
     def createInstance(self):  # noqa: N802 (QGIS API)
@@ -164,11 +173,39 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         threads.setFlags(threads.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(threads)
         self.addParameter(
+            QgsProcessingParameterBoolean(
+                self.WATER_RULE, "Water needs water pixels (near-infrared rule on top of the network)", True
+            )
+        )
+        nir_band = QgsProcessingParameterNumber(
+            self.NIR_BAND,
+            "Near-infrared band (0 = by band description or wavelength)",
+            QgsProcessingParameterNumber.Integer,
+            0,
+            True,
+            0,
+        )
+        nir_band.setFlags(nir_band.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(nir_band)
+        min_confidence = QgsProcessingParameterNumber(
+            self.MIN_CONFIDENCE,
+            "Doubtful below this confidence (empty = the model card's, else 0.5)",
+            QgsProcessingParameterNumber.Double,
+            None,
+            True,
+            0,
+            1,
+        )
+        min_confidence.setFlags(min_confidence.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(min_confidence)
+        self.addParameter(
             QgsProcessingParameterFeatureSink(self.OUTPUT_VECTOR, "Classified tiles", QgsProcessing.TypeVectorPolygon)
         )
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT_RASTER, "Class raster", optional=True))
         self.addOutput(QgsProcessingOutputNumber("TILES_CLASSIFIED", "Tiles classified"))
         self.addOutput(QgsProcessingOutputString("SUMMARY", "Area per class"))
+        self.addOutput(QgsProcessingOutputNumber("TILES_WATER_RULE", "Tiles the water rule changed"))
+        self.addOutput(QgsProcessingOutputNumber("TILES_DOUBTFUL", "Tiles below the confidence threshold"))
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
         """Refuse what can be told before the run (packages, model, bands) with one clear message.
@@ -192,6 +229,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
     def _check_inputs(self, parameters, context) -> None:
         """Raise RsGhostError for a layer, model, area, stride or band mapping the run would refuse."""
         from ..core import workload
+        from ..core.evidence import find_evidence_bands
         from ..core.radiometry import choose_bands
         from ..core.runtime import load_model
 
@@ -201,7 +239,8 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         _check_vector_destination(self.parameterAsOutputLayer(parameters, self.OUTPUT_VECTOR, context))
         check_area(options.area, source.info)
         card = load_model(options.model_path, threads=1).card
-        choose_bands(source, card, options.bands)
+        bands, _ = choose_bands(source, card, options.bands)
+        find_evidence_bands(source.info, bands, card.bands, options.nir_band)  # NIR_BAND beyond the raster
         workload.plan(source.info, card, options.area, options.stride)  # area outside, bad stride, web too big
 
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802 (QGIS API)
@@ -250,6 +289,9 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
             threads=self.parameterAsInt(parameters, self.THREADS, context) or None,
             out_raster=out_raster,
             overwrite=True,  # Processing asked for this destination (and confirmed overwriting)
+            water_rule=self.parameterAsBoolean(parameters, self.WATER_RULE, context),
+            nir_band=qopts.number_value(self, parameters, self.NIR_BAND, context, integer=True) or None,
+            min_confidence=qopts.number_value(self, parameters, self.MIN_CONFIDENCE, context),
         )
 
     def _classify(self, source: QgisLayerSource, parameters, context, feedback) -> dict:
@@ -277,7 +319,12 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         feedback.pushCommandInfo(fixed_width(result.summary_table()))
         name = qopts.model_name(options.model_path)
         loader = _RunLoader(source.info.name, name, options.stride, result, tiles=bool(sink.dest_id))
-        outputs = {"TILES_CLASSIFIED": result.tiles_classified, "SUMMARY": result.summary_table()}
+        outputs = {
+            "TILES_CLASSIFIED": result.tiles_classified,
+            "SUMMARY": result.summary_table(),
+            "TILES_WATER_RULE": result.evidence.tiles_changed,
+            "TILES_DOUBTFUL": result.evidence.tiles_doubtful,
+        }
         if sink.dest_id:
             outputs[self.OUTPUT_VECTOR] = sink.dest_id
             _style_on_load(context, sink.dest_id, "tiles", loader)
@@ -419,7 +466,7 @@ class _RunLoader:
         """Style ``layer`` (the ``kind`` output) with the model card and put it in the run's group."""
         card, areas = self.result.card, self.result.areas
         if kind == "tiles":
-            style_tiles(layer, card, areas)
+            style_tiles(layer, card, areas, self.result.evidence)
         else:
             style_class_raster(layer, card, areas)
         if self.run is None:

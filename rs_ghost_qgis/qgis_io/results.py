@@ -21,7 +21,7 @@ def load_results(
         layers["tiles"] = QgsVectorLayer(str(result.out_vector), "tiles", "ogr")
         if not layers["tiles"].isValid():
             raise OutputError(f"The polygon output {result.out_vector} was written but cannot be opened.")
-        style_tiles(layers["tiles"], result.card, result.areas)
+        style_tiles(layers["tiles"], result.card, result.areas, result.evidence)
     if result.out_raster:
         layers["raster"] = QgsRasterLayer(str(result.out_raster), "class raster", "gdal")
         if not layers["raster"].isValid():

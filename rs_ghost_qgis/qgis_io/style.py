@@ -12,11 +12,15 @@ from qgis.core import (
     QgsLayerTree,
     QgsLayerTreeGroup,
     QgsLayerTreeNode,
+    QgsLinePatternFillSymbolLayer,
     QgsMapLayer,
     QgsPalettedRasterRenderer,
     QgsProject,
+    QgsProperty,
     QgsRasterLayer,
     QgsRendererCategory,
+    QgsSymbolLayer,
+    QgsUnitTypes,
     QgsVectorLayer,
 )
 from qgis.PyQt.QtGui import QColor
@@ -35,6 +39,10 @@ RUN_PROPERTY = "rs_ghost_qgis/run"
 # shows some 25 characters, and the group above already names the raster in full.
 NAME_CHARS = 18
 KIND_NAMES = {"tiles": "tiles", "raster": "class raster"}
+# Doubtful tiles (core/evidence.py: below the run's confidence threshold) are hatched over their
+# class colour. The hatch's legend entry is a category of its own, on a class name no tile has.
+DOUBT_FIELD = "doubtful"
+DOUBT_CATEGORY = "<doubtful>"
 
 
 @dataclass(frozen=True)
@@ -90,20 +98,55 @@ def class_labels(card: ModelCard, areas: Sequence | None = None) -> list[str]:
     return labels
 
 
-def style_tiles(layer: QgsVectorLayer, card: ModelCard, areas: Sequence | None = None) -> None:
-    """Categorized renderer on class_name with the card's colours; confidence in map tips."""
+def style_tiles(layer: QgsVectorLayer, card: ModelCard, areas: Sequence | None = None, evidence=None) -> None:
+    """Categorized renderer on class_name with the card's colours; confidence in map tips.
+
+    Tiles marked doubtful are hatched, explained by the legend's last entry with their share
+    (``evidence``: the run's core.evidence.Evidence, when known).
+    """
+    doubt = layer.fields().lookupField(DOUBT_FIELD) >= 0
     categories = []
     for name, rgb, label in zip(card.class_names, card.class_rgb, class_labels(card, areas)):
         # A thin light outline shows each tile as a tile without hiding the class colour.
         outline = {"outline_color": "255,255,255,160", "outline_width": "0.15", "outline_width_unit": "MM"}
         symbol = QgsFillSymbol.createSimple({"color": ",".join(map(str, rgb)), **outline})
+        if doubt:
+            symbol.appendSymbolLayer(_doubt_hatch(only_doubtful=True))
         categories.append(QgsRendererCategory(name, symbol, label))
+    if doubt:
+        hatch = QgsFillSymbol.createSimple({"color": "0,0,0,0", "outline_color": "255,255,255,160"})
+        hatch.appendSymbolLayer(_doubt_hatch(only_doubtful=False))
+        categories.append(QgsRendererCategory(DOUBT_CATEGORY, hatch, doubt_label(evidence)))
     layer.setRenderer(QgsCategorizedSymbolRenderer(CLASS_FIELD, categories))
     layer.setOpacity(TILE_OPACITY)
     if layer.fields().lookupField("confidence") >= 0:
         layer.setDisplayExpression(f"\"{CLASS_FIELD}\" || ' (' || round(\"confidence\" * 100) || ' %)'")
         layer.setMapTipTemplate('[% "class_name" %]: [% round("confidence" * 100) %] % confidence')
     layer.triggerRepaint()
+
+
+def doubt_label(evidence=None) -> str:
+    """The hatch's legend entry: what it marks, and how many tiles when the run is known."""
+    if evidence is None:
+        return "hatched: doubtful (below the run's confidence threshold)"
+    return (
+        f"hatched: doubtful, below {evidence.threshold_text} confidence "
+        f"({evidence.tiles_doubtful:,} tiles, {evidence.doubtful_share:.1%})"
+    )
+
+
+def _doubt_hatch(only_doubtful: bool) -> QgsLinePatternFillSymbolLayer:
+    """Diagonal dark lines; ``only_doubtful``: drawn only on tiles whose doubtful field is 1."""
+    hatch = QgsLinePatternFillSymbolLayer()
+    hatch.setLineAngle(45)
+    hatch.setDistance(1.6)
+    hatch.setDistanceUnit(QgsUnitTypes.RenderMillimeters)
+    hatch.setLineWidth(0.3)
+    hatch.setColor(QColor(30, 30, 30, 200))
+    if only_doubtful:
+        enabled = QgsProperty.fromExpression(f'coalesce("{DOUBT_FIELD}", 0) = 1')
+        hatch.setDataDefinedProperty(QgsSymbolLayer.PropertyLayerEnabled, enabled)
+    return hatch
 
 
 def style_class_raster(layer: QgsRasterLayer, card: ModelCard, areas: Sequence | None = None) -> None:

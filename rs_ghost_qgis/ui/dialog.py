@@ -7,6 +7,7 @@ is a ClassifyTask, whose errors arrive the same way.
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ from qgis.PyQt.QtWidgets import (
 
 from ..core import workload
 from ..core.errors import ModelError, RsGhostError
+from ..core.evidence import RULE_SUMMARY
 from ..core.options import (
     PRODUCTS,
     SCALINGS,
@@ -172,6 +174,10 @@ def card_summary_html(card, columns: int = 3) -> str:
         basis = card.evaluated_on()
         facts.append(f"accuracy, measured on the {basis}: {accuracy}" if basis else f"accuracy: {accuracy}")
     facts.append(_status_html(card))
+    if card.known_limits:
+        limits = "".join(f"<li>{html.escape(limit)}</li>" for limit in card.known_limits)
+        facts.append(f"<b>Known limits</b>, measured:<ul style='margin:0;'>{limits}</ul>")
+    facts.append(f"Water needs water pixels: {RULE_SUMMARY} (switch: Advanced).")
     return "<br>".join(facts) + f"<table>{rows}</table>"
 
 
@@ -319,8 +325,9 @@ class ClassifyDialog(QDialog):
         self._build_bottom(settings)
 
     def _build_advanced(self) -> QgsCollapsibleGroupBox:
-        """Stride, Scaling, Offset, Product level and Threads: collapsed at first, then as the user left it."""
-        advanced = QgsCollapsibleGroupBox("Advanced: stride, scaling, offset, product level, threads")
+        """Stride, Scaling, Offset, Product level, Threads, the water rule and doubt: collapsed at first, then as
+        the user left it."""
+        advanced = QgsCollapsibleGroupBox("Advanced: stride, scaling, offset, product level, threads, water rule")
         advanced.setObjectName("advanced")  # the key its collapsed state is saved under
         advanced.setSettingGroup(SETTINGS_PREFIX.rstrip("/"))
         advanced.setSaveCollapsedState(True)
@@ -369,7 +376,26 @@ class ClassifyDialog(QDialog):
         self.threads_spin.setRange(0, 256)
         self.threads_spin.setSpecialValueText("all cores")
         advanced_form.addRow("Threads", self.threads_spin)
+        self._build_evidence(advanced_form)
         return advanced
+
+    def _build_evidence(self, form: QFormLayout) -> None:
+        """The water rule's switch and band, and the confidence below which tiles are doubtful."""
+        self.water_rule_check = QCheckBox("Water needs water pixels (near infrared)")
+        self.water_rule_check.setChecked(True)
+        self.water_rule_check.setToolTip(f"On top of the network, {RULE_SUMMARY}. Off: the network's classes alone.")
+        form.addRow("", self.water_rule_check)
+        self.nir_spin = QSpinBox()
+        self.nir_spin.setRange(0, 4096)
+        self.nir_spin.setSpecialValueText("by band description or wavelength")
+        self.nir_spin.setToolTip("The raster band holding near infrared, e.g. 4 for Sentinel-2 B8 after B4, B3, B2.")
+        form.addRow("Near-infrared band", self.nir_spin)
+        self.doubt_spin = QSpinBox()
+        self.doubt_spin.setRange(0, 100)
+        self.doubt_spin.setSuffix(" %")
+        self.doubt_spin.setSpecialValueText("the model card's (else 50 %)")
+        self.doubt_spin.setToolTip("Tiles whose class is less likely than this are hatched as doubtful.")
+        form.addRow("Doubtful below", self.doubt_spin)
 
     def _build_outputs(self) -> QGroupBox:
         output_box = QGroupBox("Outputs")
@@ -707,6 +733,9 @@ class ClassifyDialog(QDialog):
             offset=parse_offset(self.offset_edit.text()),
             product=self.product_combo.currentData(),
             threads=self.threads_spin.value() or None,
+            water_rule=self.water_rule_check.isChecked(),
+            nir_band=self.nir_spin.value() or None,
+            min_confidence=self.doubt_spin.value() / 100 if self.doubt_spin.value() else None,
             out_vector=out_vector,
             out_raster=out_raster,
         )
@@ -781,6 +810,7 @@ class ClassifyDialog(QDialog):
                 f"{_where(result.provider)}; {result.skipped_line()}.",
                 f"Bands: {dialog_words(result.bands_note)}.",
                 f"Scaling: {scaling_words(result.scaling_used)}.",
+                *[line[0].upper() + line[1:] + "." for line in result.evidence.lines()],
                 *map(dialog_words, result.warnings),
             ]
             self.show_message("\n".join(lines))

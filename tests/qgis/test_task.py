@@ -14,6 +14,7 @@ from qgis.core import (
 
 from rs_ghost_qgis.core.pipeline import Area, ClassifyOptions
 from rs_ghost_qgis.qgis_io.source import QgisLayerSource
+from rs_ghost_qgis.qgis_io.style import DOUBT_CATEGORY
 from rs_ghost_qgis.qgis_io.task import ClassifyTask
 from tests.qgis.conftest import run_task
 from tests.qgis.rasters import two_halves, write_geotiff
@@ -52,7 +53,7 @@ def test_task_adds_styled_grouped_layers(qgis_app, project, tmp_path, tiny_model
     assert tiles.crs().authid() == "EPSG:32633" and classes.crs().authid() == "EPSG:32633"
     renderer = tiles.renderer()
     assert isinstance(renderer, QgsCategorizedSymbolRenderer) and renderer.classAttribute() == "class_name"
-    assert [c.value() for c in renderer.categories()] == TINY_CLASSES
+    assert [c.value() for c in renderer.categories()] == TINY_CLASSES + [DOUBT_CATEGORY]  # the hatch's legend
     assert renderer.categories()[0].symbol().color().name() == "#1f78b4"
     assert "Forest" in renderer.categories()[1].label() and "ha" in renderer.categories()[1].label()
     palette = classes.renderer()
