@@ -290,8 +290,8 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
             out_raster=out_raster,
             overwrite=True,  # Processing asked for this destination (and confirmed overwriting)
             water_rule=self.parameterAsBoolean(parameters, self.WATER_RULE, context),
-            nir_band=qopts.number_value(self, parameters, self.NIR_BAND, context, integer=True) or None,
-            min_confidence=qopts.number_value(self, parameters, self.MIN_CONFIDENCE, context),
+            nir_band=self.parameterAsInt(parameters, self.NIR_BAND, context) or None,
+            min_confidence=self._min_confidence(parameters, context),
         )
 
     def _classify(self, source: QgisLayerSource, parameters, context, feedback) -> dict:
@@ -338,6 +338,12 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         from ..core import workload
 
         feedback.pushInfo(f"Size: {workload.plan(source.info, card, options.area, options.stride).describe()}")
+
+    def _min_confidence(self, parameters, context) -> float | None:
+        """The MIN_CONFIDENCE parameter, None when empty (the model card's threshold, else the default)."""
+        if parameters.get(self.MIN_CONFIDENCE) in (None, ""):
+            return None
+        return self.parameterAsDouble(parameters, self.MIN_CONFIDENCE, context)
 
     def _offset(self, parameters, context) -> float | None:
         """The Offset parameter, None when empty (the raster's metadata decides)."""
