@@ -126,7 +126,15 @@ def command(args: argparse.Namespace) -> int:
         bar = _Bar()
         try:
             result = run_job(
-                inputs, args.out_dir, options, client, args.block_cells, args.overwrite, bar.update, bar.warn
+                inputs,
+                args.out_dir,
+                options,
+                client,
+                args.block_cells,
+                args.overwrite,
+                bar.update,
+                bar.warn,
+                other_inputs={"the mask (--mask)": args.mask},
             )
         except KeyboardInterrupt as interrupt:
             bar.close()

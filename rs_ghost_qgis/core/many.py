@@ -45,6 +45,7 @@ from .blockworker import BlockResult, BlockTask, run_block
 from .errors import InputError, OutputError, RsGhostError
 from .modelcard import ModelCard
 from .options import OptionText, message_of
+from .outputs import Inputs
 
 MANIFEST = "manifest.jsonl"
 MANIFEST_FORMAT = 2  # part of every raster's key: blocks recorded by an older format are run again
@@ -172,10 +173,13 @@ def run_job(
     overwrite: bool = False,
     progress: Progress | None = None,
     warn: Warn | None = None,
+    other_inputs: Inputs | None = None,
 ) -> JobResult:
     """Classify every input in blocks on the Dask ``client``; merge, summarise and return what happened.
 
-    ``options`` is a ClassifyOptions without outputs. Raises RsGhostError for problems of the
+    ``options`` is a ClassifyOptions without outputs; ``other_inputs`` names the files the job
+    reads besides the rasters and the model (the mask: {"the mask (--mask)": path}), which no
+    output may replace (core/outputs.py). Raises RsGhostError for problems of the
     whole job (the model, DIR or its lock, an output in the way without ``overwrite``, a full
     disk); a raster that cannot be classified is recorded in its RasterJob.error instead. DIR
     is locked while the job runs; what the job created and left empty is removed.
@@ -187,7 +191,8 @@ def run_job(
     try:
         with folder_lock(out, "out_dir"):
             try:
-                return _run_locked(inputs, out, options, client, block_cells, overwrite, progress, warn)
+                job_inputs = {"the model ({model})": options.model_path, **(other_inputs or {})}
+                return _run_locked(inputs, out, options, client, block_cells, overwrite, progress, warn, job_inputs)
             finally:
                 _tidy_work(out / WORK)  # a refused, failed or finished job leaves no empty folders there
     finally:
@@ -210,6 +215,7 @@ class _Job:
     tiles_done: int = 0
     blocks_run: int = 0  # by this run
     tiles_run: int = 0
+    inputs: Inputs = field(default_factory=dict)  # the files besides the rasters that no output may be
 
     def report(self) -> None:
         """Tell the face how far the job is."""
@@ -234,6 +240,7 @@ def _run_locked(
     overwrite: bool,
     progress: Progress | None,
     warn: Warn | None,
+    job_inputs: Inputs,
 ) -> JobResult:
     """run_job's work, with DIR made and locked."""
     from .runtime import load_model
@@ -242,7 +249,7 @@ def _run_locked(
     inputs, repeats = distinct_inputs(list(inputs))
     _prepare_dir(out)
     model = load_model(options.model_path, 1)  # a bad model stops the job before any work
-    job = _Job(out, options, model.card, progress, warn)
+    job = _Job(out, options, model.card, progress, warn, inputs=job_inputs)
     rasters = _plan_all(inputs, model, job, block_cells, overwrite)
     skipped = job.blocks_done
     job.report()
@@ -277,7 +284,7 @@ def _plan_all(inputs: list[str], model, job: _Job, block_cells: int | None, over
     assign_names(rasters)
     planned = [raster for raster in rasters if raster.plan and not raster.error]
     for raster in planned:
-        _resume(raster, manifest, job.out, overwrite)
+        _resume(raster, manifest, job.out, overwrite, job.inputs)
     for raster in planned:
         remove_stale_parts(job.out / WORK / raster.key)
     job.blocks = sum(len(raster.plan.blocks) for raster in planned)
@@ -570,7 +577,7 @@ def _tagged(raster: RasterJob, digits: int) -> str:
     return f"{raster.info.name}_{hashlib.sha256(path.encode()).hexdigest()[:digits]}"
 
 
-def _resume(raster: RasterJob, manifest: dict, out: Path, overwrite: bool) -> None:
+def _resume(raster: RasterJob, manifest: dict, out: Path, overwrite: bool, inputs: Inputs) -> None:
     """Find what the manifest already holds for the raster; check its outputs may be written."""
     from .sinks import check_layers, check_output, layer_name
 
@@ -591,7 +598,7 @@ def _resume(raster: RasterJob, manifest: dict, out: Path, overwrite: bool) -> No
     # This raster's own files, from an earlier or interrupted merge under the same name.
     ours = same_name or record.get("publishing") in (True, raster.name)
     for path, suffixes, what in ((outputs[0], (".gpkg",), "vector output"), (outputs[1], (".tif",), "raster output")):
-        check_output(path, overwrite or ours, suffixes, what, input_path=raster.path)
+        check_output(path, overwrite or ours, suffixes, what, input_path=raster.path, inputs=inputs)
     check_layers(outputs[0], layer_name(raster.info.name), overwrite or ours)  # overwrite replaces ours only
 
 

@@ -3,7 +3,7 @@
 - the resume key holds the stride: a rerun with another stride classifies again;
 - a block counts as done only when both of its files (.gpkg and .tif) are stored.
 Broken, either gives a silent wrong answer: the outputs of the earlier stride, or a merge
-from half a block.
+from half a block. And the output rule (core/outputs.py): no output replaces the mask.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 import rasterio
 from osgeo import ogr
 
+from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.core import many
 from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
 from rs_ghost_qgis.core.rasterio_source import RasterioSource
@@ -96,3 +97,18 @@ def test_a_block_stored_with_one_file_is_classified_again(client, scene, tiny_mo
     with rasterio.open(out / "scene.tif") as got, rasterio.open(whole / "scene.tif") as want:
         np.testing.assert_array_equal(got.read(), want.read())
     assert _tiles(out) == _tiles(whole)
+
+
+def test_classify_many_never_replaces_its_mask(client, scene, tiny_model, tmp_path, capsys):
+    # The tiles of a first run used as the mask of a second into the same folder, with --overwrite.
+    out = tmp_path / "out"
+    assert not many.run_job([str(scene)], out, _options(tiny_model, None), client).failures
+    mask = out / "scene.gpkg"
+    before = mask.read_bytes()
+    argv = ["classify-many", str(scene), "--out-dir", str(out), "--model", str(tiny_model), "--mask", str(mask)]
+    assert main([*argv, "--scheduler", client.scheduler.address, "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert "is the same file as the mask (--mask)" in err and "never replaces an input" in err, err
+    assert mask.read_bytes() == before
