@@ -23,7 +23,7 @@ import numpy as np
 
 from rs_ghost_qgis.core import atomic
 from rs_ghost_qgis.core.modelcard import ModelCard
-from rs_ghost_qgis.core.radiometry import band_role, reflectance_plan
+from rs_ghost_qgis.core.radiometry import band_role, reflectance_plan, reflectance_units
 from rs_ghost_qgis.core.runtime import load_model
 from training.errors import TrainingError, cannot_write
 
@@ -53,7 +53,16 @@ def load_patches(path: str | Path) -> tuple[np.ndarray, list[str]]:
     missing = sorted(set(PATCH_BANDS) - set(bands))
     if missing or patches.ndim != 4 or patches.shape[1] != len(bands):
         raise TrainingError(f"--patches {path} lacks band(s) {', '.join(missing) or '?'} or is not (N, bands, H, W).")
-    return patches.astype(np.float32), bands
+    # The plugin's units rule: floats up to 1.5 are reflectance 0..1, read as x 10,000 like the rest.
+    values = patches[np.isfinite(patches)] if np.issubdtype(patches.dtype, np.floating) else patches.ravel()
+    gain, _ = reflectance_units(str(patches.dtype), values)
+    if gain is None:
+        span = f"range {values.min():g}..{values.max():g}" if values.size else "are none finite"
+        raise TrainingError(
+            f"--patches {path} does not hold reflectance (x 10,000, or 0..1 as float): its values {span}; "
+            "give Sentinel-2 L2A surface reflectance."
+        )
+    return (patches.astype(np.float32) * np.float32(gain)), bands
 
 
 def patch_band(card_band: str) -> str:

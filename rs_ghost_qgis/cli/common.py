@@ -58,6 +58,9 @@ def add_classify_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--mask", metavar="polygons.gpkg", help="classify only tiles overlapping these polygons")
     parser.add_argument(
+        "--layer", metavar="NAME", help="the --mask file's layer, when it holds several (or --mask FILE|layername=NAME)"
+    )
+    parser.add_argument(
         "--bbox", metavar="xmin,ymin,xmax,ymax[,EPSG:code]", help="classify only this box (default CRS: the raster's)"
     )
     parser.add_argument("--min-valid", type=float, default=0.5, help="valid-pixel fraction a tile needs (0.5)")
@@ -88,7 +91,7 @@ def classify_options(
     """Engine options (ClassifyOptions) from the options ``add_classify_options`` defined."""
     from ..core.pipeline import ClassifyOptions
 
-    mask = read_mask(args.mask) if args.mask else None
+    mask = read_mask(args.mask, args.layer) if args.mask else None
     bbox = parse_bbox(args.bbox) if args.bbox else None
     return ClassifyOptions(
         **model_settings(args),
@@ -134,16 +137,17 @@ def parse_bbox(text: str) -> Area:
     return Area(bounds=bounds, crs_wkt=to_wkt(parts[4]) if len(parts) == 5 else None)
 
 
-def read_mask(path: str) -> Area:
-    """Polygons of the first layer of a vector file (any OGR format) as an Area.
+def read_mask(path: str, layer_name: str | None = None) -> Area:
+    """Polygons of one layer of a vector file (any OGR format) as an Area.
 
+    ``path`` may be ``FILE|layername=NAME``; ``layer_name`` (``--layer``) names the layer too.
     A layer without a CRS is taken to be in the raster's CRS.
     """
-    from ..core.vector import read_features
+    from ..core.vector import read_features, split_layer
 
-    if not Path(path).exists():
-        raise InputError(f"Mask file {path} does not exist; check the path.")
-    layer = read_features(path)
+    if not Path(split_layer(path)[0]).exists():
+        raise InputError(f"Mask file {split_layer(path)[0]} does not exist; check the path.")
+    layer = read_features(path, layer=layer_name)
     if layer is None:
         raise InputError(f"{path} is not a vector file OGR can read (GeoPackage, Shapefile, GeoJSON, ...).")
     return Area(geometries=layer.geometries, crs_wkt=layer.crs_wkt)

@@ -124,6 +124,9 @@ def _add_adapt(commands) -> None:
     )
     adapt.add_argument("input", metavar="RASTER", help="raster file with a CRS (the scene the polygons are on)")
     adapt.add_argument("--polygons", required=True, metavar="FILE", help="labelled polygons (any OGR vector file)")
+    adapt.add_argument(
+        "--layer", metavar="NAME", help="the --polygons file's layer, when it holds several (or FILE|layername=NAME)"
+    )
     adapt.add_argument("--class-field", required=True, metavar="FIELD", help="the polygons' field holding the class")
     adapt.add_argument("--out", required=True, metavar="MODEL.onnx", help="the adapted model to write")
     adapt.add_argument("--model", help="base ONNX model with a model card (default: the bundled model)")
@@ -144,11 +147,12 @@ def _adapt(args: argparse.Namespace) -> int:
     from ..core.rasterio_source import RasterioSource
 
     options = AdaptOptions(out_path=args.out, **model_settings(args))
-    labels = labels_from_file(args.polygons, args.class_field)
+    labels = labels_from_file(args.polygons, args.class_field, args.layer)
     with RasterioSource(args.input) as source:
         result = adapt(source, labels, options)
-    for warning in result.warnings:
-        _warn(warning)
+    for warning in [*result.warnings, result.unmeasured_note()]:
+        if warning:
+            _warn(warning)
     print(result.summary())
     print()
     print(f"{'model:':9}{Path(result.out_path).resolve()}")

@@ -95,7 +95,8 @@ def _read_list(path: Path) -> list[str]:
     from ..core.rasterio_source import is_gdal_path
 
     paths = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    # utf-8-sig: Notepad saves UTF-8 with a byte-order mark, which would start the first path.
+    for line in path.read_text(encoding="utf-8-sig").splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue

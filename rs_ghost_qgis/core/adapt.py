@@ -6,7 +6,8 @@ classifier (``core/linear.py``) on chips cut from the user's polygons:
 - **Chips** are the tiles of the engine's own grid (``core/grid.py``, the model's footprint at
   its ground sampling distance, a step of ``stride`` model pixels), read and scaled by the
   same code as ``classify`` (``pipeline.read_strip``). **Rule:** a chip belongs to the polygon
-  that contains its centre (the first one, where polygons overlap) and is used when at least
+  that contains its centre (the first one, where polygons of one class overlap; a centre inside
+  polygons of two classes is contested, and the chip is left out and counted) and is used when at least
   ``min_valid_fraction`` of its pixels are valid. A polygon smaller than the chip step may
   hold no chip centre; the smallest usable polygon is about one step across.
 - **Features** per chip: the graph's ``features`` output (the pooled vector before its
@@ -130,18 +131,36 @@ class AdaptResult:
         width = max(len("class"), *(len(name) for name in self.chips))
         lines = [f"{'class':<{width}}  {'polygons':>8}  {'chips':>6}  {'held-out recall':>15}"]
         for name, chips in self.chips.items():
-            lines.append(f"{name:<{width}}  {self.polygons[name]:>8}  {chips:>6}  {self.cv_recall[name]:>15.1%}")
-        lines.append(
-            f"cross-validated with whole polygons held out: accuracy {self.cv_accuracy:.1%}, "
-            f"balanced accuracy {self.cv_balanced_accuracy:.1%}"
-        )
+            # One polygon, held out whole: its class is never learned when it is tested, so 0 % means nothing.
+            recall = "n/a: 1 polygon" if self.polygons[name] == 1 else f"{self.cv_recall[name]:.1%}"
+            lines.append(f"{name:<{width}}  {self.polygons[name]:>8}  {chips:>6}  {recall:>15}")
+        if all(count == 1 for count in self.polygons.values()):  # every class held out whole: nothing to measure
+            lines.append("cross-validated accuracy: not measurable, every class has one polygon (see the warning)")
+        else:
+            lines.append(
+                f"cross-validated with whole polygons held out: accuracy {self.cv_accuracy:.1%}, "
+                f"balanced accuracy {self.cv_balanced_accuracy:.1%}"
+            )
         return "\n".join(lines)
+
+    def unmeasured_note(self) -> str:
+        """Why the classes drawn with one polygon have no measured accuracy, and the fix ('' when each has two)."""
+        alone = [name for name, count in self.polygons.items() if count == 1]
+        if not alone:
+            return ""
+        names = ", ".join(f"'{name}'" for name in alone)
+        return (
+            f"The accuracy of {names} cannot be measured: the check holds whole polygons out, so with one polygon the "
+            "class is never learned when it is tested (its 0 % held-out recall, and the overall accuracy it lowers, "
+            f"say nothing about the model). Draw a second polygon of {names} and adapt again."
+        )
 
 
 @dataclass
 class _Chips:
     features: np.ndarray  # (n, d) graph features + band statistics
     polygon: np.ndarray  # (n,) index into the polygons
+    contested: int = 0  # chip centres inside polygons of two classes, left out
 
 
 def adapt(
@@ -162,8 +181,10 @@ def adapt(
     radiometry = plan_radiometry(source, model.card, options.bands, options.scaling, options.offset, options.product)
     warnings += [*grid.warnings, *radiometry.warnings]
     in_grid = crs.transform_geometry(np.asarray(polygons, dtype=object), info.crs_wkt, grid.crs_wkt)
-    chips = _collect(source, model, radiometry, grid, list(in_grid), options, progress, is_canceled)
     names = sorted(set(classes), key=_natural)
+    label_of = [names.index(c) for c in classes]
+    chips = _collect(source, model, radiometry, grid, list(in_grid), label_of, options, progress, is_canceled)
+    warnings += _contested_warning(chips.contested, labels)
     y = np.array([names.index(c) for c in classes], dtype=int)[chips.polygon]
     warnings += _check_chips(names, y, chips.polygon, classes, labels, options, grid, model.card)
     source_kind = feature_source(model.session)[0]
@@ -295,11 +316,16 @@ def _check_inside(polygons: list, ids: list[int], classes: list[str], labels: La
     )
 
 
-def _collect(source, model: Model, radiometry, grid: Grid, polygons: list, options, progress, is_canceled) -> _Chips:
-    """Read every chip whose centre lies in a polygon; return its features and its polygon."""
+def _collect(
+    source, model: Model, radiometry, grid: Grid, polygons: list, label_of: list[int], options, progress, is_canceled
+) -> _Chips:
+    """Read every chip whose centre lies in a polygon; return its features and its polygon.
+
+    ``label_of`` is each polygon's class index: a centre inside polygons of two classes is contested.
+    """
     for polygon in polygons:
         shapely.prepare(polygon)
-    features, owners = [], []
+    features, owners, contested = [], [], 0
     rows = grid.tile_rows()
     for index, row in enumerate(rows):
         for start, end in grid.tile_runs(row):
@@ -307,7 +333,8 @@ def _collect(source, model: Model, radiometry, grid: Grid, polygons: list, optio
                 if is_canceled and is_canceled():
                     raise Cancelled()
                 cols = np.arange(first, min(end, first + MAX_TILES_PER_READ))
-                owner = _owners(grid, row, cols, polygons)
+                owner = _owners(grid, row, cols, polygons, label_of)
+                contested += int((owner == CONTESTED).sum())
                 if (owner >= 0).any():
                     found = _read_chips(source, model, radiometry, grid, row, cols[owner >= 0], options)
                     features.append(found[0])
@@ -316,20 +343,41 @@ def _collect(source, model: Model, radiometry, grid: Grid, polygons: list, optio
             progress(90.0 * (index + 1) / len(rows))
     dims = 2 * source.info.band_count
     if not features:
-        return _Chips(np.zeros((0, dims)), np.zeros(0, dtype=int))
-    return _Chips(np.concatenate(features), np.concatenate(owners))
+        return _Chips(np.zeros((0, dims)), np.zeros(0, dtype=int), contested)
+    return _Chips(np.concatenate(features), np.concatenate(owners), contested)
 
 
-def _owners(grid: Grid, row: int, cols: np.ndarray, polygons: list) -> np.ndarray:
-    """Per tile, the first polygon containing its centre, else -1."""
+CONTESTED = -2  # _owners: a centre inside polygons of two classes
+
+
+def _owners(grid: Grid, row: int, cols: np.ndarray, polygons: list, label_of: list[int]) -> np.ndarray:
+    """Per tile, the first polygon containing its centre; -1: none does; CONTESTED: polygons of two classes do."""
     half = grid.tile_cells / 2
     x = grid.x0 + (cols + half) * grid.cell
     y = np.full(len(cols), grid.y0 - (row + half) * grid.cell)
     owner = np.full(len(cols), -1)
     for k, polygon in enumerate(polygons):
-        inside = (owner < 0) & shapely.contains_xy(polygon, x, y)
-        owner[inside] = k
+        inside = shapely.contains_xy(polygon, x, y)
+        taken = owner >= 0
+        clash = inside & taken
+        clash[clash] = np.array(label_of)[owner[clash]] != label_of[k]
+        owner[inside & (owner == -1)] = k
+        owner[clash] = CONTESTED
     return owner
+
+
+def _contested_warning(contested: int, labels: Labels) -> list[str]:
+    """The warning for chips left out because their centre lies in polygons of two classes ([] when none)."""
+    if not contested:
+        return []
+    return [
+        OptionText(
+            "{count} chip(s) lie where polygons of two classes of {name} overlap and were left out (a chip cannot "
+            "belong to two classes). Fix the overlapping polygons in {polygons} so that each area has one class.",
+            count=contested,
+            name=labels.source,
+        )
+    ]
 
 
 def _read_chips(source, model: Model, radiometry, grid: Grid, row: int, cols: np.ndarray, options):
@@ -367,8 +415,9 @@ def _check_chips(names, y, polygon, classes, labels: Labels, options, grid: Grid
         return []
     return [
         OptionText(
-            "{count} polygon(s) of {name} hold no usable chip centre (smaller than the chip step of {step:g} m, or "
-            "mostly nodata) and add nothing; the smallest usable polygon is about {step:g} m across.",
+            "{count} polygon(s) of {name} hold no usable chip centre (smaller than the chip step of {step:g} m, "
+            "mostly nodata, or overlapped by a polygon of another class) and add nothing; the smallest usable "
+            "polygon is about {step:g} m across.",
             count=len(empty),
             name=labels.source,
             step=step,
@@ -462,6 +511,9 @@ def _training(model: Model, facts: _Facts) -> dict:
         "stride_m": facts.grid.cell_m,
         "bands": list(facts.radiometry.bands),
         "scaling": facts.radiometry.scaling_note,
+        # What classify compares (radiometry.adapted_data_warning): other data changes the band statistics.
+        "raster_dtype": facts.info.dtype,
+        "scaling_method": facts.radiometry.scaling,
     }
 
 
@@ -499,13 +551,17 @@ def write_adapted(graph: bytes, card: ModelCard, out_path: str) -> Path:
     return Path(out_path)
 
 
-def labels_from_file(path: str, class_field: str) -> Labels:
-    """The polygons of the first layer of an OGR vector file, with their class field; InputError when unusable."""
-    from .vector import read_features
+def labels_from_file(path: str, class_field: str, layer_name: str | None = None) -> Labels:
+    """The polygons of one layer of an OGR vector file, with their class field; InputError when unusable.
 
-    if not Path(path).exists():
-        raise OptionError("polygons", "{polygons} file {path} does not exist; check the path.", path=path)
-    layer = read_features(path, [class_field])
+    ``path`` may be ``FILE|layername=NAME``; ``layer_name`` names the layer too.
+    """
+    from .vector import read_features, split_layer
+
+    file = split_layer(path)[0]
+    if not Path(file).exists():
+        raise OptionError("polygons", "{polygons} file {path} does not exist; check the path.", path=file)
+    layer = read_features(path, [class_field], layer_name)
     if layer is None:
         raise OptionError(
             "polygons",
@@ -521,7 +577,7 @@ def labels_from_file(path: str, class_field: str) -> Labels:
         layer.crs_wkt,
         Path(path).name,
         class_field,
-        file=path,
+        file=file,
     )
 
 

@@ -358,7 +358,15 @@ def _describe_failure(error: BaseException, index: int) -> str:
             "a smaller {block_cells}",
             index=index,
         )
-    return f"block {index} failed: {type(error).__name__}: {error}"
+    return f"block {index} failed: {type(error).__name__}: {_one_line(str(error))} (a bug or a worker's fault)"
+
+
+def _one_line(text: str) -> str:
+    """An exception's text as one line: a traceback it carries (a worker's, relayed by Dask) down to its last line."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if any(line.startswith("Traceback (most recent call last)") for line in lines):
+        lines = lines[-1:]  # "Type: message", the line that says what went wrong
+    return " ".join(" ".join(lines).split()) or "no message"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ NAMES = {
     "product": ("--product", "Product level", "PRODUCT"),
     "stride": ("--stride", "Stride", "STRIDE"),
     "mask": ("--mask", "Mask layer", "MASK"),
+    # One layer of a file of several (a GeoPackage): QGIS's FILE|layername=NAME works in every face.
+    "layer": ("--layer NAME", "the layer", "FILE|layername=NAME"),
     "bbox": ("--bbox", "Current map extent", "EXTENT"),
     "area": ("--bbox or --mask", "Area 'Current map extent' or a mask layer", "EXTENT or MASK"),
     "outputs": ("--out-vector, --out-raster or --preview", "Write", "OUTPUT_VECTOR"),

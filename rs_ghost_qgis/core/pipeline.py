@@ -38,7 +38,7 @@ from .grid import EDGE_POLICY, Area, Grid, build_grid
 from .head import tile_band_statistics
 from .modelcard import ModelCard
 from .options import OptionError, OptionText, check_area, check_threads
-from .radiometry import Radiometry, plan_radiometry
+from .radiometry import Radiometry, adapted_data_warning, plan_radiometry
 from .runtime import Model, load_model
 from .sinks import (
     NODATA_CLASS,
@@ -223,8 +223,12 @@ def classify(
     check_adapted_bands(model, info)
     grid = build_grid(info, card, options.area, options.stride)
     workload.check(workload.estimate(grid, card), info)  # a planet-sized web download is refused here
-    radiometry = plan_radiometry(source, card, options.bands, options.scaling, options.offset, options.product)
+    within = _area_in_raster(grid, info, options.area)  # sampled when the whole raster's sample finds no data
+    radiometry = plan_radiometry(source, card, options.bands, options.scaling, options.offset, options.product, within)
     radiometry = _adapted_bands_warning(model, radiometry)
+    other_data = adapted_data_warning(model.path.name, model.card.training, info, radiometry) if model.head else ""
+    if other_data:
+        radiometry = dataclasses.replace(radiometry, warnings=(*radiometry.warnings, other_data))
     evidence_bands = find_evidence_bands(info, radiometry.bands, card.bands, options.nir_band)
     evidence = Evidence(evidence_bands, options.water_rule, min_confidence)
     for warning in [*grid.warnings, *radiometry.warnings] if warn else ():
@@ -282,6 +286,13 @@ def check_adapted_bands(model: Model, info) -> None:
             f"but {info.name} has {info.band_count}. Run it on a raster with the same {want} bands in the same "
             "order (e.g. the same sensor's product), or adapt a model on this raster."
         )
+
+
+def _area_in_raster(grid: Grid, info, area: Area | None):
+    """The bounds, in the raster's CRS, of what ``grid`` reads for a box or mask; None for the whole raster."""
+    if area is None or (area.bounds is None and area.geometries is None):
+        return None
+    return crs.transform_geometry(shapely.box(*grid.reach()), grid.crs_wkt, info.crs_wkt).bounds
 
 
 def _adapted_bands_warning(model: Model, radiometry: Radiometry) -> Radiometry:

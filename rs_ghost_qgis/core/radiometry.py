@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ import numpy as np
 from .errors import InputError
 from .modelcard import ModelCard
 from .options import OptionError, OptionText, check_product, check_scaling
-from .source import PALETTE, RasterInfo, RasterSource, finite_pixels, is_scaled
+from .source import PALETTE, Bounds, RasterInfo, RasterSource, finite_pixels, is_scaled
 
 PERCENTILES = (2.0, 98.0)
 # Full-resolution sample for the statistics: whole raster when it is at most this many
@@ -236,8 +237,12 @@ def plan_radiometry(
     scaling: str = "auto",
     offset: float | None = None,
     product: str = "auto",
+    within: Bounds | None = None,
 ) -> Radiometry:
     """Choose the band mapping and the scaling for ``source`` (reads a sample of the whole raster).
+
+    ``within`` (bounds in the raster's CRS: the area asked for) is sampled instead when the
+    whole raster's sample finds no valid pixel, as in a huge mosaic with data in a few places.
 
     ``offset`` (raw units, e.g. 1000) is removed before the card mapping; None takes it from the
     raster's metadata (BOA_ADD_OFFSET / RADIO_ADD_OFFSET), else 0 with a warning when every band
@@ -248,28 +253,47 @@ def plan_radiometry(
     product = check_product(product)
     chosen, note, guessed = _choose(source, card, bands)
     info = source.info
+    # Bands found by their descriptions get the colour check too (a web layer's sample is a
+    # download, and its bands are the server's red, green, blue): descriptions can be wrong.
+    described = bands is None and not guessed and not info.web
     as_is = scaling == "none" or (scaling == "auto" and info.dtype == "uint8")
     if as_is and not guessed:
         # No statistics needed (for a web layer a sample is a download): an 8-bit raster of zeros
         # whose bands are named is not refused here, unlike other types. A file's sample is cheap
-        # and tells about its zero gaps, which the run takes as nodata.
-        return _finish(info, _as_is(card, chosen, note, scaling), () if info.web else _zero_gaps(source, chosen))
-    candidates = _hint_bands(info, chosen) if guessed else chosen
-    sample = sample_values(source, candidates)
+        # and tells about its zero gaps, which the run takes as nodata, and its colour balance.
+        plan = _as_is(card, chosen, note, scaling)
+        if info.web:
+            return _finish(info, plan, ())
+        colours = _described_colours(source, plan, within) if described else ()
+        return _finish(info, plan, _zero_gaps(source, chosen, within) + colours)
+    candidates = _hint_bands(info, chosen) if guessed or described else chosen
+    sample = sample_values(source, candidates, within)
     flat = _content_warnings(info, chosen, sample[: len(chosen)])
     sample, zeros = _without_zeros(info, chosen, sample)
     if as_is:
         plan = _as_is(card, chosen, note, scaling)
     else:
         plan = _plan_scaling(info, card, chosen, note, scaling, offset, sample[: len(chosen)], product)
-    hint = colour_hint(plan, candidates, sample) if guessed else ""
+    hint = colour_hint(plan, candidates, sample, described) if guessed or described else ""
     return _finish(info, plan, flat + zeros + ((hint,) if hint else ()))
 
 
-def _zero_gaps(source: RasterSource, bands: list[int]) -> tuple[str, ...]:
+def _described_colours(source: RasterSource, plan: Radiometry, within: Bounds | None) -> tuple[str, ...]:
+    """The colour check of bands matched by their descriptions, from a sample; () when nothing valid is read."""
+    candidates = _hint_bands(source.info, plan.bands)
+    try:
+        sample = sample_values(source, candidates, within)
+    except InputError:  # all nodata: the run says so
+        return ()
+    sample, _ = _without_zeros(source.info, plan.bands, sample)
+    hint = colour_hint(plan, candidates, sample, described=True)
+    return (hint,) if hint else ()
+
+
+def _zero_gaps(source: RasterSource, bands: list[int], within: Bounds | None = None) -> tuple[str, ...]:
     """The zero-pixel warning of ``_without_zeros`` for ``bands``, from a sample; () when nothing valid is read."""
     try:
-        sample = sample_values(source, bands)
+        sample = sample_values(source, bands, within)
     except InputError:  # all nodata: the run says so
         return ()
     return _without_zeros(source.info, bands, sample)[1]
@@ -774,8 +798,8 @@ def _hint_bands(info, chosen: list[int]) -> list[int]:
     return chosen + [b for b in _usable(info)[:HINT_MAX_BANDS] if b not in chosen]
 
 
-def colour_hint(plan: Radiometry, bands: list[int], values: np.ndarray) -> str:
-    """A caution when the guessed bands' colour balance is far from the card's ('' when close, or not comparable).
+def colour_hint(plan: Radiometry, bands: list[int], values: np.ndarray, described: bool = False) -> str:
+    """A caution when the guessed (or ``described``) bands' colour balance is far from the card's ('' when close).
 
     ``values`` (len(bands), N) samples ``bands``, the guessed ones first. The balance is the
     chromaticity of the mean value fed to the model (each channel's share of their sum),
@@ -805,6 +829,17 @@ def colour_hint(plan: Radiometry, bands: list[int], values: np.ndarray) -> str:
     best = min(itertools.permutations(range(len(bands)), need), key=distance)
     if guess <= COLOUR_FAR or distance(best) >= guess * COLOUR_BETTER:
         return ""
+    if described:
+        return OptionText(
+            "Bands {chosen} are described as {names}, but their colour balance is unlike the training images' "
+            "(means {shown} of the range, trained {trained}) and another order of the raster's bands fits much "
+            "better: the band descriptions may be wrong (bands reordered without their labels). Check them, and "
+            "set {bands} to the bands that hold {names}.",
+            chosen=_join(plan.bands),
+            names=", ".join(plan.card.bands),
+            shown=", ".join(f"{m:.2f}" for m in means[:need]),
+            trained=", ".join(f"{m:.2f}" for m in plan.card.standardization_mean),
+        )
     return OptionText(
         "Bands {guessed} were guessed to hold {names}, and their colour balance is unlike the training images' "
         "(means {shown} of the range, trained {trained}); if they do not hold {names} in this order, set {bands} "
@@ -821,20 +856,32 @@ def _chromaticity(means: np.ndarray) -> np.ndarray | None:
     return means / total if total > 0 else None
 
 
-def sample_values(source: RasterSource, bands: list[int]) -> np.ndarray:
-    """Valid, finite values of ``bands`` (len(bands), N) sampled across the whole raster at full resolution."""
-    # Non-finite values are nodata whatever the source says: one NaN would make every statistic NaN.
-    samples = [
-        block.data[:, block.valid & finite_pixels(block.data)].astype(np.float64)
-        for block in _sample_blocks(source, bands)
-    ]
-    samples = [s for s in samples if s.shape[1]]
+def sample_values(source: RasterSource, bands: list[int], within: Bounds | None = None) -> np.ndarray:
+    """Valid, finite values of ``bands`` (len(bands), N) sampled across the whole raster at full resolution.
+
+    When none is found and ``within`` (bounds in the raster's CRS) is given, they are sampled
+    there: the whole raster's windows can all miss the data of a sparse mosaic that the area holds.
+    """
+    samples = _valid_samples(source, bands, source.info.bounds)
+    if not samples and within is not None:
+        samples = _valid_samples(source, bands, within)
     if not samples:
+        where = "" if within is None else " inside the area asked for"
         raise InputError(
-            f"{source.info.name} has no valid pixels in bands {_join(bands)} (all nodata, NaN or masked); "
+            f"{source.info.name} has no valid pixels in bands {_join(bands)}{where} (all nodata, NaN or masked); "
             "nothing to classify."
         )
     return np.concatenate(samples, axis=1)
+
+
+def _valid_samples(source: RasterSource, bands: list[int], extent: Bounds) -> list[np.ndarray]:
+    """The valid, finite values of each sampled block of ``extent``; blocks without any left out."""
+    # Non-finite values are nodata whatever the source says: one NaN would make every statistic NaN.
+    samples = [
+        block.data[:, block.valid & finite_pixels(block.data)].astype(np.float64)
+        for block in _sample_blocks(source, bands, extent)
+    ]
+    return [s for s in samples if s.shape[1]]
 
 
 def percentile_ranges(values: np.ndarray, common: bool) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -858,19 +905,27 @@ def _widen(low: np.ndarray, high: np.ndarray) -> np.ndarray:
     return np.where(high - low > 0, high, low + step)
 
 
-def _sample_blocks(source: RasterSource, bands: list[int]):
+def _sample_blocks(source: RasterSource, bands: list[int], extent: Bounds):
+    """Blocks of ``bands`` spread over ``extent`` (the raster's CRS), whole pixels at full resolution."""
     info = source.info
-    xmin, ymin, xmax, ymax = info.bounds
-    if info.width * info.height <= SAMPLE_PIXELS:
-        yield source.read(info.bounds, info.crs_wkt, info.width, info.height, bands)
-        return
+    xmin, ymax = info.bounds[0], info.bounds[3]
     px, py = info.pixel_size
-    w, h = min(SAMPLE_WINDOW_PX, info.width), min(SAMPLE_WINDOW_PX, info.height)
+    col0 = max(0, math.floor((extent[0] - xmin) / px))
+    row0 = max(0, math.floor((ymax - extent[3]) / py))
+    width = min(info.width, math.ceil((extent[2] - xmin) / px)) - col0
+    height = min(info.height, math.ceil((ymax - extent[1]) / py)) - row0
+    if width <= 0 or height <= 0:
+        return
+    if width * height <= SAMPLE_PIXELS:
+        x0, y1 = xmin + col0 * px, ymax - row0 * py
+        yield source.read((x0, y1 - height * py, x0 + width * px, y1), info.crs_wkt, width, height, bands)
+        return
+    w, h = min(SAMPLE_WINDOW_PX, width), min(SAMPLE_WINDOW_PX, height)
     for i in range(SAMPLE_WINDOWS):
         for j in range(SAMPLE_WINDOWS):
             # Window origins on whole pixels, spread evenly; reads stay at full resolution.
-            col = round((info.width - w) * (j + 0.5) / SAMPLE_WINDOWS)
-            row = round((info.height - h) * (i + 0.5) / SAMPLE_WINDOWS)
+            col = col0 + round((width - w) * (j + 0.5) / SAMPLE_WINDOWS)
+            row = row0 + round((height - h) * (i + 0.5) / SAMPLE_WINDOWS)
             x0, y1 = xmin + col * px, ymax - row * py
             yield source.read((x0, y1 - h * py, x0 + w * px, y1), info.crs_wkt, w, h, bands)
 
@@ -914,3 +969,27 @@ def _aliases(name: str) -> set[str]:
 
 def _join(bands: list[int]) -> str:
     return ",".join(str(b) for b in bands)
+
+
+def adapted_data_warning(name: str, training: Mapping, info: RasterInfo, plan: Radiometry) -> str:
+    """A warning when an adapted model runs on data of another type or scaling than it was fitted on ('' if alike).
+
+    Its classifier reads band statistics in the units of its own raster (reflectance, or raw
+    values for 8-bit data): an 8-bit copy of a uint16 scene gives other numbers, and other classes,
+    without any error. Cards written before ``raster_dtype`` was recorded are not compared.
+    """
+    dtype, method = training.get("raster_dtype"), training.get("scaling_method")
+    if not dtype or (dtype == info.dtype and method in (None, plan.scaling)):
+        return ""
+    return OptionText(
+        "{name} was adapted on {raster} ({dtype} values, scaling '{method}'), but {this} holds {now} values (scaling "
+        "'{now_method}'): the band statistics its classifier reads differ in scale, so its classes may be wrong. "
+        "Run it on data of the same product and type as it was adapted on, or adapt a model on this raster.",
+        name=name,
+        raster=training.get("raster", "its raster"),
+        dtype=dtype,
+        method=method or "unknown",
+        this=info.name,
+        now=info.dtype,
+        now_method=plan.scaling,
+    )

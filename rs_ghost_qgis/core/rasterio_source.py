@@ -34,6 +34,8 @@ from .source import (
     Block,
     Bounds,
     RasterInfo,
+    check_one_type,
+    check_scales,
     complex_pixels,
     finite_pixels,
     is_scaled,
@@ -72,10 +74,16 @@ class RasterioSource:
             _check_bands(path, self._dataset)
             _check_georeferenced(path, self._dataset)
             _check_real(path, self._dataset)
+            check_one_type(str(path), [typename_fwd.get(dtype_rev.get(t), t) for t in self._dataset.dtypes])
         except InputError:
             self._dataset.close()
             raise
         self._info = _describe(path, self._dataset)
+        try:
+            check_scales(str(path), self._info.scales)
+        except InputError:
+            self._dataset.close()
+            raise
         self._scaled = is_scaled(self._info.scales, self._info.offsets)
         self._has_alpha = ColorInterp.alpha in self._dataset.colorinterp
         transform = self._dataset.transform
@@ -219,7 +227,11 @@ def _open(path: Path | str) -> rasterio.DatasetReader:
             return rasterio.open(path)
     except RasterioIOError as error:
         if isinstance(path, Path):
-            raise InputError(f"{path} is not a raster GDAL can read (GeoTIFF, JP2, VRT, ...).") from None
+            from .vector import vector_given_as_raster
+
+            raise vector_given_as_raster(path) or InputError(
+                f"{path} is not a raster GDAL can read (GeoTIFF, JP2, VRT, ...)."
+            ) from None
         # A URL offline, a missing archive member, a wrong subdataset: the file test cannot say which.
         raise InputError(f"{path} cannot be opened: {_gdal_reason(path, error)}") from None
 

@@ -137,3 +137,35 @@ def complex_pixels(where: str, type_name: str) -> InputError:
         "real-valued optical imagery (reflectance or 8-bit colour). Convert the raster to real bands first "
         "(e.g. their amplitude), or choose an optical raster."
     )
+
+
+def check_one_type(where: str, type_names: Sequence[str]) -> None:
+    """InputError for bands of different data types (a VRT of Byte, UInt16 and Float32 files), GDAL names per band.
+
+    Each band's values mean something else (8-bit colour, reflectance x 10,000, reflectance 0..1),
+    so no one scaling brings them to the model's range; read as one type they would be scaled as
+    the widest and give confident garbage. Both sources refuse them alike.
+    """
+    if len(set(type_names)) <= 1:
+        return
+    listed = ", ".join(f"band {band} {name}" for band, name in enumerate(type_names, start=1))
+    raise InputError(
+        f"{where} mixes band data types ({listed}), so one scaling cannot bring its values to the model's range. "
+        "Make its bands one type first (e.g. `gdal_translate -ot UInt16 IN OUT`, or a VRT of files of one type)."
+    )
+
+
+def check_scales(where: str, scales: Sequence[float]) -> None:
+    """InputError for a band whose declared scale is 0 (or not a number): every physical value would be its offset.
+
+    GDAL's ``raw * scale + offset`` with scale 0 makes a flat band, which the content check would
+    call an empty export; the fault is the metadata, and so is the fix.
+    """
+    wrong = [band for band, scale in enumerate(scales, start=1) if scale == 0 or not math.isfinite(scale)]
+    if wrong:
+        bands = ("band " if len(wrong) == 1 else "bands ") + ", ".join(map(str, wrong))
+        raise InputError(
+            f"{where} declares a scale of {scales[wrong[0] - 1]:g} for {bands} in its metadata, so every value of "
+            "the band would read as its offset. Fix or remove the scale (e.g. `gdal_edit.py -scale 1 FILE`, or "
+            "`gdal_translate -unscale` for a copy with physical values)."
+        )

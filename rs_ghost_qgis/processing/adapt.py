@@ -24,7 +24,7 @@ from .. import deps
 from ..core.errors import RsGhostError
 from ..core.options import PRODUCTS, SCALINGS, face_message, parse_bands, parse_stride
 from ..qgis_io import options as qopts
-from ..qgis_io.source import QgisLayerSource, check_raster_layer
+from ..qgis_io.source import QgisLayerSource, check_raster_layer, loaded_without_statistics
 
 
 class AdaptAlgorithm(QgsProcessingAlgorithm):
@@ -129,15 +129,26 @@ class AdaptAlgorithm(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("CV_ACCURACY", "Cross-validated accuracy (whole polygons held out)"))
         self.addOutput(QgsProcessingOutputString("SUMMARY", "Classes, chips and held-out recall"))
 
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
+        """QGIS's own checks, which load INPUT when it is given as a path: without computing statistics."""
+        try:
+            qopts.check_raster_input(parameters, self.INPUT)  # a vector file: said, not "not found"
+        except RsGhostError as error:
+            return False, face_message(error, "processing")
+        with loaded_without_statistics():
+            return super().checkParameterValues(parameters, context)
+
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802 (QGIS API)
         """Main thread: check the dependencies, clone the raster's provider and read the polygons."""
         status = deps.check(deps.deps_folder(QgsApplication.qgisSettingsDirPath()))
         if not status.ok:
             raise QgsProcessingException(status.message())
         try:
-            layer = check_raster_layer(self.parameterAsRasterLayer(parameters, self.INPUT, context))
+            with loaded_without_statistics():
+                layer = check_raster_layer(self.parameterAsRasterLayer(parameters, self.INPUT, context))
             self._source = QgisLayerSource.from_layer(layer, context.project())
             self._labels = self._read_labels(parameters, context)
+            self.build_options(parameters, context)  # a STRIDE or OFFSET that is no number: refused before the run
         except RsGhostError as error:
             raise QgsProcessingException(face_message(error, "processing")) from None
         return True
@@ -147,6 +158,7 @@ class AdaptAlgorithm(QgsProcessingAlgorithm):
         from ..qgis_io.labels import labels_from_layer
 
         field = self.parameterAsString(parameters, self.CLASS_FIELD, context)
+        qopts.check_layer_choice(parameters, self.POLYGONS)
         layer = self.parameterAsVectorLayer(parameters, self.POLYGONS, context)
         return labels_from_layer(layer, field)
 
@@ -159,8 +171,9 @@ class AdaptAlgorithm(QgsProcessingAlgorithm):
             result = adapt(self._source, self._labels, options, feedback.setProgress, feedback.isCanceled)
         except RsGhostError as error:
             raise QgsProcessingException(face_message(error, "processing")) from None
-        for warning in result.warnings:
-            feedback.pushWarning(face_message(warning, "processing"))
+        for warning in [*result.warnings, result.unmeasured_note()]:
+            if warning:
+                feedback.pushWarning(face_message(warning, "processing"))
         feedback.pushInfo(f"Features: {result.card.training['method']}\nScaling: {result.card.training['scaling']}")
         feedback.pushCommandInfo(result.summary())
         return {self.OUTPUT: result.out_path, "CV_ACCURACY": result.cv_accuracy, "SUMMARY": result.summary()}
@@ -169,15 +182,14 @@ class AdaptAlgorithm(QgsProcessingAlgorithm):
         """The engine options (AdaptOptions) for these parameters."""
         from ..core.adapt import AdaptOptions
 
-        offset = parameters.get(self.OFFSET)
         return AdaptOptions(
             out_path=self.parameterAsFileOutput(parameters, self.OUTPUT, context),
             model_path=self.parameterAsFile(parameters, self.MODEL, context) or None,
-            stride=parse_stride(self.parameterAsInt(parameters, self.STRIDE, context)),
+            stride=parse_stride(qopts.number_value(self, parameters, self.STRIDE, context, integer=True)),
             bands=parse_bands(self.parameterAsString(parameters, self.BANDS, context)),
             scaling=SCALINGS[self.parameterAsEnum(parameters, self.SCALING, context)],
-            offset=None if offset in (None, "") else self.parameterAsDouble(parameters, self.OFFSET, context),
+            offset=qopts.number_value(self, parameters, self.OFFSET, context),
             product=PRODUCTS[self.parameterAsEnum(parameters, self.PRODUCT, context)],
-            threads=self.parameterAsInt(parameters, self.THREADS, context) or None,
+            threads=qopts.number_value(self, parameters, self.THREADS, context, integer=True) or None,
             overwrite=True,  # Processing asked for this destination (and confirmed overwriting)
         )

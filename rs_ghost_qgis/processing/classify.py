@@ -41,7 +41,7 @@ from .. import deps
 from ..core.errors import OutputError, RsGhostError
 from ..core.options import PRODUCTS, SCALINGS, check_area, face_message, one_area, parse_bands, parse_stride
 from ..qgis_io import options as qopts
-from ..qgis_io.source import QgisLayerSource, check_raster_layer, crs_from_wkt
+from ..qgis_io.source import QgisLayerSource, check_raster_layer, crs_from_wkt, loaded_without_statistics
 from ..qgis_io.style import add_output, next_run, shown_output, start_run, style_class_raster, style_tiles
 
 
@@ -214,14 +214,20 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         logs it as critical, reports it to the feedback ("ERROR:"), and the feedback logs it again.
         A failed check is reported once, here and in the Processing dialog alike.
         """
-        ok, message = super().checkParameterValues(parameters, context)
+        try:
+            qopts.check_raster_input(parameters, self.INPUT)  # a vector file: said, not "not found"
+        except RsGhostError as error:
+            return False, face_message(error, "processing")
+        with loaded_without_statistics():  # QGIS loads INPUT here when it is given as a path
+            ok, message = super().checkParameterValues(parameters, context)
         if not ok:
             return ok, message
         status = deps.check(deps.deps_folder(QgsApplication.qgisSettingsDirPath()))
         if not status.ok:
             return False, status.message()
         try:
-            self._check_inputs(parameters, context)
+            with loaded_without_statistics():
+                self._check_inputs(parameters, context)
         except RsGhostError as error:
             return False, face_message(error, "processing")
         return True, ""
@@ -249,7 +255,8 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         if not status.ok:  # a message with the exact fix, not an ImportError traceback
             raise QgsProcessingException(status.message())
         try:
-            layer = check_raster_layer(self.parameterAsRasterLayer(parameters, self.INPUT, context))
+            with loaded_without_statistics():
+                layer = check_raster_layer(self.parameterAsRasterLayer(parameters, self.INPUT, context))
             self._source = QgisLayerSource.from_layer(layer, context.project())
         except RsGhostError as error:
             raise QgsProcessingException(face_message(error, "processing")) from None
@@ -267,6 +274,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         from ..core.pipeline import ClassifyOptions
 
         mask, box = None, None
+        qopts.check_layer_choice(parameters, self.MASK)
         source = self.parameterAsSource(parameters, self.MASK, context)
         if source is not None:
             # The engine repairs invalid polygons and says so; Processing's own check would abort
@@ -281,17 +289,17 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         return ClassifyOptions(
             model_path=self.parameterAsFile(parameters, self.MODEL, context) or None,
             area=one_area(mask, box),
-            stride=parse_stride(self.parameterAsInt(parameters, self.STRIDE, context)),
+            stride=parse_stride(qopts.number_value(self, parameters, self.STRIDE, context, integer=True)),
             bands=parse_bands(self.parameterAsString(parameters, self.BANDS, context)),
             scaling=SCALINGS[self.parameterAsEnum(parameters, self.SCALING, context)],
-            offset=self._offset(parameters, context),
+            offset=qopts.number_value(self, parameters, self.OFFSET, context),
             product=PRODUCTS[self.parameterAsEnum(parameters, self.PRODUCT, context)],
-            threads=self.parameterAsInt(parameters, self.THREADS, context) or None,
+            threads=qopts.number_value(self, parameters, self.THREADS, context, integer=True) or None,
+            water_rule=self.parameterAsBoolean(parameters, self.WATER_RULE, context),
+            nir_band=qopts.number_value(self, parameters, self.NIR_BAND, context, integer=True) or None,
+            min_confidence=qopts.number_value(self, parameters, self.MIN_CONFIDENCE, context),
             out_raster=out_raster,
             overwrite=True,  # Processing asked for this destination (and confirmed overwriting)
-            water_rule=self.parameterAsBoolean(parameters, self.WATER_RULE, context),
-            nir_band=self.parameterAsInt(parameters, self.NIR_BAND, context) or None,
-            min_confidence=self._min_confidence(parameters, context),
         )
 
     def _classify(self, source: QgisLayerSource, parameters, context, feedback) -> dict:
@@ -338,18 +346,6 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         from ..core import workload
 
         feedback.pushInfo(f"Size: {workload.plan(source.info, card, options.area, options.stride).describe()}")
-
-    def _min_confidence(self, parameters, context) -> float | None:
-        """The MIN_CONFIDENCE parameter, None when empty (the model card's threshold, else the default)."""
-        if parameters.get(self.MIN_CONFIDENCE) in (None, ""):
-            return None
-        return self.parameterAsDouble(parameters, self.MIN_CONFIDENCE, context)
-
-    def _offset(self, parameters, context) -> float | None:
-        """The Offset parameter, None when empty (the raster's metadata decides)."""
-        if parameters.get(self.OFFSET) in (None, ""):
-            return None
-        return self.parameterAsDouble(parameters, self.OFFSET, context)
 
 
 def fixed_width(text: str) -> str:

@@ -218,7 +218,13 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
         architecture = self.parameterAsString(parameters, self.ARCHITECTURE, context) or bundled_architecture()
         command = [python, "-m", "training", *what, "--data", self.parameterAsFile(parameters, self.DATA, context)]
         command += ["--student", architecture, "--out", out]
-        epochs = self.parameterAsInt(parameters, self.EPOCHS, context)
+        from ..core.errors import RsGhostError
+        from ..qgis_io.options import number_value
+
+        try:
+            epochs = number_value(self, parameters, self.EPOCHS, context, integer=True)
+        except RsGhostError as error:  # 'abc' or 2.5 epochs: refused, not trained for the default
+            raise QgsProcessingException(str(error)) from None
         if epochs:
             command += ["--epochs", str(epochs)]
         command += shlex.split(self.parameterAsString(parameters, self.ARGS, context) or "")

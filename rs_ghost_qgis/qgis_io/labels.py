@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import shapely
 from qgis.core import QgsFeatureRequest, QgsVectorLayer
 
 from ..core.adapt import Labels, missing_field
 from ..core.options import OptionError
+from ..core.vector import linear_shape
 from .source import crs_to_wkt
 
 
@@ -27,7 +27,7 @@ def labels_from_layer(layer: QgsVectorLayer | None, class_field: str, selected_o
         geometry = feature.geometry()
         if geometry is None or geometry.isEmpty():
             continue
-        geometries.append(shapely.from_wkb(bytes(geometry.asWkb())))
+        geometries.append(linear_shape(bytes(geometry.asWkb())))  # curves as segments
         value = feature[class_field]
         classes.append(None if value is None or _is_null(value) else str(value))
         ids.append(int(feature.id()))

@@ -6,6 +6,8 @@ same for every face; this module turns QGIS objects (extents, layers, geometries
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,6 +38,61 @@ def model_name(model_path: str | Path | None) -> str:
     return path.stem if path else "bundled model"
 
 
+def number_value(algorithm, parameters: dict, name: str, context, integer: bool = False) -> float | int | None:
+    """The number given for the Processing parameter ``name``; None when it is empty.
+
+    Processing lets an optional number parameter take any text and reads text that is no
+    number as 0, the default, and rounds 2.5 to 3 for a whole number: the run would go on with
+    a value nobody gave. Text is parsed here instead, and refused with the parameter's name.
+    An expression (a QgsProperty, from the modeler) is QGIS's to evaluate.
+    """
+    value = parameters.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        return (
+            algorithm.parameterAsInt(parameters, name, context)
+            if integer
+            else algorithm.parameterAsDouble(parameters, name, context)
+        )
+    kind = "a whole number" if integer else "a number"
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except ValueError:
+        raise InputError(f"{name} must be {kind}, not '{value}'.") from None
+    if not math.isfinite(number) or (integer and number != int(number)):
+        raise InputError(f"{name} must be {kind}, not {value}.")
+    return int(number) if integer else number
+
+
+def check_layer_choice(parameters: dict, name: str) -> None:
+    """InputError for a vector parameter given as a file of several layers without naming one.
+
+    QGIS would silently take the file's first layer; the command line refuses the same file
+    with its layer names (core.vector), and so does Processing. A layer of the project, or a
+    path with ``|layername=NAME``, is a choice already.
+    """
+    from qgis.core import QgsProcessingFeatureSourceDefinition
+
+    from ..core.vector import check_one_layer
+
+    value = parameters.get(name)
+    if isinstance(value, QgsProcessingFeatureSourceDefinition):
+        value = value.source.staticValue()
+    if isinstance(value, str) and os.path.isfile(value.split("|", 1)[0]):
+        check_one_layer(value)
+
+
+def check_raster_input(parameters: dict, name: str) -> None:
+    """InputError for a raster parameter given as the path of a vector file (QGIS would say "not found")."""
+    from ..core.vector import vector_given_as_raster
+
+    value = parameters.get(name)
+    error = vector_given_as_raster(value) if isinstance(value, str) else None
+    if error is not None:
+        raise error
+
+
 def area_from_extent(extent: QgsRectangle, crs: QgsCoordinateReferenceSystem):
     """An engine Area for a rectangle in ``crs`` (e.g. the map canvas extent)."""
     from ..core.pipeline import Area
@@ -50,15 +107,14 @@ def area_from_extent(extent: QgsRectangle, crs: QgsCoordinateReferenceSystem):
 
 def area_from_geometries(geometries: Iterable[QgsGeometry], crs: QgsCoordinateReferenceSystem, what: str):
     """An engine Area for mask polygons given as QGIS geometries in ``crs``."""
-    import shapely
-
     from ..core.pipeline import Area
+    from ..core.vector import linear_shape
 
     shapes = []
     for geometry in geometries:
         if geometry is None or geometry.isEmpty() or geometry.type() != QgsWkbTypes.PolygonGeometry:
             continue
-        shapes.append(shapely.from_wkb(bytes(geometry.asWkb())))
+        shapes.append(linear_shape(bytes(geometry.asWkb())))  # curves as segments
     if not shapes:
         raise InputError(f"{what} has no polygons to classify inside; choose polygons or another area.")
     return Area(geometries=shapes, crs_wkt=crs_to_wkt(crs))

@@ -9,9 +9,10 @@ down where the raster's pixels are finer than the ones asked for (as the rasteri
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from osgeo import gdal
@@ -29,6 +30,7 @@ from qgis.core import (
     QgsRasterLayer,
     QgsRasterProjector,
     QgsRectangle,
+    QgsSettings,
 )
 
 from ..core.errors import InputError
@@ -37,6 +39,8 @@ from ..core.source import (
     Block,
     Bounds,
     RasterInfo,
+    check_one_type,
+    check_scales,
     finite_pixels,
     is_scaled,
     physical_dtype,
@@ -70,6 +74,34 @@ CRS_WKT_FLAVOUR = QgsCoordinateReferenceSystem.WKT_PREFERRED
 WEB_PROVIDERS = frozenset({"wms", "wcs", "arcgismapserver"})
 # Reprojected reads oversample at most this much (memory grows with its square).
 MAX_OVERSAMPLING = 4
+
+
+# QGIS's settings for the contrast of a newly loaded raster (qgsrasterlayer.cpp): their limits
+# decide whether loading computes band statistics, which GDAL then writes beside the file.
+_CONTRAST_KINDS = ("singleBand", "multiBandSingleByte", "multiBandMultiByte")
+_CONTRAST_LIMITS = tuple(f"/Raster/defaultContrastEnhancementLimits/{kind}" for kind in _CONTRAST_KINDS)
+
+
+@contextlib.contextmanager
+def loaded_without_statistics() -> Iterator[None]:
+    """While the block runs, a raster layer QGIS loads from a path computes no statistics.
+
+    qgis_process and batch runs load INPUT from its path, and QGIS's default contrast stretch
+    then computes band statistics, which GDAL keeps: a ``.aux.xml`` beside a GeoTIFF, and a
+    user's ``.vrt`` rewritten with them. The run needs none; the settings are restored after.
+    """
+    settings = QgsSettings()
+    saved = {key: settings.value(key) for key in _CONTRAST_LIMITS if settings.contains(key)}
+    for key in _CONTRAST_LIMITS:
+        settings.setValue(key, "None")
+    try:
+        yield
+    finally:
+        for key in _CONTRAST_LIMITS:
+            if key in saved:
+                settings.setValue(key, saved[key])
+            else:
+                settings.remove(key)
 
 
 def crs_to_wkt(crs: QgsCoordinateReferenceSystem) -> str:
@@ -119,6 +151,8 @@ class QgisLayerSource:
         self._alpha_band = self._find_alpha_band()
         self._configure_resampling()
         dataset = _gdal_dataset(provider)
+        if dataset is not None:  # the rasterio source's rules, from GDAL itself as there
+            _check_gdal_bands(dataset, _local_path(provider) or f"The raster '{name}'")
         self._signed_bytes = _signed_bytes(dataset)
         self._info = self._make_info(name, _gdal_metadata(dataset))
 
@@ -352,6 +386,17 @@ def _gdal_dataset(provider: QgsRasterDataProvider):
         return gdal.Open(path)
     except RuntimeError:
         return None
+
+
+def _check_gdal_bands(dataset, where: str) -> None:
+    """InputError for bands of mixed data types or a scale of 0, as the rasterio source refuses them.
+
+    QGIS's provider reports a scale of 0 as 1 and would read such a band unscaled, where the
+    rasterio source refuses it: both faces refuse it here.
+    """
+    bands = [dataset.GetRasterBand(b) for b in range(1, dataset.RasterCount + 1)]
+    check_one_type(where, [gdal.GetDataTypeName(band.DataType) for band in bands])
+    check_scales(where, [1.0 if band.GetScale() is None else float(band.GetScale()) for band in bands])
 
 
 def _signed_bytes(dataset) -> bool:

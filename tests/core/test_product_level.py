@@ -600,9 +600,9 @@ def test_cli_product_reaches_the_engine(tmp_path, l2a_model, capsys, monkeypatch
     seen = []
     original = pipeline.plan_radiometry
 
-    def spy(source, card, bands, scaling, offset, product):
+    def spy(source, card, bands, scaling, offset, product, *within):
         seen.append(product)
-        return original(source, card, bands, scaling, offset, product)
+        return original(source, card, bands, scaling, offset, product, *within)
 
     monkeypatch.setattr(pipeline, "plan_radiometry", spy)
     raster = write_scene(tmp_path / "r.tif", scene("middle"))  # the values alone say L1C
