@@ -1,4 +1,4 @@
-"""Issue 30, output safety in Processing: rsghost:assess writes its report by the rule of core/outputs.py."""
+"""Issue 30, output safety in Processing: assess and adapt write by the rule of core/outputs.py."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from qgis.core import QgsProcessingException
+from qgis.core import QgsProcessingException, QgsVectorLayer
 
+from tests.core.adapt_data import labelled_polygons, nir_scene, write_labels
 from tests.qgis.rasters import two_halves, write_geotiff
 from tests.qgis.test_processing import _classify, _polygons, _run
 
@@ -59,3 +60,16 @@ def test_assess_never_writes_its_report_over_an_input(tiles, tmp_path):
     assert "is the same file as the classified tiles (INPUT)" in message, message
     assert "Choose another file name for the report (OUTPUT)" in message
     assert Path(tiles).read_bytes() == before and link.is_symlink()
+
+
+def test_processing_adapt_never_writes_over_its_base_model(qgis_app, provider, project, tmp_path, tiny_model):
+    # Processing hands over a destination it may replace (overwrite on): the base model is still never one.
+    model = tmp_path / "model.onnx"
+    model.write_bytes(tiny_model.read_bytes())
+    labels = QgsVectorLayer(str(write_labels(tmp_path / "labels.gpkg", labelled_polygons())), "labels", "ogr")
+    parameters = {"INPUT": str(nir_scene(tmp_path / "nir.tif")), "POLYGONS": labels, "CLASS_FIELD": "landcover"}
+    with pytest.raises(QgsProcessingException) as failure:
+        _run("rsghost:adapt", {**parameters, "MODEL": str(model), "OUTPUT": str(model)})
+    message = str(failure.value)
+    assert "is the same file as the base model (MODEL)" in message and "never replaces an input" in message, message
+    assert model.read_bytes() == tiny_model.read_bytes()
