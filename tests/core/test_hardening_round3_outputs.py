@@ -22,13 +22,16 @@ import torch
 from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.core import atomic
 from rs_ghost_qgis.core.adapt import _Chips, _fit
+from rs_ghost_qgis.core.runtime import load_model
 from tests.core.adapt_data import labelled_polygons, nir_scene, write_labels
 from tests.core.engine_data import class_pattern, write_raster
 from tests.core.test_atomic_writes import _checkpoint
 from tests.core.test_train import SMALL, make_class_tree
 from tests.tiny_model import tiny_card
 from training import cli as training_cli
+from training import l2a
 from training import quantize as quantize_module
+from training.errors import TrainingError
 from training.export import export_onnx
 from training.models import build_model
 
@@ -82,10 +85,11 @@ def _l2a_fit(model: Path, out: Path, *extra: str) -> int:
 
 
 def _spellings(model: Path, tmp_path: Path) -> list[Path]:
-    """``model`` itself, through '..' and through a symbolic link."""
-    link = tmp_path / "link.onnx"
+    """``model`` itself, through '..', through a symbolic link and as a hard link."""
+    link, hard = tmp_path / "link.onnx", tmp_path / "hard.onnx"
     link.symlink_to(model)
-    return [model, model.parent / ".." / model.parent.name / model.name, link]
+    os.link(model, hard)
+    return [model, model.parent / ".." / model.parent.name / model.name, link, hard]
 
 
 @pytest.mark.parametrize("overwrite", [(), ("--overwrite",)])
@@ -99,6 +103,15 @@ def test_quantize_never_replaces_its_own_model(tree, fp32, tmp_path, capsys, ove
         assert "--overwrite" in line
     assert fp32.read_bytes() == before
     assert sorted(p.name for p in fp32.parent.iterdir()) == ["model.onnx"]
+
+
+def test_quantize_keeps_an_existing_evaluation_folder_without_overwrite(tree, fp32, tmp_path, capsys):
+    folder = tmp_path / "new_evaluation"
+    (folder / "int8").mkdir(parents=True)
+    (folder / "int8" / "metrics.json").write_text("{}")
+    assert _quantize(fp32, tree, tmp_path / "new.onnx") == 2
+    assert f"{folder} (the evaluation beside --out) already exists; use --overwrite" in _error_line(capsys)
+    assert _snapshot(tmp_path) == {"new_evaluation/int8/metrics.json": b"{}"}
 
 
 def test_quantize_replaces_an_existing_file_only_with_overwrite(tree, fp32, tmp_path, capsys, monkeypatch):
@@ -161,6 +174,19 @@ def test_l2a_fit_never_replaces_its_model(fp32, tmp_path, capsys, overwrite):
         line = _error_line(capsys)
         assert "--out" in line and "--model" in line and "never replaces an input" in line, line
     assert fp32.read_bytes() == before
+
+
+def test_l2a_fit_on_a_full_disk_is_one_line_and_leaves_nothing(fp32, tmp_path, monkeypatch):
+    # It wrote through atomic_path without catching OSError: a full disk was a traceback.
+    def full_disk(source, target):
+        Path(target).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+
+    monkeypatch.setattr(l2a.shutil, "copyfile", full_disk)
+    card = load_model(fp32).card
+    with pytest.raises(TrainingError, match=f"cannot write .*: {os.strerror(errno.ENOSPC)}.*free disk space"):
+        l2a.write_fitted(fp32, card, tmp_path / "l2a.onnx")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_l2a_fit_replaces_an_existing_file_only_with_overwrite(fp32, tmp_path, capsys):
