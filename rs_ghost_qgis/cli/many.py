@@ -162,11 +162,15 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 def _report(result: JobResult) -> int:
     """Print the area table and one line per raster, repeat and failure; the exit code."""
+    from ..core.evidence import counts_line
+
     print(_table(result.totals()))
     print()
     for job in result.rasters:
         if job.summary:
             print(f"done:    {job.name}: {job.summary['vector']}, {job.summary['raster']}")
+            if job.summary.get("evidence"):  # a job resumed from an older version has no counts
+                print(f"         {counts_line(job.summary['evidence'])}")
     for repeat, first in result.repeats:
         same = "given more than once" if repeat == first else f"the same file as {first}"
         print(f"skipped: {repeat}: {same}; classified once")

@@ -201,3 +201,32 @@ def check_min_confidence(value: float | None, card) -> float:
             value=value,
         )
     return float(value)
+
+
+def layer_counts(path) -> dict[str, int]:
+    """What a finished tile layer (classify-many's merged GeoPackage) says: classified tiles, tiles the
+    near-infrared check measured, tiles the water rule changed and doubtful tiles, from its fields."""
+    from osgeo import ogr
+
+    dataset = ogr.Open(str(path))
+    layer = dataset.GetLayer(0)
+    counts = {}
+    for key, where in (
+        ("classified", "class_id IS NOT NULL"),
+        ("checked", "water_pixels IS NOT NULL"),
+        ("changed", "water_rule = 1"),
+        ("doubtful", "doubtful = 1"),
+    ):
+        layer.SetAttributeFilter(where)
+        counts[key] = layer.GetFeatureCount()
+    layer = dataset = None  # closes the file
+    return counts
+
+
+def counts_line(counts: dict[str, int]) -> str:
+    """``layer_counts`` in one line, as the summary words them."""
+    classified = counts["classified"]
+    doubtful = f"doubtful {counts['doubtful']:,} of {classified:,} tiles"
+    if not counts["checked"]:
+        return f"near-infrared check not possible (no near-infrared band); {doubtful}"
+    return f"water rule changed {counts['changed']:,} of {counts['checked']:,} tiles; {doubtful}"

@@ -729,11 +729,15 @@ def _summary(raster: RasterJob, card: ModelCard, out: Path, counts: dict) -> dic
     """A merged raster's record: its outputs, and its tiles, cells and hectares per class.
 
     ``counts`` has the keys of a block's manifest record: tiles_total, tiles_classified, and
-    per class tiles_by_class, cells and hectares.
+    per class tiles_by_class, cells and hectares. ``evidence`` counts the published tiles the
+    water rule changed and those marked doubtful (core/evidence.py).
     """
+    from .evidence import layer_counts
+
     return {
         "input": raster.path,
         "vector": str(out / f"{raster.name}.gpkg"),
+        "evidence": layer_counts(out / f"{raster.name}.gpkg"),
         "raster": str(out / f"{raster.name}.tif"),
         "tiles_total": counts["tiles_total"],
         "tiles_classified": counts["tiles_classified"],
