@@ -130,13 +130,20 @@ class AdaptAlgorithm(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputString("SUMMARY", "Classes, chips and held-out recall"))
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
-        """QGIS's own checks, which load INPUT when it is given as a path: without computing statistics."""
+        """QGIS's own checks (which load INPUT from a path: without statistics), then the numbers and INPUT's kind."""
         try:
             qopts.check_raster_input(parameters, self.INPUT)  # a vector file: said, not "not found"
         except RsGhostError as error:
             return False, face_message(error, "processing")
         with loaded_without_statistics():
-            return super().checkParameterValues(parameters, context)
+            ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, message
+        try:
+            self.build_options(parameters, context)  # a STRIDE or OFFSET that is no number: said once, here
+        except RsGhostError as error:
+            return False, face_message(error, "processing")
+        return True, ""
 
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802 (QGIS API)
         """Main thread: check the dependencies, clone the raster's provider and read the polygons."""
@@ -148,7 +155,6 @@ class AdaptAlgorithm(QgsProcessingAlgorithm):
                 layer = check_raster_layer(self.parameterAsRasterLayer(parameters, self.INPUT, context))
             self._source = QgisLayerSource.from_layer(layer, context.project())
             self._labels = self._read_labels(parameters, context)
-            self.build_options(parameters, context)  # a STRIDE or OFFSET that is no number: refused before the run
         except RsGhostError as error:
             raise QgsProcessingException(face_message(error, "processing")) from None
         return True
