@@ -21,6 +21,7 @@ from rs_ghost_qgis.core.atomic import atomic_path
 from rs_ghost_qgis.core.modelcard import ModelCard
 from training.colors import EUROSAT_CLASSES, class_colors
 from training.errors import TrainingError, cannot_write
+from training.l2a import with_mapping
 from training.models import MODEL_NAMES, build_model, count_macs, count_parameters
 
 FORMAT = 1
@@ -119,6 +120,11 @@ def default_raw_range(class_names: list[str]) -> list[float] | None:
     return list(SENTINEL2_RAW_RANGE) if is_eurosat(class_names) else None
 
 
+def card_bands(class_names: list[str], channels: int) -> list[str]:
+    """The bands a model trained on these classes and channels reads: EuroSAT's, or plain RGB."""
+    return list(EUROSAT_BANDS) if is_eurosat(class_names) and channels == 3 else RGB_BANDS[:channels]
+
+
 def default_radiometry(class_names: list[str], raw_range: list[float] | None) -> dict[str, Any]:
     """What the training values were: EuroSAT's definition, or what is known of one's own data."""
     if is_eurosat(class_names) and raw_range == SENTINEL2_RAW_RANGE:
@@ -148,7 +154,7 @@ def card_from_checkpoint(
     names = list(state["class_names"])
     config, meta = state["config"], state["meta"]
     channels = len(state["mean"])
-    bands = EUROSAT_BANDS if is_eurosat(names) and channels == 3 else RGB_BANDS[:channels]
+    bands = card_bands(names, channels)
     training = {
         "stage": config["stage"],
         "data": meta.get("data"),
@@ -158,16 +164,18 @@ def card_from_checkpoint(
         "epochs": config["epochs"],
         "weights_from_epoch": state["best_epoch"],
         "batch_size": config["batch_size"],
-        "optimizer": f"SGD nesterov, momentum {config['momentum']}, weight decay {config['weight_decay']}",
+        "optimizer": describe_optimizer(config),
         "lr": state.get("lr"),
-        "schedule": "linear warm-up, cosine decay per step",
+        "schedule": describe_schedule(config),
+        "augmentation": describe_augmentation(config),
         "distillation": state.get("distill"),
         "teacher": state.get("teacher"),
+        "weak_supervision": _weak_summary(state.get("weak"), config),
         "hardware": meta.get("hardware"),
         "precision": state.get("precision"),
         "img_per_s": _median_speed(state),
     }
-    return ModelCard(
+    card = ModelCard(
         class_names=names,
         class_colors=class_colors(names),
         input_size=int(state["input_size"]),
@@ -189,6 +197,45 @@ def card_from_checkpoint(
         software=software_versions(),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+    # A model trained on L2A patches through these curves must be fed L2A through the same ones.
+    weak = state.get("weak")
+    return with_mapping(card, weak["mapping"]) if weak else card
+
+
+def describe_optimizer(config: dict[str, Any]) -> str:
+    """The optimiser a stage ran with, as its config stored it."""
+    if config.get("optimizer", "sgd") == "adamw":
+        return f"AdamW, weight decay {config['weight_decay']} (decoupled)"
+    return f"SGD nesterov, momentum {config['momentum']}, weight decay {config['weight_decay']}"
+
+
+def describe_schedule(config: dict[str, Any]) -> str:
+    """The learning-rate schedule and input sizes a stage ran with."""
+    text = "linear warm-up over the first epoch, cosine decay to zero per step"
+    early = config.get("early_input_size")
+    if early and config.get("early_fraction"):
+        text += f"; the first {config['early_fraction']:.0%} of the epochs at {early} px"
+    return text
+
+
+def describe_augmentation(config: dict[str, Any]) -> str:
+    """The augmentation and target smoothing a stage ran with."""
+    if not config.get("augment", True):
+        return "none"
+    text = "flips and quarter turns"
+    if config.get("radiometric"):
+        text += f"; haze, gain, gamma, noise and blur on {config['radiometric']:.0%} of the images"
+    smoothing = (config.get("distill_options") or {}).get("label_smoothing")
+    if smoothing:
+        text += f"; label smoothing {smoothing}"
+    return text
+
+
+def _weak_summary(weak: dict[str, Any] | None, config: dict[str, Any]) -> dict[str, Any] | None:
+    if not weak:
+        return None
+    keep = ("source", "patches", "rules")
+    return {**{key: weak[key] for key in keep}, "per_batch": config["weak_batch"], "weight": config["weak_weight"]}
 
 
 def _training_stretch(meta: dict[str, Any]) -> list[list[float]] | None:

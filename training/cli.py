@@ -268,6 +268,14 @@ def _training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--bn-batches", type=int, default=20, help="batches that re-estimate BatchNorm statistics per epoch (0: off)"
     )
+    weak = parser.add_argument_group("weak supervision from near infrared (training/weak.py)")
+    weak.add_argument(
+        "--weak-patches",
+        help="unlabelled Sentinel-2 L2A patches with B08 (.npz, e.g. ../shared/data/l2a_unlabelled/"
+        "patches_b02_b03_b04_b08.npz): NIR-labelled water, vegetation and dry land join every batch",
+    )
+    weak.add_argument("--weak-batch", type=int, default=24, help="L2A patches added to each batch (default 24)")
+    weak.add_argument("--weak-weight", type=float, default=1.0, help="weight of their loss (default 1)")
     distill = parser.add_argument_group("distillation (defaults: DKD alpha 1, beta 8, T 4; KD T 4, CE 0.1, KD 0.9)")
     distill.add_argument(
         "--soft-labels",
@@ -458,7 +466,7 @@ def _l2a_fit(args: argparse.Namespace) -> int:
     source = (
         f"{Path(args.patches).name}, patches {l2a.FIT_PARITY}, {l2a.FIT_PARITY + 2}, ... ({len(fit)} of {len(patches)})"
     )
-    mapping = l2a.fit_mapping(patches[fit], bands, scorer_card, data.train.images, source, args.method)
+    mapping = l2a.fit_mapping(patches[fit], bands, scorer_card.bands, data.train.images, source, args.method)
     l2a.write_fitted(args.model, l2a.with_mapping(scorer_card, mapping), out)
     for band, curve in mapping["bands"].items():
         median = float(
@@ -538,6 +546,10 @@ def _check_optimiser(args: argparse.Namespace) -> None:
         raise TrainingError(f"--lr must be a number above 0, not {args.lr}: it is the peak learning rate (e.g. 0.1).")
     if not 0 <= args.weight_decay < math.inf:
         raise TrainingError(f"--weight-decay must be 0 (none) or a number above it, not {args.weight_decay}.")
+    if args.weak_patches:
+        _check_positive(args, "weak_batch")
+        if not 0 < args.weak_weight < math.inf:
+            raise TrainingError(f"--weak-weight must be a number above 0, not {args.weak_weight}.")
     _check_positive(args, "workers", least=0)
     if not 0 <= args.radiometric <= 1:
         raise TrainingError(f"--radiometric must be a share from 0 to 1, not {args.radiometric}.")
@@ -622,6 +634,9 @@ def _stage_config(args: argparse.Namespace, model: str, out: Path, stage: str, d
         optimizer=args.optimizer,
         resume=args.resume,
         bn_batches=args.bn_batches,
+        weak_patches=args.weak_patches,
+        weak_batch=args.weak_batch,
+        weak_weight=args.weak_weight,
         stage=stage,
     )
 

@@ -101,11 +101,11 @@ RAW_SPAN = (0.0, 10_000.0)  # the knots of a linear mapping: reflectance 0 and 1
 
 
 def fit_mapping(
-    patches: np.ndarray, bands: list[str], card: ModelCard, train_images: np.ndarray, source: str, method: str
+    patches: np.ndarray, bands: list[str], card_bands: list[str], train_images: np.ndarray, source: str, method: str
 ) -> dict[str, Any]:
     """The card's ``product_mappings['l2a']``: per card band, a curve from L2A values to training values.
 
-    ``train_images`` is the training split as uint8 (N, H, W, C) in the card's band order.
+    ``train_images`` is the training split as uint8 (N, H, W, C) in the order of ``card_bands``.
     ``method`` "quantile" matches every quantile (histogram matching: assumes the L2A patches hold
     the same mix of land cover as the training images); "linear" fits value = a + b x L2A to the
     quantile pairs between LINEAR_QUANTILES, a haze offset and a gain per band, which a different
@@ -114,7 +114,7 @@ def fit_mapping(
     if method not in METHODS:
         raise TrainingError(f"--method {method} is unknown; choose one of {', '.join(METHODS)}.")
     curves = {}
-    for channel, band in enumerate(card.bands):
+    for channel, band in enumerate(card_bands):
         raw = np.percentile(patches[:, bands.index(patch_band(band))], QUANTILES)
         value = np.percentile(train_images[..., channel], QUANTILES)
         if method == "linear":
@@ -129,6 +129,16 @@ def fit_mapping(
         "quantile": "quantile matching of L2A patches to the training images, per band",
     }
     return {"method": described[method], "fitted_on": source, "bands": curves}
+
+
+def apply_mapping(patches: np.ndarray, bands: list[str], mapping: dict[str, Any], value_top: float) -> np.ndarray:
+    """L2A patches (N, bands, H, W) through ``mapping``'s curves, as the plugin applies them: float32
+    (N, card bands, H, W) in 0..1 of ``value_top``, constant beyond the curves' ends."""
+    mapped = [
+        np.interp(patches[:, bands.index(patch_band(band))], curve["raw"], curve["value"])
+        for band, curve in mapping["bands"].items()
+    ]
+    return (np.clip(np.stack(mapped, axis=1), 0.0, value_top) / value_top).astype(np.float32)
 
 
 def spectral_check(model_path: str | Path, patches: np.ndarray, bands: list[str], product: str) -> dict[str, Any]:

@@ -37,14 +37,16 @@ from tqdm import tqdm
 
 from rs_ghost_qgis.core import atomic
 from training import distributed, soft_labels
-from training.checkpoint import load_checkpoint, make_model, model_from_checkpoint, save_checkpoint
+from training.checkpoint import card_bands, load_checkpoint, make_model, model_from_checkpoint, save_checkpoint
 from training.data import SHIFT_PROBABILITY, VIEWS, DatasetSplits, ImageArrays, channel_stats, make_loader
 from training.distributed import World, sum_across
 from training.errors import TrainingError
 from training.inference import normalise, predict, to_device
 from training.losses import DistillationLoss, make_criterion
+from training.models import count_macs, count_parameters
 from training.plots import plot_curves
 from training.precision import Precision, choose, hardware, time_steps
+from training.weak import WeakPatches, load_weak_patches, weak_loss
 
 LOG_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "img_per_s")
 
@@ -78,6 +80,10 @@ class StageConfig:
     optimizer: str = "sgd"  # sgd (Nesterov) | adamw
     resume: bool = False
     bn_batches: int = 20  # training batches that re-estimate BatchNorm statistics each epoch (0: off)
+    # Weak supervision from near infrared (training/weak.py): L2A patches added to every batch.
+    weak_patches: str | None = None  # the .npz of unlabelled L2A patches with B08
+    weak_batch: int = 24  # patches added to each batch, as many of each kind
+    weak_weight: float = 1.0  # weight of their loss beside the batch's own
     stage: str = "model"  # a label for logs: "teacher", "student", ...
 
 
@@ -142,6 +148,7 @@ def train_stage(
     # The teacher as its cached logits (soft_labels.SoftLabels): the network itself never runs here.
     soft = soft_labels_for(config, data, world) if config.distill != "none" else None
     criterion = _criterion(config)
+    weak = _weak_patches(config, data) if config.weak_patches else None
     # channels_last: oneDNN (CPU) and cuDNN both run convolutions fastest in NHWC.
     model = make_model(config.model, len(data.class_names), config.model_options).to(world.device)
     model = model.to(memory_format=torch.channels_last)
@@ -159,6 +166,7 @@ def train_stage(
     optimizer = make_optimizer(model, config, lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(len(loader), config.epochs))
     state = _initial_state(config, data, meta, soft, criterion, lr)
+    state["weak"] = weak.info if weak else None
     stats_cpu = tuple(torch.tensor(state[key]).view(1, -1, 1, 1) for key in ("mean", "std"))
     precision = _choose_precision(config, model, soft, criterion, data.train, stats_cpu, world)
     scaler = torch.amp.GradScaler("cuda", enabled=precision.dtype == torch.float16)
@@ -173,7 +181,7 @@ def train_stage(
     device_ids = [world.device.index] if world.device.type == "cuda" else None
     net = DistributedDataParallel(model, device_ids=device_ids) if world.distributed else model
     stats = tuple(torch.tensor(state[key], device=world.device).view(1, -1, 1, 1) for key in ("mean", "std"))
-    step = _Step(net, soft, criterion, optimizer, scheduler, scaler, stats, state["input_size"], precision)
+    step = _Step(net, soft, weak, criterion, optimizer, scheduler, scaler, stats, state["input_size"], precision)
     for epoch in range(state["epoch"], config.epochs):
         # Shuffles, augmentations and dropout masks depend on (seed, epoch, rank) only, so a
         # resumed run continues exactly as an uninterrupted one would have.
@@ -183,7 +191,7 @@ def train_stage(
         started = time.perf_counter()
         loss, acc, terms = _train_epoch(step, loader, config, world, epoch)
         train_seconds = time.perf_counter() - started
-        recalibrate_batchnorm(model, data.train, config, world, stats, state["input_size"], precision)
+        recalibrate_batchnorm(model, data.train, config, world, stats, state["input_size"], precision, weak)
         val_loss, val_acc = _validate(model, data.val, config, world, stats, state["input_size"])
         row = {
             "epoch": epoch + 1,
@@ -280,11 +288,14 @@ def load_teacher(checkpoint: str | Path, class_names: list[str], device: torch.d
     network = model_from_checkpoint(state).to(device)
     network.requires_grad_(False)
     network = network.to(memory_format=torch.channels_last)
+    channels = len(state["mean"])
     info = {
         "architecture": state["architecture"],
         "checkpoint": str(checkpoint),
         "input_size": state["input_size"],
         "val_top1": state.get("best_acc"),
+        "parameters": count_parameters(network),
+        "macs": count_macs(network, int(state["input_size"]), channels),
     }
     return Teacher(
         network,
@@ -307,7 +318,7 @@ def soft_labels_for(config: StageConfig, data: DatasetSplits, world: World) -> s
                 f"--soft-labels {config.soft_labels} cannot be used: {reason}. Give the file made for this data "
                 "and teacher, or drop --soft-labels to compute them from --teacher-checkpoint."
             )
-        return _on_device(labels, world)
+        return _on_device(labels, world, config.soft_labels)
     if not config.teacher_checkpoint:
         raise TrainingError(
             f"--distill {config.distill} needs a teacher: give --teacher-checkpoint PATH (or --soft-labels FILE)."
@@ -318,7 +329,7 @@ def soft_labels_for(config: StageConfig, data: DatasetSplits, world: World) -> s
         if not current:
             _compute_soft_labels(config, data, world, path, fingerprint, teacher_sha)
     distributed.barrier(world)
-    return _on_device(soft_labels.load(path), world)
+    return _on_device(soft_labels.load(path), world, path)
 
 
 def _compute_soft_labels(config, data: DatasetSplits, world: World, path: Path, fingerprint: str, sha: str) -> None:
@@ -350,13 +361,36 @@ def _compute_soft_labels(config, data: DatasetSplits, world: World, path: Path, 
     soft_labels.save(path, logits, meta)
 
 
-def _on_device(labels: soft_labels.SoftLabels, world: World) -> soft_labels.SoftLabels:
-    return soft_labels.SoftLabels(labels.logits.to(world.device), labels.meta)
+def _on_device(labels: soft_labels.SoftLabels, world: World, path: str | Path) -> soft_labels.SoftLabels:
+    # The file's own hash goes into the card: which logits the student learned from, exactly.
+    meta = {**labels.meta, "soft_labels": Path(path).name, "soft_labels_sha256": soft_labels.file_sha256(path)}
+    return soft_labels.SoftLabels(labels.logits.to(world.device), meta)
 
 
 def _teacher_info(meta: dict[str, Any]) -> dict[str, Any]:
-    keys = ("architecture", "checkpoint", "input_size", "val_top1", "teacher_sha256")
+    keys = (
+        "architecture",
+        "checkpoint",
+        "input_size",
+        "val_top1",
+        "parameters",
+        "macs",
+        "teacher_sha256",
+        "soft_labels",
+        "soft_labels_sha256",
+    )
     return {key: meta.get(key) for key in keys}
+
+
+def _weak_patches(config: StageConfig, data: DatasetSplits) -> WeakPatches:
+    """The weakly labelled L2A patches, mapped onto the training images' values (training/weak.py)."""
+    channels = data.train.images.shape[-1]
+    weak = load_weak_patches(
+        config.weak_patches, data.class_names, card_bands(data.class_names, channels), data.train.images
+    )
+    counts = ", ".join(f"{count} {kind}" for kind, count in weak.info["patches"].items())
+    print(f"{config.stage}: weak supervision from NIR on {counts} L2A patches, {config.weak_batch} a batch")
+    return weak
 
 
 def _criterion(config: StageConfig) -> DistillationLoss:
@@ -411,6 +445,7 @@ class _Step:
 
     net: nn.Module
     soft: soft_labels.SoftLabels | None  # the teacher's cached logits
+    weak: WeakPatches | None  # weakly labelled L2A patches that join every batch
     criterion: DistillationLoss
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -431,8 +466,11 @@ def _train_epoch(step: _Step, loader, config: StageConfig, world: World, epoch: 
         images, labels = to_device(batch.images, batch.labels, world.device)
         # The teacher's logits for the same image in the same flip/turn, without its radiometric shift.
         teacher_logits = step.soft(batch.indices, batch.views).to(world.device) if step.soft else None
+        weak_images, allowed = _weak_batch(step.weak, config, world, epoch, number)
+        inputs = images if weak_images is None else torch.cat([images, weak_images])
         with step.precision.autocast(world.device):
-            logits = step.net(normalise(images, *step.stats, step.input_size))
+            all_logits = step.net(normalise(inputs, *step.stats, step.input_size))
+        logits = all_logits[: len(labels)]
         # The losses work in fp32; the epoch is fractional so the DKD warm-up ramps per batch.
         parts = step.criterion.parts(
             logits.float(),
@@ -440,6 +478,8 @@ def _train_epoch(step: _Step, loader, config: StageConfig, world: World, epoch: 
             labels,
             epoch + (number + 1) / batches,
         )
+        if weak_images is not None:
+            parts["weak"] = config.weak_weight * weak_loss(all_logits[len(labels) :], allowed)
         loss = sum(parts.values())
         step.optimizer.zero_grad(set_to_none=True)
         step.scaler.scale(loss).backward()
@@ -458,8 +498,24 @@ def _train_epoch(step: _Step, loader, config: StageConfig, world: World, epoch: 
     return loss_sum / max(seen, 1), correct / max(seen, 1), terms
 
 
+def _weak_batch(weak: WeakPatches | None, config: StageConfig, world: World, epoch: int, number: int):
+    """This batch's weak patches and their allowed classes, or (None, None); drawn from (seed, epoch, batch, rank)."""
+    if weak is None:
+        return None, None
+    generator = torch.Generator().manual_seed(((config.seed * 1_000_003 + epoch) * 100_003 + number) * 31 + world.rank)
+    images, allowed = weak.draw(config.weak_batch, generator)
+    return to_device(images, allowed, world.device)
+
+
 def recalibrate_batchnorm(
-    model: nn.Module, arrays: ImageArrays, config: StageConfig, world: World, stats, size, precision: Precision
+    model: nn.Module,
+    arrays: ImageArrays,
+    config: StageConfig,
+    world: World,
+    stats,
+    size,
+    precision: Precision,
+    weak: WeakPatches | None = None,
 ):
     """Re-estimate BatchNorm running statistics with the current weights ("precise BN").
 
@@ -468,6 +524,8 @@ def recalibrate_batchnorm(
     normalises 1x1 maps) eval-mode outputs can then be off by orders of magnitude, although the
     network trains well. Exact averages over ``bn_batches`` un-augmented training batches, the
     same on every process, make validation, checkpoints and the export see the trained weights.
+    With weak supervision the batches carry their L2A patches, as in training: statistics of
+    the labelled images alone would not be those the network learnt the L2A patches under.
     """
     layers = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
     if not layers or config.bn_batches < 1:
@@ -483,7 +541,9 @@ def recalibrate_batchnorm(
             if number == config.bn_batches:
                 break
             images, _ = to_device(batch.images, batch.labels, world.device)
-            model(normalise(images, *stats, size))
+            weak_images, _ = _weak_batch(weak, config, world, -1, number)
+            inputs = images if weak_images is None else torch.cat([images, weak_images])
+            model(normalise(inputs, *stats, size))
     for layer, momentum in zip(layers, momenta, strict=True):
         layer.momentum = momentum
 

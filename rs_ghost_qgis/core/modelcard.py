@@ -196,6 +196,23 @@ class ModelCard:
         except ModelError as error:
             raise ModelError(f"{source}: {error}") from None
 
+    def distillation_text(self) -> str:
+        """How the weights were learnt, from the card's training record: the method, its teacher and
+        the teacher's accuracy and size against this model's. One sentence for info, About and the panel."""
+        distill = self.training.get("distillation") or {}
+        method = distill.get("method", "none") if isinstance(distill, dict) else str(distill)
+        teacher = self.training.get("teacher") or {}
+        if method == "none" or not teacher:
+            return "none: trained from labels alone, without a teacher"
+        settings = ", ".join(f"{key} {value:g}" for key, value in distill.items() if isinstance(value, (int, float)))
+        text = f"{method.upper()} ({settings}) from a {teacher.get('architecture', 'teacher')}"
+        if teacher.get("val_top1") is not None:
+            text += f" of {100 * teacher['val_top1']:.2f} % validation top-1"
+        if teacher.get("parameters") and self.parameters:
+            ratio = teacher["parameters"] / self.parameters
+            text += f", {teacher['parameters'] / 1e6:.1f} M parameters ({ratio:.1f}x this model's)"
+        return text
+
     def to_markdown(self) -> str:
         """The card rendered for people (README, model folder)."""
         lines = [
@@ -222,6 +239,7 @@ class ModelCard:
             lines.append(f"| parameters | {self.parameters:,} |")
         if self.macs is not None:
             lines.append(f"| MACs per tile | {self.macs / 1e6:,.1f} M |")
+        lines.append(f"| distillation | {self.distillation_text()} |")
         if self.created:
             lines.append(f"| created | {self.created} |")
         if self.head:

@@ -1,0 +1,193 @@
+"""Weak supervision from near infrared (training/weak.py): labels from NDVI/NDWI, the loss, the
+batches, the fit half, and what a run records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.core.weak_data import SURFACES, TREE_COLORS, make_tree, mixed_patch, surface_patch, weak_npz, write_patches
+from training import cli, l2a, weak
+from training import train as train_module
+from training.checkpoint import load_checkpoint, model_from_checkpoint
+from training.colors import EUROSAT_CLASSES
+from training.errors import TrainingError
+from training.inference import normalise
+
+BANDS = ["B02", "B03", "B04", "B08"]
+
+
+def kinds_of(*patches: np.ndarray) -> list[int]:
+    return weak.label_patches(np.stack(patches).astype(np.float32), BANDS).tolist()
+
+
+def test_each_surface_gets_its_kind_and_a_shore_gets_none():
+    assert kinds_of(*(surface_patch(kind) for kind in SURFACES), mixed_patch()) == [0, 1, 2, -1]
+
+
+def test_one_wet_pixel_makes_a_bare_patch_uncertain():
+    patch = surface_patch("dry")
+    patch[:, 3, 5] = SURFACES["water"]
+    assert kinds_of(patch) == [-1]
+
+
+def test_the_class_groups_follow_the_physics():
+    groups = {
+        kind: [name for name, ok in zip(EUROSAT_CLASSES, mask, strict=True) if ok]
+        for kind, mask in weak.class_groups(list(EUROSAT_CLASSES)).items()
+    }
+    assert groups["water"] == ["River", "SeaLake"]
+    assert groups["dry"] == [name for name in EUROSAT_CLASSES if name not in ("River", "SeaLake")]
+    assert groups["vegetation"] == ["AnnualCrop", "Forest", "HerbaceousVegetation", "Pasture", "PermanentCrop"]
+
+
+def test_classes_without_water_are_refused_naming_the_flag():
+    with pytest.raises(TrainingError, match="--weak-patches needs a water class"):
+        weak.class_groups(["Forest", "Crop"])
+
+
+def test_the_loss_is_minus_the_log_of_the_allowed_probability():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 4, generator=generator) * 3
+    allowed = torch.tensor([[1, 0, 0, 0], [0, 1, 1, 0], [1, 1, 1, 0], [0, 0, 0, 1], [1, 0, 1, 0]], dtype=torch.bool)
+    probabilities = np.exp(logits.numpy()) / np.exp(logits.numpy()).sum(1, keepdims=True)
+    expected = -np.log((probabilities * allowed.numpy()).sum(1)).mean()
+    assert weak.weak_loss(logits, allowed).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_loss_stays_finite_when_the_network_is_sure_and_wrong():
+    logits = torch.tensor([[1e4, 0.0, 0.0]])
+    loss = weak.weak_loss(logits, torch.tensor([[False, True, True]]))
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(1e4 - np.log(2), rel=1e-4)
+
+
+def test_a_draw_takes_each_kind_equally_in_random_views():
+    kind = np.array([0] * 2 + [1] * 10 + [2] * 30)
+    allowed = torch.from_numpy(np.eye(3, dtype=bool)[kind])
+    images = torch.arange(len(kind), dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 1, 2, 2).contiguous()
+    patches = weak.WeakPatches(images, allowed, kind, {})
+    drawn, drawn_allowed = patches.draw(7, torch.Generator().manual_seed(3))
+    counts = drawn_allowed.long().sum(0).tolist()
+    assert counts == [3, 2, 2]  # the two water patches as often as the thirty dry ones
+    indices = drawn[:, 0, 0, 0].long()  # a flip or a turn keeps a constant image constant
+    assert torch.equal(torch.from_numpy(kind)[indices], drawn_allowed.long().argmax(1))
+    again, _ = patches.draw(7, torch.Generator().manual_seed(3))
+    assert torch.equal(drawn, again)
+
+
+def test_only_the_fit_half_is_loaded_and_mapped_as_the_card_will_map_it(tmp_path):
+    rng = np.random.default_rng(0)
+    # Even positions (the fit half) hold vegetation and soil; every odd one is water, held out.
+    patches = [
+        surface_patch("vegetation" if i % 4 == 0 else "dry", 16, rng) if i % 2 == 0 else surface_patch("water", 16, rng)
+        for i in range(24)
+    ]
+    path = write_patches(tmp_path / "p.npz", patches)
+    train_images = np.random.default_rng(1).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    bands = ["B04 red", "B03 green", "B02 blue"]
+    loaded = weak.load_weak_patches(path, list(EUROSAT_CLASSES), bands, train_images)
+    assert loaded.info["patches"] == {"water": 0, "vegetation": 6, "dry": 6}
+    raw = np.stack(patches).astype(np.float32)
+    assert loaded.info["mapping"] == l2a.fit_mapping(
+        raw[::2], BANDS, bands, train_images, loaded.info["source"], "linear"
+    )
+    assert tuple(loaded.images.shape) == (12, 3, 32, 32)  # resized to the training images' side
+    red_curve = loaded.info["mapping"]["bands"]["B04 red"]
+    red = np.interp(raw[0][2], red_curve["raw"], red_curve["value"]).clip(0, 255) / 255
+    assert loaded.images[0, 0].mean().item() == pytest.approx(red.mean(), abs=1e-3)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return make_tree(tmp_path_factory.mktemp("weak") / "tree", per_class=20)
+
+
+def stage(tree, out, *extra, epochs=2):
+    return [
+        "--data",
+        str(tree),
+        "--image-size",
+        "32",
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.01",
+        "--precision",
+        "fp32",
+        "--cache-dir",
+        str(tree.parent / "cache"),
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+def test_a_run_records_its_weak_supervision_and_ships_its_curves(tree, tmp_path):
+    npz = weak_npz(tmp_path / "weak.npz")
+    out = tmp_path / "run"
+    args = ["run", "--student", "g_ghost_regnetx_002", "--distill", "none", "--gsd", "10", "--weak-patches", str(npz)]
+    assert cli.main(args + stage(tree, out, "--weak-batch", "6")) == 0
+    state = load_checkpoint(out / "student" / "best.pt")
+    assert state["weak"]["patches"] == {"water": 4, "vegetation": 4, "dry": 4}
+    log = (out / "student" / "log.csv").read_text().splitlines()
+    assert "train_weak" in log[0].split(",")
+    from rs_ghost_qgis.core.runtime import load_model
+
+    card = load_model(next(out.glob("*.onnx"))).card
+    assert card.training["weak_supervision"]["patches"] == {"water": 4, "vegetation": 4, "dry": 4}
+    assert card.training["weak_supervision"]["per_batch"] == 6
+    assert card.product_mappings["l2a"] == state["weak"]["mapping"]
+
+
+def test_the_patches_share_the_forward_pass_with_the_batch(tree, tmp_path, monkeypatch):
+    npz = weak_npz(tmp_path / "weak.npz")
+    rows = []
+    real = torch.nn.Conv2d.forward
+
+    def spy(self, x):
+        if self.in_channels == 3 and torch.is_grad_enabled():
+            rows.append(len(x))
+        return real(self, x)
+
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", spy)
+    args = [
+        "train",
+        "--model",
+        "g_ghost_regnetx_002",
+        "--weak-patches",
+        str(npz),
+        "--weak-batch",
+        "5",
+        "--bn-batches",
+        "0",
+    ]
+    assert cli.main(args + stage(tree, tmp_path / "out", epochs=1)) == 0
+    assert rows and set(rows) == {8 + 5}  # 18 images: two batches of 8, each with 5 patches, never apart
+
+
+def test_weak_labels_teach_what_the_labelled_images_never_show(tree, tmp_path, monkeypatch):
+    """Yellow tiles, a colour no labelled image has, labelled water by NIR: only the weak loss can
+    make the network call them SeaLake."""
+    yellow = torch.tensor([220, 200, 40], dtype=torch.float32).div(255).view(1, 3, 1, 1)
+    images = (yellow + 0.05 * torch.randn(12, 3, 32, 32, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    names = sorted(TREE_COLORS)
+    allowed = torch.tensor([[name == "SeaLake" for name in names]] * 12)
+    yellow_water = weak.WeakPatches(images, allowed, np.zeros(12, dtype=int), {"patches": {"water": 12}})
+    monkeypatch.setattr(train_module, "load_weak_patches", lambda *args: yellow_water)
+    scores = {}
+    for name, extra in (
+        ("with", ["--weak-patches", "stub.npz", "--weak-batch", "8", "--weak-weight", "2"]),
+        ("without", []),
+    ):
+        out = tmp_path / name
+        assert cli.main(["train", "--model", "g_ghost_regnetx_002", *extra, *stage(tree, out, "--optimizer", "adamw", "--lr", "0.003", epochs=6)]) == 0
+        state = load_checkpoint(out / "last.pt")
+        network = model_from_checkpoint(state).eval()
+        mean, std = (torch.tensor(state[key]).view(1, -1, 1, 1) for key in ("mean", "std"))
+        with torch.no_grad():
+            probabilities = network(normalise(images, mean, std, 32)).softmax(1)
+        scores[name] = probabilities[:, names.index("SeaLake")].mean().item()
+    assert scores["with"] > 0.6 and scores["with"] > scores["without"] + 0.3, scores
