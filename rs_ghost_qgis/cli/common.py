@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from ..core.errors import InputError
+from ..core.evidence import RULE_SUMMARY
 from ..core.options import PRODUCTS, SCALINGS, Area, one_area, parse_bands, parse_stride
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
@@ -68,8 +69,9 @@ def add_classify_options(parser: argparse.ArgumentParser) -> None:
         "--no-water-rule",
         dest="water_rule",
         action="store_false",
-        help="keep the network's water classes on tiles without water pixels (the rule needs a near-infrared band: "
-        "a water class needs at least 1%% of pixels with NDWI > 0)",
+        help="keep the network's water classes on tiles without water pixels (on by default: "
+        + RULE_SUMMARY.replace("%", "%%")
+        + ")",
     )
     parser.add_argument(
         "--nir-band", type=int, metavar="N", help="raster band (from 1) holding near infrared (default: by description)"

@@ -49,7 +49,7 @@ NAMES = {
     "polygons": ("--polygons", "Polygon layer", "POLYGONS"),
     "class_field": ("--class-field", "Class field", "CLASS_FIELD"),
     # Evidence from near infrared and doubt (core/evidence.py).
-    "nir_band": ("--nir-band", "Near-infrared band", "NIR_BAND"),
+    "nir_band": ("--nir-band", "NIR band", "NIR_BAND"),
     "water_rule": ("--no-water-rule", "Water needs water pixels", "WATER_RULE"),
     "min_confidence": ("--min-confidence", "Doubtful below", "MIN_CONFIDENCE"),
 }

@@ -39,6 +39,7 @@ from qgis.PyQt.QtCore import QVariant
 
 from .. import deps
 from ..core.errors import OutputError, RsGhostError
+from ..core.evidence import RULE_SUMMARY
 from ..core.options import PRODUCTS, SCALINGS, check_area, face_message, one_area, parse_bands, parse_stride
 from ..qgis_io import options as qopts
 from ..qgis_io.source import QgisLayerSource, check_raster_layer, crs_from_wkt, loaded_without_statistics
@@ -113,12 +114,10 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
             "2-98 % range for all bands), none, card, percentile (one range for all bands) or "
             "percentile-per-band. OFFSET: raw value removed before the card mapping, e.g. 1000 for "
             "Sentinel-2 products of processing baseline 04.00 and later (empty = from BOA_ADD_OFFSET / "
-            "RADIO_ADD_OFFSET in the raster's metadata, else 0). WATER_RULE: where the raster has near "
-            "infrared (NIR_BAND, 0 = found by band description or wavelength), a physical rule on top of the "
-            "network: a tile with under 1 % water pixels (NDWI > 0) cannot be a water class; the next class "
-            "stands (fields water_pixels, vegetated_pixels, network_class, water_rule). MIN_CONFIDENCE: tiles "
-            "below it are marked doubtful and hatched (empty = the model card's, else 0.5). The log says what "
-            "was chosen and why."
+            "RADIO_ADD_OFFSET in the raster's metadata, else 0). WATER_RULE: " + RULE_SUMMARY + " (NIR_BAND, "
+            "0 = found by band description or wavelength; fields water_pixels, vegetated_pixels, network_class, "
+            "water_rule). MIN_CONFIDENCE: tiles below it are marked doubtful and hatched (empty = the model "
+            "card's, else 0.5). The log says what was chosen and why."
         )
 
     def createInstance(self):  # noqa: N802 (QGIS API)

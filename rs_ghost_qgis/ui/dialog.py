@@ -387,14 +387,20 @@ class ClassifyDialog(QDialog):
         form.addRow("", self.water_rule_check)
         self.nir_spin = QSpinBox()
         self.nir_spin.setRange(0, 4096)
-        self.nir_spin.setSpecialValueText("by band description or wavelength")
-        self.nir_spin.setToolTip("The raster band holding near infrared, e.g. 4 for Sentinel-2 B8 after B4, B3, B2.")
-        form.addRow("Near-infrared band", self.nir_spin)
+        self.nir_spin.setSpecialValueText("automatic")
+        self.nir_spin.setToolTip(
+            "The raster band holding near infrared, e.g. 4 for Sentinel-2 B8 after B4, B3, B2. Automatic: the band "
+            "whose description or wavelength says so."
+        )
+        form.addRow("NIR band", self.nir_spin)
         self.doubt_spin = QSpinBox()
         self.doubt_spin.setRange(0, 100)
         self.doubt_spin.setSuffix(" %")
-        self.doubt_spin.setSpecialValueText("the model card's (else 50 %)")
-        self.doubt_spin.setToolTip("Tiles whose class is less likely than this are hatched as doubtful.")
+        self.doubt_spin.setSpecialValueText("model card's")
+        self.doubt_spin.setToolTip(
+            "Tiles whose class is less likely than this are hatched as doubtful. Model card's: its threshold, "
+            "else 50 %."
+        )
         form.addRow("Doubtful below", self.doubt_spin)
 
     def _build_outputs(self) -> QGroupBox:

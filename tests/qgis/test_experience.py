@@ -222,7 +222,8 @@ def test_processing_log_keeps_the_table_aligned(qgis_app, qgis_processing, tmp_p
     assert tables, feedback.commands
     lines = tables[0].splitlines()
     assert " " not in tables[0], "plain spaces collapse in the log's HTML"
-    widths = {len(line) for line in lines[: len(lines) - 1]}  # class rows and total share the columns
+    table = lines[: next(i for i, line in enumerate(lines) if line.startswith("total")) + 1]
+    widths = {len(line) for line in table}  # class rows and total share the columns; notes follow
     assert len(widths) == 1, lines
     assert any(text.startswith("Size: about 8 tiles") for text in feedback.infos), feedback.infos
 
