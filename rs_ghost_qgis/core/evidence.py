@@ -5,8 +5,10 @@ band description or wavelength, or named by the user), each tile gets two measur
 
 - water pixels: NDWI = (green - NIR) / (green + NIR) above WATER_NDWI. Water absorbs near
   infrared and reflects green; every land cover reflects more near infrared than green
-  (McFeeters 1996 puts the boundary at 0). Clouds and snow can pass too: for a rule that only
-  takes water away from tiles without such pixels, that errs on the side of the network.
+  (McFeeters 1996 puts the boundary at 0). The sign of G - NIR survives any gain and offset the
+  two bands share (an unremoved Sentinel-2 +1000, raw digital numbers). Clouds and snow can pass
+  too: for a rule that only takes water away from tiles without such pixels, that errs on the side
+  of the network.
 - vegetated pixels: NDVI = (NIR - red) / (NIR + red) above VEGETATION_NDVI.
 
 The water rule: a water class (WATER_CLASS_NAMES) needs water pixels. A tile with fewer than
