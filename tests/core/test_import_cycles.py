@@ -1,4 +1,5 @@
-"""The package's import graph: no cycles, and core/ free of the faces, QGIS, Qt and torch.
+"""The import graphs of the plugin and of training/: no cycles, core/ free of the faces, QGIS, Qt
+and torch, and the plugin free of training/.
 
 Read from the source with ``ast`` (nothing is imported), every import counted: those inside
 functions too, which is where a cycle hides from the interpreter until the function runs.
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "rs_ghost_qgis"
+TRAINING = PACKAGE.parent / "training"
 NAME = PACKAGE.name
 # What core/ may not import: the faces (packages of this one), QGIS, Qt and torch.
 FACES = ("cli", "qgis_io", "processing", "ui")
@@ -90,9 +92,21 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_the_package_has_no_import_cycle():
-    cycle = find_cycle(import_graph(PACKAGE))
+@pytest.mark.parametrize("root", [PACKAGE, TRAINING], ids=lambda root: root.name)
+def test_the_package_has_no_import_cycle(root):
+    cycle = find_cycle(import_graph(root))
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_plugin_never_imports_training():
+    """The plugin runs in QGIS without torch: training/ may use the plugin's core, never the reverse."""
+    bad = [
+        f"{module_name(path, PACKAGE)} imports {name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for name in imported_names(path, module_name(path, PACKAGE))
+        if name.split(".")[0] == TRAINING.name
+    ]
+    assert not bad, "\n".join(bad)
 
 
 def forbidden_imports(path: Path, module: str) -> list[str]:
