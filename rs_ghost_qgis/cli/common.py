@@ -93,6 +93,8 @@ def classify_options(
     """Engine options (ClassifyOptions) from the options ``add_classify_options`` defined."""
     from ..core.pipeline import ClassifyOptions
 
+    if args.layer and not args.mask:
+        raise InputError("--layer chooses a layer of the --mask file, but there is no --mask; add it or drop --layer.")
     mask = read_mask(args.mask, args.layer) if args.mask else None
     bbox = parse_bbox(args.bbox) if args.bbox else None
     return ClassifyOptions(

@@ -95,8 +95,14 @@ def _read_list(path: Path) -> list[str]:
     from ..core.rasterio_source import is_gdal_path
 
     paths = []
-    # utf-8-sig: Notepad saves UTF-8 with a byte-order mark, which would start the first path.
-    for line in path.read_text(encoding="utf-8-sig").splitlines():
+    try:  # utf-8-sig: Notepad saves UTF-8 with a byte-order mark, which would start the first path.
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(
+            f"The list {path} is not UTF-8 text (saved as UTF-16 or another encoding?); save it as UTF-8, one path "
+            "per line."
+        ) from None
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue

@@ -245,6 +245,7 @@ def check_labels(labels: Labels, info) -> tuple[list, list[str], list[str]]:
             )
         )
     classes = [str(labels.classes[i]).strip() for i in keep]
+    warnings += _case_variants(classes, labels)
     if len(set(classes)) < 2:
         raise OptionError(
             "class_field",
@@ -259,6 +260,25 @@ def check_labels(labels: Labels, info) -> tuple[list, list[str], list[str]]:
     polygons = _in_raster_crs(polygons, labels.crs_wkt, info)
     _check_inside(polygons, [ids[i] for i in keep], [classes[k] for k in range(len(keep))], labels, info)
     return polygons, classes, warnings
+
+
+def _case_variants(classes: list[str], labels: Labels) -> list[str]:
+    """A warning for class values that differ only in case ('Meadow', 'meadow'): they become separate classes."""
+    spellings: dict[str, set[str]] = {}
+    for name in classes:
+        spellings.setdefault(name.casefold(), set()).add(name)
+    twins = [sorted(names) for names in spellings.values() if len(names) > 1]
+    if not twins:
+        return []
+    return [
+        OptionText(
+            "The class field '{field}' ({class_field}) of {name} spells classes in more than one way ({twins}): "
+            "each spelling becomes a class of its own. Write each class one way if they are the same.",
+            field=labels.field,
+            name=labels.source,
+            twins="; ".join(" and ".join(f"'{n}'" for n in names) for names in twins),
+        )
+    ]
 
 
 def _check_polygonal(labels: Labels, ids: list[int]) -> None:

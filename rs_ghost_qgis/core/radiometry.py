@@ -262,32 +262,53 @@ def plan_radiometry(
         # whose bands are named is not refused here, unlike other types. A file's sample is cheap
         # and tells about its zero gaps, which the run takes as nodata, and its colour balance.
         plan = _as_is(card, chosen, note, scaling)
+        ignored = _ignored_options(plan, product, offset)
         if info.web:
-            return _finish(info, plan, ())
-        colours = _described_colours(source, plan, within) if described else ()
-        return _finish(info, plan, _zero_gaps(source, chosen, within) + colours)
+            return _finish(info, plan, ignored)
+        sampled = _described_colours(source, plan, within) if described else _zero_gaps(source, chosen, within)
+        return _finish(info, plan, ignored + sampled)
     candidates = _hint_bands(info, chosen) if guessed or described else chosen
     sample = sample_values(source, candidates, within)
     flat = _content_warnings(info, chosen, sample[: len(chosen)])
     sample, zeros = _without_zeros(info, chosen, sample)
     if as_is:
         plan = _as_is(card, chosen, note, scaling)
+        flat += _ignored_options(plan, product, offset)
     else:
         plan = _plan_scaling(info, card, chosen, note, scaling, offset, sample[: len(chosen)], product)
     hint = colour_hint(plan, candidates, sample, described) if guessed or described else ""
     return _finish(info, plan, flat + zeros + ((hint,) if hint else ()))
 
 
+def _ignored_options(plan: Radiometry, product: str, offset: float | None) -> tuple[str, ...]:
+    """A warning for a product level or an offset given for values used as they are, which ignore both."""
+    given = [name for name, chosen in (("{product}", product != "auto"), ("{offset}", bool(offset))) if chosen]
+    if not given:
+        return ()
+    named = " and ".join(given)
+    verb, pronoun = ("apply", "they have") if len(given) > 1 else ("applies", "it has")
+    return (
+        OptionText(
+            f"{named} {verb} to reflectance data, but the values of this raster are used as they are ({{why}}), so "
+            f"{pronoun} no effect; set {{scaling}} to card if it holds reflectance, or drop {named}.",
+            why=plan.scaling_note,
+        ),
+    )
+
+
 def _described_colours(source: RasterSource, plan: Radiometry, within: Bounds | None) -> tuple[str, ...]:
-    """The colour check of bands matched by their descriptions, from a sample; () when nothing valid is read."""
+    """From one sample: the zero-pixel warning and the colour check of bands matched by their descriptions.
+
+    () when nothing valid is read (the run says so).
+    """
     candidates = _hint_bands(source.info, plan.bands)
     try:
         sample = sample_values(source, candidates, within)
-    except InputError:  # all nodata: the run says so
+    except InputError:
         return ()
-    sample, _ = _without_zeros(source.info, plan.bands, sample)
+    sample, zeros = _without_zeros(source.info, plan.bands, sample)
     hint = colour_hint(plan, candidates, sample, described=True)
-    return (hint,) if hint else ()
+    return zeros + ((hint,) if hint else ())
 
 
 def _zero_gaps(source: RasterSource, bands: list[int], within: Bounds | None = None) -> tuple[str, ...]:
@@ -418,6 +439,22 @@ def _dim_warning(info: RasterInfo, values: np.ndarray) -> tuple[str, ...]:
     )
 
 
+def _eight_bit_card(info: RasterInfo, card: ModelCard) -> tuple[str, ...]:
+    """A warning when 'card' scaling, chosen, maps reflectance x 10,000 onto 8-bit values (at most 255)."""
+    if info.dtype != "uint8" or card.raw_range is None:
+        return ()
+    return (
+        OptionText(
+            "{name} holds 8-bit values (at most 255), but {scaling} card maps raw {low:g}..{high:g} to the model's "
+            "range, as for reflectance x 10,000: the tiles reach the model nearly black. Set {scaling} to auto or "
+            "none for 8-bit colour.",
+            name=info.name,
+            low=max(card.raw_range[0], 0.0),
+            high=card.raw_range[1],
+        ),
+    )
+
+
 def _plan_scaling(info, card: ModelCard, chosen, note, scaling, offset, values, product="auto") -> Radiometry:
     """The scaling of ``chosen`` from the sample ``values`` (C, N) of those bands."""
     if card.band_raw_ranges and scaling in ("auto", "card"):
@@ -431,7 +468,7 @@ def _plan_scaling(info, card: ModelCard, chosen, note, scaling, offset, values, 
         mode = "card" if gain is not None and card.raw_range is not None else "percentile"
     if mode == "card":
         removed, why, warnings = _offset(info, offset, values * (gain or 1.0))
-        warnings += _dim_warning(info, values) if scaling == "auto" else ()
+        warnings += _dim_warning(info, values) if scaling == "auto" else _eight_bit_card(info, card)
         reason = units if scaling == "auto" else "Scaling card as chosen"
         if removed:
             reason += f", offset {removed:g} removed ({why})"

@@ -229,11 +229,30 @@ def _open(path: Path | str) -> rasterio.DatasetReader:
         if isinstance(path, Path):
             from .vector import vector_given_as_raster
 
-            raise vector_given_as_raster(path) or InputError(
-                f"{path} is not a raster GDAL can read (GeoTIFF, JP2, VRT, ...)."
+            raise (
+                vector_given_as_raster(path)
+                or _archive_given(path)
+                or InputError(f"{path} is not a raster GDAL can read (GeoTIFF, JP2, VRT, ...).")
             ) from None
         # A URL offline, a missing archive member, a wrong subdataset: the file test cannot say which.
         raise InputError(f"{path} cannot be opened: {_gdal_reason(path, error)}") from None
+
+
+def _archive_given(path: Path) -> InputError | None:
+    """The error for a .zip/.tar/.7z archive given as the raster: name a member through GDAL's /vsi path."""
+    kinds = {".zip": "vsizip", ".tar": "vsitar", ".tgz": "vsitar", ".gz": "vsitar", ".7z": "vsi7z"}
+    kind = kinds.get(path.suffix.lower())
+    if kind is None or not path.is_file():
+        return None
+    with _quiet_gdal():
+        members = [m for m in gdal.ReadDirRecursive(f"/{kind}/{path}") or [] if not m.endswith("/")]
+    rasters = [m for m in members if Path(m).suffix.lower() in (".tif", ".tiff", ".jp2", ".vrt", ".img")] or members
+    example = f"/{kind}/{path}/{rasters[0]}" if rasters else f"/{kind}/{path}/MEMBER.tif"
+    return InputError(
+        f"{path} is an archive, not a raster: give the raster inside it as a GDAL path, e.g. '{example}' (quoted "
+        f"for the shell), or unpack it; it holds: {', '.join(members[:10]) or 'nothing'}"
+        + (f" and {len(members) - 10} more." if len(members) > 10 else ".")
+    )
 
 
 def _gdal_reason(path: str, error: Exception) -> str:

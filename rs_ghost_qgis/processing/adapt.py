@@ -131,8 +131,10 @@ class AdaptAlgorithm(QgsProcessingAlgorithm):
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
         """QGIS's own checks (which load INPUT from a path: without statistics), then the numbers and INPUT's kind."""
-        try:
-            qopts.check_raster_input(parameters, self.INPUT)  # a vector file: said, not "not found"
+        try:  # before QGIS's own checks, whose words for these are "not found" or "Incorrect parameter value"
+            qopts.check_raster_input(parameters, self.INPUT)
+            qopts.check_vector_input(parameters, self.POLYGONS)
+            self.build_options(parameters, context)  # a STRIDE or OFFSET that is no number
         except RsGhostError as error:
             return False, face_message(error, "processing")
         with loaded_without_statistics():
@@ -140,7 +142,7 @@ class AdaptAlgorithm(QgsProcessingAlgorithm):
         if not ok:
             return ok, message
         try:
-            self.build_options(parameters, context)  # a STRIDE or OFFSET that is no number: said once, here
+            self._read_labels(parameters, context)  # a class field the layer lacks: said once, here
         except RsGhostError as error:
             return False, face_message(error, "processing")
         return True, ""
@@ -164,7 +166,7 @@ class AdaptAlgorithm(QgsProcessingAlgorithm):
         from ..qgis_io.labels import labels_from_layer
 
         field = self.parameterAsString(parameters, self.CLASS_FIELD, context)
-        qopts.check_layer_choice(parameters, self.POLYGONS)
+        qopts.check_vector_input(parameters, self.POLYGONS)
         layer = self.parameterAsVectorLayer(parameters, self.POLYGONS, context)
         return labels_from_layer(layer, field)
 

@@ -213,8 +213,10 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         logs it as critical, reports it to the feedback ("ERROR:"), and the feedback logs it again.
         A failed check is reported once, here and in the Processing dialog alike.
         """
-        try:
-            qopts.check_raster_input(parameters, self.INPUT)  # a vector file: said, not "not found"
+        try:  # before QGIS's own checks, whose words for these are "not found" or "Incorrect parameter value"
+            qopts.check_raster_input(parameters, self.INPUT)
+            qopts.check_vector_input(parameters, self.MASK)
+            self._check_numbers(parameters, context)
         except RsGhostError as error:
             return False, face_message(error, "processing")
         with loaded_without_statistics():  # QGIS loads INPUT here when it is given as a path
@@ -230,6 +232,14 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         except RsGhostError as error:
             return False, face_message(error, "processing")
         return True, ""
+
+    def _check_numbers(self, parameters, context) -> None:
+        """InputError naming a number parameter whose value does not parse or is out of range."""
+        parse_stride(qopts.number_value(self, parameters, self.STRIDE, context, integer=True))
+        for name in (self.THREADS, self.NIR_BAND):
+            qopts.number_value(self, parameters, name, context, integer=True)
+        for name in (self.OFFSET, self.MIN_CONFIDENCE):
+            qopts.number_value(self, parameters, name, context)
 
     def _check_inputs(self, parameters, context) -> None:
         """Raise RsGhostError for a layer, model, area, stride or band mapping the run would refuse."""
@@ -273,7 +283,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         from ..core.pipeline import ClassifyOptions
 
         mask, box = None, None
-        qopts.check_layer_choice(parameters, self.MASK)
+        qopts.check_vector_input(parameters, self.MASK)
         source = self.parameterAsSource(parameters, self.MASK, context)
         if source is not None:
             # The engine repairs invalid polygons and says so; Processing's own check would abort

@@ -65,22 +65,28 @@ def number_value(algorithm, parameters: dict, name: str, context, integer: bool 
     return int(number) if integer else number
 
 
-def check_layer_choice(parameters: dict, name: str) -> None:
-    """InputError for a vector parameter given as a file of several layers without naming one.
+def check_vector_input(parameters: dict, name: str) -> None:
+    """InputError for a vector parameter given as a file path that cannot be used as it is.
 
-    QGIS would silently take the file's first layer; the command line refuses the same file
-    with its layer names (core.vector), and so does Processing. A layer of the project, or a
-    path with ``|layername=NAME``, is a choice already.
+    A Shapefile without its .shx and a file OGR cannot read would be "not found" (QGIS's words,
+    though the file is there); a file of several layers without a name would silently give its
+    first layer. The command line refuses the same files with the same words (core.vector). A
+    layer of the project, or a path with ``|layername=NAME``, is a choice already.
     """
     from qgis.core import QgsProcessingFeatureSourceDefinition
 
-    from ..core.vector import check_one_layer
+    from ..core.vector import check_one_layer, check_shapefile_parts, layer_names, split_layer
 
     value = parameters.get(name)
     if isinstance(value, QgsProcessingFeatureSourceDefinition):
         value = value.source.staticValue()
-    if isinstance(value, str) and os.path.isfile(value.split("|", 1)[0]):
-        check_one_layer(value)
+    if not isinstance(value, str) or not os.path.isfile(split_layer(value)[0]):
+        return  # a layer, a layer id, or a missing file (QGIS says it is not found)
+    file = split_layer(value)[0]
+    check_shapefile_parts(file)
+    if not layer_names(file):
+        raise InputError(f"{name} {file} is not a vector file OGR can read (GeoPackage, Shapefile, GeoJSON, ...).")
+    check_one_layer(value)
 
 
 def check_raster_input(parameters: dict, name: str) -> None:

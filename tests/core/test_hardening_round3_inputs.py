@@ -7,6 +7,7 @@ a refusal is one ``error:`` line with exit code 2 and nothing written; a warning
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from osgeo import gdal, ogr, osr
 from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.cli.many import expand_inputs
 from rs_ghost_qgis.core import adapt as adapt_module
+from rs_ghost_qgis.core.errors import InputError
 from rs_ghost_qgis.core.grid import Area, build_grid
 from rs_ghost_qgis.core.many import _describe_failure
 from rs_ghost_qgis.core.radiometry import plan_radiometry
@@ -355,3 +357,53 @@ def test_a_block_failure_with_a_traceback_is_one_line():
     text = _describe_failure(relayed, 4)
     assert "\n" not in text and "Traceback" not in text and 'File "w.py"' not in text
     assert text.startswith("block 4 failed: RuntimeError: ValueError: bad block")
+
+
+# --- found by the round-3 sweep (results/hardening/sweep_round3.md) -------------------------------
+
+
+def test_a_layer_without_a_mask_is_refused(scene, tiny_model, tmp_path, capfd):
+    assert _classify(scene, tiny_model, "--layer", "fields", "--out-vector", str(tmp_path / "t.gpkg")) == 2
+    assert "--layer chooses a layer of the --mask file, but there is no --mask" in _error_line(capfd)
+    assert not (tmp_path / "t.gpkg").exists()
+
+
+def test_a_list_file_that_is_not_utf8_is_said(scene, tmp_path):
+    listing = tmp_path / "rasters.txt"
+    listing.write_text("scene.tif\n", encoding="utf-16")
+    with pytest.raises(InputError, match="is not UTF-8 text .* save it as UTF-8"):
+        expand_inputs([str(listing)])
+
+
+def test_an_archive_given_as_the_raster_names_the_path_inside_it(scene, tiny_model, tmp_path, capfd):
+    archive = tmp_path / "scene.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.write(scene, "inside/scene.tif")
+    assert _classify(archive, tiny_model, "--out-vector", str(tmp_path / "t.gpkg")) == 2
+    line = _error_line(capfd)
+    suggested = line.split("e.g. '")[1].split("'")[0]
+    assert "is an archive, not a raster" in line and suggested == f"/vsizip/{archive}/inside/scene.tif"
+    assert _classify(suggested, tiny_model, "--out-vector", str(tmp_path / "t.gpkg")) == 0  # the advice works
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--product", "l2a"], "--product applies to reflectance data"),
+        (["--offset", "1000"], "--offset applies to reflectance data"),
+        (["--scale", "card"], "holds 8-bit values (at most 255), but --scale card maps raw 0..3000"),
+    ],
+)
+def test_reflectance_options_on_8_bit_colour_are_warned_about(scene, tiny_model, tmp_path, capfd, extra, words):
+    assert _classify(scene, tiny_model, *extra, "--out-vector", str(tmp_path / "t.gpkg")) == 0
+    err = capfd.readouterr().err
+    assert words in err
+    assert _classify(scene, tiny_model, "--out-vector", str(tmp_path / "u.gpkg")) == 0
+    assert "warning" not in capfd.readouterr().err  # the same run without them: nothing to say
+
+
+def test_class_values_spelt_two_ways_are_warned_about(nir, tiny_model, tmp_path, capfd):
+    polygons = [(value.upper() if k == 2 else value, shape) for k, (value, shape) in enumerate(labelled_polygons())]
+    path = write_labels(tmp_path / "l.gpkg", polygons)
+    assert _adapt(nir, str(path), tmp_path / "a.onnx", tiny_model) == 0
+    assert "spells classes in more than one way ('MEADOW' and 'meadow')" in capfd.readouterr().err

@@ -146,3 +146,25 @@ def test_loading_input_from_a_path_writes_nothing_beside_it(qgis_app, provider, 
     assert _classify(scene, tiny_model, OUTPUT_VECTOR=str(tmp_path / "u.gpkg"))["TILES_CLASSIFIED"] == 9
     assert hashlib.sha256(vrt.read_bytes()).hexdigest() == before  # not rewritten with statistics
     assert not list(tmp_path.glob("*.aux.xml"))
+
+
+# --- found by the round-3 sweep: QGIS's own words were "not found" and "Incorrect parameter value" ----
+
+
+def test_an_unreadable_mask_and_a_shapefile_without_shx_are_named(qgis_app, provider, scene, tiny_model, tmp_path):
+    broken = tmp_path / "broken.geojson"
+    broken.write_text('{"type": "FeatureCollection", "features": [')
+    text = _refusal(scene, tiny_model, MASK=str(broken))
+    assert f"MASK {broken} is not a vector file OGR can read" in text and "not found" not in text
+    shp = tmp_path / "m.shp"
+    dataset = ogr.GetDriverByName("ESRI Shapefile").CreateDataSource(str(shp))
+    dataset.CreateLayer("m", None, ogr.wkbPolygon)
+    dataset = None
+    (tmp_path / "m.shx").unlink()
+    assert "has no m.shx beside it" in _refusal(scene, tiny_model, MASK=str(shp))
+
+
+def test_a_negative_stride_is_refused_in_the_plugins_words(qgis_app, provider, scene, tiny_model):
+    assert "STRIDE must be 0 (the tile size) or a positive number of model pixels, not -4" in _refusal(
+        scene, tiny_model, STRIDE="-4"
+    )
