@@ -43,6 +43,11 @@ KIND_NAMES = {"tiles": "tiles", "raster": "class raster"}
 # class colour. The hatch's legend entry is a category of its own, on a class name no tile has.
 DOUBT_FIELD = "doubtful"
 DOUBT_CATEGORY = "<doubtful>"
+# The map tip's words for a tile the water rule changed, or a doubtful one.
+EVIDENCE_TIP = (
+    '[% CASE WHEN "water_rule" = 1 THEN \' (the network said \' || "network_class" || \', but the tile has no '
+    "water pixels)' ELSE '' END %][% CASE WHEN \"doubtful\" = 1 THEN '; doubtful' ELSE '' END %]"
+)
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,8 @@ def style_tiles(layer: QgsVectorLayer, card: ModelCard, areas: Sequence | None =
     layer.setOpacity(TILE_OPACITY)
     if layer.fields().lookupField("confidence") >= 0:
         layer.setDisplayExpression(f"\"{CLASS_FIELD}\" || ' (' || round(\"confidence\" * 100) || ' %)'")
-        layer.setMapTipTemplate('[% "class_name" %]: [% round("confidence" * 100) %] % confidence')
+        tip = '[% "class_name" %]: [% round("confidence" * 100) %] % confidence'
+        layer.setMapTipTemplate(tip + (EVIDENCE_TIP if doubt else ""))
     layer.triggerRepaint()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from osgeo import gdal
 from qgis.core import (
+    QgsExpression,
     QgsExpressionContext,
     QgsExpressionContextUtils,
     QgsLinePatternFillSymbolLayer,
@@ -104,6 +105,16 @@ def test_doubtful_tiles_are_hatched_and_explained_in_the_legend(qgis_app, projec
             context.appendScope(QgsExpressionContextUtils.layerScope(tiles))
             context.setFeature(feature)
             assert enabled.valueAsBool(context, False)[0] is expected
+    tips = []
+    for feature in (doubtful[0], sure[0]):
+        context = QgsExpressionContext()
+        context.appendScope(QgsExpressionContextUtils.layerScope(tiles))
+        context.setFeature(feature)
+        tips.append(QgsExpression.replaceExpressionText(tiles.mapTipTemplate(), context))
+    assert tips == [
+        "Forest: 100 % confidence (the network said Water, but the tile has no water pixels); doubtful",
+        "Forest: 100 % confidence",
+    ]
 
 
 def test_dialog_panel_switch_and_done_message(qgis_app, qgis_iface, project, qgis_processing, tmp_path):
