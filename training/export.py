@@ -21,7 +21,7 @@ from rs_ghost_qgis.core import atomic
 from rs_ghost_qgis.core.errors import OutputError
 from rs_ghost_qgis.core.modelcard import ModelCard
 from rs_ghost_qgis.core.options import face_message
-from rs_ghost_qgis.core.outputs import check_output_file
+from rs_ghost_qgis.core.outputs import check_folder, check_output_file
 from training.errors import ExportError, TrainingError, cannot_write
 
 OPSET = 17
@@ -91,10 +91,10 @@ def check_model_out(out: str | Path, inputs: Mapping[str, str | Path | None], ov
         raise TrainingError(
             f"--out {out} must end in .onnx: the command writes an ONNX model, e.g. --out {out.stem}.onnx."
         )
-    named = {f"the {flag} file": path for flag, path in inputs.items()}
     try:
-        check_output_file(out, "the model (--out)", named, overwrite)
-        check_output_file(out.with_suffix(".md"), "the model card beside --out", named, overwrite)
+        check_output_file(out, "the model (--out)", inputs, overwrite)
+        check_output_file(out.with_suffix(".md"), "the model card beside --out", inputs, overwrite)
+        check_folder(out, "the model (--out)")
     except OutputError as error:
         raise OutputError(face_message(error, "cli")) from None
     return out

@@ -289,5 +289,5 @@ def write_fitted(model: str | Path, card: ModelCard, out: Path) -> Path:
             written = load_model(draft).card
         atomic.write_text(markdown, written.to_markdown())
     except OSError as error:
-        raise cannot_write(Path(error.filename or out), error) from None
+        raise cannot_write(markdown if error.filename == str(markdown) else out, error) from None
     return out

@@ -89,7 +89,7 @@ def quantize(
     try:
         return _quantize_and_measure(model, out, fp32, card, data, calibration_images, seed)
     except OSError as error:
-        raise cannot_write(Path(error.filename or out), error) from None
+        raise cannot_write(failed_output(error, out), error) from None
 
 
 def _quantize_and_measure(
@@ -115,6 +115,17 @@ def _quantize_and_measure(
     atomic.write_text(folder / "quantization.json", json.dumps(report, indent=2))
     atomic.write_text(out.with_suffix(".md"), ModelCard.from_metadata(_metadata(out)).to_markdown())
     return report
+
+
+def failed_output(error: OSError, out: Path) -> Path:
+    """The output a failed write was for: its card or evaluation file when named, else ``out``.
+
+    Temporary files and onnxruntime's scratch folder are no name the user gave.
+    """
+    named = Path(error.filename) if error.filename else None
+    if named is not None and (named == out.with_suffix(".md") or named.is_relative_to(evaluation_folder(out))):
+        return named
+    return out
 
 
 def check_out(

@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from .atomic import atomic_path
+from .atomic import atomic_path, nearest_folder, temporary_path
 from .errors import OutputError
 from .options import OptionText
 
@@ -50,9 +50,15 @@ def check_output_file(path: str | os.PathLike, what: str, inputs: Inputs, overwr
 
 
 def check_not_input(path: str | os.PathLike, what: str, inputs: Inputs) -> None:
-    """OutputError when ``path`` is one of ``inputs``, through links and relative paths too (even with overwrite)."""
+    """OutputError when ``path`` is one of ``inputs``, through links and relative paths too (even with overwrite).
+
+    An input that is a folder (training data) may not hold the output either: the file would
+    join what the next run reads.
+    """
     for name, source in inputs.items():
-        if source and same_file(path, source):
+        if not source:
+            continue
+        if same_file(path, source):
             raise OutputError(
                 OptionText(
                     f"{_first(what)} {{path}} is the same file as {name} {{source}}; an output never replaces an "
@@ -61,6 +67,23 @@ def check_not_input(path: str | os.PathLike, what: str, inputs: Inputs) -> None:
                     source=Path(source_path(source)),
                 )
             )
+        if inside_folder(path, source):
+            raise OutputError(
+                OptionText(
+                    f"{_first(what)} {{path}} lies inside {name} {{source}}, a folder the command reads; writing "
+                    f"there would add to that input. Choose a file name outside it for {what}.",
+                    path=Path(path),
+                    source=Path(source_path(source)),
+                )
+            )
+
+
+def inside_folder(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path`` (existing or not) lies in the existing folder ``folder``, through links too."""
+    folder = source_path(folder)
+    if not os.path.isdir(folder):
+        return False
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
 
 
 def same_file(path: str | os.PathLike, other: str | os.PathLike) -> bool:
@@ -74,6 +97,26 @@ def same_file(path: str | os.PathLike, other: str | os.PathLike) -> bool:
 def source_path(source: str | os.PathLike) -> str:
     """The file of a data source: a path, or a QGIS/OGR source with options after '|'."""
     return os.fspath(source).split("|")[0]
+
+
+def check_folder(path: str | os.PathLike, what: str) -> None:
+    """OutputError unless a file can be made where ``path`` goes, probed without making any folder (a run makes them).
+
+    Read-only or full file systems and folders without write permission are found here, before
+    the work, with the system's reason.
+    """
+    path = Path(path)
+    folder = nearest_folder(path)
+    if not folder.is_dir():
+        raise OutputError(
+            f"Cannot write {what} {path}: {folder} is a file, not a folder. Choose a folder for the output."
+        )
+    probe = temporary_path(folder / path.name)
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise OutputError(f"Cannot write {what} into {folder}: {error.strerror or error}.") from None
 
 
 @contextlib.contextmanager

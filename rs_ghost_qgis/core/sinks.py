@@ -34,12 +34,12 @@ import numpy as np
 import shapely
 from osgeo import gdal, ogr
 
-from .atomic import name_too_long, nearest_folder, remove_stale_parts, temporary_path
+from .atomic import name_too_long, remove_stale_parts, temporary_path
 from .crs import srs_from_wkt
 from .errors import OutputError
 from .modelcard import ModelCard
 from .options import OptionText
-from .outputs import Inputs, check_not_input, same_file
+from .outputs import Inputs, check_folder, check_not_input, same_file
 
 NODATA_CLASS = 255
 NODATA_NAME = "nodata"
@@ -175,27 +175,12 @@ def check_output(
             f"The {what} {path} is the input raster; writing it would replace the input. Choose another file name."
         )
     check_not_input(path, f"the {what}", inputs or {})
-    if path.exists() and not overwrite:
+    if os.path.lexists(path) and not overwrite:  # a link to nowhere is the user's too
         raise _exists(path)
-    _check_folder(path, what)
+    check_folder(path, f"the {what}")
     if path.parent.is_dir():
         remove_stale_parts(path.parent)
     return path
-
-
-def _check_folder(path: Path, what: str) -> None:
-    """OutputError unless ``path`` can be written, probed without making any folder (the run makes them)."""
-    folder = nearest_folder(path)
-    if not folder.is_dir():
-        raise OutputError(
-            f"Cannot write the {what} {path}: {folder} is a file, not a folder. Choose a folder for the output."
-        )
-    probe = temporary_path(folder / path.name)
-    try:
-        probe.touch()
-        probe.unlink()
-    except OSError as error:
-        raise OutputError(f"Cannot write the {what} into {folder}: {error.strerror or error}.") from None
 
 
 def _exists(path: Path) -> OutputError:
@@ -304,6 +289,8 @@ def short_list(names: list[str], most: int = 6) -> str:
 def write_failed(what: str, path: Path, reason: object) -> OutputError:
     """The one message for an output that could not be written completely."""
     reason = str(reason).strip().rstrip(".") or "GDAL error"
+    # SQLite's errors echo the whole statement that failed: "sqlite3_exec(CREATE TABLE ...) failed: why".
+    reason = re.sub(r"sqlite3_exec\(.*\) failed: ", "", reason, flags=re.DOTALL)
     return OutputError(
         f"Cannot write the {what} {path}: {reason} (disk full or folder not writable?). "
         f"No output was written; an existing {path.name} was left as it was."

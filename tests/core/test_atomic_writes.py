@@ -138,7 +138,7 @@ def test_module_entry_point_export_failure_is_one_line(checkpoint, tmp_path):
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
-    assert line.startswith(f"error: cannot write {blocker / 'model.onnx'}: ") and "--out" in line
+    assert line.startswith(f"error: Cannot write the model (--out) {blocker / 'model.onnx'}: ") and "is a file" in line
 
 
 def test_checkpoint_write_failure_is_a_training_error(tmp_path, monkeypatch):

@@ -23,6 +23,7 @@ from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.core import atomic
 from rs_ghost_qgis.core.adapt import _Chips, _fit
 from rs_ghost_qgis.core.runtime import load_model
+from rs_ghost_qgis.core.sinks import write_failed
 from tests.core.adapt_data import labelled_polygons, nir_scene, write_labels
 from tests.core.engine_data import class_pattern, write_raster
 from tests.core.test_atomic_writes import _checkpoint
@@ -153,6 +154,29 @@ def test_export_never_replaces_its_checkpoint(checkpoint, tmp_path, capsys, over
     assert checkpoint.read_bytes() == before and link.is_symlink()
 
 
+def test_export_into_a_read_only_file_system_is_refused_before_the_work(checkpoint, tmp_path, capsys, monkeypatch):
+    # The folder is probed before the checkpoint is read; quantize and l2a-fit named a temporary there.
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+    monkeypatch.setattr(Path, "touch", read_only)
+    monkeypatch.setattr(training_cli, "load_checkpoint", lambda path: pytest.fail("read before the check"))
+    assert _export(checkpoint, tmp_path / "m.onnx") == 2
+    line = _error_line(capsys)
+    assert f"Cannot write the model (--out) into {tmp_path}: Read-only file system." in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_quantize_never_writes_into_its_training_data(tree, fp32, capsys):
+    # The int8 model, its card and its evaluation folder (PNGs in sub-folders) landed in --data,
+    # where the next run would read them as images of a class.
+    before = _snapshot(tree)
+    assert _quantize(fp32, tree, tree / "int8.onnx") == 2
+    line = _error_line(capsys)
+    assert f"lies inside --data {tree}" in line and "a folder the command reads" in line, line
+    assert _snapshot(tree) == before
+
+
 def test_export_replaces_an_existing_model_only_with_overwrite(checkpoint, tmp_path, capsys):
     # `training export` replaced an unrelated existing .onnx.
     out = tmp_path / "model.onnx"
@@ -258,6 +282,14 @@ def test_adapt_on_a_full_disk_is_one_line_and_leaves_the_earlier_model(
     assert _snapshot(tmp_path) == {"adapted.onnx": b"the earlier model"}
 
 
+def test_adapt_keeps_a_link_to_nowhere_without_overwrite(scene, labels, tiny_model, tmp_path, capsys):
+    link = tmp_path / "adapted.onnx"
+    link.symlink_to(tmp_path / "nowhere.onnx")
+    assert _adapt(scene, labels, tiny_model, link) == 2
+    assert f"{link} already exists; use --overwrite" in _error_line(capsys)
+    assert link.is_symlink() and not link.exists()
+
+
 # --- classify -------------------------------------------------------------------------------------
 
 
@@ -274,6 +306,16 @@ def test_classify_never_replaces_its_mask(tiny_model, tmp_path, capsys):
     line = _error_line(capsys)
     assert "(--out-vector)" in line and "the mask (--mask)" in line and "never replaces an input" in line, line
     assert tiles.read_bytes() == before
+
+
+def test_a_full_geopackage_says_why_without_sqlites_statement():
+    # GDAL echoes the whole CREATE TABLE that failed: a full disk read as a screen of SQL.
+    statement = 'sqlite3_exec(CREATE TABLE "scene_classes" ( "fid" INTEGER PRIMARY KEY, "geom" POLYGON))'
+    message = str(
+        write_failed("GeoPackage", Path("t.gpkg"), RuntimeError(f"{statement} failed: database or disk is full"))
+    )
+    assert message.startswith("Cannot write the GeoPackage t.gpkg: database or disk is full (disk full"), message
+    assert "CREATE TABLE" not in message
 
 
 # --- the atomic write on a read-only file system ----------------------------------------------------
