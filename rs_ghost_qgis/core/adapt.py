@@ -90,6 +90,7 @@ class Labels:
     colors: dict[str, str] = field(default_factory=dict)  # class -> '#rrggbb' (a categorized style)
     ids: list[int] = field(default_factory=list)  # feature ids, for messages (default: 1, 2, ...)
     file: str | None = None  # the file read, which the adapted model may never replace (None: a layer)
+    without_geometry: int = 0  # features left out before these: no geometry, or an empty one
 
 
 @dataclass
@@ -233,6 +234,14 @@ def check_labels(labels: Labels, info) -> tuple[list, list[str], list[str]]:
     ids = labels.ids or list(range(1, len(labels.geometries) + 1))
     _check_polygonal(labels, ids)
     warnings: list[str] = []
+    if labels.without_geometry:
+        warnings.append(
+            OptionText(
+                "{count} feature(s) of {name} have no geometry (or an empty one) and were left out.",
+                count=labels.without_geometry,
+                name=labels.source,
+            )
+        )
     keep = [i for i, c in enumerate(labels.classes) if c is not None and str(c).strip()]
     if len(keep) < len(labels.classes):
         warnings.append(
@@ -598,6 +607,7 @@ def labels_from_file(path: str, class_field: str, layer_name: str | None = None)
         Path(path).name,
         class_field,
         file=file,
+        without_geometry=layer.skipped,
     )
 
 

@@ -22,17 +22,19 @@ def labels_from_layer(layer: QgsVectorLayer | None, class_field: str, selected_o
     if class_field not in names:
         raise missing_field(class_field, f"The layer '{layer.name()}'", names)
     features = layer.getSelectedFeatures() if selected_only else layer.getFeatures(QgsFeatureRequest())
-    geometries, classes, ids = [], [], []
+    geometries, classes, ids, without_geometry = [], [], [], 0
     for feature in features:
         geometry = feature.geometry()
         if geometry is None or geometry.isEmpty():
+            without_geometry += 1
             continue
         geometries.append(linear_shape(bytes(geometry.asWkb())))  # curves as segments
         value = feature[class_field]
         classes.append(None if value is None or _is_null(value) else str(value))
         ids.append(int(feature.id()))
     crs = crs_to_wkt(layer.crs()) if layer.crs().isValid() else None
-    return Labels(geometries, classes, crs, layer.name(), class_field, category_colors(layer, class_field), ids)
+    colors = category_colors(layer, class_field)
+    return Labels(geometries, classes, crs, layer.name(), class_field, colors, ids, without_geometry=without_geometry)
 
 
 def category_colors(layer: QgsVectorLayer, class_field: str) -> dict[str, str]:

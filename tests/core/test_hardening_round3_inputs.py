@@ -407,3 +407,17 @@ def test_class_values_spelt_two_ways_are_warned_about(nir, tiny_model, tmp_path,
     path = write_labels(tmp_path / "l.gpkg", polygons)
     assert _adapt(nir, str(path), tmp_path / "a.onnx", tiny_model) == 0
     assert "spells classes in more than one way ('MEADOW' and 'meadow')" in capfd.readouterr().err
+
+
+def test_labelled_features_without_geometry_are_counted(nir, tiny_model, tmp_path, capfd):
+    rows = [(value, shape.wkt) for value, shape in labelled_polygons()]
+    path = _layers(tmp_path / "l.gpkg", {"labels": (ogr.wkbPolygon, rows)})
+    dataset = ogr.Open(str(path), 1)
+    layer = dataset.GetLayer(0)
+    for value in ("meadow", "plastic"):
+        feature = ogr.Feature(layer.GetLayerDefn())
+        feature.SetField("landcover", value)  # and no geometry
+        layer.CreateFeature(feature)
+    dataset = None
+    assert _adapt(nir, str(path), tmp_path / "a.onnx", tiny_model) == 0
+    assert "2 feature(s) of l.gpkg have no geometry (or an empty one) and were left out." in capfd.readouterr().err
