@@ -6,7 +6,10 @@ dark, uniform June wheat field has Pasture's colour and the smoothness of water 
 unlabelled L2A patches (``../shared/data/l2a_unlabelled``) carry near infrared, which the RGB
 network never sees, and NIR gives physical labels that need no annotator:
 
-- ``water``: at least 90 % of the pixels have NDWI > 0.2 (training.l2a.weak_labels) -> a water class;
+- ``water``: at least 90 % of the pixels have NDWI > 0.2 (training.l2a.weak_labels: clear water), or
+  at least 90 % have NDWI > 0 and the mean near infrared is below 3 % reflectance (dark water: no
+  land cover is that dark in NIR and greener than it; 241 of the fit half, against 12 clear) -> a
+  water class;
 - ``vegetation``: at least 90 % have NDVI > 0.6 -> neither water nor built-up;
 - ``dry``: not one pixel has NDWI > 0 -> not a water class (a river or lake tile shows water).
 
@@ -36,6 +39,7 @@ from training.errors import TrainingError
 
 KINDS = ("water", "vegetation", "dry")
 DRY_NDWI = 0.0  # a pixel with NDWI above this may be water; a dry patch has none
+DARK_NIR = 300.0  # reflectance x 10,000: water absorbs near infrared; vegetation and soil reflect 2,000+
 MAPPING_METHOD = "linear"  # the method `training l2a-fit` defaults to and the shipped cards carry
 
 
@@ -85,10 +89,11 @@ def label_patches(patches: np.ndarray, bands: list[str]) -> np.ndarray:
     labels = l2a.weak_labels(patches, bands)
     green, nir = (patches[:, bands.index(name)] for name in ("B03", "B08"))
     with np.errstate(divide="ignore", invalid="ignore"):
-        ndwi = np.nan_to_num((green - nir) / (green + nir))
-    dry = (ndwi > DRY_NDWI).sum(axis=(1, 2)) == 0
+        wet = np.nan_to_num((green - nir) / (green + nir)) > DRY_NDWI
+    dark_water = (wet.mean(axis=(1, 2)) >= l2a.COVER) & (nir.mean(axis=(1, 2)) < DARK_NIR)
+    dry = wet.sum(axis=(1, 2)) == 0
     kind = np.full(len(patches), -1)
-    for index, chosen in reversed(list(enumerate((labels["water"], labels["vegetation"], dry)))):
+    for index, chosen in reversed(list(enumerate((labels["water"] | dark_water, labels["vegetation"], dry)))):
         kind[chosen] = index
     return kind
 
@@ -122,7 +127,8 @@ def load_weak_patches(
 def rules_text() -> str:
     """The weak labels in one line, for logs and the model card."""
     return (
-        f"water: >= {l2a.COVER:.0%} of pixels NDWI > {l2a.WATER_NDWI} -> {' or '.join(l2a.WATER_CLASSES)}; "
+        f"water: >= {l2a.COVER:.0%} of pixels NDWI > {l2a.WATER_NDWI}, or >= {l2a.COVER:.0%} NDWI > {DRY_NDWI} "
+        f"with mean B08 < {DARK_NIR:g} -> {' or '.join(l2a.WATER_CLASSES)}; "
         f"vegetation: >= {l2a.COVER:.0%} NDVI > {l2a.VEGETATION_NDVI} -> not water, not built-up; "
         f"dry: no pixel NDWI > {DRY_NDWI} -> not water"
     )

@@ -26,6 +26,16 @@ def test_each_surface_gets_its_kind_and_a_shore_gets_none():
     assert kinds_of(*(surface_patch(kind) for kind in SURFACES), mixed_patch()) == [0, 1, 2, -1]
 
 
+def test_dark_water_is_water_and_a_dark_shadow_is_not():
+    dark_water = surface_patch("water")
+    dark_water[:] = np.asarray([200, 250, 150, 180], dtype=np.uint16)[:, None, None]  # NDWI 0.16, below 0.2
+    shadow = dark_water.copy()
+    shadow[3] = 280  # as dark, but more NIR than green: land in shade
+    bright_wet = dark_water.copy()
+    bright_wet[1:] = np.asarray([1300, 1200, 1200], dtype=np.uint16)[:, None, None]  # NDWI 0.04, NIR 1,200: no water
+    assert kinds_of(dark_water, shadow, bright_wet) == [0, 2, -1]
+
+
 def test_one_wet_pixel_makes_a_bare_patch_uncertain():
     patch = surface_patch("dry")
     patch[:, 3, 5] = SURFACES["water"]
@@ -183,7 +193,18 @@ def test_weak_labels_teach_what_the_labelled_images_never_show(tree, tmp_path, m
         ("without", []),
     ):
         out = tmp_path / name
-        assert cli.main(["train", "--model", "g_ghost_regnetx_002", *extra, *stage(tree, out, "--optimizer", "adamw", "--lr", "0.003", epochs=6)]) == 0
+        assert (
+            cli.main(
+                [
+                    "train",
+                    "--model",
+                    "g_ghost_regnetx_002",
+                    *extra,
+                    *stage(tree, out, "--optimizer", "adamw", "--lr", "0.003", epochs=6),
+                ]
+            )
+            == 0
+        )
         state = load_checkpoint(out / "last.pt")
         network = model_from_checkpoint(state).eval()
         mean, std = (torch.tensor(state[key]).view(1, -1, 1, 1) for key in ("mean", "std"))
