@@ -193,8 +193,27 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
         )
         self.addOutput(QgsProcessingOutputFile("MODEL", "Exported model"))
 
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
+        """EPOCHS first: text that is no whole number is refused by name, not trained for the default."""
+        try:
+            self._epochs(parameters, context)
+        except QgsProcessingException as error:
+            return False, str(error)
+        return super().checkParameterValues(parameters, context)
+
+    def _epochs(self, parameters, context) -> int | None:
+        """The EPOCHS parameter (None or 0: the training default); QgsProcessingException for 'abc' or 2.5."""
+        from ..core.errors import RsGhostError
+        from ..qgis_io.options import number_value
+
+        try:
+            return number_value(self, parameters, self.EPOCHS, context, integer=True)
+        except RsGhostError as error:
+            raise QgsProcessingException(str(error)) from None
+
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         """Find a Python with torch, run the training, stream its log, honour cancel."""
+        epochs = self._epochs(parameters, context)  # before anything is made (a caller may skip the check)
         project = find_project(self.parameterAsFile(parameters, self.PROJECT, context))
         if project is None:
             raise QgsProcessingException(
@@ -218,13 +237,6 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
         architecture = self.parameterAsString(parameters, self.ARCHITECTURE, context) or bundled_architecture()
         command = [python, "-m", "training", *what, "--data", self.parameterAsFile(parameters, self.DATA, context)]
         command += ["--student", architecture, "--out", out]
-        from ..core.errors import RsGhostError
-        from ..qgis_io.options import number_value
-
-        try:
-            epochs = number_value(self, parameters, self.EPOCHS, context, integer=True)
-        except RsGhostError as error:  # 'abc' or 2.5 epochs: refused, not trained for the default
-            raise QgsProcessingException(str(error)) from None
         if epochs:
             command += ["--epochs", str(epochs)]
         command += shlex.split(self.parameterAsString(parameters, self.ARGS, context) or "")

@@ -168,3 +168,11 @@ def test_a_negative_stride_is_refused_in_the_plugins_words(qgis_app, provider, s
     assert "STRIDE must be 0 (the tile size) or a positive number of model pixels, not -4" in _refusal(
         scene, tiny_model, STRIDE="-4"
     )
+
+
+@pytest.mark.parametrize(("value", "shown"), [("abc", "'abc'"), ("2.5", "2.5")])
+def test_train_refuses_epochs_that_do_not_parse(qgis_app, provider, tmp_path, value, shown):
+    with pytest.raises(QgsProcessingException) as caught:
+        _run("rsghost:train", {"DATA": str(tmp_path), "EPOCHS": value, "OUTPUT": str(tmp_path / "out")})
+    assert f"EPOCHS must be a whole number, not {shown}." in str(caught.value)
+    assert not (tmp_path / "out").exists()
