@@ -421,3 +421,17 @@ def test_labelled_features_without_geometry_are_counted(nir, tiny_model, tmp_pat
     dataset = None
     assert _adapt(nir, str(path), tmp_path / "a.onnx", tiny_model) == 0
     assert "2 feature(s) of l.gpkg have no geometry (or an empty one) and were left out." in capfd.readouterr().err
+
+
+def test_training_polygons_of_several_layers_take_a_layer_name(tmp_path):
+    from rasterio.crs import CRS
+
+    from training.data.raster import read_polygons
+    from training.errors import DataError
+
+    rows = [(value, shape.wkt) for value, shape in labelled_polygons()]
+    path = _layers(tmp_path / "l.gpkg", {"labels": (ogr.wkbPolygon, rows), "roads": (ogr.wkbPolygon, rows[:1])})
+    with pytest.raises(DataError, match=r"holds 2 layers \(labels, roads\); choose one with FILE\|layername=NAME"):
+        read_polygons(path, "landcover", CRS.from_epsg(32633))
+    _, names, _ = read_polygons(Path(f"{path}|layername=labels"), "landcover", CRS.from_epsg(32633))
+    assert names == ["meadow", "plastic"]

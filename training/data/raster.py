@@ -34,9 +34,10 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from rs_ghost_qgis.core.crs import same_crs, transform_geometry, utm_epsg
+from rs_ghost_qgis.core.options import OptionError
 from rs_ghost_qgis.core.radiometry import percentile_ranges, sample_values
 from rs_ghost_qgis.core.rasterio_source import RasterioSource
-from rs_ghost_qgis.core.vector import read_features
+from rs_ghost_qgis.core.vector import read_features, split_layer
 from training.errors import DataError
 
 from .images import stretch_to_uint8
@@ -156,9 +157,12 @@ def _working_view(
 
 def read_polygons(path: Path, class_field: str, crs: CRS) -> tuple[list[tuple[shapely.Geometry, int]], list[str], dict]:
     """Return [(merged geometry of one class in ``crs``, label)], the class names and a summary."""
-    if not path.exists():
+    if not Path(split_layer(path)[0]).exists():  # FILE|layername=NAME names one layer of a file
         raise DataError(f"Polygon layer {path} does not exist. Fix the path (a GeoPackage or Shapefile).")
-    layer = read_features(path, [class_field])
+    try:
+        layer = read_features(path, [class_field])
+    except OptionError as error:  # a file of several layers: training takes QGIS's FILE|layername=NAME, no --layer
+        raise DataError(error.in_face("processing")) from None
     if layer is None:
         raise DataError(f"{path} cannot be opened as a polygon layer. Give a GeoPackage (.gpkg) or Shapefile (.shp).")
     if class_field not in layer.fields:
