@@ -11,6 +11,7 @@ spells it (``options.OptionText``). Standard library only.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -56,19 +57,30 @@ def _acquire(path: Path, option: str) -> dict:
             _take_over(path, holder)
             continue
         except OSError as error:
-            raise OutputError(
-                OptionText(
-                    "Cannot create the lock file {path}: {reason}; choose another " + _slot(option) + ".",
-                    path=path,
-                    reason=error.strerror or error,
-                )
-            ) from None
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            json.dump(mine, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
+            raise _cannot_create(path, error, option) from None
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+                json.dump(mine, stream)
+                stream.flush()
+                os.fsync(stream.fileno())
+        except OSError as error:  # a full disk: no empty lock is left to refuse the next run
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise _cannot_create(path, error, option) from None
         return mine
     raise OutputError(_in_use(path, _holder(path), option))
+
+
+def _cannot_create(path: Path, error: OSError, option: str) -> OutputError:
+    """The one message for a lock file that could not be made or written."""
+    reason = "the disk is full" if error.errno == errno.ENOSPC else error.strerror or error
+    return OutputError(
+        OptionText(
+            "Cannot create the lock file {path}: {reason}; choose another " + _slot(option) + ".",
+            path=path,
+            reason=reason,
+        )
+    )
 
 
 def _holder(path: Path) -> dict | None:

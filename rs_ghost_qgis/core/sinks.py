@@ -286,11 +286,14 @@ def short_list(names: list[str], most: int = 6) -> str:
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
+def without_statement(reason: str) -> str:
+    """GDAL's words without the SQL it echoes: "sqlite3_exec(CREATE TABLE ...) failed: why" is "why"."""
+    return re.sub(r"sqlite3_exec\(.*\) failed: ", "", reason, flags=re.DOTALL)
+
+
 def write_failed(what: str, path: Path, reason: object) -> OutputError:
     """The one message for an output that could not be written completely."""
-    reason = str(reason).strip().rstrip(".") or "GDAL error"
-    # SQLite's errors echo the whole statement that failed: "sqlite3_exec(CREATE TABLE ...) failed: why".
-    reason = re.sub(r"sqlite3_exec\(.*\) failed: ", "", reason, flags=re.DOTALL)
+    reason = without_statement(str(reason)).strip().rstrip(".") or "GDAL error"
     return OutputError(
         f"Cannot write the {what} {path}: {reason} (disk full or folder not writable?). "
         f"No output was written; an existing {path.name} was left as it was."
@@ -449,7 +452,7 @@ class GeoPackageSink:
                     _gdal_call(self._layer.CreateField, ogr.FieldDefn(spec.name, self._KINDS[spec.kind]))
                 _gdal_call(self._layer.StartTransaction)
         except RuntimeError as error:
-            reason = _drop_frames(error)
+            reason = without_statement(_drop_frames(error))
             self.abort()
             raise OutputError(f"Cannot create the GeoPackage {self.path}: {reason}.") from None
 

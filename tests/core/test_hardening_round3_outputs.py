@@ -22,6 +22,7 @@ import torch
 from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.core import atomic
 from rs_ghost_qgis.core.adapt import _Chips, _fit
+from rs_ghost_qgis.core.errors import OutputError
 from rs_ghost_qgis.core.runtime import load_model
 from rs_ghost_qgis.core.sinks import write_failed
 from tests.core.adapt_data import labelled_polygons, nir_scene, write_labels
@@ -316,6 +317,22 @@ def test_a_full_geopackage_says_why_without_sqlites_statement():
     )
     assert message.startswith("Cannot write the GeoPackage t.gpkg: database or disk is full (disk full"), message
     assert "CREATE TABLE" not in message
+
+
+def test_a_full_disk_while_classify_many_locks_its_folder_is_one_line(tiny_model, tmp_path, monkeypatch):
+    # The lock file was created, its writing failed: a traceback, and an empty lock left behind.
+    from rs_ghost_qgis.core import many
+    from rs_ghost_qgis.core.pipeline import ClassifyOptions
+
+    def full_disk(descriptor):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    raster = write_raster(tmp_path / "scene.tif", class_pattern(np.zeros((2, 2), dtype=int), 32))
+    monkeypatch.setattr(os, "fsync", full_disk)
+    out = tmp_path / "out"
+    with pytest.raises(OutputError, match=r"Cannot create the lock file .*: the disk is full; choose another"):
+        many.run_job([str(raster)], out, ClassifyOptions(model_path=str(tiny_model), threads=1), client=None)
+    assert not out.exists()
 
 
 # --- the atomic write on a read-only file system ----------------------------------------------------
