@@ -21,6 +21,8 @@ from .options import OptionError
 
 _LAYER_NAME = "|layername="  # how QGIS (and so Processing) names one layer of a file
 _LAYER_ID = "|layerid="  # ... or numbers it (Processing only: the command line takes names)
+# Surfaces made of facets (3D data, CityGML, DXF): read as the multipolygon of their facets.
+_FACETED = (ogr.wkbTriangle, ogr.wkbTIN, ogr.wkbPolyhedralSurface)
 
 
 @dataclass(frozen=True)
@@ -37,14 +39,17 @@ class Features:
 def linear_shape(wkb: bytes):
     """A shapely geometry for OGR or QGIS geometry bytes (WKB), curves made straight segments, in 2D.
 
-    Arcs are approximated by OGR's default (a segment every 4 degrees of arc); measures (M)
-    and heights (Z) are dropped, as the engine works on the ground plane only.
+    Arcs are approximated by OGR's default (a segment every 4 degrees of arc); triangles, TINs
+    and polyhedral surfaces become multipolygons of their facets; measures (M) and heights (Z)
+    are dropped, as the engine works on the ground plane only.
     """
     geometry = ogr.CreateGeometryFromWkb(bytes(wkb))
     if geometry is None:
         raise InputError("A geometry of the layer cannot be read (damaged WKB); repair the layer in QGIS.")
     if geometry.HasCurveGeometry():
         geometry = geometry.GetLinearGeometry()
+    if ogr.GT_Flatten(geometry.GetGeometryType()) in _FACETED:  # surfaces of facets GEOS cannot read
+        geometry = ogr.ForceTo(geometry, ogr.wkbMultiPolygon)
     geometry.FlattenTo2D()
     return shapely.from_wkb(bytes(geometry.ExportToIsoWkb()))
 

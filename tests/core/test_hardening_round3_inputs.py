@@ -95,13 +95,24 @@ def _tiles(path: Path) -> int:
 # --- curved geometries --------------------------------------------------------------------------
 
 
-def test_curves_are_read_as_straight_segments_in_2d():
-    curve = ogr.CreateGeometryFromWkt(
-        "MULTISURFACE Z (CURVEPOLYGON Z (COMPOUNDCURVE Z (CIRCULARSTRING Z (0 0 5, 1 1 5, 2 0 5), (2 0 5, 0 0 5))))"
-    )
-    shape = linear_shape(curve.ExportToIsoWkb())
-    assert shape.geom_type == "MultiPolygon" and not shape.has_z
-    assert shape.area == pytest.approx(np.pi / 2, rel=0.01)  # the half disc of radius 1
+@pytest.mark.parametrize(
+    ("wkt", "area"),
+    [
+        (
+            "MULTISURFACE Z (CURVEPOLYGON Z (COMPOUNDCURVE Z "
+            "(CIRCULARSTRING Z (0 0 5, 1 1 5, 2 0 5), (2 0 5, 0 0 5))))",
+            np.pi / 2,
+        ),
+        ("CURVEPOLYGON(CIRCULARSTRING(0 0, 2 0, 0 0))", np.pi),
+        ("TIN Z (((0 0 1, 1 0 1, 0 1 1, 0 0 1)), ((1 0 1, 1 1 1, 0 1 1, 1 0 1)))", 1.0),
+        ("POLYHEDRALSURFACE (((0 0, 2 0, 2 2, 0 2, 0 0)))", 4.0),
+        ("TRIANGLE ((0 0, 1 0, 0 1, 0 0))", 0.5),
+    ],
+)
+def test_curves_and_facets_are_read_as_flat_polygons(wkt, area):
+    shape = linear_shape(ogr.CreateGeometryFromWkt(wkt).ExportToIsoWkb())
+    assert shape.geom_type in ("Polygon", "MultiPolygon") and not shape.has_z
+    assert shape.area == pytest.approx(area, rel=0.01)
 
 
 def test_a_curved_mask_classifies_the_tile_it_lies_in(scene, tiny_model, tmp_path, capfd):
