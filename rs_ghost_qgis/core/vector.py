@@ -19,8 +19,6 @@ from . import crs
 from .errors import InputError
 from .options import OptionError
 
-_LAYER_NAME = "|layername="  # how QGIS (and so Processing) names one layer of a file
-_LAYER_ID = "|layerid="  # ... or numbers it (Processing only: the command line takes names)
 # Surfaces made of facets (3D data, CityGML, DXF): read as the multipolygon of their facets.
 _FACETED = (ogr.wkbTriangle, ogr.wkbTIN, ogr.wkbPolyhedralSurface)
 
@@ -55,15 +53,41 @@ def linear_shape(wkb: bytes):
 
 
 def split_layer(path: str | Path, layer: str | None = None) -> tuple[str, str | None]:
-    """(file, layer name) from ``FILE|layername=NAME`` (QGIS's way) or ``path`` and ``layer``; None: not chosen."""
+    """(file, layer name) from QGIS's ``FILE|layername=NAME`` or ``FILE|layerid=N``, or ``path`` and ``layer``.
+
+    The name is None when no layer is chosen. Other ``|key=value`` parts (a subset, a geometry
+    type) are left out here: ``unsupported_options`` says which a reader cannot honour.
+    """
     text = str(path)
-    if _LAYER_NAME in text:
-        text, _, named = text.partition(_LAYER_NAME)
-        named = named.split("|", 1)[0]
-        if layer and layer != named:
-            raise InputError(f"Two layers were chosen for {text}: '{named}' in the path and '{layer}'; give one.")
-        layer = named
-    return text, layer or None
+    file, *options = text.split("|")
+    if not options or Path(text).exists():  # a file whose name holds '|' is a file
+        return text, layer or None
+    named = None
+    for key, _, value in (option.partition("=") for option in options):
+        if key == "layername":
+            named = value
+        elif key == "layerid" and Path(file).exists():  # a missing file is said by the caller
+            named = _layer_by_id(file, value)
+    if named is not None and layer and layer != named:
+        raise InputError(f"Two layers were chosen for {file}: '{named}' in the path and '{layer}'; give one.")
+    return file, named or layer or None
+
+
+def unsupported_options(path: str | Path) -> list[str]:
+    """The ``|key=value`` parts of ``path`` other than layername and layerid (e.g. ``subset=...``)."""
+    text = str(path)
+    if "|" not in text or Path(text).exists():
+        return []
+    return [option for option in text.split("|")[1:] if option.partition("=")[0] not in ("layername", "layerid")]
+
+
+def _layer_by_id(file: str, value: str) -> str:
+    """The name of layer number ``value`` (from 0, as QGIS counts) of ``file``; InputError listing the layers."""
+    names = layer_names(file)
+    if not value.isdigit() or int(value) >= len(names):
+        listed = ", ".join(f"{i}: {name}" for i, name in enumerate(names)) or "none"
+        raise InputError(f"{file} has no layer number {value}; its layers are {listed}.")
+    return names[int(value)]
 
 
 def read_features(path: str | Path, fields: Sequence[str] = (), layer: str | None = None) -> Features | None:
@@ -75,6 +99,12 @@ def read_features(path: str | Path, fields: Sequence[str] = (), layer: str | Non
     (a mask, training labels).
     """
     file, layer = split_layer(path, layer)
+    extra = unsupported_options(path)
+    if extra:  # a subset ignored would read features the user filtered out
+        raise InputError(
+            f"{path}: '|{'|'.join(extra)}' is not understood here, only |layername=NAME; save the filtered "
+            "features as a layer of their own (e.g. QGIS > Export > Save Selected Features As...) and give that."
+        )
     check_shapefile_parts(file)
     dataset = _open(file)
     if dataset is None or dataset.GetLayerCount() == 0:
@@ -108,7 +138,7 @@ def layer_names(path: str | Path) -> list[str]:
 def check_one_layer(path: str | Path) -> None:
     """InputError for a file of several vector layers named without choosing one (``FILE|layername=NAME``)."""
     file, layer = split_layer(path)
-    if layer is None and _LAYER_ID not in str(path):  # QGIS's |layerid=N chooses one too
+    if layer is None:
         _several_layers(file, layer_names(file))
 
 

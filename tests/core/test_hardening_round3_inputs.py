@@ -446,3 +446,14 @@ def test_training_polygons_of_several_layers_take_a_layer_name(tmp_path):
         read_polygons(path, "landcover", CRS.from_epsg(32633))
     _, names, _ = read_polygons(Path(f"{path}|layername=labels"), "landcover", CRS.from_epsg(32633))
     assert names == ["meadow", "plastic"]
+
+
+def test_a_layer_number_is_taken_and_a_subset_refused_not_ignored(scene, tiny_model, two_layers, tmp_path, capfd):
+    out = tmp_path / "t.gpkg"
+    assert _classify(scene, tiny_model, "--mask", f"{two_layers}|layerid=1", "--out-vector", str(out)) == 0
+    assert _tiles(out) == 9  # layer 1: everything
+    assert _classify(scene, tiny_model, "--mask", f"{two_layers}|layerid=7", "--out-vector", str(out)) == 2
+    assert "has no layer number 7; its layers are 0: middle, 1: everything." in _error_line(capfd)
+    subset = f"{two_layers}|layername=everything|subset=fid = 1"
+    assert _classify(scene, tiny_model, "--mask", subset, "--out-vector", str(out), "--overwrite") == 2
+    assert "'|subset=fid = 1' is not understood here, only |layername=NAME" in _error_line(capfd)
