@@ -74,7 +74,7 @@ class RasterioSource:
             _check_bands(path, self._dataset)
             _check_georeferenced(path, self._dataset)
             _check_real(path, self._dataset)
-            check_one_type(str(path), [typename_fwd.get(dtype_rev.get(t), t) for t in self._dataset.dtypes])
+            check_one_type(str(path), _type_names(self._dataset))
         except InputError:
             self._dataset.close()
             raise
@@ -312,6 +312,14 @@ def _check_real(path: Path | str, ds: rasterio.DatasetReader) -> None:
     complex_types = sorted({dtype for dtype in ds.dtypes if dtype.startswith("complex")})
     if complex_types:  # named as GDAL names them (CInt16), which is what gdalinfo shows the user
         raise complex_pixels(str(path), ", ".join(typename_fwd.get(dtype_rev.get(t), t) for t in complex_types))
+
+
+def _type_names(ds: rasterio.DatasetReader) -> list[str | None]:
+    """GDAL's name of each band's data type (UInt16, Float32, ...); None for an alpha band (not checked)."""
+    return [
+        None if interp == ColorInterp.alpha else typename_fwd.get(dtype_rev.get(dtype), dtype)
+        for dtype, interp in zip(ds.dtypes, ds.colorinterp)
+    ]
 
 
 def _describe(path: Path | str, ds: rasterio.DatasetReader) -> RasterInfo:

@@ -139,16 +139,18 @@ def complex_pixels(where: str, type_name: str) -> InputError:
     )
 
 
-def check_one_type(where: str, type_names: Sequence[str]) -> None:
+def check_one_type(where: str, type_names: Sequence[str | None]) -> None:
     """InputError for bands of different data types (a VRT of Byte, UInt16 and Float32 files), GDAL names per band.
+
+    None stands for a band that is not checked: an alpha band only says where pixels are valid.
 
     Each band's values mean something else (8-bit colour, reflectance x 10,000, reflectance 0..1),
     so no one scaling brings them to the model's range; read as one type they would be scaled as
     the widest and give confident garbage. Both sources refuse them alike.
     """
-    if len(set(type_names)) <= 1:
+    if len({name for name in type_names if name is not None}) <= 1:
         return
-    listed = ", ".join(f"band {band} {name}" for band, name in enumerate(type_names, start=1))
+    listed = ", ".join(f"band {band} {name}" for band, name in enumerate(type_names, start=1) if name is not None)
     raise InputError(
         f"{where} mixes band data types ({listed}), so one scaling cannot bring its values to the model's range. "
         "Make its bands one type first (e.g. `gdal_translate -ot UInt16 IN OUT`, or a VRT of files of one type)."

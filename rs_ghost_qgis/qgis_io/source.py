@@ -395,7 +395,10 @@ def _check_gdal_bands(dataset, where: str) -> None:
     rasterio source refuses it: both faces refuse it here.
     """
     bands = [dataset.GetRasterBand(b) for b in range(1, dataset.RasterCount + 1)]
-    check_one_type(where, [gdal.GetDataTypeName(band.DataType) for band in bands])
+    alpha = gdal.GCI_AlphaBand  # says where pixels are valid, whatever its type
+    check_one_type(
+        where, [None if b.GetColorInterpretation() == alpha else gdal.GetDataTypeName(b.DataType) for b in bands]
+    )
     check_scales(where, [1.0 if band.GetScale() is None else float(band.GetScale()) for band in bands])
 
 

@@ -457,3 +457,18 @@ def test_a_layer_number_is_taken_and_a_subset_refused_not_ignored(scene, tiny_mo
     subset = f"{two_layers}|layername=everything|subset=fid = 1"
     assert _classify(scene, tiny_model, "--mask", subset, "--out-vector", str(out), "--overwrite") == 2
     assert "'|subset=fid = 1' is not understood here, only |layername=NAME" in _error_line(capfd)
+
+
+def test_an_alpha_band_of_another_type_is_no_mixed_raster(scene, tiny_model, tmp_path):
+    parts = []
+    for band in (1, 2, 3):
+        part = str(tmp_path / f"c{band}.tif")
+        gdal.Translate(part, str(scene), bandList=[band], outputType=gdal.GDT_UInt16)
+        parts.append(part)
+    alpha = write_raster(tmp_path / "alpha.tif", np.full((1, 96, 96), 255, np.uint8))
+    vrt = tmp_path / "rgba.vrt"
+    gdal.BuildVRT(str(vrt), [*parts, str(alpha)], separate=True)
+    dataset = gdal.Open(str(vrt), gdal.GA_Update)
+    dataset.GetRasterBand(4).SetColorInterpretation(gdal.GCI_AlphaBand)
+    dataset = None
+    assert _classify(vrt, tiny_model, "--out-vector", str(tmp_path / "t.gpkg")) == 0
