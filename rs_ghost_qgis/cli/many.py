@@ -181,7 +181,8 @@ def _report(result: JobResult) -> int:
         same = "given more than once" if repeat == first else f"the same file as {first}"
         print(f"skipped: {repeat}: {same}; classified once")
     for job in result.failures:
-        print(f"failed:  {job.path}: {face_message(job.error, 'cli')}", file=sys.stderr)
+        reason = " ".join(face_message(job.error, "cli").split())  # one line, whatever GDAL's text held
+        print(f"failed:  {job.path}: {reason}", file=sys.stderr)
     rate = result.tiles_run / result.seconds if result.seconds else 0.0
     print(
         f"summary: {result.summary_csv}\nblocks:  {result.blocks_run:,} run, {result.blocks_skipped:,} from an "

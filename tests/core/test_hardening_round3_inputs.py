@@ -472,3 +472,14 @@ def test_an_alpha_band_of_another_type_is_no_mixed_raster(scene, tiny_model, tmp
     dataset.GetRasterBand(4).SetColorInterpretation(gdal.GCI_AlphaBand)
     dataset = None
     assert _classify(vrt, tiny_model, "--out-vector", str(tmp_path / "t.gpkg")) == 0
+
+
+def test_a_failed_line_is_one_line_whatever_the_reason_held(capsys):
+    from rs_ghost_qgis.cli.many import EXIT_SOME_FAILED, _report
+    from rs_ghost_qgis.core.many import JobResult, RasterJob
+
+    job = RasterJob("bad.tif", error="cannot read bad.tif: TIFFReadDirectory:\nSanity check failed\n  at offset 8")
+    result = JobResult([job], ["Water"], 0, 0, 0, 0, 0.0, None)
+    assert _report(result) == EXIT_SOME_FAILED
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "bad.tif" in line]
+    assert line == "failed:  bad.tif: cannot read bad.tif: TIFFReadDirectory: Sanity check failed at offset 8"
