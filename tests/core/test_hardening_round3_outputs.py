@@ -201,6 +201,21 @@ def test_l2a_fit_never_replaces_its_model(fp32, tmp_path, capsys, overwrite):
     assert fp32.read_bytes() == before
 
 
+def test_l2a_fit_writes_a_new_model_with_its_mapping_and_card(tree, fp32, tmp_path, capsys):
+    # The happy path of the write that moved to l2a.write_fitted.
+    patches = tmp_path / "patches.npz"
+    values = np.random.default_rng(0).uniform(100, 3000, size=(6, 4, 8, 8)).astype(np.float32)
+    np.savez(patches, patches=values, bands=np.array(["B02", "B03", "B04", "B08"]))
+    out = tmp_path / "l2a" / "model_l2a.onnx"
+    data = ["--data", str(tree), "--cache-dir", str(tree.parent / "cache"), "--patches", str(patches)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert training_cli.main(["l2a-fit", "--model", str(fp32), *data, "--out", str(out)]) == 0
+    card = load_model(out).card
+    assert set(card.product_mappings["l2a"]["bands"]) == set(load_model(fp32).card.bands)
+    assert "l2a" in out.with_suffix(".md").read_text().lower()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model_l2a.md", "model_l2a.onnx"]
+
+
 def test_l2a_fit_on_a_full_disk_is_one_line_and_leaves_nothing(fp32, tmp_path, monkeypatch):
     # It wrote through atomic_path without catching OSError: a full disk was a traceback.
     def full_disk(source, target):
