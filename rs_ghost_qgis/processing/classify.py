@@ -252,6 +252,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         source = QgisLayerSource.from_layer(layer, context.project())
         options = self.build_options(parameters, context)
         _check_vector_destination(self.parameterAsOutputLayer(parameters, self.OUTPUT_VECTOR, context))
+        self._check_not_inputs(parameters, context)
         check_area(options.area, source.info)
         card = load_model(options.model_path, threads=1).card
         bands, _ = choose_bands(source, card, options.bands)
@@ -277,6 +278,23 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
             return self._classify(self._source, parameters, context, feedback)
         except RsGhostError as error:
             raise QgsProcessingException(face_message(error, "processing")) from None
+
+    def _check_not_inputs(self, parameters, context) -> None:
+        """No output may be a file the run reads (core/outputs.py), though Processing may replace an output."""
+        from ..core.outputs import check_not_input, source_path
+
+        def file_of(layer) -> str | None:
+            return source_path(layer.source()) if layer is not None else None
+
+        inputs = {
+            "the raster (INPUT)": file_of(self.parameterAsRasterLayer(parameters, self.INPUT, context)),
+            "the mask (MASK)": file_of(self.parameterAsVectorLayer(parameters, self.MASK, context)),
+            "the model (MODEL)": self.parameterAsFile(parameters, self.MODEL, context) or None,
+        }
+        for name in (self.OUTPUT_VECTOR, self.OUTPUT_RASTER):
+            destination = self.parameterAsOutputLayer(parameters, name, context)
+            if destination:
+                check_not_input(source_path(destination), f"the output ({name})", inputs)
 
     def build_options(self, parameters, context, out_raster: str | None = None):
         """The engine options (ClassifyOptions) for these parameters; the tiles go to the sink."""
@@ -319,6 +337,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         options = self.build_options(parameters, context, raster_path)
         # Again here: a caller may skip checkParameterValues, and the file may have changed since.
         _check_vector_destination(self.parameterAsOutputLayer(parameters, self.OUTPUT_VECTOR, context))
+        self._check_not_inputs(parameters, context)
         check_area(options.area, source.info)
         model = load_model(options.model_path, options.threads)  # once: for the size, then the run
         self._log_workload(source, model.card, options, feedback)

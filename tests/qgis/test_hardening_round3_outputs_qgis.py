@@ -73,3 +73,25 @@ def test_processing_adapt_never_writes_over_its_base_model(qgis_app, provider, p
     message = str(failure.value)
     assert "is the same file as the base model (MODEL)" in message and "never replaces an input" in message, message
     assert model.read_bytes() == tiny_model.read_bytes()
+
+
+def test_processing_classify_never_writes_over_its_mask(tiles, tmp_path, tiny_model):
+    # A previous run's tiles as the MASK of the next, into the same OUTPUT_VECTOR: Processing replaced the mask.
+    raster = tmp_path / "halves.tif"  # written by the tiles fixture
+    before = Path(tiles).read_bytes()
+    with pytest.raises(QgsProcessingException) as failure:
+        _classify(raster, tiny_model, tmp_path, OUTPUT_RASTER=None, MASK=tiles, OUTPUT_VECTOR=tiles)
+    message = str(failure.value)
+    assert "The output (OUTPUT_VECTOR)" in message and "the same file as the mask (MASK)" in message, message
+    assert Path(tiles).read_bytes() == before
+
+
+def test_processing_classify_never_writes_over_its_raster(tiles, tmp_path, tiny_model):
+    raster = tmp_path / "halves.tif"
+    before = raster.read_bytes()
+    link = tmp_path / "classes.tif"
+    link.symlink_to(raster)
+    with pytest.raises(QgsProcessingException) as failure:
+        _classify(raster, tiny_model, tmp_path, OUTPUT_RASTER=str(link))
+    assert "the same file as the raster (INPUT)" in str(failure.value) or "is the input raster" in str(failure.value)
+    assert raster.read_bytes() == before
