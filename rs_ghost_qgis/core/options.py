@@ -40,6 +40,8 @@ NAMES = {
         "Replace the previous run's layers",
         "overwriting (confirm it when choosing OUTPUT_VECTOR or OUTPUT_RASTER)",
     ),
+    # An input is never replaced, whatever each face's way of allowing it (core/outputs.py).
+    "even_overwrite": ("with --overwrite", "when replacing is allowed", "when overwriting is allowed"),
     "out_vector": ("--out-vector", "Folder", "OUTPUT_VECTOR"),
     # classify-many's (core/many.py): only the command line offers them; the other two are what the
     # dialog and Processing would call them.

@@ -62,7 +62,7 @@ def check_not_input(path: str | os.PathLike, what: str, inputs: Inputs) -> None:
             raise OutputError(
                 OptionText(
                     f"{_first(what)} {{path}} is the same file as {name} {{source}}; an output never replaces an "
-                    f"input, not even with {{overwrite}}. Choose another file name for {what}.",
+                    f"input, not even {{even_overwrite}}. Choose another file name for {what}.",
                     path=Path(path),
                     source=Path(source_path(source)),
                 )
