@@ -45,7 +45,7 @@ from .blockworker import BlockResult, BlockTask, run_block
 from .errors import InputError, OutputError, RsGhostError
 from .modelcard import ModelCard
 from .options import OptionText, message_of
-from .outputs import Inputs
+from .outputs import Inputs, same_file
 
 MANIFEST = "manifest.jsonl"
 MANIFEST_FORMAT = 2  # part of every raster's key: blocks recorded by an older format are run again
@@ -279,7 +279,11 @@ def _plan_all(inputs: list[str], model, job: _Job, block_cells: int | None, over
 
     manifest = _read_manifest(job.out / MANIFEST)
     rasters = [RasterJob(path) for path in inputs]
+    published = _published(manifest, job.out)
     for raster in rasters:
+        if any(same_file(raster.path, output) for output in published):
+            raster.error = _an_output(job.out)
+            continue
         _plan(raster, model, job.options, block_cells)
     assign_names(rasters)
     planned = [raster for raster in rasters if raster.plan and not raster.error]
@@ -294,6 +298,21 @@ def _plan_all(inputs: list[str], model, job: _Job, block_cells: int | None, over
         block.tiles for raster in planned for block in raster.plan.blocks if block.index in raster.done
     )
     return rasters
+
+
+def _published(manifest: dict, out: Path) -> list[Path]:
+    """The class maps earlier runs published in DIR, by the manifest."""
+    merged = [record["merged"] for record in manifest.values() if record.get("merged")]
+    return [out / Path(summary["raster"]).name for summary in merged if summary.get("raster")]
+
+
+def _an_output(out: Path) -> OptionText:
+    """Why an input that is one of DIR's class maps is not classified (a glob reaching DIR finds them)."""
+    return OptionText(
+        "it is a class map an earlier run wrote into {folder}: classifying it would treat classes as colours. "
+        "Leave it out of the INPUTs (a folder, glob or list that reaches {out_dir} brings it in).",
+        folder=out,
+    )
 
 
 def _run_blocks(client, rasters: list[RasterJob], job: _Job) -> None:

@@ -112,3 +112,23 @@ def test_classify_many_never_replaces_its_mask(client, scene, tiny_model, tmp_pa
     assert "Traceback" not in err and len(lines) == 1, err
     assert "is the same file as the mask (--mask)" in err and "never replaces an input" in err, err
     assert mask.read_bytes() == before
+
+
+def test_a_class_map_of_an_earlier_run_is_not_classified_as_an_image(client, scene, tiny_model, tmp_path, capsys):
+    # `classify-many 'data/**/*.tif' --out-dir data/out` run twice: the second run's glob found the
+    # first run's class maps; they failed as "2 usable bands" (or, given --bands, were classified
+    # like images). Now they are named for what they are and left alone.
+    out = tmp_path / "out"
+    assert not many.run_job([str(scene)], out, _options(tiny_model, None), client).failures
+    class_map = out / "scene.tif"
+    before = class_map.read_bytes()
+    result = many.run_job([str(scene), str(class_map)], out, _options(tiny_model, None), client)
+    assert [job.path for job in result.failures] == [str(class_map)]
+    assert "a class map an earlier run wrote into" in str(result.failures[0].error)
+    assert result.blocks_run == 0 and class_map.read_bytes() == before
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "manifest.jsonl",
+        "scene.gpkg",
+        "scene.tif",
+        "summary.csv",
+    ]
