@@ -492,7 +492,11 @@ def _spectral_check(args: argparse.Namespace) -> int:
     atomic.write_text(out / "spectral_check.json", json.dumps(reports, indent=2))
     print(table)
     if args.scene:
-        wheat = [l2a.wheat_check(report_model, args.scene, product, out) for report_model, product in checked]
+        wheat = [
+            l2a.wheat_check(report_model, args.scene, product, out, water_rule=rule)
+            for report_model, product in checked
+            for rule in (False, True)
+        ]
         atomic.write_text(out / "wheat_check.md", l2a.format_wheat(wheat))
         atomic.write_text(out / "wheat_check.json", json.dumps(wheat, indent=2))
         print(l2a.format_wheat(wheat))

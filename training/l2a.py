@@ -223,17 +223,28 @@ def tiles_within(tiles_gpkg: str | Path, box: tuple[float, float, float, float],
     return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
-def wheat_check(model_path: str | Path, scene: str | Path, product: str, folder: Path) -> dict[str, Any]:
-    """What the model calls the Demmin wheat (tiles wholly inside DEMMIN_WHEAT_BOX, stride 16), as the plugin runs."""
+def wheat_check(
+    model_path: str | Path, scene: str | Path, product: str, folder: Path, *, water_rule: bool = True
+) -> dict[str, Any]:
+    """What the model calls the Demmin wheat (tiles wholly inside DEMMIN_WHEAT_BOX, stride 16), as the plugin runs.
+
+    ``water_rule`` False scores the network alone, without the near-infrared rule (core.evidence).
+    """
     from rs_ghost_qgis.core.crs import to_wkt
     from rs_ghost_qgis.core.grid import Area
     from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
     from rs_ghost_qgis.core.rasterio_source import RasterioSource
 
-    tiles = folder / f"{Path(model_path).stem}_{product}.gpkg"
+    tiles = folder / f"{Path(model_path).stem}_{product}{'' if water_rule else '_no_rule'}.gpkg"
     area = Area(bounds=DEMMIN_WHEAT_BOX, crs_wkt=to_wkt(DEMMIN_WHEAT_CRS))
     options = ClassifyOptions(
-        model_path=str(model_path), area=area, stride=16, product=product, out_vector=str(tiles), overwrite=True
+        model_path=str(model_path),
+        area=area,
+        stride=16,
+        product=product,
+        out_vector=str(tiles),
+        overwrite=True,
+        water_rule=water_rule,
     )
     with RasterioSource(scene) as source:
         result = classify(source, options)
@@ -243,6 +254,7 @@ def wheat_check(model_path: str | Path, scene: str | Path, product: str, folder:
     return {
         "model": Path(model_path).name,
         "product": product,
+        "water_rule": water_rule,
         "scaling": result.scaling_used,
         "tiles": total,
         "farmland": sum(share.get(name, 0.0) for name in FARMLAND_CLASSES),
@@ -254,14 +266,15 @@ def wheat_check(model_path: str | Path, scene: str | Path, product: str, folder:
 def format_wheat(reports: list[dict[str, Any]]) -> str:
     """A markdown table of ``wheat_check`` reports."""
     lines = [
-        f"| model | product | tiles | farmland ({', '.join(FARMLAND_CLASSES)}) | water (SeaLake, River) "
+        f"| model | product | water rule | tiles | farmland ({', '.join(FARMLAND_CLASSES)}) | water (SeaLake, River) "
         "| classes |",
-        "|---|---|---:|---:|---:|---|",
+        "|---|---|---|---:|---:|---:|---|",
     ]
     for report in reports:
         classes = ", ".join(f"{name} {count}" for name, count in report["classes"].items())
         lines.append(
-            f"| {report['model']} | {report['product']} | {report['tiles']} | {100 * report['farmland']:.1f} % "
+            f"| {report['model']} | {report['product']} | {'on' if report['water_rule'] else 'off'} "
+            f"| {report['tiles']} | {100 * report['farmland']:.1f} % "
             f"| {100 * report['water']:.1f} % | {classes} |"
         )
     return "\n".join(lines) + "\n"
