@@ -1,16 +1,16 @@
 """The one rule for every file a command writes (a model, a map, a report, a card).
 
 - An output that is, or resolves to, one of the command's inputs (the same file through a
-  symbolic link, a hard link, a relative path or ``..``) is refused, whatever the overwrite
-  setting: writing it would destroy what the command reads.
+  symbolic link, a hard link, a relative path or ``..``), or lies inside an input folder, is
+  refused, whatever the overwrite setting: writing it would destroy or change what the command reads.
 - An existing output is replaced only when the user said so (``--overwrite`` on the command
   line; Processing asks before it hands over a destination that exists).
 - The file is written under a temporary name and moved into place when complete
   (``atomic.atomic_path``); a full disk or a folder that cannot be written is one line naming
   the output, and nothing is left behind.
 
-Classify, classify-many and adapt (through ``sinks.check_output``), Processing's assess and the
-training commands (export, quantize, l2a-fit) all check their outputs here.
+Classify, classify-many and adapt (through ``sinks.check_output``), Processing's classify and
+assess, and the training commands (export, quantize, l2a-fit) all check their outputs here.
 """
 
 from __future__ import annotations
