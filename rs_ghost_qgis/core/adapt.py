@@ -187,7 +187,7 @@ def adapt(
     chips = _collect(source, model, radiometry, grid, list(in_grid), label_of, options, progress, is_canceled)
     warnings += _contested_warning(chips.contested, labels)
     y = np.array([names.index(c) for c in classes], dtype=int)[chips.polygon]
-    warnings += _check_chips(names, y, chips.polygon, classes, labels, options, grid, model.card)
+    warnings += _check_chips(names, y, chips, classes, labels, options, grid, model.card)
     source_kind = feature_source(model.session)[0]
     head, scores = _fit(chips, y, len(names), info.band_count, source_kind, options.folds)
     facts = _Facts(info, labels, options, radiometry, grid, names, y, chips.polygon, scores, source_kind, exposed)
@@ -421,20 +421,25 @@ def _read_chips(source, model: Model, radiometry, grid: Grid, row: int, cols: np
     return np.concatenate([graph_features, strip.statistics[picked]], axis=1), np.flatnonzero(usable)
 
 
-def _check_chips(names, y, polygon, classes, labels: Labels, options, grid: Grid, card) -> list[str]:
+def _check_chips(names, y, chips: _Chips, classes, labels: Labels, options, grid: Grid, card) -> list[str]:
     """InputError for a class with too few chips; warnings for polygons that gave none."""
-    step = grid.cell_m
+    step, polygon = grid.cell_m, chips.polygon
+    # Chips left out where classes overlap may be why a class has too few: the error says so.
+    contested = (
+        f" ({chips.contested} chips were left out where polygons of two classes overlap)" if chips.contested else ""
+    )
     for i, name in enumerate(names):
         have = int((y == i).sum())
         if have < options.min_chips:
             raise OptionError(
                 "polygons",
-                "Class '{name}' has {have} chip(s); at least {need} are needed. A chip is a {tile:g} m tile and "
-                "belongs to the polygon containing its centre; centres lie every {step:g} m ({stride}), so a "
-                "polygon of about {step:g} m across holds one. Draw larger or more polygons of '{name}' in "
+                "Class '{name}' has {have} chip(s){contested}; at least {need} are needed. A chip is a {tile:g} m "
+                "tile and belongs to the polygon containing its centre; centres lie every {step:g} m ({stride}), so "
+                "a polygon of about {step:g} m across holds one. Draw larger or more polygons of '{name}' in "
                 "{polygons}, or choose a smaller {stride}.",
                 name=name,
                 have=have,
+                contested=contested,
                 need=options.min_chips,
                 tile=card.tile_size_m,
                 step=step,

@@ -483,3 +483,14 @@ def test_a_failed_line_is_one_line_whatever_the_reason_held(capsys):
     assert _report(result) == EXIT_SOME_FAILED
     (line,) = [line for line in capsys.readouterr().err.splitlines() if "bad.tif" in line]
     assert line == "failed:  bad.tif: cannot read bad.tif: TIFFReadDirectory: Sanity check failed at offset 8"
+
+
+def test_a_class_lost_to_overlaps_says_so(nir, tiny_model, tmp_path, capfd):
+    # Every 'plastic' polygon lies inside a 'meadow' one: all its chips are contested.
+    polygons = [(value, shape) for value, shape in labelled_polygons() if value == "meadow"]
+    covered = [("plastic", shape.buffer(-200)) for _, shape in polygons]
+    path = write_labels(tmp_path / "l.gpkg", polygons + covered)
+    assert _adapt(nir, str(path), tmp_path / "a.onnx", tiny_model) == 2
+    line = _error_line(capfd)
+    assert "Class 'plastic' has 0 chip(s) (" in line
+    assert "chips were left out where polygons of two classes overlap)" in line
