@@ -25,13 +25,13 @@ FP32=$(find "$RUN" -maxdepth 1 -name '*.onnx' | head -n 1)
 
 mkdir -p "$RUN/l2a" "$RUN/int8"
 $PY -m training l2a-fit --model "$FP32" --data "$EUROSAT" --cache-dir "$CACHE" --patches "$PATCHES" \
-  --method linear --out "$RUN/l2a/fp32_linear.onnx"
+  --method linear --out "$RUN/l2a/fp32_linear.onnx" --overwrite
 $PY -m training l2a-fit --model "$FP32" --data "$EUROSAT" --cache-dir "$CACHE" --patches "$PATCHES" \
-  --method quantile --out "$RUN/l2a/fp32_quantile.onnx"
+  --method quantile --out "$RUN/l2a/fp32_quantile.onnx" --overwrite
 $PY -m training spectral-check --model "$RUN/l2a/fp32_linear.onnx" "$RUN/l2a/fp32_quantile.onnx" \
   --patches "$PATCHES" --scene "$SCENE" --out "$RUN/l2a/check_fp32"
 $PY -m training quantize --model "$RUN/l2a/fp32_linear.onnx" --data "$EUROSAT" --cache-dir "$CACHE" \
-  --out "$RUN/int8/$NAME.onnx"
+  --out "$RUN/int8/$NAME.onnx" --overwrite
 $PY -m training spectral-check --model "$RUN/int8/$NAME.onnx" --patches "$PATCHES" --scene "$SCENE" \
   --out "$RUN/l2a/check_int8"
 
