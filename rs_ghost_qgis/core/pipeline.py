@@ -13,6 +13,7 @@ import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,6 +59,7 @@ from .sinks import (
 __all__ = ["Area", "AreaRow", "ClassMap", "ClassifyOptions", "ClassifyResult", "classify"]
 
 MAX_TILES_PER_READ = 64  # tiles per read: bounds the strip buffers (64 tiles of 64 px: 4096 px wide)
+BATCHES_IN_FLIGHT = 2  # batches running or waiting on the inference thread: one runs while the next is read
 TILE_EDGE_SEGMENTS = 4  # vertices added per tile edge when tiles are reprojected for the vector output
 
 
@@ -463,18 +465,21 @@ class _Run:
         """Read, classify and write every tile of the grid."""
         queue: deque = deque()
         rows = self.grid.tile_rows()
-        for index, row in enumerate(rows):
-            for chunk, tiles, statistics in self._read_row(row):
-                self._check_cancel()
-                queue.append(chunk)
-                self.batcher.put(tiles, self._check_cancel, statistics)
+        try:
+            for index, row in enumerate(rows):
+                for chunk, tiles, statistics in self._read_row(row):
+                    self._check_cancel()
+                    queue.append(chunk)
+                    self.batcher.put(tiles, self._check_cancel, statistics)
+                    self._drain(queue)
+                queue.append(_RowEnd(row))
                 self._drain(queue)
-            queue.append(_RowEnd(row))
+                if self.progress:
+                    self.progress(99.0 * (index + 1) / len(rows))
+            self.batcher.flush(self._check_cancel)
             self._drain(queue)
-            if self.progress:
-                self.progress(99.0 * (index + 1) / len(rows))
-        self.batcher.flush(self._check_cancel)
-        self._drain(queue)
+        finally:
+            self.batcher.close()
 
     def area_rows(self) -> list[AreaRow]:
         """The per-class table from the finished class map."""
@@ -726,7 +731,13 @@ def fill_invalid(tiles: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 class _Batcher:
-    """Collects tiles across strips into batches of ``batch_size``; keeps results in order."""
+    """Collects tiles across strips into batches of ``batch_size``; keeps results in order.
+
+    The batches run one after another on a worker thread: onnxruntime releases the GIL, so the
+    next strip is read and finished tiles are written while a batch runs. At most
+    BATCHES_IN_FLIGHT batches run or wait, which bounds the memory; a batch's error is raised
+    in the caller's thread when its results are collected. ``close`` must end every use.
+    """
 
     def __init__(self, model: Model, batch_size: int) -> None:
         self.model = model
@@ -735,10 +746,19 @@ class _Batcher:
         self.pending_statistics: list[np.ndarray] = []  # an adapted model's band statistics, tile for tile
         self.pending_count = 0
         self.results: list[np.ndarray] = []
-        self.ready = 0
+        self._ready = 0  # probability rows in ``results``
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="rs_ghost_predict")
+        self._running: deque[Future] = deque()  # submitted batches, oldest first
+
+    @property
+    def ready(self) -> int:
+        """How many tiles' probabilities can be taken now (of the batches already finished, in order)."""
+        while self._running and self._running[0].done():
+            self._collect()
+        return self._ready
 
     def put(self, tiles: np.ndarray, check_cancel: Callable[[], None], statistics: np.ndarray | None = None) -> None:
-        """Queue tiles (with their band statistics for an adapted model); run every full batch."""
+        """Queue tiles (with their band statistics for an adapted model); start every full batch."""
         if len(tiles):
             self.pending.append(tiles)
             if statistics is not None:
@@ -748,18 +768,34 @@ class _Batcher:
             self._run(check_cancel, full_only=True)
 
     def flush(self, check_cancel: Callable[[], None]) -> None:
-        """Run what is left, however few."""
+        """Run what is left, however few, and wait for every batch."""
         if self.pending_count:
             self._run(check_cancel, full_only=False)
+        while self._running:
+            self._collect()
 
     def take(self, count: int) -> np.ndarray:
-        """The next ``count`` probability rows, in the order their tiles were put."""
+        """The next ``count`` probability rows, in the order their tiles were put (waits for them)."""
         if count == 0:
             return np.zeros((0, self.model.card.num_classes), dtype=np.float32)
+        while self._ready < count:
+            self._collect()
         merged = np.concatenate(self.results) if len(self.results) > 1 else self.results[0]
         self.results = [merged[count:]] if len(merged) > count else []
-        self.ready -= count
+        self._ready -= count
         return merged[:count]
+
+    def close(self) -> None:
+        """Drop the batches not started and wait for the running one: nothing runs after a run ends."""
+        for future in self._running:
+            future.cancel()
+        self._worker.shutdown(wait=True)
+
+    def _collect(self) -> None:
+        """Move the oldest batch's probabilities into ``results`` (waiting for it; raising its error)."""
+        probabilities = self._running.popleft().result()
+        self.results.append(probabilities)
+        self._ready += len(probabilities)
 
     def _run(self, check_cancel: Callable[[], None], full_only: bool) -> None:
         tiles = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
@@ -767,12 +803,13 @@ class _Batcher:
         count = (len(tiles) // self.batch_size) * self.batch_size if full_only else len(tiles)
         for first in range(0, count, self.batch_size):
             check_cancel()
+            while len(self._running) >= BATCHES_IN_FLIGHT:
+                self._collect()
             part = slice(first, first + self.batch_size)
             if statistics is None:
-                self.results.append(self.model.predict(tiles[part]))
+                self._running.append(self._worker.submit(self.model.predict, tiles[part]))
             else:  # an adapted model: its head also reads the tiles' band statistics
-                self.results.append(self.model.predict(tiles[part], statistics[part]))
-        self.ready += count
+                self._running.append(self._worker.submit(self.model.predict, tiles[part], statistics[part]))
         rest = tiles[count:]
         self.pending = [rest] if len(rest) else []
         self.pending_statistics = [statistics[count:]] if statistics is not None and len(rest) else []

@@ -326,7 +326,10 @@ def _without_zeros(info: RasterInfo, bands: list[int], values: np.ndarray) -> tu
     Such pixels are nodata to the run (``pipeline.read_strip``): a mosaic's gap, an export's fill.
     They are left out of the statistics too, so that a gap does not stretch the scaling.
     """
-    zero = ~values[: len(bands)].any(axis=0)
+    # Band by band: ``any(axis=0)`` across the bands of the column-major sample is ten times slower.
+    zero = values[0] == 0
+    for band_values in values[1 : len(bands)]:
+        zero &= band_values == 0
     if not zero.any():
         return values, ()
     warning = (
@@ -914,11 +917,18 @@ def sample_values(source: RasterSource, bands: list[int], within: Bounds | None 
 def _valid_samples(source: RasterSource, bands: list[int], extent: Bounds) -> list[np.ndarray]:
     """The valid, finite values of each sampled block of ``extent``; blocks without any left out."""
     # Non-finite values are nodata whatever the source says: one NaN would make every statistic NaN.
-    samples = [
-        block.data[:, block.valid & finite_pixels(block.data)].astype(np.float64)
-        for block in _sample_blocks(source, bands, extent)
-    ]
+    samples = [_valid_values(block) for block in _sample_blocks(source, bands, extent)]
     return [s for s in samples if s.shape[1]]
+
+
+def _valid_values(block) -> np.ndarray:
+    """The block's values (bands, N) at its valid, finite pixels, as float64."""
+    keep = block.valid & finite_pixels(block.data)
+    if keep.all():
+        # What the boolean index below gives, without its cost: the same values in the same
+        # column-major layout, so that the statistics of the sample add up in the same order.
+        return block.data.reshape(len(block.data), -1).astype(np.float64, order="F")
+    return block.data[:, keep].astype(np.float64)
 
 
 def percentile_ranges(values: np.ndarray, common: bool) -> tuple[tuple[float, ...], tuple[float, ...]]:

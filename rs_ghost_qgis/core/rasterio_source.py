@@ -21,7 +21,7 @@ import numpy as np
 import rasterio
 from osgeo import gdal
 from rasterio.dtypes import dtype_rev, typename_fwd
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.transform import from_bounds
 from rasterio.vrt import WarpedVRT
@@ -86,6 +86,8 @@ class RasterioSource:
             raise
         self._scaled = is_scaled(self._info.scales, self._info.offsets)
         self._has_alpha = ColorInterp.alpha in self._dataset.colorinterp
+        # Every band without nodata, alpha or mask (GDAL's GMF_ALL_VALID): reads skip the masks.
+        self._all_valid = all(flags == [MaskFlags.all_valid] for flags in self._dataset.mask_flag_enums)
         transform = self._dataset.transform
         self._rectilinear = transform.b == 0 and transform.d == 0 and transform.e < 0
 
@@ -147,6 +149,9 @@ class RasterioSource:
         resampling = _resampling(sx, sy, window)
         shape = (len(bands), y1 - y0, x1 - x0)
         data[:, y0:y1, x0:x1] = ds.read(bands, window=window, out_shape=shape, resampling=resampling)
+        if self._all_valid:  # no nodata, alpha or mask: GDAL's masks would be 255 everywhere
+            valid[y0:y1, x0:x1] = True
+            return Block(data, valid)
         masks = ds.read_masks(bands, window=window, out_shape=shape, resampling=resampling)
         # Like GDAL's warper, a pixel is nodata only when every band says so.
         valid[y0:y1, x0:x1] = np.any(masks >= 128, axis=0)

@@ -415,6 +415,10 @@ def _gdal_call(method, *args) -> None:
     _gdal_check(method(*args))
 
 
+# The setters osgeo's Feature.SetField calls for these exact types (a bool, a numpy number: SetField).
+_SETTERS = {int: ogr.Feature.SetFieldInteger64, str: ogr.Feature.SetFieldString}
+
+
 class GeoPackageSink:
     """Writes tiles to a one-layer GeoPackage; ``metadata`` is stored on the layer."""
 
@@ -459,16 +463,19 @@ class GeoPackageSink:
     def add(self, tiles: list[TileRecord]) -> None:
         """Append features; commits every COMMIT_EVERY features to keep the journal small."""
         definition = self._layer.GetLayerDefn()
+        # The hot path's writer: one WKB conversion per batch, and the typed setters (what
+        # SetField picks for an int or a str, without its dispatch); other values go through SetField.
+        geometries = shapely.to_wkb([tile.geometry for tile in tiles], flavor="iso")
         try:
             with _quiet_gdal():  # GDAL's message goes into the error raised, not onto stderr
-                for tile in tiles:
+                for tile, wkb in zip(tiles, geometries):
                     feature = ogr.Feature(definition)
-                    feature.SetGeometry(ogr.CreateGeometryFromWkb(tile.wkb))
+                    feature.SetGeometryDirectly(ogr.CreateGeometryFromWkb(wkb))
                     for index, value in enumerate(tile.attributes):
                         if value is None:
                             feature.SetFieldNull(index)
                         else:
-                            feature.SetField(index, value)
+                            _SETTERS.get(type(value), ogr.Feature.SetField)(feature, index, value)
                     _gdal_call(self._layer.CreateFeature, feature)
                 self._count += len(tiles)
                 self._pending += len(tiles)

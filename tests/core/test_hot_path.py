@@ -1,0 +1,149 @@
+"""The hot path's shortcuts (issue 31) give what the plain code gave: same outputs, same samples, no stray thread."""
+
+import threading
+
+import numpy as np
+import pytest
+import shapely
+from osgeo import gdal, ogr
+
+from rs_ghost_qgis.core import pipeline
+from rs_ghost_qgis.core.crs import to_wkt
+from rs_ghost_qgis.core.errors import ModelError
+from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
+from rs_ghost_qgis.core.radiometry import _valid_values, _without_zeros, sample_values
+from rs_ghost_qgis.core.rasterio_source import RasterioSource
+from rs_ghost_qgis.core.sinks import FieldSpec, GeoPackageSink, TileRecord
+from rs_ghost_qgis.core.source import Block
+from tests.core.engine_data import ORIGIN, class_pattern, write_raster
+
+PATTERN = np.array([[0, 0, 1, 1, 2], [0, 2, 2, 1, 0], [2, 2, 1, 1, 1], [0, 1, 2, 0, 2]])  # 4 x 5 tiles of 32 px
+
+
+def _run(raster, model, folder, **options):
+    options = ClassifyOptions(
+        model_path=str(model), out_vector=str(folder / "t.gpkg"), out_raster=str(folder / "c.tif"), **options
+    )
+    with RasterioSource(raster) as source:
+        return classify(source, options)
+
+
+def _layer(path):
+    dataset = ogr.Open(str(path))
+    return [(f.GetFID(), f.items(), bytes(f.GetGeometryRef().ExportToIsoWkb())) for f in dataset.GetLayer(0)]
+
+
+def _predict_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("rs_ghost_predict")]
+
+
+@pytest.mark.parametrize("stride", [None, 16])
+def test_batches_on_the_inference_thread_keep_every_output_in_order(tiny_model, tmp_path, stride):
+    # Batch 1 keeps BATCHES_IN_FLIGHT batches queued behind the running one; 3 splits strips; 64 is one batch.
+    raster = write_raster(tmp_path / "r.tif", class_pattern(PATTERN, 32))
+    outputs = []
+    for batch in (1, 3, 64):
+        folder = tmp_path / f"b{batch}"
+        result = _run(raster, tiny_model, folder, batch_size=batch, stride=stride)
+        classes = gdal.Open(str(folder / "c.tif")).ReadAsArray()
+        outputs.append((_layer(folder / "t.gpkg"), classes, result.areas))
+    assert outputs[0][0] == outputs[1][0] == outputs[2][0]
+    assert all(np.array_equal(outputs[0][1], other[1]) for other in outputs[1:])
+    assert outputs[0][2] == outputs[1][2] == outputs[2][2]
+    top = [items["class_id"] for _, items, _ in outputs[0][0]]
+    assert (stride is None) <= (top == PATTERN.ravel().tolist())  # tile order: rows, then columns
+
+
+def test_no_inference_thread_outlives_a_run_that_worked_or_failed(tiny_model, tmp_path):
+    from tests.tiny_model import pooled_model, tiny_card
+
+    raster = write_raster(tmp_path / "r.tif", class_pattern(PATTERN, 32))
+    _run(raster, tiny_model, tmp_path / "ok", batch_size=1)
+    assert _predict_threads() == []
+    broken = pooled_model(tmp_path / "sqrt.onnx", tiny_card(), sqrt=True)  # NaN for dark tiles
+    dark = np.full((3, 64, 160), 250, np.uint8)
+    dark[:, 32:] = 10
+    with pytest.raises(ModelError, match="outputs NaN or infinite values"):
+        _run(write_raster(tmp_path / "dark.tif", dark), broken, tmp_path / "bad", batch_size=1)
+    assert _predict_threads() == []
+    assert not (tmp_path / "bad").exists() or list((tmp_path / "bad").iterdir()) == []
+
+
+def test_a_batch_error_is_raised_in_the_callers_thread_and_later_batches_do_not_run(tiny_model, tmp_path):
+    calls = []
+
+    class Failing:
+        card = type("Card", (), {"num_classes": 3})()
+
+        def predict(self, batch):
+            calls.append(len(batch))
+            raise ModelError("broken batch")
+
+    batcher = pipeline._Batcher(Failing(), 2)
+    try:
+        with pytest.raises(ModelError, match="broken batch"):
+            batcher.put(np.zeros((6, 3, 4, 4), np.float32), lambda: None)  # three batches of 2
+            batcher.flush(lambda: None)
+    finally:
+        batcher.close()
+    assert calls[0] == 2 and len(calls) <= pipeline.BATCHES_IN_FLIGHT
+
+
+def test_sampled_values_are_those_of_the_boolean_index_in_the_same_layout():
+    data = np.random.default_rng(0).integers(0, 3000, (4, 30, 50)).astype(np.uint16)
+    valid = np.ones((30, 50), bool)
+    for keep in (valid, valid & (np.arange(50) % 3 > 0)):
+        plain = data[:, keep].astype(np.float64)
+        fast = _valid_values(Block(data, keep))
+        assert np.array_equal(fast, plain) and fast.strides == plain.strides
+    # The statistics of the sample add up in the layout's order: the means come out bit for bit the same.
+    plain = data[:, valid].astype(np.float32)
+    fast = _valid_values(Block(data, valid)).astype(np.float32)
+    assert np.array_equal(fast.mean(axis=1), plain.mean(axis=1))
+
+
+def test_zero_pixels_are_those_zero_in_every_band():
+    values = np.array([[0, 0, 5, 0, np.nan], [0, 3, 0, 0, 0], [0, 0, 0, 7, 0], [9, 9, 9, 9, 9]], dtype=np.float64)
+
+    class Info:
+        name = "r"
+
+    kept, warnings = _without_zeros(Info(), [1, 2, 3], values)
+    assert np.array_equal(kept, values[:, 1:], equal_nan=True)  # column 0 is 0 in bands 1-3; band 4 is not read
+    assert "20.0% of the sampled pixels" in warnings[0]
+
+
+def test_sample_of_a_raster_without_masks_and_of_one_with_nodata(tmp_path):
+    data = class_pattern(PATTERN, 32)
+    plain = write_raster(tmp_path / "plain.tif", data)
+    holed = data.copy()
+    holed[:, :10, :10] = 0
+    with_nodata = write_raster(tmp_path / "nodata.tif", holed, nodata=0)
+    with RasterioSource(plain) as source:
+        assert sample_values(source, [1, 2, 3]).shape == (3, data.shape[1] * data.shape[2])
+        # A window sticking out of the raster: only its pixels on the raster are valid.
+        x0, y0 = ORIGIN
+        block = source.read((x0 - 100, y0 - 200, x0 + 100, y0 + 100), source.info.crs_wkt, 20, 30, [1])
+        assert block.valid[:10].sum() == 0 and block.valid[:, :10].sum() == 0 and block.valid[10:, 10:].all()
+    with RasterioSource(with_nodata) as source:
+        assert sample_values(source, [1, 2, 3]).shape == (3, data.shape[1] * data.shape[2] - 100)
+
+
+def test_geopackage_sink_writes_each_kind_of_value_as_given(tmp_path):
+    fields = [FieldSpec("i", "int"), FieldSpec("s", "str"), FieldSpec("f", "float"), FieldSpec("n", "float")]
+    fields += [FieldSpec("b", "int"), FieldSpec("g", "float")]
+    records = [
+        TileRecord(shapely.box(0, 0, 10, 10), [7, "Forest", 0.12345, None, True, 0.5]),
+        TileRecord(shapely.box(10, 0, 20, 10), [None, "nodata", None, 1.5, False, 2.25]),
+    ]
+    sink = GeoPackageSink(tmp_path / "t.gpkg", "tiles", "", {"k": "v"})
+    sink.open(fields, to_wkt("EPSG:32633"))
+    sink.add(records)
+    sink.add([])
+    sink.commit()
+    written = _layer(tmp_path / "t.gpkg")
+    assert [items for _, items, _ in written] == [
+        {"i": 7, "s": "Forest", "f": 0.12345, "n": None, "b": 1, "g": 0.5},
+        {"i": None, "s": "nodata", "f": None, "n": 1.5, "b": 0, "g": 2.25},
+    ]
+    assert [wkb for _, _, wkb in written] == [shapely.to_wkb(r.geometry, flavor="iso") for r in records]
