@@ -11,7 +11,7 @@ from rs_ghost_qgis.core import pipeline
 from rs_ghost_qgis.core.crs import to_wkt
 from rs_ghost_qgis.core.errors import ModelError
 from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
-from rs_ghost_qgis.core.radiometry import _valid_values, _without_zeros, sample_values
+from rs_ghost_qgis.core.radiometry import _per_band, _valid_values, _without_zeros, sample_values
 from rs_ghost_qgis.core.rasterio_source import RasterioSource
 from rs_ghost_qgis.core.sinks import FieldSpec, GeoPackageSink, TileRecord
 from rs_ghost_qgis.core.source import Block
@@ -100,6 +100,15 @@ def test_sampled_values_are_those_of_the_boolean_index_in_the_same_layout():
     plain = data[:, valid].astype(np.float32)
     fast = _valid_values(Block(data, valid)).astype(np.float32)
     assert np.array_equal(fast.mean(axis=1), plain.mean(axis=1))
+
+
+def test_band_minima_and_maxima_are_those_of_the_whole_array():
+    sample = np.asfortranarray(np.random.default_rng(1).normal(500, 300, (4, 999)))
+    sample[2, 7] = np.nan
+    for reduce in (np.min, np.max):
+        for values in (sample, sample[:3], sample.astype(np.float32), np.zeros((0, 5))):
+            fast, plain = _per_band(values, reduce), reduce(values, axis=1)
+            assert np.array_equal(fast, plain, equal_nan=True) and fast.dtype == plain.dtype
 
 
 def test_zero_pixels_are_those_zero_in_every_band():
