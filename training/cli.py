@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 
 from rs_ghost_qgis.core import atomic
-from rs_ghost_qgis.core.errors import RsGhostError
+from rs_ghost_qgis.core.errors import OutputError, RsGhostError
+from rs_ghost_qgis.core.options import face_message
+from rs_ghost_qgis.core.outputs import check_not_input
 from rs_ghost_qgis.core.runtime import load_model
 from training import distributed, l2a
 from training.checkpoint import (
@@ -504,6 +506,12 @@ def _spectral_check(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    if args.out:  # before any folder is read: the table may not land in, or on, what it summarises
+        inputs = {f"evaluation folder #{number}": folder for number, folder in enumerate(args.folders, 1)}
+        try:
+            check_not_input(args.out, "the table (--out)", inputs)
+        except OutputError as error:
+            raise OutputError(face_message(error, "cli")) from None
     table = results_table([Path(folder) for folder in args.folders])
     print(table)
     if args.out:

@@ -381,3 +381,13 @@ def test_adapt_cross_validates_by_polygon_not_by_chip():
     y = polygon % 2
     _, scores = _fit(_Chips(features, polygon), y, 2, 1, "features", 4)
     assert scores["cv_accuracy"] < 0.8, scores
+
+
+def test_report_never_writes_its_table_into_a_folder_it_summarises(tmp_path, capsys):
+    folder = tmp_path / "evaluation"
+    folder.mkdir()
+    (folder / "metrics.json").write_text("{}")
+    assert training_cli.main(["report", str(folder), "--out", str(folder / "table.md")]) == 2
+    error = capsys.readouterr().err
+    assert "inside evaluation folder #1" in error and "--out" in error and len(error.strip().splitlines()) == 1
+    assert sorted(path.name for path in folder.iterdir()) == ["metrics.json"]
