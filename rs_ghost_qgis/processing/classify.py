@@ -40,7 +40,16 @@ from qgis.PyQt.QtCore import QVariant
 from .. import deps
 from ..core.errors import OutputError, RsGhostError
 from ..core.evidence import RULE_SUMMARY
-from ..core.options import PRODUCTS, SCALINGS, check_area, face_message, one_area, parse_bands, parse_stride
+from ..core.options import (
+    PRODUCTS,
+    SCALINGS,
+    check_area,
+    check_threads,
+    face_message,
+    one_area,
+    parse_bands,
+    parse_stride,
+)
 from ..qgis_io import options as qopts
 from ..qgis_io.source import QgisLayerSource, check_raster_layer, crs_from_wkt, loaded_without_statistics
 from ..qgis_io.style import add_output, next_run, shown_output, start_run, style_class_raster, style_tiles
@@ -236,8 +245,8 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
     def _check_numbers(self, parameters, context) -> None:
         """InputError naming a number parameter whose value does not parse or is out of range."""
         parse_stride(qopts.number_value(self, parameters, self.STRIDE, context, integer=True))
-        for name in (self.THREADS, self.NIR_BAND):
-            qopts.number_value(self, parameters, name, context, integer=True)
+        check_threads(qopts.number_value(self, parameters, self.THREADS, context, integer=True))
+        qopts.number_value(self, parameters, self.NIR_BAND, context, integer=True)
         for name in (self.OFFSET, self.MIN_CONFIDENCE):
             qopts.number_value(self, parameters, name, context)
 
@@ -277,7 +286,13 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         try:
             return self._classify(self._source, parameters, context, feedback)
         except RsGhostError as error:
-            raise QgsProcessingException(face_message(error, "processing")) from None
+            message = face_message(error, "processing")
+        # QGIS 3.22 never frees the exception a Python algorithm raises, nor the frames in its
+        # traceback: a feedback named there kept a batch's "Batch Processing" progress task alive
+        # after a cancel, and QGIS could not quit. Raised outside the except block (no engine
+        # frames chained) and with the feedback's name dropped, nothing leads back to it.
+        del feedback, context, parameters
+        raise QgsProcessingException(message)
 
     def _check_not_inputs(self, parameters, context) -> None:
         """No output may be a file the run reads (core/outputs.py), though Processing may replace an output."""

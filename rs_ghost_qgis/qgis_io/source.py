@@ -61,6 +61,8 @@ if hasattr(Qgis, "Int8"):  # QGIS 3.30 and later (GDAL 3.7's Int8); earlier ones
     _NUMPY_TYPES[Qgis.Int8] = np.int8
 _COLOR_TYPES = (Qgis.ARGB32, Qgis.ARGB32_Premultiplied)
 _BAND_PREFIX = re.compile(r"^Band \d+:?\s*")
+# A VRT's source files: <SourceFilename relativeToVRT="1">a.tif</SourceFilename>.
+_VRT_SOURCE = re.compile(r'<SourceFilename[^>]*relativeToVRT="([01])"[^>]*>([^<]+)</SourceFilename>')
 # Colour interpretations that name what a band holds when it has no description, as the
 # rasterio source names them: a palette band is refused with the way to expand it (radiometry).
 _NAMED_COLOURS = {
@@ -289,7 +291,7 @@ class QgisLayerSource:
             # thread's) tells both. Read as nodata, the run would succeed on garbage.
             failed = block is None or not block.isValid() or gdal.GetLastErrorType() >= gdal.CE_Failure
             if failed and not self._info.web:
-                raise unreadable_block(self._info, bounds, crs_wkt, _last_gdal_error(band))
+                raise unreadable_block(self._info, bounds, crs_wkt, _last_gdal_error(band, self._info.path))
             if not failed and block.isEmpty() and not self._is_outside(bounds, crs_wkt):
                 raise _empty_read(self._info)
             return _decode_block(block, width, height, dtype or self._band_dtype(band))
@@ -425,10 +427,36 @@ def _gdal_metadata(dataset) -> dict[str, str]:
     return items
 
 
-def _last_gdal_error(band: int) -> str:
-    """Why the read of ``band`` failed, as GDAL said it in this thread (QGIS only logs it)."""
+def _last_gdal_error(band: int, path: str = "") -> str:
+    """Why the read of ``band`` failed, as GDAL said it in this thread (QGIS only logs it).
+
+    GDAL may have said it earlier, when it opened the file (a VRT whose source is gone, once
+    another VRT has been read in this process): then the VRT's missing sources say it.
+    """
     message = gdal.GetLastErrorMsg().strip()
-    return message or f"the QGIS data provider returned an invalid block for band {band}"
+    if message:
+        return message
+    missing = _missing_sources(path)
+    if missing:
+        return "; ".join(f"{name}: No such file or directory" for name in missing[:3])
+    return f"the QGIS data provider returned an invalid block for band {band}"
+
+
+def _missing_sources(path: str) -> list[str]:
+    """The source files a VRT file refers to that do not exist ([] for any other raster)."""
+    if not path.lower().endswith(".vrt") or not os.path.isfile(path):
+        return []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as stream:
+            text = stream.read()
+    except OSError:
+        return []
+    missing = []
+    for relative, name in _VRT_SOURCE.findall(text):
+        source = os.path.join(os.path.dirname(path), name) if relative == "1" else name
+        if not source.startswith("/vsi") and not os.path.exists(source) and source not in missing:
+            missing.append(source)
+    return missing
 
 
 def _decode_block(block, width: int, height: int, dtype):

@@ -164,10 +164,18 @@ def test_an_unreadable_mask_and_a_shapefile_without_shx_are_named(qgis_app, prov
     assert "has no m.shx beside it" in _refusal(scene, tiny_model, MASK=str(shp))
 
 
-def test_a_negative_stride_is_refused_in_the_plugins_words(qgis_app, provider, scene, tiny_model):
-    assert "STRIDE must be 0 (the tile size) or a positive number of model pixels, not -4" in _refusal(
-        scene, tiny_model, STRIDE="-4"
-    )
+@pytest.mark.parametrize(
+    ("parameter", "value", "words"),
+    [
+        ("STRIDE", "-4", "STRIDE must be 0 (the tile size) or a positive number of model pixels, not -4"),
+        ("THREADS", "-2", "THREADS must be positive (or 0 for all cores), not -2."),
+    ],
+)
+def test_negative_numbers_are_refused_in_the_plugins_words(
+    qgis_app, provider, scene, tiny_model, parameter, value, words
+):
+    text = _refusal(scene, tiny_model, **{parameter: value})
+    assert words in text and "Incorrect parameter value" not in text
 
 
 @pytest.mark.parametrize(("value", "shown"), [("abc", "'abc'"), ("2.5", "2.5")])
@@ -176,3 +184,16 @@ def test_train_refuses_epochs_that_do_not_parse(qgis_app, provider, tmp_path, va
         _run("rsghost:train", {"DATA": str(tmp_path), "EPOCHS": value, "OUTPUT": str(tmp_path / "out")})
     assert f"EPOCHS must be a whole number, not {shown}." in str(caught.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_vrt_source_gone_is_named_after_another_vrt_was_read(qgis_app, provider, scene, tiny_model, tmp_path):
+    # Once a VRT has been read in the process, GDAL tells a missing source when the VRT opens, not at the read.
+    first = tmp_path / "first.vrt"
+    gdal.BuildVRT(str(first), [str(scene)])
+    assert _classify(first, tiny_model)["TILES_CLASSIFIED"] == 9
+    source = write_raster(tmp_path / "gone.tif", class_pattern(PATTERN, 32))
+    orphan = tmp_path / "orphan.vrt"
+    gdal.BuildVRT(str(orphan), [str(source)])
+    source.unlink()
+    text = _refusal(orphan, tiny_model, OUTPUT_VECTOR=str(tmp_path / "o.gpkg"))
+    assert f"Cannot read the block of {orphan}" in text and "gone.tif: No such file or directory" in text
