@@ -19,6 +19,7 @@ from pathlib import Path
 
 import onnx
 
+from rs_ghost_qgis.core import atomic
 from rs_ghost_qgis.core.modelcard import ModelCard
 from training.export import embed_card
 
@@ -26,20 +27,26 @@ MODELS = Path(__file__).resolve().parent.parent / "resources" / "models"
 
 
 def ship(model: Path, status: str) -> Path:
-    """Copy ``model`` with ``status`` on its card into resources/models and make it the default."""
+    """Copy ``model`` with ``status`` on its card into resources/models and make it the default.
+
+    Every file is written under a temporary name and renamed into place, and the earlier bundled
+    models are removed only once the new one and default.txt are complete: a failed copy leaves
+    the package with its previous model, never with none or half a one.
+    """
     graph = onnx.load(str(model))
     card = ModelCard.from_metadata({p.key: p.value for p in graph.metadata_props}, source=str(model))
     card = dataclasses.replace(card, training={**card.training, "status": status})
     embed_card(model, card)
-    model.with_suffix(".md").write_text(card.to_markdown(), encoding="utf-8")
+    atomic.write_text(model.with_suffix(".md"), card.to_markdown())
+    target = MODELS / model.name
+    for source, destination in ((model, target), (model.with_suffix(".md"), target.with_suffix(".md"))):
+        with atomic.atomic_path(destination) as tmp:
+            shutil.copyfile(source, tmp)
+    atomic.write_text(MODELS / "default.txt", model.name + "\n")
     for old in MODELS.glob("*.onnx"):
         if old.name != model.name:
             old.unlink()
             old.with_suffix(".md").unlink(missing_ok=True)
-    target = MODELS / model.name
-    shutil.copyfile(model, target)
-    shutil.copyfile(model.with_suffix(".md"), target.with_suffix(".md"))
-    (MODELS / "default.txt").write_text(model.name + "\n", encoding="utf-8")
     return target
 
 

@@ -130,14 +130,19 @@ def _trace(model: torch.nn.Module, sample: torch.Tensor, path: Path) -> None:
 
 
 def embed_card(path: Path, card: ModelCard) -> None:
-    """Replace the metadata_props of the ONNX file at ``path`` with ``card``."""
+    """Replace the metadata_props of the ONNX file at ``path`` with ``card``.
+
+    The file is rewritten through a temporary beside it and renamed into place: a crash or a full
+    disk leaves the model as it was, never half a model.
+    """
     graph = onnx.load(str(path))
     del graph.metadata_props[:]
     for key, value in card.to_metadata().items():
         graph.metadata_props.add(key=key, value=value)
     graph.producer_name = "rs_ghost_qgis training"
     onnx.checker.check_model(graph)
-    onnx.save(graph, str(path), save_as_external_data=False)
+    with atomic.atomic_path(path) as tmp:
+        onnx.save(graph, str(tmp), save_as_external_data=False)
 
 
 def _check_against_torch(model: torch.nn.Module, sample: torch.Tensor, path: Path) -> None:

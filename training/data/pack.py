@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,18 +110,37 @@ def unpack(folder: str | Path, out: str | Path) -> Path:
     stamp = target.with_name(first.name + ".sha256")
     if target.is_dir() and stamp.is_file() and stamp.read_text().strip() == first.sha256:
         return target
-    partial = target.with_name(first.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    names = []
-    for part in parts:
-        names += _extract(part.path, partial)
-    if folder_sha256(partial, names) != first.sha256:
-        shutil.rmtree(partial)
-        raise DataError(f"the pack in {folder} does not reproduce the folder it was made from; pack it again.")
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(partial, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A unique hidden sibling per writer: two unpacks never write into one folder.
+    partial = Path(tempfile.mkdtemp(prefix=f".{first.name}.", suffix=".partial", dir=target.parent))
+    try:
+        names = []
+        for part in parts:
+            names += _extract(part.path, partial)
+        if folder_sha256(partial, names) != first.sha256:
+            raise DataError(f"the pack in {folder} does not reproduce the folder it was made from; pack it again.")
+        stamp.unlink(missing_ok=True)  # the stamp vouches for the new folder only once it is in place
+        _swap_in(partial, target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     write_text(stamp, first.sha256 + "\n")
     return target
+
+
+def _swap_in(folder: Path, target: Path) -> None:
+    """Move ``folder`` to ``target``: an earlier ``target`` is renamed aside first and removed last,
+    so at every moment ``target`` is either the old folder or the new one, never a half-deleted one."""
+    old = target.with_name(f".{target.name}.{os.getpid()}.old")
+    shutil.rmtree(old, ignore_errors=True)  # left by a run of a process with this id that died
+    if target.exists():
+        os.replace(target, old)
+    try:
+        os.replace(folder, target)
+    except OSError:
+        if old.exists() and not target.exists():
+            os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _group_by_size(root: Path, names: list[str], budget: int) -> list[list[str]]:
