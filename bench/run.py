@@ -6,7 +6,12 @@ every contender alike):
    pipeline records the exact batches it feeds the model; "ORT alone" is a plain loop that
    creates a session with the same settings and replays them. End to end = the in-process
    pipeline (model load and checks, reading, scaling, inference, GeoPackage + GeoTIFF), and
-   the command line as a new process (adds Python start-up and imports, about 0.5 s).
+   the command line as a new process (adds Python start-up and imports, about 0.5 s). Goals,
+   in process: <= 1.10 on 2048 x 2048 px, <= 1.5 on the Demmin scene (24 tiles, where the
+   fixed costs weigh most). The pipeline runs inference on a worker thread while it reads and
+   writes; on a machine loaded by other jobs that extra thread can win it more CPU than the
+   plain loop gets, so a ratio near or below 1 there says little: quote quiet runs.
+   ``--ratios-only`` runs just this row, both rasters (about a minute).
 2. G-Ghost student vs VGG-16 teacher throughput on the same tiles (random weights; the
    speed does not depend on them).
 3. Peak RSS of the command line on two raster sizes up to 20,000 x 20,000 px: flat means
@@ -64,6 +69,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads for rows 1-3 (2)")
     parser.add_argument("--many-only", action="store_true", help="only the classify-many rows (row 5)")
     parser.add_argument("--adapt-only", action="store_true", help="only the adaptation row (row 6)")
+    parser.add_argument("--ratios-only", action="store_true", help="only end to end / ORT, both rasters (row 1)")
     args = parser.parse_args()
     quick = args.quick
     size = args.large_size or (512 if quick else 2048)
@@ -81,11 +87,15 @@ def main() -> int:
         if args.adapt_only:
             return _print_rows(_adapt_rows(model, work, repeats, args.threads), started)
         large = _textured_raster(work / f"large_{size}.tif", size)
-        rows += _ort_vs_end_to_end(f"generated {size}x{size} uint8", large, model, work, repeats, args.threads)
+        rows += _ort_vs_end_to_end(f"generated {size}x{size} uint8", large, model, work, repeats, args.threads, 1.10)
         if DEMMIN.is_file():
-            rows += _ort_vs_end_to_end("Demmin scene (EPSG:4326, uint16)", DEMMIN, model, work, repeats, args.threads)
+            rows += _ort_vs_end_to_end(
+                "Demmin scene (EPSG:4326, uint16)", DEMMIN, model, work, repeats, args.threads, 1.5
+            )
         else:
             rows.append(("Demmin scene", "skipped", f"{DEMMIN} not found"))
+        if args.ratios_only:
+            return _print_rows(rows, started)
         rows += _adapt_rows(model, work, repeats, args.threads)
         rows += _student_vs_teacher(large, model, work, repeats, args.threads, 64 if quick else 256)
         rows += _peak_rss(work, rss_sizes)
@@ -240,7 +250,7 @@ def _ort_seconds(model: Path, batches: list[np.ndarray], count: int, threads: in
     return time.perf_counter() - started
 
 
-def _ort_vs_end_to_end(label, raster, model, work, repeats, threads):
+def _ort_vs_end_to_end(label, raster, model, work, repeats, threads, goal):
     with _Recorder() as recorder:
         _pipeline_seconds(raster, model, work, threads)
     tiles = sum(len(b) for b in recorder.batches) if recorder.count <= RECORD_BATCHES else None
@@ -263,7 +273,7 @@ def _ort_vs_end_to_end(label, raster, model, work, repeats, threads):
         (
             f"{label}: end to end / ORT (pipeline in process)",
             f"{pipeline_ratio:.3f}",
-            f"{pipeline:.2f} s; goal <= 1.15",
+            f"{pipeline:.2f} s; goal <= {goal:g}",
         ),
         (
             f"{label}: end to end / ORT (CLI, new process)",

@@ -1,9 +1,10 @@
 """The one classification pipeline behind the command line, the QGIS task and Processing.
 
 Strips of tiles are read from a RasterSource (one read per run of neighbouring tiles in a
-grid row), scaled, batched through onnxruntime, and streamed to the outputs: tile features
-as each batch finishes, class-map rows as soon as no later tile can touch them. Memory is
-bounded by one strip, one batch and ``tile_size / stride`` rows of the class map, whatever
+grid row), scaled, batched through onnxruntime on a worker thread (reading and writing go on
+while a batch runs), and streamed to the outputs in reading order: tile features as each batch
+finishes, class-map rows as soon as no later tile can touch them. Memory is bounded by one
+strip, BATCHES_IN_FLIGHT batches and ``tile_size / stride`` rows of the class map, whatever
 the raster size.
 """
 
@@ -55,6 +56,7 @@ from .sinks import (
     publish_all,
     tile_fields,
 )
+from .source import Block
 
 __all__ = ["Area", "AreaRow", "ClassMap", "ClassifyOptions", "ClassifyResult", "classify"]
 
@@ -679,8 +681,12 @@ def read_strip(
     width = (end - start - 1 + n) * px
     extra = [evidence_bands.green, evidence_bands.red, evidence_bands.nir] if evidence_bands else []
     bands = list(radiometry.bands) + list(range(1, stat_bands + 1)) + extra
-    block = source.read(grid.run_bounds(row, start, end), grid.crs_wkt, width, size, bands)
-    _check_block(source.info, block, (len(bands), size, width))
+    # Each band is read once: the evidence's green and red feed the model too, and a warp costs per band.
+    distinct = list(dict.fromkeys(bands))
+    block = source.read(grid.run_bounds(row, start, end), grid.crs_wkt, width, size, distinct)
+    _check_block(source.info, block, (len(distinct), size, width))
+    if len(distinct) < len(bands):
+        block = Block(block.data[[distinct.index(band) for band in bands]], block.valid)
     channels = len(radiometry.bands)
     data = radiometry.normalise(block.data[:channels])  # (C, size, width)
     # Zero in every band is no reflectance or colour anywhere: a mosaic's gap or an export's fill

@@ -5,10 +5,11 @@ import threading
 import numpy as np
 import pytest
 import shapely
+import shapely.affinity
 from osgeo import gdal, ogr
 
 from rs_ghost_qgis.core import pipeline
-from rs_ghost_qgis.core.crs import to_wkt
+from rs_ghost_qgis.core.crs import to_wkt, transform_geometry
 from rs_ghost_qgis.core.errors import ModelError
 from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
 from rs_ghost_qgis.core.radiometry import _per_band, _valid_values, _without_zeros, sample_values
@@ -156,3 +157,37 @@ def test_geopackage_sink_writes_each_kind_of_value_as_given(tmp_path):
         {"i": None, "s": "nodata", "f": None, "n": 1.5, "b": 0, "g": 2.25},
     ]
     assert [wkb for _, _, wkb in written] == [shapely.to_wkb(r.geometry, flavor="iso") for r in records]
+
+
+@pytest.mark.parametrize("crs", ["EPSG:32633", "EPSG:4326"])
+def test_a_band_read_once_gives_what_reading_it_twice_gave(tiny_model, tmp_path, crs):
+    # read_strip reads the evidence's green and red once, though they also feed the model: this is why that is safe,
+    # on a direct read and on a warp, with nodata in every band and in near infrared alone.
+    data = np.random.default_rng(2).integers(1, 4000, (4, 120, 150)).astype(np.uint16)
+    data[:, 10:30, 20:60] = 0
+    data[3, 70:90, 90:140] = 0
+    res = 10.0 if crs == "EPSG:32633" else 9e-5
+    origin = ORIGIN if crs == "EPSG:32633" else (13.2, 53.9)
+    descriptions = ["B4 red", "B3 green", "B2 blue", "B8 nir"]  # near infrared found: green and red read for it too
+    place = {"crs": crs, "res": res, "origin": origin}
+    raster = write_raster(tmp_path / "r.tif", data, nodata=0, descriptions=descriptions, **place)
+    asked = []
+
+    class Recording(RasterioSource):
+        def read(self, bounds, crs_wkt, width, height, bands):
+            asked.append(list(bands))
+            return super().read(bounds, crs_wkt, width, height, bands)
+
+    with Recording(raster) as source:
+        grid_wkt = to_wkt("EPSG:32633")  # the raster's own CRS (a direct read) or not (a warp)
+        footprint = transform_geometry(shapely.box(*source.info.bounds), source.info.crs_wkt, grid_wkt)
+        inside = shapely.affinity.scale(footprint.envelope, 0.8, 0.8).bounds
+        twice = source.read(inside, grid_wkt, 90, 64, [1, 2, 3, 2, 1, 4])
+        once = source.read(inside, grid_wkt, 90, 64, [1, 2, 3, 4])
+        assert np.array_equal(twice.data, once.data[[0, 1, 2, 1, 0, 3]]) and np.array_equal(twice.valid, once.valid)
+        assert not twice.valid.all() and twice.valid.any()
+        asked.clear()
+        options = ClassifyOptions(model_path=str(tiny_model), out_vector=str(tmp_path / "t.gpkg"), scaling="percentile")
+        result = classify(source, options)
+    assert result.evidence.bands is not None and result.evidence.tiles_checked > 0
+    assert asked and all(len(set(bands)) == len(bands) for bands in asked)
