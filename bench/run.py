@@ -87,10 +87,10 @@ def main() -> int:
         if args.adapt_only:
             return _print_rows(_adapt_rows(model, work, repeats, args.threads), started)
         large = _textured_raster(work / f"large_{size}.tif", size)
-        rows += _ort_vs_end_to_end(f"generated {size}x{size} uint8", large, model, work, repeats, args.threads, 1.10)
+        rows += _ort_vs_end_to_end(f"generated {size}x{size} uint8", large, model, work, repeats, args.threads, "1.10")
         if DEMMIN.is_file():
             rows += _ort_vs_end_to_end(
-                "Demmin scene (EPSG:4326, uint16)", DEMMIN, model, work, repeats, args.threads, 1.5
+                "Demmin scene (EPSG:4326, uint16)", DEMMIN, model, work, repeats, args.threads, "1.5"
             )
         else:
             rows.append(("Demmin scene", "skipped", f"{DEMMIN} not found"))
@@ -273,7 +273,7 @@ def _ort_vs_end_to_end(label, raster, model, work, repeats, threads, goal):
         (
             f"{label}: end to end / ORT (pipeline in process)",
             f"{pipeline_ratio:.3f}",
-            f"{pipeline:.2f} s; goal <= {goal:g}",
+            f"{pipeline:.2f} s; goal <= {goal}",
         ),
         (
             f"{label}: end to end / ORT (CLI, new process)",
