@@ -38,7 +38,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QVariant
 
 from .. import deps
-from ..core.errors import OutputError, RsGhostError
+from ..core.errors import Cancelled, OutputError, RsGhostError
 from ..core.evidence import RULE_SUMMARY
 from ..core.options import (
     PRODUCTS,
@@ -285,14 +285,16 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         """Build the engine options from the parameters, run, style the outputs on load."""
         try:
             return self._classify(self._source, parameters, context, feedback)
+        except Cancelled as cancelled:
+            # Not raised: QGIS 3.22 never frees an exception a Python algorithm raises, and its
+            # traceback's frames reach the batch dialog's feedback, whose progress task then runs
+            # on after a cancel and keeps QGIS from quitting. A cancelled run ends as QGIS's own
+            # algorithms end, with no outputs (none were written) and the reason in the log.
+            feedback.reportError(str(cancelled), fatalError=False)
+            context.setLayersToLoadOnCompletion({})
+            return {}
         except RsGhostError as error:
-            message = face_message(error, "processing")
-        # QGIS 3.22 never frees the exception a Python algorithm raises, nor the frames in its
-        # traceback: a feedback named there kept a batch's "Batch Processing" progress task alive
-        # after a cancel, and QGIS could not quit. Raised outside the except block (no engine
-        # frames chained) and with the feedback's name dropped, nothing leads back to it.
-        del feedback, context, parameters
-        raise QgsProcessingException(message)
+            raise QgsProcessingException(face_message(error, "processing")) from None
 
     def _check_not_inputs(self, parameters, context) -> None:
         """No output may be a file the run reads (core/outputs.py), though Processing may replace an output."""

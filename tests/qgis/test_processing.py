@@ -344,8 +344,12 @@ def test_cancel_through_feedback_leaves_no_output(qgis_app, provider, tmp_path, 
         "OUTPUT_RASTER": str(tmp_path / "out" / "c.tif"),
     }
     (tmp_path / "out").mkdir()
-    with pytest.raises(QgsProcessingException, match="Cancelled"):
-        _run("rsghost:classify", parameters, QgsProcessingContext(), CancelOnProgress())
+    feedback = CancelOnProgress()
+    errors = []
+    feedback.reportError = lambda text, fatalError=False: errors.append(text)
+    result = _run("rsghost:classify", parameters, QgsProcessingContext(), feedback)
+    assert "OUTPUT_VECTOR" not in result and "TILES_CLASSIFIED" not in result  # no output, no count
+    assert any("Cancelled" in text for text in errors), errors
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
 
 
