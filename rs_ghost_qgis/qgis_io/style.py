@@ -35,9 +35,6 @@ RASTER_OPACITY = 0.65
 OUTPUT_PROPERTY = "rs_ghost_qgis/output"
 # The run number of an output within its group: the previous run is the highest one there.
 RUN_PROPERTY = "rs_ghost_qgis/run"
-# Raster names longer than this are shortened in layer names: the layer panel's default width
-# shows some 25 characters, and the group above already names the raster in full.
-NAME_CHARS = 18
 KIND_NAMES = {"tiles": "tiles", "raster": "class raster"}
 # Doubtful tiles (core/evidence.py: below the run's confidence threshold) are hatched over their
 # class colour. The hatch's legend entry is a category of its own, on a class name no tile has.
@@ -62,8 +59,9 @@ class Run:
     when: datetime = field(default_factory=datetime.now)
 
     def layer_name(self, kind: str) -> str:
-        """Short enough for the layer panel: raster, run number, stride and the kind of output."""
-        return f"{short_name(self.raster)} #{self.number} · stride {self.stride_px} px · {KIND_NAMES[kind]}"
+        """Short enough for the layer panel's default width: run number, kind of output, stride. The group
+        above names the raster and the model, the tooltip (``details``) everything."""
+        return f"#{self.number} {KIND_NAMES[kind]} · {self.stride_px} px"
 
     def details(self) -> str:
         """The layer's abstract (its tooltip in the layer panel): the full names, the time, the stride in metres."""
@@ -71,14 +69,6 @@ class Run:
             f"Raster: {self.raster}\nModel: {self.model}\nRun {self.number}, finished {self.when:%Y-%m-%d %H:%M:%S}\n"
             f"Stride: {self.stride_px} model pixels = {self.stride_px * self.gsd_m:g} m on the ground"
         )
-
-
-def short_name(name: str, limit: int = NAME_CHARS) -> str:
-    """``name`` cut in the middle to ``limit`` characters: its start and its end (often a date) stay."""
-    if len(name) <= limit:
-        return name
-    tail = (limit - 1) // 2
-    return f"{name[: limit - 1 - tail]}…{name[-tail:]}"
 
 
 def group_name(raster_name: str, model_name: str) -> str:
@@ -99,7 +89,8 @@ def class_labels(card: ModelCard, areas: Sequence | None = None) -> list[str]:
     labels = []
     for class_id, name in enumerate(card.class_names):
         row = by_id.get(class_id)
-        labels.append(f"{name}  {row.hectares:,.1f} ha ({row.percent:.1f} %)" if row and row.found else name)
+        # The percent first: a narrow layer panel cuts the end of the line, and the hectares matter less.
+        labels.append(f"{name}  {row.percent:.1f} % ({row.hectares:,.1f} ha)" if row and row.found else name)
     return labels
 
 
@@ -189,6 +180,26 @@ def start_run(project: QgsProject, run: Run, replace: bool = False) -> QgsLayerT
     return group
 
 
+def _untick_overlapping_runs(project: QgsProject, group: QgsLayerTreeGroup, shown: QgsMapLayer) -> None:
+    """Untick the RS Ghost outputs of other rasters and models that overlap ``shown``: left ticked under
+    it, their colours blend with the new run's into colours that no legend shows. Runs elsewhere on the
+    map, and the user's own layers, are left as they are."""
+    from qgis.core import QgsCoordinateTransform, QgsCsException
+
+    crs = project.crs() if project.crs().isValid() else shown.crs()
+    try:
+        area = QgsCoordinateTransform(shown.crs(), crs, project).transformBoundingBox(shown.extent())
+        for node in project.layerTreeRoot().findLayers():
+            layer = node.layer()
+            if layer is None or not layer.customProperty(OUTPUT_PROPERTY) or group.findLayer(layer.id()):
+                continue
+            other = QgsCoordinateTransform(layer.crs(), crs, project).transformBoundingBox(layer.extent())
+            if other.intersects(area):
+                node.setItemVisibilityChecked(False)
+    except QgsCsException:  # an extent that cannot be carried over: leave the other runs as they are
+        return
+
+
 def add_output(project: QgsProject, group: QgsLayerTreeGroup, layer: QgsMapLayer, run: Run, kind: str, shown: bool):
     """Put ``layer``, the ``kind`` output of ``run``, on top of ``group``: named, described, ticked if ``shown``.
 
@@ -211,6 +222,9 @@ def add_output(project: QgsProject, group: QgsLayerTreeGroup, layer: QgsMapLayer
         node = _move(node, group, position)
     node.setItemVisibilityChecked(shown)
     node.setExpanded(shown)  # the legend with hectares and percent, for the layer that is shown
+    if shown:
+        _untick_overlapping_runs(project, group, layer)
+    group.setExpanded(True)  # again once it holds the layer: the panel shows a new group as it was last set
 
 
 def shown_output(tiles: bool, raster: bool, overlapping: bool) -> str:

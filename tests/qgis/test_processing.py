@@ -111,7 +111,7 @@ def test_temporary_output_is_styled_on_load(qgis_app, provider, tmp_path, tiny_m
     layer = project.mapLayer(result["OUTPUT_VECTOR"])
     assert layer is not None and layer.featureCount() == 8
     assert isinstance(layer.renderer(), QgsCategorizedSymbolRenderer)
-    assert layer.name() == "halves #1 · stride 32 px · tiles" and "Model: tiny" in layer.abstract()
+    assert layer.name() == "#1 tiles · 32 px" and "Model: tiny" in layer.abstract()
 
 
 def test_processing_outputs_are_grouped_like_the_dialogs(qgis_app, provider, tmp_path, tiny_model, project):
@@ -134,8 +134,8 @@ def test_processing_outputs_are_grouped_like_the_dialogs(qgis_app, provider, tmp
     (tiles1, classes1), (tiles2, classes2) = runs
     assert [child.layerId() for child in group.children()] == [tiles2.id(), classes2.id(), tiles1.id(), classes1.id()]
     assert [tiles2.name(), classes1.name()] == [
-        "halves #2 · stride 16 px · tiles",
-        "halves #1 · stride 32 px · class raster",
+        "#2 tiles · 16 px",
+        "#1 class raster · 32 px",
     ]
     ticked = [group.findLayer(lyr.id()).itemVisibilityChecked() for lyr in (tiles2, classes2, tiles1, classes1)]
     assert ticked == [False, True, False, False], "stride 16 overlaps: the class raster alone; run 1 unticked"

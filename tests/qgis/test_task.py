@@ -65,8 +65,8 @@ def test_task_adds_styled_grouped_layers(qgis_app, project, tmp_path, tiny_model
     ]
     # Short names (raster, run, stride, output); the model and the time in the tooltip (abstract).
     assert (tiles.name(), classes.name()) == (
-        "halves #1 · stride 32 px · tiles",
-        "halves #1 · stride 32 px · class raster",
+        "#1 tiles · 32 px",
+        "#1 class raster · 32 px",
     )
     assert "Model: tiny" in tiles.abstract() and "32 model pixels = 320 m" in tiles.abstract()
     assert tiles.metadata().abstract() == tiles.abstract()
@@ -159,7 +159,7 @@ def test_rerun_goes_on_top_with_names_that_tell_runs_apart(qgis_app, project, tm
     assert [child.layerId() for child in group.children()] == [lyr.id() for lyr in second.layers + first.layers]
     assert {lyr.id() for lyr in first.layers + second.layers} <= set(project.mapLayers())  # moving kept them
     first_tiles, second_tiles = first.layers[0].name(), second.layers[0].name()
-    assert first_tiles == "halves #1 · stride 32 px · tiles" and second_tiles == "halves #2 · stride 16 px · tiles"
+    assert first_tiles == "#1 tiles · 32 px" and second_tiles == "#2 tiles · 16 px"
     for tiles in (first.layers[0], second.layers[0]):
         assert "Model: tiny" in tiles.abstract() and re.search(r"\d\d:\d\d:\d\d", tiles.abstract())
     assert "16 model pixels = 160 m" in second.layers[0].abstract()
@@ -187,7 +187,7 @@ def test_replace_removes_only_the_previous_run(qgis_app, project, tmp_path, tiny
     group = project.layerTreeRoot().children()[0]
     expected = [lyr.id() for lyr in third.layers + first.layers] + [mine.id()]
     assert [child.layerId() for child in group.children()] == expected
-    assert third.layers[0].name() == "halves #3 · stride 32 px · tiles"  # numbers are never reused
+    assert third.layers[0].name() == "#3 tiles · 32 px"  # numbers are never reused
     assert (tmp_path / "b" / "tiles.gpkg").is_file()  # files stay on disk
 
 
@@ -201,7 +201,8 @@ def test_a_rerun_unticks_only_the_previous_run_of_its_raster_and_model(qgis_app,
     # Stride 16 overlaps: the class raster is shown, the tiles' mesh is not; run 1 no longer blends in.
     assert _ticked(project, second.layers) == [False, True]
     assert _ticked(project, first.layers) == [False, False]
-    assert _ticked(project, elsewhere.layers) == [True, False], "another raster's run was unticked"
+    # The other raster lies under this one: its run would blend in too (issue 29), so it is unticked.
+    assert _ticked(project, elsewhere.layers) == [False, False], "another raster's run still blends in"
     root = project.layerTreeRoot()
     assert [group.name() for group in root.children()[:2]] == ["RS Ghost: halves (tiny)", "RS Ghost: other (tiny)"]
     assert all(group.isExpanded() for group in root.children()[:2])
@@ -213,7 +214,7 @@ def test_a_rerun_unticks_only_the_previous_run_of_its_raster_and_model(qgis_app,
     assert _ticked(project, first.layers) == [True, False]
 
 
-def test_long_raster_names_are_shortened_and_the_tooltip_has_the_details(qgis_app, project, tmp_path, tiny_model):
+def test_layer_names_fit_the_panel_and_the_tooltip_has_the_details(qgis_app, project, tmp_path, tiny_model):
     from qgis.core import QgsLayerTreeModel
     from qgis.PyQt.QtCore import Qt
 
@@ -221,7 +222,7 @@ def test_long_raster_names_are_shortened_and_the_tooltip_has_the_details(qgis_ap
     layer = QgsRasterLayer(str(write_geotiff(tmp_path / "long.tif", two_halves())), name)
     project.addMapLayer(layer)
     tiles, classes = _run_on(layer, tiny_model, project, tmp_path / "a").layers
-    assert tiles.name() == "sentinel2…20230603 #1 · stride 32 px · tiles"
+    assert tiles.name() == "#1 tiles · 32 px"
     assert project.layerTreeRoot().children()[0].name() == f"RS Ghost: {name} (tiny)"
     model = QgsLayerTreeModel(project.layerTreeRoot())
     tooltip = model.data(model.node2index(project.layerTreeRoot().findLayer(classes.id())), Qt.ToolTipRole)
