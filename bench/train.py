@@ -63,7 +63,7 @@ def img_per_s(model_name: str, arrays: ImageArrays, batch: int, precision, disti
     teacher = SoftLabels(torch.randn(len(arrays), VIEWS, 10).half(), {}) if distill != "none" else None
     criterion = make_criterion(distill, **({"warmup_epochs": 0.0} if distill == "dkd" else {}))
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    step = train_module._Step(model, teacher, criterion, optimizer, scheduler, scaler, stats, 64, precision)
+    step = train_module._Step(model, teacher, None, criterion, optimizer, scheduler, scaler, stats, 64, precision)
     config = train_module.StageConfig(model=model_name, out="unused", epochs=1, batch_size=batch, stage="bench")
     warm_up = ImageArrays(arrays.images[:batch], arrays.labels[:batch])
     train_module._train_epoch(step, make_loader(warm_up, batch_size=batch, train=True), config, CPU, 0)

@@ -9,8 +9,8 @@ and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import math
 import shlex
 import sys
 from pathlib import Path
@@ -33,7 +33,17 @@ from training.checkpoint import (
     model_from_checkpoint,
     resolve_gsd,
 )
-from training.data import SHIFT_PROBABILITY, DatasetSplits, load_dataset
+from training.config import (
+    check_positive,
+    check_stage,
+    distill_method,
+    field_default,
+    find_default_data,
+    load_data,
+    load_data_once,
+    run_meta,
+    stage_config,
+)
 from training.data.pack import MIB, pack_folder, unpack
 from training.evaluate import card_metrics, evaluate, load_scorer, measure_latency, save_metrics
 from training.export import ExportError, check_model_out, write_model
@@ -46,33 +56,14 @@ from training.report import results_table
 from training.soft_labels import default_path as default_soft_labels_path
 from training.train import OPTIMIZERS, StageConfig, soft_labels_for, train_stage
 
-REPO = Path(__file__).resolve().parents[1]
-# Where `run` looks for EuroSAT when no --data is given (the shared data folder beside the repo).
-DEFAULT_DATA = (REPO / ".." / "shared" / "data" / "eurosat_rgb", Path.cwd() / "data" / "eurosat_rgb")
-NO_DATA = (
-    "no training data found: pass --data PATH (make train DATA=PATH). To get EuroSAT RGB (27,000 "
-    "Sentinel-2 patches, 10 classes, MIT): download EuroSAT_RGB.zip from https://zenodo.org/records/7711810, "
-    "unzip it and pass the folder that holds the 10 class folders. Your own data: a folder with one sub-folder "
-    "of images per class (EuroSAT, AID, UC Merced, NWPU layouts; optional train.csv/validation.csv), or a "
-    "raster with labelled polygons: --data scene.tif --polygons labels.gpkg --class-field name --gsd 10. "
-    "See docs/TRAINING.md."
-)
 RECIPE_COMMANDS = ("run", "train")  # the commands that read --recipe FILE
-DISTILL_FLAGS = ("alpha", "beta", "temperature", "warmup_epochs", "ce_weight", "kd_weight")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: sys.argv[1:]), run the command and return the exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = _parser()
     try:
-        recipe = None
-        if argv and argv[0] in RECIPE_COMMANDS and recipe_path(argv):
-            recipe = read_recipe(recipe_path(argv))
-            apply_recipe(parser.commands[argv[0]], recipe)
-        args = parser.parse_args(argv)
-        args.command_line = "python -m training " + shlex.join(argv)
-        args.recipe_settings = recipe
+        args = parse_arguments(argv)
         return args.handler(args)
     except ExportError as error:  # a TrainingError too, but the exporter failed, not the request
         print(f"error: {error}", file=sys.stderr)
@@ -87,6 +78,19 @@ def main(argv: list[str] | None = None) -> int:
         distributed.stop()
 
 
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    """``argv`` parsed, a --recipe's settings as the command's defaults (flags given win)."""
+    parser = _parser()
+    recipe = None
+    if argv and argv[0] in RECIPE_COMMANDS and recipe_path(argv):
+        recipe = read_recipe(recipe_path(argv))
+        apply_recipe(parser.commands[argv[0]], recipe)
+    args = parser.parse_args(argv)
+    args.command_line = "python -m training " + shlex.join(argv)
+    args.recipe_settings = recipe
+    return args
+
+
 # ----------------------------------------------------------------------------- arguments
 
 
@@ -99,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     _training_arguments(run)
     run.add_argument("--teacher", default="vgg16_bn", help="teacher architecture (default vgg16_bn)")
     run.add_argument("--student", default="g_ghost_regnetx_040", help="student architecture")
-    run.add_argument("--distill", choices=tuple(DISTILL_DEFAULTS), default="dkd", help="none trains no teacher")
+    run.add_argument("--distill", choices=tuple(DISTILL_DEFAULTS), help="default dkd; none trains no teacher")
     run.add_argument("--teacher-epochs", type=int, help="teacher epochs (default: --epochs)")
     run.add_argument("--teacher-input-size", type=int, help="teacher input side, resized on the fly (default: data's)")
     run.add_argument("--teacher-checkpoint", help="skip stage 1 and distil from this teacher checkpoint")
@@ -114,9 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--model", required=True, help=f"architecture: {', '.join(MODEL_NAMES)}")
     train.add_argument("--input-size", type=int, help="model input side, resized on the fly (default: data's)")
     train.add_argument("--early-input-size", type=int, help="progressive resizing: train the first epochs at this side")
-    train.add_argument(
-        "--early-fraction", type=float, default=0.0, help="share of the epochs at --early-input-size (default 0)"
-    )
+    train.add_argument("--early-fraction", type=float, help="share of the epochs at --early-input-size (default 0)")
     train.add_argument("--teacher", help="teacher architecture (checked against --teacher-checkpoint)")
     train.add_argument("--teacher-checkpoint", help="teacher checkpoint (.pt) to distil from")
     train.add_argument("--distill", choices=tuple(DISTILL_DEFAULTS), help="default: dkd with a teacher, else none")
@@ -157,8 +159,8 @@ def _parser() -> argparse.ArgumentParser:
     soft = commands.add_parser("soft-labels", help="the teacher's logits for every training image and view, once")
     _data_arguments(soft, data_required=True)
     soft.add_argument("--teacher-checkpoint", required=True, help="teacher checkpoint (.pt)")
-    soft.add_argument("--batch-size", type=int, default=128)
-    soft.add_argument("--precision", choices=PRECISIONS, default="auto", help="number format (auto: bf16 if native)")
+    soft.add_argument("--batch-size", type=int, help="(default 128)")
+    soft.add_argument("--precision", choices=PRECISIONS, help="number format (default auto: bf16 if native)")
     soft.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     soft.set_defaults(handler=_soft_labels)
 
@@ -224,7 +226,7 @@ def _data_arguments(parser: argparse.ArgumentParser, *, data_required: bool, sco
         group.add_argument("--val-csv", help="CSV of the validation images")
     group.add_argument("--val-fraction", type=float, default=0.2, help="held out when no CSV gives the split")
     group.add_argument("--limit-per-class", type=int, help="at most N images per class in each split")
-    group.add_argument("--seed", type=int, default=0, help="seed for splits, initialisation and augmentation")
+    group.add_argument("--seed", type=int, help="seed for splits, initialisation and augmentation (default 0)")
     group.add_argument("--cache-dir", help="where decoded images are cached (default ./cache/datasets)")
     group.add_argument("--polygons", help="GeoPackage/Shapefile of labelled polygons over the --data raster")
     group.add_argument("--class-field", default="class", help="polygon attribute holding the class")
@@ -234,33 +236,38 @@ def _data_arguments(parser: argparse.ArgumentParser, *, data_required: bool, sco
 
 def _training_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=int, default=30, help="epochs (student in `run`; default 30)")
-    group.add_argument("--batch-size", type=int, default=128, help="batch per process (default 128)")
+    # Every default below is StageConfig's (training/train.py) or losses.DEFAULTS': the flags default
+    # to "not given" (None), and training/config.py:stage_config fills what neither they nor a recipe set.
+    group.add_argument("--epochs", type=int, help="epochs (student in `run`; default 30)")
+    group.add_argument("--batch-size", type=int, help="batch per process (default 128)")
     group.add_argument(
-        "--lr",
+        "--lr", type=float, help="peak learning rate, as it is (default: --base-lr x global batch / 256)"
+    )
+    group.add_argument(
+        "--base-lr",
         type=float,
-        help="peak learning rate (default per model x global batch / 256: G-Ghost 0.1, VGG-16-BN 0.02, VGG-16 0.01)",
+        help="peak learning rate at a global batch of 256, scaled with the batch (default per model: G-Ghost 0.1, "
+        "VGG-16-BN 0.02, VGG-16 0.01; 3e-3 with AdamW)",
     )
-    group.add_argument("--weight-decay", type=float, default=5e-4)
-    group.add_argument(
-        "--optimizer", choices=OPTIMIZERS, default="sgd", help="sgd (Nesterov momentum) or adamw (default sgd)"
-    )
+    group.add_argument("--weight-decay", type=float, help="(default 5e-4)")
+    group.add_argument("--momentum", type=float, help="SGD's Nesterov momentum (default 0.9)")
+    group.add_argument("--optimizer", choices=OPTIMIZERS, help="sgd (Nesterov momentum) or adamw (default sgd)")
     group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     group.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default="auto",
         help="number format of the training steps (auto: bf16 where the CPU or GPU computes it natively and "
         "it measures faster, else fp32; fp16 is CUDA only)",
     )
-    group.add_argument("--workers", type=int, default=0, help="data loader worker processes")
-    group.add_argument("--no-augment", action="store_true", help="no flips, turns or colour jitter")
+    group.add_argument("--workers", type=int, help="data loader worker processes (default 0)")
+    group.add_argument(
+        "--no-augment", action="store_true", default=None, help="no flips, turns or colour jitter (recipe: true/false)"
+    )
     group.add_argument(
         "--radiometric",
         type=float,
-        default=SHIFT_PROBABILITY,
         help=f"share of training images given each radiometric shift: haze, gain, gamma, blur, noise "
-        f"(0: flips and turns only; default {SHIFT_PROBABILITY})",
+        f"(0: flips and turns only; default {field_default('radiometric')})",
     )
     group.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     group.add_argument("--dropout", type=float, help="dropout before the classifier (model default otherwise)")
@@ -268,7 +275,7 @@ def _training_arguments(parser: argparse.ArgumentParser) -> None:
         "--stem-stride", type=int, choices=(1, 2), help="G-Ghost stem stride: 2 as on ImageNet, 1 for 64 px tiles"
     )
     group.add_argument(
-        "--bn-batches", type=int, default=20, help="batches that re-estimate BatchNorm statistics per epoch (0: off)"
+        "--bn-batches", type=int, help="batches that re-estimate BatchNorm statistics per epoch (0: off; default 20)"
     )
     weak = parser.add_argument_group("weak supervision from near infrared (training/weak.py)")
     weak.add_argument(
@@ -276,9 +283,11 @@ def _training_arguments(parser: argparse.ArgumentParser) -> None:
         help="unlabelled Sentinel-2 L2A patches with B08 (.npz, e.g. ../shared/data/l2a_unlabelled/"
         "patches_b02_b03_b04_b08.npz): NIR-labelled water, vegetation and dry land join every batch",
     )
-    weak.add_argument("--weak-batch", type=int, default=24, help="L2A patches added to each batch (default 24)")
-    weak.add_argument("--weak-weight", type=float, default=1.0, help="weight of their loss (default 1)")
-    distill = parser.add_argument_group("distillation (defaults: DKD alpha 1, beta 8, T 4; KD T 4, CE 0.1, KD 0.9)")
+    weak.add_argument("--weak-batch", type=int, help="L2A patches added to each batch (default 24)")
+    weak.add_argument("--weak-weight", type=float, help="weight of their loss (default 1)")
+    distill = parser.add_argument_group(
+        "distillation (defaults, losses.DEFAULTS: DKD alpha 1, beta 8, T 4, warm-up 20 epochs; KD T 4, CE 0.1, KD 0.9)"
+    )
     distill.add_argument(
         "--soft-labels",
         help="the teacher's logits file (.soft_labels.npz) to distil from without the teacher checkpoint "
@@ -287,11 +296,13 @@ def _training_arguments(parser: argparse.ArgumentParser) -> None:
     distill.add_argument("--alpha", type=float, help="DKD weight of the target-class term (TCKD)")
     distill.add_argument("--beta", type=float, help="DKD weight of the non-target-class term (NCKD)")
     distill.add_argument("--temperature", type=float, help="softmax temperature T")
-    distill.add_argument("--warmup-epochs", type=float, help="DKD ramp-up of the distillation term (default 20%%)")
+    distill.add_argument(
+        "--warmup-epochs", type=float, help="epochs over which DKD's distillation term ramps in (default 20)"
+    )
     distill.add_argument("--ce-weight", type=float, help="weight of the cross-entropy term")
     distill.add_argument("--kd-weight", type=float, help="KD weight of the distillation term")
     distill.add_argument(
-        "--label-smoothing", type=float, default=0.0, help="share of each one-hot target spread over all classes"
+        "--label-smoothing", type=float, help="share of each one-hot target spread over all classes (default 0)"
     )
 
 
@@ -319,23 +330,24 @@ def _card_arguments(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     if args.polygons and not args.data:
         raise TrainingError("--polygons labels the raster given with --data: add --data scene.tif.")
-    _check_optimiser(args)
-    args.data = args.data or _find_default_data()
-    _check_positive(args, "epochs", "teacher_epochs", "batch_size", "teacher_input_size", "tile_size", "image_size")
+    out = Path(args.out)
+    student = stage_config(args, model=args.student, out=out / "student", stage="student", distill=distill_method(args))
+    check_stage(student)
+    args.data = args.data or find_default_data()
+    check_positive(args, "epochs", "teacher_epochs", "batch_size", "teacher_input_size", "tile_size", "image_size")
     for name in (args.student, args.teacher):  # before the data, which may take minutes to load
         check_model_name(name)
     world = distributed.start(args.device)
-    data = _load_data_once(args, world, image_size=args.image_size or 64)
+    data = load_data_once(args, world, image_size=args.image_size or 64)
     gsd_m = resolve_gsd(data.class_names, args.gsd, data.summary.get("gsd_m"))  # before hours of training
-    out = Path(args.out)
-    meta = _meta(args, data, world, gsd_m)
-    if args.distill != "none" and not (args.teacher_checkpoint or args.soft_labels):
-        teacher = _stage_config(args, args.teacher, out / "teacher", "teacher", distill="none")
-        teacher.epochs = args.teacher_epochs or args.epochs
-        teacher.input_size = args.teacher_input_size
-        args.teacher_checkpoint = str(train_stage(teacher, data, world, meta).best_path)
+    meta = run_meta(args, data, world, gsd_m)
+    if student.distill != "none" and not (student.teacher_checkpoint or student.soft_labels):
+        teacher = stage_config(args, model=args.teacher, out=out / "teacher", stage="teacher", distill="none")
+        teacher = dataclasses.replace(
+            teacher, epochs=args.teacher_epochs or teacher.epochs, input_size=args.teacher_input_size
+        )
+        student.teacher_checkpoint = str(train_stage(teacher, data, world, meta).best_path)
         distributed.barrier(world)
-    student = _stage_config(args, args.student, out / "student", "student", distill=args.distill)
     result = train_stage(student, data, world, meta)
     if not world.is_main:
         return 0
@@ -349,7 +361,7 @@ def _run(args: argparse.Namespace) -> int:
         temperature=metrics["calibration"]["temperature"],
         metrics=card_metrics(metrics, _read_json(out / "evaluation" / "confusion.json")),
     )
-    onnx_path = write_model(model_from_checkpoint(state), card, out / f"{args.student}_{args.distill}.onnx")
+    onnx_path = write_model(model_from_checkpoint(state), card, out / f"{args.student}_{student.distill}.onnx")
     metrics["latency"] = measure_latency(load_scorer(onnx_path), out)
     save_metrics(metrics, out / "evaluation")
     _print_summary(out, onnx_path, metrics, state)
@@ -357,15 +369,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    _check_positive(args, "epochs", "batch_size", "input_size", "image_size", "early_input_size")
-    _check_optimiser(args)
-    if not 0.0 <= args.early_fraction < 1.0:
-        raise TrainingError(
-            f"--early-fraction {args.early_fraction} must be at least 0 and below 1: the last epochs train at the "
-            "full input size."
-        )
+    check_positive(args, "epochs", "batch_size", "input_size", "image_size", "early_input_size")
+    distill = distill_method(args)
+    stage = "teacher" if distill == "none" else "student"
+    config = stage_config(args, model=args.model, out=Path(args.out), stage=stage, distill=distill)
+    check_stage(config)
     check_model_name(args.model)
-    distill = args.distill or ("dkd" if args.teacher_checkpoint or args.soft_labels else "none")
     if args.teacher and not args.teacher_checkpoint:
         raise TrainingError(
             "`train` trains one model: give --teacher-checkpoint PATH of a trained teacher, or use "
@@ -374,11 +383,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.teacher and args.teacher != load_checkpoint(args.teacher_checkpoint)["architecture"]:
         raise TrainingError(f"--teacher {args.teacher} does not match the architecture in {args.teacher_checkpoint}.")
     world = distributed.start(args.device)
-    data = _load_data_once(args, world, image_size=args.image_size or 64)
-    config = _stage_config(args, args.model, Path(args.out), "teacher" if distill == "none" else "student", distill)
-    config.input_size = args.input_size
-    config.early_input_size, config.early_fraction = args.early_input_size, args.early_fraction
-    result = train_stage(config, data, world, _meta(args, data, world, args.gsd or data.summary.get("gsd_m")))
+    data = load_data_once(args, world, image_size=args.image_size or 64)
+    result = train_stage(config, data, world, run_meta(args, data, world, args.gsd or data.summary.get("gsd_m")))
     if world.is_main:
         print(f"best val top-1: {100 * result.best_acc:.2f}% (epoch {result.best_epoch})")
         print(f"checkpoints: {result.best_path} (best), {result.last_path} (last); logs and curves in {args.out}")
@@ -387,7 +393,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     scorer = load_scorer(args.model)
-    data = _load_data(args, image_size=args.image_size or scorer.image_size, scoring=True)
+    data = load_data(args, image_size=args.image_size or scorer.image_size, scoring=True)
     metrics = evaluate(
         scorer, data.val, data.class_names, args.out, batch_size=args.batch_size, latency=not args.no_latency
     )
@@ -421,16 +427,16 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    _check_positive(args, "calibration_images", "image_size")
+    check_positive(args, "calibration_images", "image_size")
     inputs = _input_files(args, "data", "polygons", "split_csv", "val_csv")
     check_out(args.out, args.model, args.overwrite, inputs)  # before the data is loaded
-    data = _load_data(args, image_size=args.image_size or load_fp32(args.model).image_size)
+    data = load_data(args, image_size=args.image_size or load_fp32(args.model).image_size)
     report = quantize(
         args.model,
         args.out,
         data,
         calibration_images=args.calibration_images,
-        seed=args.seed,
+        seed=field_default("seed") if args.seed is None else args.seed,
         overwrite=args.overwrite,
         inputs=inputs,
     )
@@ -442,15 +448,15 @@ def _quantize(args: argparse.Namespace) -> int:
 
 def _soft_labels(args: argparse.Namespace) -> int:
     world = distributed.start(args.device)
-    data = _load_data_once(args, world, image_size=args.image_size or 64)
+    data = load_data_once(args, world, image_size=args.image_size or 64)
+    given = {name: getattr(args, name) for name in ("batch_size", "precision") if getattr(args, name) is not None}
     config = StageConfig(
         model="unused",
         out="unused",
-        batch_size=args.batch_size,
         distill="dkd",
         teacher_checkpoint=args.teacher_checkpoint,
-        precision=args.precision,
         stage="teacher",
+        **given,
     )
     labels = soft_labels_for(config, data, world)
     path = default_soft_labels_path(args.teacher_checkpoint)
@@ -463,7 +469,7 @@ def _l2a_fit(args: argparse.Namespace) -> int:
     out = check_model_out(args.out, inputs, args.overwrite)
     scorer_card = load_model(args.model).card
     patches, bands = l2a.load_patches(args.patches)
-    data = _load_data(args, image_size=args.image_size or 64)
+    data = load_data(args, image_size=args.image_size or 64)
     fit, _ = l2a.fit_split(len(patches))
     source = (
         f"{Path(args.patches).name}, patches {l2a.FIT_PARITY}, {l2a.FIT_PARITY + 2}, ... ({len(fit)} of {len(patches)})"
@@ -531,141 +537,6 @@ def _unpack(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _find_default_data() -> str:
-    for candidate in DEFAULT_DATA:
-        if candidate.is_dir():
-            return str(candidate.resolve())
-    raise TrainingError(NO_DATA)
-
-
-def _check_positive(args: argparse.Namespace, *names: str, least: int = 1) -> None:
-    """Refuse a count below ``least``, naming its flag."""
-    for name in names:
-        value = getattr(args, name, None)
-        if value is not None and value < least:
-            raise TrainingError(f"--{name.replace('_', '-')} must be at least {least}, not {value}.")
-
-
-def _check_optimiser(args: argparse.Namespace) -> None:
-    """Refuse a learning rate, weight decay or worker count that torch would refuse only once the data is loaded.
-
-    NaN and infinity are refused too. So is a learning rate of 0: the stage would take it for
-    "the default rate" (StageConfig.lr None or 0) without a word.
-    """
-    if args.lr is not None and not 0 < args.lr < math.inf:
-        raise TrainingError(f"--lr must be a number above 0, not {args.lr}: it is the peak learning rate (e.g. 0.1).")
-    if not 0 <= args.weight_decay < math.inf:
-        raise TrainingError(f"--weight-decay must be 0 (none) or a number above it, not {args.weight_decay}.")
-    if args.weak_patches:
-        _check_positive(args, "weak_batch")
-        if not 0 < args.weak_weight < math.inf:
-            raise TrainingError(f"--weak-weight must be a number above 0, not {args.weak_weight}.")
-    _check_positive(args, "workers", least=0)
-    if not 0 <= args.radiometric <= 1:
-        raise TrainingError(f"--radiometric must be a share from 0 to 1, not {args.radiometric}.")
-
-
-def _load_data_once(args: argparse.Namespace, world: distributed.World, *, image_size: int) -> DatasetSplits:
-    """Load the data on the main process first, so the others read its cache instead of decoding too."""
-    if world.is_main:
-        data = _load_data(args, image_size=image_size)
-    distributed.barrier(world)
-    if not world.is_main:
-        data = _load_data(args, image_size=image_size)
-    return data
-
-
-def _load_data(args: argparse.Namespace, *, image_size: int, scoring: bool = False) -> DatasetSplits:
-    # Scoring: the images of --split-csv are the ones evaluated (the validation side of the split).
-    data = load_dataset(
-        args.data,
-        image_size=image_size,
-        split_csv=None if scoring else args.split_csv,
-        val_csv=args.split_csv if scoring else args.val_csv,
-        val_fraction=args.val_fraction,
-        limit_per_class=args.limit_per_class,
-        seed=args.seed,
-        cache_dir=args.cache_dir,
-        polygons=args.polygons,
-        class_field=args.class_field,
-        gsd_m=args.gsd,
-        chip_stride=args.chip_stride,
-    )
-    _report_skipped(data.summary)
-    return data
-
-
-def _report_skipped(summary: dict[str, Any]) -> None:
-    """Say on screen which images were left out as undecodable (training goes on without them)."""
-    if not summary.get("skipped"):
-        return
-    listed = summary.get("skipped_files", [])
-    examples = "; ".join(f"{item['file']} ({item['reason']})" for item in listed)
-    more = summary["skipped"] - len(listed)
-    print(
-        f"warning: {summary['skipped']} image(s) could not be decoded and are left out: {examples}"
-        + (f"; and {more} more" if more > 0 else "")
-        + ". Replace or delete them.",
-        file=sys.stderr,
-    )
-
-
-def _stage_config(args: argparse.Namespace, model: str, out: Path, stage: str, distill: str) -> StageConfig:
-    options = {name: getattr(args, name) for name in ("dropout", "stem_stride") if getattr(args, name) is not None}
-    if model.startswith("vgg"):
-        options.pop("stem_stride", None)  # a student option: `run` gives one set of flags for both stages
-    hyper = {"label_smoothing": args.label_smoothing}
-    if distill != "none":
-        accepted = DISTILL_DEFAULTS[distill]
-        hyper |= {name: getattr(args, name) for name in DISTILL_FLAGS if getattr(args, name) is not None}
-        wrong = sorted(set(hyper) - set(accepted))
-        if wrong:
-            flags = ", ".join("--" + name.replace("_", "-") for name in wrong)
-            raise TrainingError(f"{flags} do(es) not apply to --distill {distill}; drop them.")
-        if "warmup_epochs" in accepted and "warmup_epochs" not in hyper:
-            hyper["warmup_epochs"] = 0.2 * args.epochs  # the method's 20% of training
-    return StageConfig(
-        model=model,
-        out=str(out),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
-        distill=distill,
-        distill_options=hyper,
-        teacher_checkpoint=args.teacher_checkpoint,
-        soft_labels=args.soft_labels,
-        model_options=options,
-        precision=args.precision,
-        workers=args.workers,
-        augment=not args.no_augment,
-        radiometric=args.radiometric,
-        optimizer=args.optimizer,
-        resume=args.resume,
-        bn_batches=args.bn_batches,
-        weak_patches=args.weak_patches,
-        weak_batch=args.weak_batch,
-        weak_weight=args.weak_weight,
-        stage=stage,
-    )
-
-
-def _meta(args: argparse.Namespace, data: DatasetSplits, world: distributed.World, gsd_m: float | None) -> dict:
-    # What goes into checkpoints and the card: local cache paths and file lists stay out.
-    summary = {key: value for key, value in data.summary.items() if key not in ("cache", "skipped_files")}
-    summary["source"] = Path(str(summary.get("source", args.data))).name
-    return {
-        "data": summary,
-        "command": args.command_line,
-        "hardware": distributed.describe_hardware(world),
-        "world_size": world.size,
-        "gsd_m": gsd_m,
-        "tile_size": getattr(args, "tile_size", None),
-        "recipe": {"file": Path(args.recipe).name, "settings": args.recipe_settings} if args.recipe else None,
-    }
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -14,7 +14,13 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
+from rs_ghost_qgis.core import atomic
 from training.errors import TrainingError
+
+# StageConfig fields that are no flag of `train`: a label for logs and a control, not settings.
+NOT_SETTINGS = ("stage", "resume")
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:
@@ -96,3 +102,31 @@ def _check_items(name: str, value: list, action: argparse.Action) -> None:
 def recipe_text(path: str | Path | None) -> str | None:
     """The recipe file's text, to be embedded in checkpoints and model cards (None without one)."""
     return Path(path).read_text(encoding="utf-8") if path else None
+
+
+def stage_recipe(settings: dict[str, Any]) -> dict[str, Any]:
+    """A stage's resolved settings (``asdict(StageConfig)``) as a recipe of ``python -m training train``.
+
+    Nested options become their flags (``beta``, ``stem_stride``), ``augment`` becomes ``no_augment``;
+    unset switches (None) are left out, as a recipe leaves them out.
+    """
+    recipe: dict[str, Any] = {}
+    for name, value in settings.items():
+        if name in NOT_SETTINGS or value is None:
+            continue
+        if name in ("distill_options", "model_options"):
+            recipe.update(value)
+        elif name == "augment":
+            recipe["no_augment"] = not value
+        else:
+            recipe[name] = value
+    return recipe
+
+
+def write_stage_recipe(settings: dict[str, Any], path: str | Path) -> Path:
+    """Write ``stage_recipe(settings)`` as TOML at ``path`` (atomically): ``train --recipe`` reads it back."""
+    header = (
+        "# The resolved settings of this stage, every one named: python -m training train --recipe <this file>\n"
+        "# --data ... trains it again (data flags are not stored here; give them on the command line).\n"
+    )
+    return atomic.write_text(path, header + tomli_w.dumps(stage_recipe(settings)))

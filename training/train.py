@@ -46,6 +46,7 @@ from training.losses import DistillationLoss, make_criterion
 from training.models import count_macs, count_parameters
 from training.plots import plot_curves
 from training.precision import Precision, choose, hardware, time_steps
+from training.recipe import write_stage_recipe
 from training.weak import WeakPatches, load_weak_patches, weak_loss
 
 LOG_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "img_per_s")
@@ -59,7 +60,8 @@ class StageConfig:
     out: str
     epochs: int = 30
     batch_size: int = 128
-    lr: float | None = None  # None: the recipe's rate for this model, scaled by the global batch
+    lr: float | None = None  # the peak rate as it is; None: base_lr scaled by the global batch
+    base_lr: float | None = None  # peak rate at a global batch of 256; None: default_base_lr's table
     weight_decay: float = 5e-4
     momentum: float = 0.9
     input_size: int | None = None  # None: the data's image size; otherwise resized on the fly
@@ -101,8 +103,8 @@ class StageResult:
 OPTIMIZERS = ("sgd", "adamw")
 
 
-def base_lr(model: str, optimizer: str = "sgd") -> float:
-    """The recipe's learning rate at batch 256 for ``model`` and ``optimizer``."""
+def default_base_lr(model: str, optimizer: str = "sgd") -> float:
+    """The peak learning rate at a global batch of 256 for ``model`` and ``optimizer``: the one table of them."""
     if optimizer == "adamw":
         return 3e-3  # the rate of the small from-scratch EuroSAT CNNs (AdamW, one cycle)
     return {"vgg16": 0.01, "vgg16_bn": 0.02}.get(model, 0.1)
@@ -140,18 +142,17 @@ def train_stage(
 
     ``meta`` (JSON-able) is stored in the checkpoints as it is: data summary, command line, ...
     With ``config.resume``, training continues after the last epoch saved in ``out/last.pt``.
+    The steps: losses (teacher's logits, criterion, weak patches), model, optimiser, precision,
+    then per epoch: train, re-estimate BatchNorm, validate, record.
     """
     out = Path(config.out)
     seed_everything(config.seed)
     if world.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
-    # The teacher as its cached logits (soft_labels.SoftLabels): the network itself never runs here.
-    soft = soft_labels_for(config, data, world) if config.distill != "none" else None
-    criterion = _criterion(config)
-    weak = _weak_patches(config, data) if config.weak_patches else None
-    # channels_last: oneDNN (CPU) and cuDNN both run convolutions fastest in NHWC.
-    model = make_model(config.model, len(data.class_names), config.model_options).to(world.device)
-    model = model.to(memory_format=torch.channels_last)
+    if world.is_main:
+        write_stage_recipe(asdict(config), out / "config.toml")
+    losses = _losses(config, data, world)
+    model = _model(config, data, world)
     loader = make_loader(
         data.train,
         batch_size=config.batch_size,
@@ -162,17 +163,10 @@ def train_stage(
         distributed=world.distributed,
         num_workers=config.workers,
     )
-    lr = config.lr or base_lr(config.model, config.optimizer) * config.batch_size * world.size / 256
-    optimizer = make_optimizer(model, config, lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(len(loader), config.epochs))
-    state = _initial_state(config, data, meta, soft, criterion, lr)
-    state["weak"] = weak.info if weak else None
-    stats_cpu = tuple(torch.tensor(state[key]).view(1, -1, 1, 1) for key in ("mean", "std"))
-    precision = _choose_precision(config, model, soft, criterion, data.train, stats_cpu, world)
-    scaler = torch.amp.GradScaler("cuda", enabled=precision.dtype == torch.float16)
-    state["precision"] = {"name": precision.name, "reason": precision.reason, "hardware": hardware()}
-    if world.is_main:
-        print(f"{config.stage}: {precision.name} ({precision.reason}) on {state['precision']['hardware']}")
+    lr = peak_lr(config, world)
+    optimizer, scheduler = _optimiser(model, config, lr, len(loader))
+    state = _initial_state(config, data, meta, losses, lr)
+    precision, scaler = _precision(config, model, losses, data.train, state, world)
     if config.resume and (out / "last.pt").is_file():
         _restore(load_checkpoint(out / "last.pt"), state, model, optimizer, scheduler, scaler, config)
         if world.is_main:
@@ -181,7 +175,7 @@ def train_stage(
     device_ids = [world.device.index] if world.device.type == "cuda" else None
     net = DistributedDataParallel(model, device_ids=device_ids) if world.distributed else model
     stats = tuple(torch.tensor(state[key], device=world.device).view(1, -1, 1, 1) for key in ("mean", "std"))
-    step = _Step(net, soft, weak, criterion, optimizer, scheduler, scaler, stats, state["input_size"], precision)
+    step = _Step(net, *losses, optimizer, scheduler, scaler, stats, state["input_size"], precision)
     for epoch in range(state["epoch"], config.epochs):
         # Shuffles, augmentations and dropout masks depend on (seed, epoch, rank) only, so a
         # resumed run continues exactly as an uninterrupted one would have.
@@ -191,7 +185,7 @@ def train_stage(
         started = time.perf_counter()
         loss, acc, terms = _train_epoch(step, loader, config, world, epoch)
         train_seconds = time.perf_counter() - started
-        recalibrate_batchnorm(model, data.train, config, world, stats, state["input_size"], precision, weak)
+        recalibrate_batchnorm(model, data.train, config, world, stats, state["input_size"], precision, step.weak)
         val_loss, val_acc = _validate(model, data.val, config, world, stats, state["input_size"])
         row = {
             "epoch": epoch + 1,
@@ -204,21 +198,80 @@ def train_stage(
             "img_per_s": len(loader) * config.batch_size * world.size / max(train_seconds, 1e-9),
             **terms,
         }
-        improved = _record(state, row)
-        if world.is_main:
-            _save_epoch(state, model, optimizer, scheduler, scaler, out, improved)
-            print(
-                f"{config.stage} epoch {epoch + 1}/{config.epochs}: train loss {loss:.4f} acc {100 * acc:.2f}% | "
-                f"val loss {val_loss:.4f} acc {100 * val_acc:.2f}% | {row['seconds']:.1f} s, "
-                f"{row['img_per_s']:.0f} img/s | terms "
-                + " ".join(f"{name.removeprefix('train_')} {value:.4f}" for name, value in terms.items())
-            )
+        _end_epoch(state, row, (model, optimizer, scheduler, scaler), config, world)
     if state["epoch"] == 0:
         raise TrainingError(f"{config.stage}: no epoch was trained; --epochs must be at least 1.")
     return StageResult(out / "best.pt", out / "last.pt", state["best_acc"], state["best_epoch"], state["history"])
 
 
-def _initial_state(config, data, meta, soft, criterion, lr) -> dict[str, Any]:
+def peak_lr(config: StageConfig, world: World) -> float:
+    """The peak learning rate: --lr as it is, else the base rate (given or the table's) x global batch / 256."""
+    if config.lr:
+        return config.lr
+    base = config.base_lr or default_base_lr(config.model, config.optimizer)
+    return base * config.batch_size * world.size / 256
+
+
+@dataclass
+class _Losses:
+    """What the loss needs besides the batch: the teacher's cached logits, the criterion, the weak patches."""
+
+    soft: soft_labels.SoftLabels | None
+    weak: WeakPatches | None
+    criterion: DistillationLoss
+
+    def __iter__(self):
+        return iter((self.soft, self.weak, self.criterion))
+
+
+def _losses(config: StageConfig, data: DatasetSplits, world: World) -> _Losses:
+    """The loss's parts. The teacher comes as its cached logits (soft_labels.SoftLabels): it never runs here."""
+    soft = soft_labels_for(config, data, world) if config.distill != "none" else None
+    criterion = _criterion(config)
+    weak = _weak_patches(config, data) if config.weak_patches else None
+    return _Losses(soft, weak, criterion)
+
+
+def _model(config: StageConfig, data: DatasetSplits, world: World) -> nn.Module:
+    """The freshly initialised network on the device, in channels_last (oneDNN and cuDNN run NHWC fastest)."""
+    model = make_model(config.model, len(data.class_names), config.model_options).to(world.device)
+    return model.to(memory_format=torch.channels_last)
+
+
+def _optimiser(model: nn.Module, config: StageConfig, lr: float, steps_per_epoch: int):
+    """The optimiser at peak rate ``lr`` and its per-step warm-up and cosine schedule."""
+    optimizer = make_optimizer(model, config, lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(steps_per_epoch, config.epochs))
+    return optimizer, scheduler
+
+
+def _precision(config: StageConfig, model: nn.Module, losses: _Losses, arrays: ImageArrays, state, world: World):
+    """The number format of the steps (recorded in ``state``) and the gradient scaler it needs."""
+    stats_cpu = tuple(torch.tensor(state[key]).view(1, -1, 1, 1) for key in ("mean", "std"))
+    precision = _choose_precision(config, model, losses.soft, losses.criterion, arrays, stats_cpu, world)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision.dtype == torch.float16)
+    state["precision"] = {"name": precision.name, "reason": precision.reason, "hardware": hardware()}
+    if world.is_main:
+        print(f"{config.stage}: {precision.name} ({precision.reason}) on {state['precision']['hardware']}")
+    return precision, scaler
+
+
+def _end_epoch(state: dict[str, Any], row: dict[str, float], training, config: StageConfig, world: World) -> None:
+    """Record the epoch's row; on the main process save the checkpoints and logs and print the line."""
+    improved = _record(state, row)
+    if not world.is_main:
+        return
+    _save_epoch(state, *training, Path(config.out), improved)
+    terms = {name: value for name, value in row.items() if name not in LOG_FIELDS}
+    print(
+        f"{config.stage} epoch {row['epoch']}/{config.epochs}: train loss {row['train_loss']:.4f} "
+        f"acc {100 * row['train_acc']:.2f}% | val loss {row['val_loss']:.4f} acc {100 * row['val_acc']:.2f}% | "
+        f"{row['seconds']:.1f} s, {row['img_per_s']:.0f} img/s | terms "
+        + " ".join(f"{name.removeprefix('train_')} {value:.4f}" for name, value in terms.items())
+    )
+
+
+def _initial_state(config, data, meta, losses: _Losses, lr) -> dict[str, Any]:
     image_size = int(data.train.images.shape[1])
     mean, std = channel_stats(data.train)
     return {
@@ -232,9 +285,10 @@ def _initial_state(config, data, meta, soft, criterion, lr) -> dict[str, Any]:
         "std": [float(v) for v in std],
         "config": asdict(config),
         "meta": meta or {},
-        "teacher": _teacher_info(soft.meta) if soft else None,
+        "teacher": _teacher_info(losses.soft.meta) if losses.soft else None,
         "lr": lr,
-        "distill": {"method": config.distill, **criterion.hyperparameters},
+        "distill": {"method": config.distill, **losses.criterion.hyperparameters},
+        "weak": losses.weak.info if losses.weak else None,
         "epoch": 0,
         "best_acc": -1.0,
         "best_epoch": 0,

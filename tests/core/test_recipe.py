@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import tomllib
+from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,11 +14,13 @@ from tests.core.test_train import make_class_tree
 from training import cli
 from training import train as train_module
 from training.checkpoint import card_from_checkpoint, load_checkpoint
+from training.config import distill_method, stage_config, unnamed_settings
 from training.errors import TrainingError
-from training.recipe import apply_recipe, read_recipe, recipe_path, recipe_text
+from training.recipe import apply_recipe, read_recipe, recipe_path, recipe_text, write_stage_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "recipes").glob("*.toml"))
+EVERY_RECIPE = sorted((REPO / "recipes").rglob("*.toml"))  # the ablation's and the GPU's too
 TINY = "g_ghost_regnetx_002"
 
 
@@ -220,7 +223,10 @@ def test_the_recipe_replaces_the_flags_defaults_not_others():
     apply_recipe(train, {"student": TINY, "stem_stride": 1, "no_augment": True, "raw_range": [0, 3000]})
     args = parser.parse_args(["run"])
     assert (args.student, args.stem_stride, args.no_augment, args.raw_range) == (TINY, 1, True, [0, 3000])
-    assert (args.epochs, args.teacher, args.distill, args.batch_size) == (30, "vgg16_bn", "dkd", 128)
+    # Training flags default to "not given"; StageConfig and losses.DEFAULTS fill them (config.stage_config).
+    assert (args.epochs, args.distill, args.batch_size, args.teacher) == (None, None, None, "vgg16_bn")
+    config = stage_config(args, model=TINY, out=Path("o"), stage="student", distill=distill_method(args))
+    assert (config.epochs, config.distill, config.batch_size, config.augment) == (30, "dkd", 128, False)
     # The other command keeps its own defaults.
     assert parser.parse_args(["train", "--model", "m", "--data", "d", "--out", "o"]).stem_stride is None
 
@@ -365,3 +371,49 @@ def test_train_with_a_recipe_end_to_end_records_it_in_the_checkpoint_and_card(tr
     assert load_checkpoint(out / "best.pt")["meta"]["recipe"]["file"] == "tiny_g002.toml"
     card = card_from_checkpoint(state, gsd_m=10.0)
     assert card.training["recipe"] == state["meta"]["recipe"]
+    # The run's resolved settings beside its log, a recipe that trains the same stage again.
+    _, again = resolved(["train", "--recipe", str(out / "config.toml"), "--data", str(tree)])
+    assert {**asdict(again), "resume": False} == {**state["config"], "resume": False}
+
+
+# ----------------------------------------------------------------------------- one table of defaults
+
+
+def resolved(argv: list[str]):
+    """What `train`/`run` would train for ``argv``: its parsed flags and its StageConfig."""
+    args = cli.parse_arguments(argv)
+    model = args.model if args.command == "train" else args.student
+    stage = "teacher" if distill_method(args) == "none" else "student"
+    return args, stage_config(args, model=model, out=Path(args.out), stage=stage, distill=distill_method(args))
+
+
+@pytest.mark.parametrize("path", EVERY_RECIPE, ids=lambda path: path.relative_to(REPO / "recipes").as_posix())
+def test_every_shipped_recipe_names_every_setting(path):
+    """Nothing a shipped recipe trains comes from StageConfig's or losses.DEFAULTS' code defaults."""
+    args, config = resolved([_command_of(read_recipe(path)), "--recipe", str(path)])
+    assert unnamed_settings(args, config.distill) == []
+    assert config.lr is not None or config.base_lr is not None
+
+
+def test_a_setting_left_out_of_a_recipe_is_named(tmp_path):
+    text = (REPO / "recipes/eurosat_g_ghost_002_adamw_dkd.toml").read_text()
+    for line in ("bn_batches = 20\n", "base_lr = 3e-3\n", "warmup_epochs = 10.0\n", "no_augment = false\n"):
+        assert line in text
+        text = text.replace(line, "")
+    args, config = resolved(["run", "--recipe", str(write(tmp_path / "r.toml", text))])
+    assert unnamed_settings(args, "dkd") == ["bn_batches", "no_augment", "warmup_epochs", "lr or base_lr"]
+    # ... and then comes from the one table: StageConfig and losses.DEFAULTS.
+    assert (config.bn_batches, config.augment, config.distill_options["warmup_epochs"]) == (20, True, 20.0)
+    assert config.base_lr == train_module.default_base_lr("g_ghost_regnetx_002", "adamw")
+
+
+def test_a_stage_written_as_config_toml_reads_back_as_the_same_stage(tmp_path):
+    argv = ["train", "--model", TINY, "--data", "d", "--out", str(tmp_path / "o"), "--soft-labels", "s.npz"]
+    argv += ["--beta", "2", "--stem-stride", "1", "--dropout", "0.1", "--no-augment", "--early-fraction", "0.25"]
+    argv += ["--early-input-size", "16", "--weak-patches", "w.npz", "--momentum", "0.8", "--lr", "0.05"]
+    _, config = resolved(argv)
+    write_stage_recipe(asdict(config), tmp_path / "config.toml")
+
+    args, again = resolved(["train", "--recipe", str(tmp_path / "config.toml"), "--data", "d"])
+    assert again == config
+    assert unnamed_settings(args, "dkd") == []

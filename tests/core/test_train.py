@@ -18,6 +18,7 @@ from training import train as train_module
 from training.checkpoint import load_checkpoint, model_from_checkpoint
 from training.colors import EUROSAT_CLASSES, LAND_COVER, class_colors
 from training.data import load_dataset
+from training.losses import DEFAULTS
 from training.train import normalise
 
 SMALL = "g_ghost_regnetx_032"
@@ -77,7 +78,8 @@ def test_run_end_to_end_writes_a_verified_onnx_with_a_complete_card(tree, tmp_pa
 
     onnx_path = out / f"{SMALL}_dkd.onnx"
     assert f"model:        {onnx_path}" in printed
-    for produced in ("teacher/best.pt", "teacher/last.pt", "student/best.pt", "student/log.csv", "student/log.json"):
+    stage_files = ("teacher/best.pt", "teacher/last.pt", "student/best.pt", "student/log.csv", "student/log.json")
+    for produced in (*stage_files, "teacher/config.toml", "student/config.toml"):  # each stage's resolved recipe
         assert (out / produced).is_file(), produced
     for produced in ("student/curves.png", "evaluation/confusion.png"):
         assert (out / produced).stat().st_size > 1000, produced
@@ -101,7 +103,7 @@ def test_run_end_to_end_writes_a_verified_onnx_with_a_complete_card(tree, tmp_pa
         "alpha": 1.0,
         "beta": 8.0,
         "temperature": 4.0,
-        "warmup_epochs": pytest.approx(0.2),  # 20% of the epochs
+        "warmup_epochs": DEFAULTS["dkd"]["warmup_epochs"],  # in epochs, one rule: losses.DEFAULTS
         "label_smoothing": 0.0,
     }
     assert card.training["teacher"]["val_top1"] == pytest.approx(teacher["best_acc"])
@@ -190,7 +192,7 @@ def test_dkd_options_reach_the_loss(tree, teacher, tmp_path):
     assert cli.main(train_args(tree, out, *extra, epochs=1)) == 0
     state = load_checkpoint(out / "last.pt")
     assert state["distill"]["beta"] == 2.0 and state["distill"]["temperature"] == 3.0
-    assert state["distill"]["warmup_epochs"] == pytest.approx(0.2)
+    assert state["distill"]["warmup_epochs"] == 20.0  # losses.DEFAULTS' epochs, whatever --epochs is
     assert state["teacher"]["architecture"] == SMALL
     assert state["config"]["stage"] == "student"
 

@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from training import cli
+from training import config as config_module
 from training.losses import DEFAULTS, KINDS, make_criterion
 from training.models import build_model
-from training.train import StageConfig, base_lr, make_optimizer, training_input_size
+from training.train import StageConfig, default_base_lr, make_optimizer, training_input_size
 
 
 def one_line_error(capsys) -> str:
@@ -196,7 +197,7 @@ def test_adamw_is_built_with_decoupled_weight_decay_and_the_adamw_rate():
     assert optimizer.defaults["weight_decay"] == 0.05 and optimizer.defaults["lr"] == 3e-3
     sgd = make_optimizer(model, StageConfig(model="g_ghost_regnetx_002", out="x"), lr=0.1)
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"]
-    assert base_lr("g_ghost_regnetx_002", "adamw") == 3e-3 and base_lr("g_ghost_regnetx_002") == 0.1
+    assert default_base_lr("g_ghost_regnetx_002", "adamw") == 3e-3 and default_base_lr("g_ghost_regnetx_002") == 0.1
 
 
 @pytest.mark.parametrize("share", ["-0.1", "1.5", "nan"])
@@ -220,7 +221,7 @@ def test_the_flags_reach_the_stage_config(tmp_path, monkeypatch):
         raise cli.TrainingError("stop here")
 
     monkeypatch.setattr(cli, "train_stage", fake_train_stage)
-    monkeypatch.setattr(cli, "_load_data", lambda args, **kwargs: _tiny_splits())
+    monkeypatch.setattr(config_module, "load_data", lambda args, **kwargs: _tiny_splits())
     argv = _train_argv(tmp_path, "--optimizer", "adamw", "--radiometric", "0.2", "--epochs", "1")
     assert cli.main(argv) == 2
     assert seen["config"].optimizer == "adamw" and seen["config"].radiometric == 0.2

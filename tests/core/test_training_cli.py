@@ -10,7 +10,7 @@ import pytest
 
 from rs_ghost_qgis.core.errors import RsGhostError
 from tests.core.test_train import SMALL, make_class_tree, stage_args, train_args
-from training import cli
+from training import cli, config
 from training.checkpoint import save_checkpoint
 from training.errors import DataError, ExportError, TrainingError
 
@@ -31,7 +31,7 @@ def one_line_error(capsys) -> str:
 
 @pytest.mark.parametrize("data", [[], ["--data", ""]])  # `make train` passes DATA="" when none is found
 def test_run_without_data_says_how_to_get_eurosat_or_use_local_data(monkeypatch, tmp_path, capsys, data):
-    monkeypatch.setattr(cli, "DEFAULT_DATA", (tmp_path / "nowhere",))
+    monkeypatch.setattr(config, "DEFAULT_DATA", (tmp_path / "nowhere",))
     assert cli.main(["run", "--out", str(tmp_path / "out"), *data]) == 2
     error = one_line_error(capsys)
     assert "zenodo.org" in error and "--polygons" in error and "--class-field" in error and "--gsd" in error
@@ -162,7 +162,7 @@ def test_images_left_out_as_undecodable_are_reported_on_screen(tmp_path, capsys)
     args = cli._parser().parse_args(["train", "--model", SMALL, "--out", "o", "--data", str(root)])
     args.cache_dir = str(tmp_path / "cache")
 
-    cli._load_data(args, image_size=8)
+    config.load_data(args, image_size=8)
 
     err = capsys.readouterr().err
     assert "warning: 2 image(s) could not be decoded and are left out" in err, err
