@@ -25,6 +25,19 @@ def icon_path() -> Path:
     return plugin_file("resources/icon.svg")
 
 
+def help_path() -> Path:
+    """The plugin's user guide, shipped inside the package so that it opens offline."""
+    return PACKAGE_DIR / "help" / "index.html"
+
+
+def open_help() -> bool:
+    """Open the user guide in the system's browser; False when it could not be opened."""
+    from qgis.PyQt.QtCore import QUrl
+    from qgis.PyQt.QtGui import QDesktopServices
+
+    return QDesktopServices.openUrl(QUrl.fromLocalFile(str(help_path())))
+
+
 def plugin_version() -> str:
     """The version written in metadata.txt, or "unknown"."""
     metadata = plugin_file("metadata.txt")

@@ -59,6 +59,7 @@ class RsGhostPlugin:
         self.toolbar.addAction(main)
         self._add_action("Assess accuracy…", lambda: self.open_algorithm("rsghost:assess"), "rsGhostAssess")
         self._add_action("Check dependencies…", self.show_dependencies, "rsGhostDependencies")
+        self._add_action("Help (user guide)…", self.show_help, "rsGhostHelp")
         status = deps.check(dependency_folder())
         if not status.ok:
             main.setToolTip(missing_tooltip(status.problem))
@@ -112,6 +113,13 @@ class RsGhostPlugin:
         if not isinstance(status, deps.DependencyStatus):
             status = deps.check(dependency_folder())
         show_dependency_dialog(self.iface, status, dependency_folder())
+
+    def show_help(self) -> None:
+        """Open the user guide shipped with the plugin (it works offline)."""
+        from .paths import help_path, open_help
+
+        if not open_help():
+            QgsMessageLog.logMessage(f"Could not open the user guide; it is {help_path()}", LOG_TAG, Qgis.Warning)
 
     def open_algorithm(self, algorithm_id: str) -> None:
         """Open a Processing algorithm's dialog."""

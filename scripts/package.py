@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "rs_ghost_qgis"
-CODE_SUFFIXES = {".py", ".ui", ".qml", ".svg", ".png", ".json"}
+CODE_SUFFIXES = {".py", ".ui", ".qml", ".svg", ".png", ".json", ".html"}  # .html: the user guide (help/)
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache", "tests"}
 TOP_FILES = ["metadata.txt", "LICENSE"]
 RESOURCE_FILES = ["resources/icon.svg", "resources/icon.png"]

@@ -48,7 +48,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core import workload
-from ..core.errors import ModelError, RsGhostError
+from ..core.errors import InputError, ModelError, RsGhostError
 from ..core.evidence import RULE_SUMMARY
 from ..core.options import (
     PRODUCTS,
@@ -60,7 +60,7 @@ from ..core.options import (
     parse_offset,
     parse_stride,
 )
-from ..paths import icon_path
+from ..paths import icon_path, open_help
 from ..qgis_io import options as qopts
 from ..qgis_io.source import QgisLayerSource, check_raster_layer
 from .wheel import ignore_wheel_unless_focused
@@ -167,6 +167,7 @@ def card_summary_html(card, columns: int = 3) -> str:
     rows = "".join("<tr>" + "".join(cells[i : i + columns]) + "</tr>" for i in range(0, len(cells), columns))
     facts = [
         f"<b>{card.architecture}</b>, {card.num_classes} classes, bands {', '.join(card.bands)}",
+        f"<b>What it does:</b> {html.escape(card_purpose(card))}",
         f"tile {card.tile_size} px × {card.gsd_m:g} m = {card.tile_size_m:g} m on the ground (GSD {card.gsd_m:g} m)",
     ]
     accuracy = _accuracy(card.metrics)
@@ -181,9 +182,45 @@ def card_summary_html(card, columns: int = 3) -> str:
     return "<br>".join(facts) + f"<table>{rows}</table>"
 
 
+def card_purpose(card) -> str:
+    """What the model is for and how it learnt, in plain words, from its card (never claims a teacher
+    the card does not name: 'distilled' only when the card's distillation is KD or DKD)."""
+    data = card.training.get("data") or {}
+    source = data.get("source", "") if isinstance(data, dict) else str(data)
+    purpose = (
+        f"puts each {card.tile_size_m:g} m square of the raster into one of the {card.num_classes} classes below"
+        + (f", as it learnt from the labelled images of {source}" if source else "")
+        + "."
+    )
+    if card.training.get("polygons"):  # an adapted model: its classes are the user's
+        return purpose + f" Adapted to the polygons of {card.training['polygons']}."
+    return purpose + " " + _how_it_learnt(card)
+
+
+def _how_it_learnt(card) -> str:
+    distill = card.training.get("distillation") or {}
+    method = str(distill.get("method", "none") if isinstance(distill, dict) else distill).lower()
+    if method in ("kd", "dkd"):
+        teacher = (card.training.get("teacher") or {}).get("architecture", "a larger model")
+        return f"It learnt partly from {teacher}, a larger model (distilled, {method.upper()})."
+    return "It learnt from the labels alone (no larger model taught it)."
+
+
 def card_notes(card) -> str:
-    """The panel's tooltip: the trainer's notes on the model, as the card gives them."""
-    return f"The trainer's notes on this model:\n{card.status}" if card.status else ""
+    """The panel's tooltip in plain words: how the model was made and how sure its figures are; the
+    trainer's own notes follow, marked as such."""
+    lines = [card_purpose(card)]
+    epochs = card.training.get("epochs")
+    if epochs:
+        lines.append(f"It went over its training images {epochs} times.")
+    basis = card.evaluated_on()
+    if basis:
+        lines.append(f"Its accuracy was measured on the {basis}, images it did not learn from.")
+    if card.interim:
+        lines.append("It is an interim model: a better one is expected.")
+    if card.status:
+        lines.append(f"\nThe trainer's own notes (technical):\n{card.status}")
+    return "\n".join(lines)
 
 
 def _status_html(card) -> str:
@@ -215,6 +252,18 @@ def _metric_label(name: str) -> str:
     """A figure the panel has no words for, named after its key: 'test_top1' -> 'test top-1 accuracy'."""
     label = name.replace("val_", "validation ").replace("top1", "top-1 accuracy").replace("f1", "F1")
     return label.replace("_", " ")
+
+
+def canvas_error(error: InputError, raster_name: str) -> InputError:
+    """An area refused when it came from the map view: the user typed no coordinates, so the fix is
+    to move the map (a world view in EPSG:4326 reaches past the poles), not to check coordinates."""
+    if "The bounding box" not in str(error):  # refused for another reason (a web layer's size): as it is
+        return error
+    reason = str(error).split(";")[0].replace("The bounding box", "The current map extent")
+    return InputError(
+        f"{reason}. Zoom or pan the map onto {raster_name} (right-click the layer > Zoom to Layer), "
+        "or choose Area: Whole layer."
+    )
 
 
 class ClassifyDialog(QDialog):
@@ -458,6 +507,10 @@ class ClassifyDialog(QDialog):
         layout.addWidget(self.summary)
 
         buttons = QHBoxLayout()
+        self.help_button = QPushButton("Help")
+        self.help_button.setToolTip("The user guide, shipped with the plugin (opens in your browser, offline)")
+        self.help_button.clicked.connect(open_help)
+        buttons.addWidget(self.help_button)
         buttons.addStretch(1)
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel")
@@ -695,6 +748,14 @@ class ClassifyDialog(QDialog):
         )
         return answer == QMessageBox.Yes
 
+    def confirm_warnings(self, warnings: list[str]) -> bool:
+        """Ask whether to run despite what the tiling found (coarse pixels, a repaired mask); True to run."""
+        text = "\n\n".join(warnings)
+        answer = QMessageBox.question(
+            self, "RS Ghost", f"{text}\n\nRun anyway?", QMessageBox.Yes | QMessageBox.No, QMessageBox.No
+        )
+        return answer == QMessageBox.Yes
+
     def confirm_workload(self, size) -> bool:
         """Ask before a long run (above workload.CONFIRM_SECONDS); True to run."""
         answer = QMessageBox.question(
@@ -725,7 +786,10 @@ class ClassifyDialog(QDialog):
             area = qopts.area_from_extent(canvas.extent(), canvas.mapSettings().destinationCrs())
         elif area_key in ("mask_all", "mask_selected"):
             area = qopts.area_from_layer(self.mask_combo.currentLayer(), area_key == "mask_selected")
-        check_area(area, source.info)
+        try:
+            check_area(area, source.info)
+        except InputError as error:
+            raise canvas_error(error, layer.name()) if area_key == "canvas" else error from None
         polygons, raster = self.polygons_check.isChecked(), self.raster_check.isChecked()
         check_outputs(polygons, raster)
         name = qopts.model_name(path)
@@ -763,12 +827,21 @@ class ClassifyDialog(QDialog):
         try:
             size = workload.plan(source.info, self.card, request.options.area, request.options.stride)
         except RsGhostError as error:  # an area refused before any work (a web layer's world view)
+            if self.area_combo.currentData() == "canvas" and isinstance(error, InputError):
+                error = canvas_error(error, request.layer.name())
             self.show_message(dialog_words(error), error=True)
             return
         if size.seconds > workload.CONFIRM_SECONDS and not self.confirm_workload(size):
             self.show_message(
                 "Not started: zoom in, choose a smaller area or a larger Stride, or Run again and confirm."
             )
+            return
+        from ..core.grid import build_grid
+
+        # Said now, not after a long run: pixels much coarser than the model's, a mask repaired.
+        grid_warnings = build_grid(source.info, self.card, request.options.area, request.options.stride).warnings
+        if grid_warnings and not self.confirm_warnings([dialog_words(text) for text in grid_warnings]):
+            self.show_message("Not started: fix what the warning says, or Run again and confirm.")
             return
         self._update_scaling_warning()
         warning = self.scaling_warning.text()

@@ -151,3 +151,70 @@ def test_the_wheel_does_not_change_boxes_it_scrolls_past(dialog):
         _wheel(dialog.product_combo, steps=-1)
         assert dialog.product_combo.currentIndex() == 1  # a clicked box still takes the wheel
     dialog.hide()
+
+
+def test_a_map_view_elsewhere_asks_to_zoom_not_to_check_coordinates(dialog, qgis_iface, tmp_path):
+    from qgis.core import QgsCoordinateReferenceSystem, QgsRectangle
+
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:4326"))
+    canvas.setExtent(QgsRectangle(100, 10, 110, 20))  # a view of Asia; the raster lies in Europe
+    dialog.area_combo.setCurrentIndex(dialog.area_combo.findData("canvas"))
+    dialog.folder_widget.setFilePath(str(tmp_path / "out"))
+    dialog.start()
+    text = dialog.message.text()
+    assert dialog.task is None
+    assert "The current map extent" in text and "Zoom or pan the map onto nir" in text, text
+    assert "check its coordinates" not in text and "bounding box" not in text, text
+
+
+def test_coarse_pixels_are_told_before_run(dialog, project, tmp_path):
+    from tests.qgis.rasters import two_halves, write_geotiff
+
+    coarse = QgsRasterLayer(str(write_geotiff(tmp_path / "coarse.tif", two_halves(), pixel=60.0)), "coarse")
+    project.addMapLayer(coarse)
+    dialog.select_layer(coarse)
+    dialog.bands_edit.setText("1,2,3")
+    dialog.scaling_combo.setCurrentIndex(dialog.scaling_combo.findData("none"))
+    dialog.folder_widget.setFilePath(str(tmp_path / "out"))
+    asked = []
+    dialog.confirm_warnings = lambda texts: asked.extend(texts) or False
+    dialog.confirm_scaling = lambda text: True
+    dialog.start()
+    assert dialog.task is None and "Not started" in dialog.message.text()
+    assert any("60 m pixels, 6x coarser than the model's 10 m" in text for text in asked), asked
+
+
+def test_model_panel_says_what_the_model_is_for_and_never_claims_a_teacher_it_lacks(dialog):
+    import dataclasses
+
+    from rs_ghost_qgis.core.modelcard import ModelCard
+    from rs_ghost_qgis.core.onnx_meta import read_metadata
+    from rs_ghost_qgis.core.runtime import default_model_path
+    from rs_ghost_qgis.ui.dialog import card_notes, card_purpose
+
+    bundled = ModelCard.from_metadata(read_metadata(default_model_path().read_bytes()))
+    assert bundled.training["distillation"]["method"] == "none"
+    text = card_purpose(bundled)
+    assert "one of the 10 classes" in text and "from the labels alone" in text and "distil" not in text
+    taught = dataclasses.replace(
+        bundled,
+        training={**bundled.training, "distillation": {"method": "dkd"}, "teacher": {"architecture": "vgg16_bn"}},
+    )
+    assert "distilled, DKD" in card_purpose(taught) and "vgg16_bn" in card_purpose(taught)
+    notes = card_notes(bundled)
+    assert notes.startswith(text) and "images it did not learn from" in notes
+    assert "What it does:" in dialog.model_info.text()
+
+
+def test_help_opens_the_guide_shipped_in_the_zip(dialog):
+    import importlib.util
+
+    from rs_ghost_qgis.paths import help_path
+
+    spec = importlib.util.spec_from_file_location("package", help_path().parents[2] / "scripts" / "package.py")
+    package = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(package)
+    assert "help/index.html" in [inside for _source, inside in package.plugin_files()]
+    assert help_path().is_file() and "Adapt the model to your own classes" in help_path().read_text(encoding="utf-8")
+    assert dialog.help_button.text() == "Help"

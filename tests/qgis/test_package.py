@@ -109,7 +109,7 @@ def test_zip_installs_into_fresh_profile_and_runs(plugin_zip, tmp_path, tiny_mod
                 "INPUT": {str(raster)!r}, "MODEL": {str(tiny_model)!r},
                 "OUTPUT_VECTOR": {str(tmp_path / "tiles.gpkg")!r}}})
             print("TILES", result["TILES_CLASSIFIED"])
-            assert len(iface.menu) == 3
+            assert len(iface.menu) == 4  # classify, assess, dependencies, help
             assert qgis.utils.unloadPlugin("rs_ghost_qgis"), "unload failed"
             print("PROVIDER", QgsApplication.processingRegistry().providerById("rsghost"), len(iface.menu))
             app.exitQgis()

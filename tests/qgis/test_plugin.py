@@ -39,6 +39,7 @@ def test_load_and_unload(qgis_app, qgis_iface, qgis_processing):
             (MENU, "rsGhostClassify"),
             (MENU, "rsGhostAssess"),
             (MENU, "rsGhostDependencies"),
+            (MENU, "rsGhostHelp"),
         ]
         assert not plugin.actions[0].icon().isNull()
     finally:
