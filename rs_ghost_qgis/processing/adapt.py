@@ -25,6 +25,7 @@ from ..core.errors import RsGhostError
 from ..core.options import PRODUCTS, SCALINGS, face_message, parse_bands, parse_stride
 from ..qgis_io import options as qopts
 from ..qgis_io.source import QgisLayerSource, check_raster_layer, loaded_without_statistics
+from .classify import fixed_width
 
 
 class AdaptAlgorithm(QgsProcessingAlgorithm):
@@ -183,7 +184,7 @@ class AdaptAlgorithm(QgsProcessingAlgorithm):
             if warning:
                 feedback.pushWarning(face_message(warning, "processing"))
         feedback.pushInfo(f"Features: {result.card.training['method']}\nScaling: {result.card.training['scaling']}")
-        feedback.pushCommandInfo(result.summary())
+        feedback.pushCommandInfo(fixed_width(result.summary()))  # the log's HTML would collapse the columns
         return {self.OUTPUT: result.out_path, "CV_ACCURACY": result.cv_accuracy, "SUMMARY": result.summary()}
 
     def build_options(self, parameters, context):

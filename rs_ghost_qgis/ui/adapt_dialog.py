@@ -75,19 +75,6 @@ def _empty(value) -> bool:
     return value is None or bool(getattr(value, "isNull", lambda: False)()) or not str(value).strip()
 
 
-def unmeasured_note(result) -> str:
-    """Why a class drawn with one polygon has no measured accuracy, and the fix ('' when every class has two)."""
-    alone = [name for name, count in result.polygons.items() if count == 1]
-    if not alone:
-        return ""
-    names = ", ".join(f"'{name}'" for name in alone)
-    return (
-        f"The accuracy of {names} cannot be measured: the check holds whole polygons out, so with one polygon the "
-        "class is never learned when it is tested (its 0 % held-out recall, and the overall accuracy it lowers, "
-        f"say nothing about the model). Draw a second polygon of {names} and adapt again."
-    )
-
-
 class AdaptDialog(QDialog):
     """Polygon layer, class field and output file; Adapt runs a task and returns the model to ``owner``."""
 
@@ -254,7 +241,7 @@ class AdaptDialog(QDialog):
         self.result = task.result
         self.progress.setValue(100)
         self.owner.use_model_file(self.result.out_path)
-        note = unmeasured_note(self.result)
+        note = self.result.unmeasured_note()  # one rule with the other faces: core/adapt.py
         notes = [face_message(w, "dialog") for w in self.result.warnings] + ([note] if note else [])
         warnings = "".join(f"<br>warning: {text}" for text in notes)
         self.show_message(

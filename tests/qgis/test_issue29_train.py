@@ -65,3 +65,22 @@ def test_train_into_a_chosen_folder_says_where(qgis_app, provider, tmp_path):
     result, logged = _train(tmp_path, str(tmp_path / "mine"))
     assert Path(result["MODEL"]).parent == tmp_path / "mine"
     assert any(f"go to {tmp_path / 'mine'}" in line for line in logged), logged
+
+
+def test_adapt_log_table_keeps_its_columns(qgis_app, provider, project, tmp_path, tiny_model):
+    from tests.core.adapt_data import labelled_polygons, nir_scene, write_labels
+
+    feedback = QgsProcessingFeedback()
+    commands = []
+    feedback.pushCommandInfo = commands.append
+    parameters = {
+        "INPUT": str(nir_scene(tmp_path / "nir.tif")),
+        "POLYGONS": str(write_labels(tmp_path / "labels.gpkg", labelled_polygons())),
+        "CLASS_FIELD": "landcover",
+        "MODEL": str(tiny_model),
+        "OUTPUT": str(tmp_path / "adapted.onnx"),
+    }
+    result = _run("rsghost:adapt", parameters, QgsProcessingContext(), feedback)
+    table = next(text for text in commands if "held-out\u00a0recall" in text)
+    # The log is HTML: runs of plain spaces collapse there; no-break spaces keep the columns.
+    assert "  " not in table and table.replace("\u00a0", " ") == result["SUMMARY"]
