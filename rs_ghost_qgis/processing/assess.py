@@ -123,12 +123,15 @@ class AssessAlgorithm(QgsProcessingAlgorithm):
         except RsGhostError as error:
             raise QgsProcessingException(face_message(error, "processing")) from None
 
-        pairs = _pair(tiles, predicted_field, reference, reference_field, min_coverage, context, feedback)
+        pairs, used, polygons = _pair(
+            tiles, predicted_field, reference, reference_field, min_coverage, context, feedback
+        )
         if feedback.isCanceled():
             raise QgsProcessingException("Cancelled by the user; no report was written.")
         predicted = [p for p, _ in pairs]
         try:
-            check_classes([r for _, r in pairs], _model_classes(tiles, predicted))
+            styled = _styled_classes(self.parameterAsVectorLayer(parameters, self.INPUT, context), predicted_field)
+            check_classes([r for _, r in pairs], _model_classes(tiles, predicted, styled))
             result = assess(harmonise([r for _, r in pairs], predicted), predicted)
         except RsGhostError as error:
             raise QgsProcessingException(str(error)) from None
@@ -145,6 +148,7 @@ class AssessAlgorithm(QgsProcessingAlgorithm):
         feedback.pushInfo(
             f"Overall accuracy {result.overall_accuracy:.4f}, kappa {result.kappa:.4f} over {len(pairs)} tiles."
         )
+        feedback.pushInfo(samples_note(len(pairs), used, polygons, min_coverage))
         return {
             self.OUTPUT: path,
             "OVERALL_ACCURACY": result.overall_accuracy,
@@ -158,11 +162,31 @@ class AssessAlgorithm(QgsProcessingAlgorithm):
         return source_path(layer.source()) if layer is not None else None
 
 
-def _model_classes(tiles, predicted: list[str]) -> list[str]:
-    """The model's classes: as the tiles spell them, plus those only their prob_<class> fields name."""
+def samples_note(samples: int, used: int, polygons: int, min_coverage: float) -> str:
+    """Why the polygons gave as many samples as they did: a sample is a tile, not a polygon."""
+    return (
+        f"{polygons} reference polygon(s) gave {samples} sample(s): a sample is a classified tile with at least "
+        f"{min_coverage:.0%} of its area inside reference polygons (MIN_COVERAGE); {used} polygon(s) covered such "
+        "a tile, and a polygon smaller than a tile, or over tile edges, gives none. For more samples draw larger "
+        "polygons (a tile across or more) or lower MIN_COVERAGE."
+    )
+
+
+def _styled_classes(layer, field: str) -> list[str]:
+    """The class names as the tile layer's categorized style spells them (the model card's), else []."""
+    renderer = layer.renderer() if layer is not None else None
+    if renderer is None or renderer.type() != "categorizedSymbol" or renderer.classAttribute() != field:
+        return []
+    values = [str(category.value()) for category in renderer.categories()]
+    return [value for value in values if value and not value.startswith("<")]  # "<doubtful>" is no class
+
+
+def _model_classes(tiles, predicted: list[str], styled: list[str] = ()) -> list[str]:
+    """The model's classes: as the style or the tiles spell them, plus those only prob_<class> fields name
+    (lower case: listed only when no other spelling is known)."""
     from ..core.sinks import PROB_PREFIX  # here: core.sinks needs shapely, which QGIS may lack at start
 
-    names = list(dict.fromkeys(predicted))
+    names = list(dict.fromkeys([*styled, *predicted]))
     spelled = {"".join(n.split()).replace("_", "").casefold() for n in names}
     for field in tiles.fields().names():
         suffix = field[len(PROB_PREFIX) :] if field.startswith(PROB_PREFIX) else ""
@@ -172,7 +196,8 @@ def _model_classes(tiles, predicted: list[str]) -> list[str]:
 
 
 def _pair(tiles, predicted_field, reference, reference_field, min_coverage, context, feedback):
-    """(predicted, reference) class per tile covered well enough by reference polygons."""
+    """(predicted, reference) class per tile covered well enough by reference polygons; how many polygons
+    covered such a tile, and how many polygons there were."""
     transform = QgsCoordinateTransform(reference.sourceCrs(), tiles.sourceCrs(), context.transformContext())
     geometries, classes = {}, {}
     request = QgsFeatureRequest().setSubsetOfAttributes([reference_field], reference.fields())
@@ -187,7 +212,7 @@ def _pair(tiles, predicted_field, reference, reference_field, min_coverage, cont
     index = QgsSpatialIndex()
     for fid, geometry in geometries.items():
         index.addFeature(fid, geometry.boundingBox())
-    pairs = []
+    pairs, used = [], set()
     total = max(tiles.featureCount(), 1)
     for n, tile in enumerate(tiles.getFeatures()):
         if feedback.isCanceled():
@@ -197,12 +222,16 @@ def _pair(tiles, predicted_field, reference, reference_field, min_coverage, cont
         area = geometry.area()
         if predicted is None or area <= 0:
             continue
-        cover = defaultdict(float)
+        cover, owners = defaultdict(float), defaultdict(set)
         for fid in index.intersects(geometry.boundingBox()):
-            cover[classes[fid]] += geometry.intersection(geometries[fid]).area()
+            overlap = geometry.intersection(geometries[fid]).area()
+            if overlap > 0:
+                cover[classes[fid]] += overlap
+                owners[classes[fid]].add(fid)
         if cover:
             label, covered = max(cover.items(), key=lambda item: item[1])
             if covered / area >= min_coverage:
                 pairs.append((str(predicted), label))
+                used |= owners[label]
         feedback.setProgress(100.0 * (n + 1) / total)
-    return pairs
+    return pairs, len(used), len(geometries)
