@@ -109,7 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     adapt.layer_combo.setLayer(polygons)
     adapt.field_combo.setField("landcover")
     adapt.out_file.setFilePath(str(work / "demmin_adapted.onnx"))
-    adapt.run()
+    adapt.run()  # a QgsTask, like classify: wait for it
+    if adapt.task is not None:
+        from qgis.PyQt.QtCore import QEventLoop, QTimer
+
+        loop = QEventLoop()
+        adapt.task.done.connect(lambda _: QTimer.singleShot(0, loop.quit))  # after the dialog has shown the end
+        QTimer.singleShot(300_000, loop.quit)
+        loop.exec_()
     if adapt.result is None:
         print(f"screenshot: {adapt.message.text()}", file=sys.stderr)
         return 2
