@@ -218,3 +218,14 @@ def test_help_opens_the_guide_shipped_in_the_zip(dialog):
     assert "help/index.html" in [inside for _source, inside in package.plugin_files()]
     assert help_path().is_file() and "Adapt the model to your own classes" in help_path().read_text(encoding="utf-8")
     assert dialog.help_button.text() == "Help"
+
+
+def test_dialog_adapt_takes_the_colours_of_the_polygons_categorized_style(dialog, project, tmp_path):
+    from rs_ghost_qgis.core.runtime import load_model
+    from tests.qgis.test_adapt_qgis import STYLE, _styled_labels
+
+    layer = _styled_labels(tmp_path / "styled.gpkg", project)
+    adapt = _adapt(dialog, layer, tmp_path / "styled.onnx")
+    assert adapt.result is not None, adapt.message.text()
+    card = load_model(tmp_path / "styled.onnx").card
+    assert dict(zip(card.class_names, card.class_colors, strict=True)) == STYLE
