@@ -224,7 +224,10 @@ def add_output(project: QgsProject, group: QgsLayerTreeGroup, layer: QgsMapLayer
     node.setExpanded(shown)  # the legend with hectares and percent, for the layer that is shown
     if shown:
         _untick_overlapping_runs(project, group, layer)
-    group.setExpanded(True)  # again once it holds the layer: the panel shows a new group as it was last set
+    # Collapsed, then expanded, now that the group holds the layer: the layer panel does not expand a
+    # group that was empty when it was told to, and an unchanged node sends it no news.
+    group.setExpanded(False)
+    group.setExpanded(True)
 
 
 def shown_output(tiles: bool, raster: bool, overlapping: bool) -> str:
