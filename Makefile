@@ -25,9 +25,8 @@ RUNS ?= ../rs_ghost_runs
 OUT ?= $(RUNS)/train
 ABLATION_OUT ?= $(RUNS)/ablation
 SWEEP_EPOCHS ?=
-SEEDS ?= 0 1
-BETAS ?= 1 2 4 8
-DKD_BETA ?= 2
+# The ablation's rows, beta sweep and GPU schedule are recipe files: recipes/ablation/, recipes/gpu/.
+RECIPES ?= recipes/ablation
 # tcmalloc reuses the large gradient buffers instead of returning them to the system every step
 # (glibc maps and zeroes them afresh): VGG-16 trains about 15% faster with it. Used when present.
 TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4))
@@ -63,12 +62,13 @@ train: setup
 	  $(if $(LIMIT_PER_CLASS),--limit-per-class $(LIMIT_PER_CLASS)) $(if $(GSD),--gsd $(GSD)) \
 	  $(if $(SOFT_LABELS),--soft-labels $(SOFT_LABELS)) $(ARGS)
 
-# The paper's ablation: teacher, student without KD / with KD / with DKD (same schedule and
-# seed, for each of SEEDS), DKD beta sweep on SWEEP_EPOCHS; tables in $(ABLATION_OUT)/*.md.
-# SOFT_LABELS=file distils from a teacher's committed logits instead of training the teacher.
+# The paper's ablation: teacher, student without KD / with KD / with DKD (one schedule, seeds 0
+# and 1), DKD beta sweep; every row a recipe in $(RECIPES); tables in $(ABLATION_OUT)/*.md.
+# SOFT_LABELS=file distils from a teacher's logits instead of training the teacher (the recipes
+# name the new teacher's: ../rs_ghost_runs/teacher_vgg16_bn_s0/best.soft_labels.npz).
 ablation: setup
-	$(TRAIN_ENV) DATA="$(DATA)" STUDENT=$(STUDENT) EPOCHS="$(EPOCHS)" TEACHER_EPOCHS="$(TEACHER_EPOCHS)" \
-	  SWEEP_EPOCHS="$(SWEEP_EPOCHS)" SEEDS="$(SEEDS)" BETAS="$(BETAS)" DKD_BETA="$(DKD_BETA)" SOFT_LABELS="$(SOFT_LABELS)" \
+	$(TRAIN_ENV) DATA="$(DATA)" RECIPES="$(RECIPES)" STUDENT=$(STUDENT) EPOCHS="$(EPOCHS)" \
+	  TEACHER_EPOCHS="$(TEACHER_EPOCHS)" SWEEP_EPOCHS="$(SWEEP_EPOCHS)" SOFT_LABELS="$(SOFT_LABELS)" \
 	  LIMIT_PER_CLASS="$(LIMIT_PER_CLASS)" ARGS="$(ARGS)" OUT=$(ABLATION_OUT) bash scripts/ablation.sh
 
 # The GPU path (docs/GPU.md): the data as parts that travel to a lent GPU machine, one per call,

@@ -1,25 +1,26 @@
 #!/usr/bin/env bash
-# The paper's ablation, run the way a user trains: `make train` for every student.
-# 1. The VGG-16-BN teacher (`python -m training train`), unless SOFT_LABELS names its committed
-#    logits: then no teacher is trained and every student reads them.
-# 2. The G-Ghost student without KD, with classic KD and with DKD (beta DKD_BETA, default 2): the
-#    bundled student's recipe (recipes/, through `make train`), for every seed in SEEDS (0 1).
-# 3. DKD's beta sweep over BETAS (default 1 2 4 8) on the same schedule (SWEEP_EPOCHS to shorten).
+# The paper's ablation, run the way a user trains: `make train RECIPE=...` for every student.
+# Every row is a recipe file in RECIPES (default recipes/ablation; recipes/gpu on a GPU machine):
+# 1. The VGG-16-BN teacher (`python -m training train --recipe TEACHER_RECIPE`), unless SOFT_LABELS
+#    names its committed logits: then no teacher is trained and every distilled student reads them.
+# 2. The rows RECIPES/{none,kd,dkd}_seedN.toml, seed by seed: the student without KD, with
+#    classic KD and with DKD, on one schedule.
+# 3. DKD's beta sweep: RECIPES/sweep_beta*.toml.
 # 4. Every model scored on the full validation split (clean and under radiometric shifts), the
-#    DKD student quantised, the tables written to $OUT/results.md and $OUT/beta_sweep.md.
-# Every stage resumes from its last epoch; a finished one is skipped. So a stopped ablation
-# continues where it ended when started again with the same settings.
+#    first DKD row quantised, the tables written to $OUT/results.md and $OUT/beta_sweep.md.
+# EPOCHS, TEACHER_EPOCHS, SWEEP_EPOCHS, STUDENT, LIMIT_PER_CLASS and ARGS override the recipes
+# (empty: the recipes' own), for short or test runs. Every stage resumes from its last epoch; a
+# finished one is skipped. So a stopped ablation continues where it ended when started again.
 set -euo pipefail
 
 OUT=${OUT:-runs/ablation}
 DATA=${DATA:-../shared/data/eurosat_rgb}
-STUDENT=${STUDENT:-g_ghost_regnetx_002}
-EPOCHS=${EPOCHS:-}  # empty: the recipe's
+RECIPES=${RECIPES:-recipes/ablation}
+TEACHER_RECIPE=${TEACHER_RECIPE:-recipes/eurosat_vgg16_bn_teacher.toml}
+STUDENT=${STUDENT:-}  # empty: the recipes'
+EPOCHS=${EPOCHS:-}
 TEACHER_EPOCHS=${TEACHER_EPOCHS:-}
 SWEEP_EPOCHS=${SWEEP_EPOCHS:-$EPOCHS}
-SEEDS=${SEEDS:-0 1}
-BETAS=${BETAS:-1 2 4 8}
-DKD_BETA=${DKD_BETA:-2}
 LIMIT_PER_CLASS=${LIMIT_PER_CLASS:-}
 SOFT_LABELS=${SOFT_LABELS:-}
 EXTRA=${ARGS:-}
@@ -32,37 +33,46 @@ LIMIT=${LIMIT_PER_CLASS:+--limit-per-class $LIMIT_PER_CLASS}
 
 stamp() { echo "== $1: $(date -u +%H:%M:%S)"; }
 
+rows() {  # RECIPES/{none,kd,dkd}_seedN.toml, seed by seed, in that order
+  local seed method
+  for seed in $(find "$RECIPES" -maxdepth 1 -name '*_seed*.toml' | sed 's/.*_seed\([0-9]*\)\.toml$/\1/' | sort -nu); do
+    for method in none kd dkd; do
+      [[ -f "$RECIPES/${method}_seed$seed.toml" ]] && echo "$RECIPES/${method}_seed$seed.toml"
+    done
+  done
+  return 0
+}
+sweep() { find "$RECIPES" -maxdepth 1 -name 'sweep_beta*.toml' | sort -V; }
+name_of() { basename "$1" .toml; }
+model_of() { find "$1" -maxdepth 1 -name '*.onnx' ! -name '*_int8.onnx' | head -n 1; }  # the fp32 export
+
 if [[ -n "$SOFT_LABELS" ]]; then
   TEACHER=(--soft-labels "$SOFT_LABELS")
 else
-  stamp "teacher vgg16_bn (recipes/eurosat_vgg16_bn_teacher.toml)"
+  stamp "teacher ($TEACHER_RECIPE)"
   # shellcheck disable=SC2086  # EXTRA and LIMIT are lists of flags
-  $PY -m training train --recipe recipes/eurosat_vgg16_bn_teacher.toml --data "$DATA" \
+  $PY -m training train --recipe "$TEACHER_RECIPE" --data "$DATA" \
     ${TEACHER_EPOCHS:+--epochs "$TEACHER_EPOCHS"} --out "$OUT/teacher" --resume $LIMIT $EXTRA
-  TEACHER=(--teacher-checkpoint "$TEACHER_CHECKPOINT")
+  # --soft-labels "": the recipes' logits file gives way to this teacher's, computed once.
+  TEACHER=(--teacher-checkpoint "$TEACHER_CHECKPOINT" --soft-labels '""')
 fi
 
-student() {  # student NAME DISTILL EPOCHS SEED EXTRA_ARGS...
-  local name=$1 distill=$2 epochs=$3 seed=$4
-  shift 4
-  if [[ -f "$OUT/$name/${STUDENT}_${distill}.onnx" ]]; then
+student() {  # student RECIPE EPOCHS: one row, trained and exported by `make train`
+  local recipe=$1 epochs=$2 name teacher=()
+  name=$(name_of "$recipe")
+  if [[ -n "$(model_of "$OUT/$name" 2>/dev/null)" ]]; then
     echo "== $name: done before, skipped"
     return
   fi
-  stamp "$name"
-  # SOFT_LABELS= : the teacher comes in $* (its checkpoint or the committed logits), never twice.
-  "${MAKE_TRAIN[@]}" DATA="$DATA" STUDENT="$STUDENT" DISTILL="$distill" OUT="$OUT/$name" SOFT_LABELS= \
-    EPOCHS="$epochs" SEED="$seed" LIMIT_PER_CLASS="$LIMIT_PER_CLASS" ARGS="$EXTRA --resume $*"
+  stamp "$name ($recipe)"
+  grep -q '^distill = "none"' "$recipe" || teacher=("${TEACHER[@]}")
+  # SOFT_LABELS= : the teacher comes in ARGS (its checkpoint or the committed logits), never twice.
+  "${MAKE_TRAIN[@]}" RECIPE="$recipe" DATA="$DATA" STUDENT="$STUDENT" DISTILL= OUT="$OUT/$name" SOFT_LABELS= \
+    EPOCHS="$epochs" SEED= LIMIT_PER_CLASS="$LIMIT_PER_CLASS" ARGS="$EXTRA --resume ${teacher[*]}"
 }
 
-for seed in $SEEDS; do
-  student "none_seed$seed" none "$EPOCHS" "$seed"
-  student "kd_seed$seed" kd "$EPOCHS" "$seed" "${TEACHER[@]}"
-  student "dkd_seed$seed" dkd "$EPOCHS" "$seed" "${TEACHER[@]}" --beta "$DKD_BETA"
-done
-for beta in $BETAS; do
-  student "sweep_beta$beta" dkd "$SWEEP_EPOCHS" 0 "${TEACHER[@]}" --beta "$beta"
-done
+for recipe in $(rows); do student "$recipe" "$EPOCHS"; done
+for recipe in $(sweep); do student "$recipe" "$SWEEP_EPOCHS"; done
 
 stamp "scoring on the full validation split"
 SCORES="$OUT/validation"
@@ -70,31 +80,31 @@ score() {  # score NAME MODEL: evaluate MODEL on every validation image into $SC
   [[ -f "$SCORES/$1/metrics.json" ]] || $PY -m training evaluate --model "$2" --data "$DATA" \
     --split-csv "$DATA/validation.csv" --out "$SCORES/$1"
 }
-rows=()
+results=()
 if [[ -f "$TEACHER_CHECKPOINT" ]]; then
   score teacher "$TEACHER_CHECKPOINT"
-  rows+=("$SCORES/teacher")
+  results+=("$SCORES/teacher")
 fi
-for seed in $SEEDS; do
-  for name in none kd dkd; do
-    model=$(echo "$OUT/${name}_seed$seed/${STUDENT}"_*.onnx)
-    score "student_${name}_seed$seed" "$model"
-    rows+=("$SCORES/student_${name}_seed$seed")
-  done
+for recipe in $(rows); do
+  name=$(name_of "$recipe")
+  score "student_$name" "$(model_of "$OUT/$name")"
+  results+=("$SCORES/student_$name")
 done
-sweep=()
-for beta in $BETAS; do
-  score "sweep_beta$beta" "$OUT/sweep_beta$beta/${STUDENT}_dkd.onnx"
-  sweep+=("$SCORES/sweep_beta$beta")
+betas=()
+for recipe in $(sweep); do
+  name=$(name_of "$recipe")
+  score "$name" "$(model_of "$OUT/$name")"
+  betas+=("$SCORES/$name")
 done
 
-first_seed=${SEEDS%% *}
-dkd="$OUT/dkd_seed$first_seed/${STUDENT}_dkd"
+first_dkd=$(rows | grep '/dkd_seed' | head -n 1)
+dkd=$(model_of "$OUT/$(name_of "$first_dkd")")
+dkd=${dkd%.onnx}
 [[ -f "${dkd}_int8.onnx" ]] || $PY -m training quantize --model "$dkd.onnx" --data "$DATA" --out "${dkd}_int8.onnx"
 rm -rf "$SCORES/student_dkd_int8"
 cp -r "${dkd}_int8_evaluation/int8" "$SCORES/student_dkd_int8"
-rows+=("$SCORES/student_dkd_int8")
+results+=("$SCORES/student_dkd_int8")
 
-$PY -m training report "${rows[@]}" --out "$OUT/results.md"
-$PY -m training report "${sweep[@]}" --out "$OUT/beta_sweep.md"
+$PY -m training report "${results[@]}" --out "$OUT/results.md"
+$PY -m training report "${betas[@]}" --out "$OUT/beta_sweep.md"
 stamp "done"

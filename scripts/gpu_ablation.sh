@@ -20,11 +20,11 @@ DATA_ROOT=${DATA_ROOT:-/tmp/rs_ghost_data}
 RUNS=${RUNS:-/tmp/rs_ghost_runs/ablation}
 RESULTS=${OUT:-gpu_results}
 TIME_LIMIT=${TIME_LIMIT:-540}
-# The GPU recipe: the method's schedule at a batch of 256 (the peak lr scales with the batch).
-export EPOCHS=${EPOCHS:-30} TEACHER_EPOCHS=${TEACHER_EPOCHS:-30} SWEEP_EPOCHS=${SWEEP_EPOCHS:-10}
-export SEEDS=${SEEDS:-0} BETAS=${BETAS:-1 2 4 8} DKD_BETA=${DKD_BETA:-2} STUDENT=${STUDENT:-g_ghost_regnetx_040}
-export ARGS=${ARGS:---batch-size 256 --workers 8 --cache-dir /tmp/rs_ghost_cache}
-export LIMIT_PER_CLASS=${LIMIT_PER_CLASS:-} TQDM_DISABLE=1 PYTHONUNBUFFERED=1
+# The GPU schedule is recipe files: recipes/gpu/teacher.toml, the rows {none,kd,dkd}_seed0.toml and
+# the beta sweep sweep_beta*.toml (G-Ghost 040, batch 256, 8 loader workers). EPOCHS, STUDENT, ARGS
+# and the like still override them for short runs (scripts/ablation.sh).
+export RECIPES=${RECIPES:-recipes/gpu} TEACHER_RECIPE=${TEACHER_RECIPE:-recipes/gpu/teacher.toml}
+export TQDM_DISABLE=1 PYTHONUNBUFFERED=1
 
 started=$SECONDS
 command -v make >/dev/null || { echo "error: this machine has no make; scripts/ablation.sh trains with make train" >&2; exit 1; }
@@ -39,8 +39,11 @@ keep() {  # the small artefacts, in files that come back
   (cd "$RUNS" && find . \( -name '*.md' -o -name '*.csv' -o -name '*.json' -o -name '*.log' -o -name '*.png' \
     -o -name '*.soft_labels.npz' \) -print0 | tar --null -czf "$RESULTS/ablation_small.tar.gz.tmp" -T -) &&
     mv "$RESULTS/ablation_small.tar.gz.tmp" "$RESULTS/ablation_small.tar.gz"
-  local dkd="$RUNS/dkd_seed${SEEDS%% *}/${STUDENT}_dkd_int8"
-  [[ -f "$dkd.onnx" ]] && cp "$dkd.onnx" "$dkd.md" "$RESULTS/"
+  local dkd
+  for dkd in "$RUNS"/dkd_seed*/*_dkd_int8.onnx; do  # the first DKD row's int8 model, once quantised
+    cp "$dkd" "${dkd%.onnx}.md" "$RESULTS/"
+    break
+  done
   return 0
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -30,17 +31,25 @@ def with_split_csvs(root: Path) -> Path:
     return root
 
 
+def recipe_subset(folder: Path, source: Path, names: list[str]) -> Path:
+    """A RECIPES folder holding some of ``source``'s recipe files, unchanged."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copyfile(source / f"{name}.toml", folder / f"{name}.toml")
+    return folder
+
+
 def run_ablation(tree: Path, out: Path, **extra: str) -> subprocess.CompletedProcess:
+    rows = ["none_seed0", "kd_seed0", "dkd_seed0", "sweep_beta1", "sweep_beta8"]  # the shipped files, not seed 1
     env = {
         **os.environ,
         "DATA": str(tree),
         "OUT": str(out),
+        "RECIPES": str(recipe_subset(out.parent / "recipes", REPO / "recipes/ablation", rows)),
         "STUDENT": "g_ghost_regnetx_032",
         "EPOCHS": "1",
         "TEACHER_EPOCHS": "1",
         "SWEEP_EPOCHS": "1",
-        "BETAS": "1 8",
-        "SEEDS": "0",
         "ARGS": f"--image-size 32 --batch-size 8 --lr 0.01 --gsd 10 --cache-dir {tree.parent / 'cache'}",
         "OMP_NUM_THREADS": "1",
         **extra,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.core.test_ablation import with_split_csvs
+from tests.core.test_ablation import recipe_subset, with_split_csvs
 from tests.core.test_train import make_class_tree
 from training.cli import main
 from training.data.pack import MIB, pack_folder, part_file_name, unpack
@@ -102,8 +102,12 @@ def run_gpu_script(tmp_path: Path, carried: list[Path], **extra: str) -> subproc
         "EPOCHS": "1",
         "TEACHER_EPOCHS": "1",
         "SWEEP_EPOCHS": "1",
-        "BETAS": "2",
-        "ARGS": f"--image-size 32 --batch-size 8 --lr 0.01 --gsd 10 --cache-dir {tmp_path / 'cache'}",
+        "RECIPES": str(
+            recipe_subset(
+                tmp_path / "recipes", REPO / "recipes/gpu", ["none_seed0", "kd_seed0", "dkd_seed0", "sweep_beta2"]
+            )
+        ),
+        "ARGS": f"--image-size 32 --batch-size 8 --workers 0 --lr 0.01 --gsd 10 --cache-dir {tmp_path / 'cache'}",
         "OMP_NUM_THREADS": "1",
         **extra,
     }
