@@ -131,7 +131,7 @@ class AdaptAlgorithm(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputString("SUMMARY", "Classes, chips and held-out recall"))
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
-        """QGIS's own checks (which load INPUT from a path: without statistics), then the numbers and INPUT's kind."""
+        """INPUT's and POLYGONS' files and the numbers in the plugin's words, then QGIS's checks (no statistics)."""
         try:  # before QGIS's own checks, whose words for these are "not found" or "Incorrect parameter value"
             qopts.check_raster_input(parameters, self.INPUT)
             qopts.check_vector_input(parameters, self.POLYGONS)
@@ -139,14 +139,7 @@ class AdaptAlgorithm(QgsProcessingAlgorithm):
         except RsGhostError as error:
             return False, face_message(error, "processing")
         with loaded_without_statistics():
-            ok, message = super().checkParameterValues(parameters, context)
-        if not ok:
-            return ok, message
-        try:
-            self._read_labels(parameters, context)  # a class field the layer lacks: said once, here
-        except RsGhostError as error:
-            return False, face_message(error, "processing")
-        return True, ""
+            return super().checkParameterValues(parameters, context)
 
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802 (QGIS API)
         """Main thread: check the dependencies, clone the raster's provider and read the polygons."""
