@@ -31,6 +31,7 @@ from tests.core.test_atomic_writes import _checkpoint
 from tests.core.test_train import SMALL, make_class_tree
 from tests.tiny_model import tiny_card
 from training import cli as training_cli
+from training import commands as training_commands
 from training import l2a
 from training import quantize as quantize_module
 from training.errors import TrainingError
@@ -161,7 +162,7 @@ def test_export_into_a_read_only_file_system_is_refused_before_the_work(checkpoi
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
 
     monkeypatch.setattr(Path, "touch", read_only)
-    monkeypatch.setattr(training_cli, "load_checkpoint", lambda path: pytest.fail("read before the check"))
+    monkeypatch.setattr(training_commands, "load_checkpoint", lambda path: pytest.fail("read before the check"))
     assert _export(checkpoint, tmp_path / "m.onnx") == 2
     line = _error_line(capsys)
     assert f"Cannot write the model (--out) into {tmp_path}: Read-only file system." in line, line

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.core.test_train import make_class_tree
-from training import cli
+from training import cli, commands
 from training import train as train_module
 from training.checkpoint import card_from_checkpoint, load_checkpoint
 from training.config import distill_method, stage_config, unnamed_settings
@@ -308,7 +308,7 @@ def test_the_recipe_reaches_the_stage_configuration(tree, tmp_path, monkeypatch)
         seen.update(config=config, meta=meta)
         return SimpleNamespace(best_acc=0.5, best_epoch=1, best_path=tmp_path / "b.pt", last_path=tmp_path / "l.pt")
 
-    monkeypatch.setattr(cli, "train_stage", fake_stage)
+    monkeypatch.setattr(commands, "train_stage", fake_stage)
     recipe = write(
         tmp_path / "stage.toml",
         f"model = '{TINY}'\ndata = '{tree}'\nout = '{tmp_path / 'out'}'\n"
@@ -328,7 +328,7 @@ def test_the_recipe_reaches_the_stage_configuration(tree, tmp_path, monkeypatch)
 
 def test_without_a_recipe_the_meta_says_none(tree, tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr(cli, "train_stage", lambda config, data, world, meta: seen.update(meta=meta) or _result())
+    monkeypatch.setattr(commands, "train_stage", lambda config, data, world, meta: seen.update(meta=meta) or _result())
     argv = ["train", "--model", TINY, "--data", str(tree), "--image-size", "32", "--out", str(tmp_path / "out")]
     assert cli.main([*argv, "--cache-dir", str(tree.parent / "cache")]) == 0
     assert seen["meta"]["recipe"] is None

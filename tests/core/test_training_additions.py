@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training import cli
+from training import cli, commands
 from training import config as config_module
+from training.errors import TrainingError
 from training.losses import DEFAULTS, KINDS, make_criterion
 from training.models import build_model
 from training.train import StageConfig, default_base_lr, make_optimizer, training_input_size
@@ -218,9 +219,9 @@ def test_the_flags_reach_the_stage_config(tmp_path, monkeypatch):
 
     def fake_train_stage(config, data, world, meta=None):
         seen["config"] = config
-        raise cli.TrainingError("stop here")
+        raise TrainingError("stop here")
 
-    monkeypatch.setattr(cli, "train_stage", fake_train_stage)
+    monkeypatch.setattr(commands, "train_stage", fake_train_stage)
     monkeypatch.setattr(config_module, "load_data", lambda args, **kwargs: _tiny_splits())
     argv = _train_argv(tmp_path, "--optimizer", "adamw", "--radiometric", "0.2", "--epochs", "1")
     assert cli.main(argv) == 2
@@ -241,7 +242,7 @@ def test_resuming_with_another_optimizer_is_refused_naming_the_flag():
 
     saved = {"architecture": "g_ghost_regnetx_002", "class_names": ["a", "b"], "config": {}}  # older: SGD
     config = StageConfig(model="g_ghost_regnetx_002", out="runs/x", optimizer="adamw")
-    with pytest.raises(cli.TrainingError, match="--optimizer sgd"):
+    with pytest.raises(TrainingError, match="--optimizer sgd"):
         _restore(saved, {"class_names": ["a", "b"]}, None, None, None, None, config)
 
 

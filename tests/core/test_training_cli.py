@@ -10,7 +10,7 @@ import pytest
 
 from rs_ghost_qgis.core.errors import RsGhostError
 from tests.core.test_train import SMALL, make_class_tree, stage_args, train_args
-from training import cli, config
+from training import cli, commands, config
 from training.checkpoint import save_checkpoint
 from training.errors import DataError, ExportError, TrainingError
 
@@ -128,7 +128,7 @@ def test_training_errors_share_one_root_and_keep_their_exit_codes(monkeypatch, t
     def fail(args):
         raise error("what went wrong")
 
-    monkeypatch.setattr(cli, "_export", fail)
+    monkeypatch.setattr(commands, "export_command", fail)
     assert cli.main(["export", "--checkpoint", str(tmp_path / "x.pt"), "--out", str(tmp_path / "x.onnx")]) == code
     assert one_line_error(capsys) == "error: what went wrong"
 
