@@ -177,31 +177,36 @@ def train_stage(
     stats = tuple(torch.tensor(state[key], device=world.device).view(1, -1, 1, 1) for key in ("mean", "std"))
     step = _Step(net, *losses, optimizer, scheduler, scaler, stats, state["input_size"], precision)
     for epoch in range(state["epoch"], config.epochs):
-        # Shuffles, augmentations and dropout masks depend on (seed, epoch, rank) only, so a
-        # resumed run continues exactly as an uninterrupted one would have.
-        loader.sampler.set_epoch(epoch)
-        torch.manual_seed(config.seed * 100_003 + epoch * 1_009 + world.rank)
-        step.input_size = training_input_size(config, epoch, state["input_size"])
-        started = time.perf_counter()
-        loss, acc, terms = _train_epoch(step, loader, config, world, epoch)
-        train_seconds = time.perf_counter() - started
-        recalibrate_batchnorm(model, data.train, config, world, stats, state["input_size"], precision, step.weak)
-        val_loss, val_acc = _validate(model, data.val, config, world, stats, state["input_size"])
-        row = {
-            "epoch": epoch + 1,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": loss,
-            "train_acc": acc,
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "seconds": time.perf_counter() - started,
-            "img_per_s": len(loader) * config.batch_size * world.size / max(train_seconds, 1e-9),
-            **terms,
-        }
+        row = _epoch(step, model, loader, data, config, world, state["input_size"], epoch)
         _end_epoch(state, row, (model, optimizer, scheduler, scaler), config, world)
     if state["epoch"] == 0:
         raise TrainingError(f"{config.stage}: no epoch was trained; --epochs must be at least 1.")
     return StageResult(out / "best.pt", out / "last.pt", state["best_acc"], state["best_epoch"], state["history"])
+
+
+def _epoch(step, model: nn.Module, loader, data: DatasetSplits, config: StageConfig, world: World, size: int, epoch):
+    """One epoch: train, re-estimate BatchNorm, validate at the full ``size``; the epoch's log row."""
+    # Shuffles, augmentations and dropout masks depend on (seed, epoch, rank) only, so a
+    # resumed run continues exactly as an uninterrupted one would have.
+    loader.sampler.set_epoch(epoch)
+    torch.manual_seed(config.seed * 100_003 + epoch * 1_009 + world.rank)
+    step.input_size = training_input_size(config, epoch, size)
+    started = time.perf_counter()
+    loss, acc, terms = _train_epoch(step, loader, config, world, epoch)
+    train_seconds = time.perf_counter() - started
+    recalibrate_batchnorm(model, data.train, config, world, step.stats, size, step.precision, step.weak)
+    val_loss, val_acc = _validate(model, data.val, config, world, step.stats, size)
+    return {
+        "epoch": epoch + 1,
+        "lr": step.optimizer.param_groups[0]["lr"],
+        "train_loss": loss,
+        "train_acc": acc,
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "seconds": time.perf_counter() - started,
+        "img_per_s": len(loader) * config.batch_size * world.size / max(train_seconds, 1e-9),
+        **terms,
+    }
 
 
 def peak_lr(config: StageConfig, world: World) -> float:
