@@ -208,6 +208,13 @@ def test_a_radiometric_share_outside_0_to_1_is_refused(tmp_path, capsys, share):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("flag", "value"), [("--base-lr", "0"), ("--base-lr", "inf"), ("--momentum", "1.5")])
+def test_a_base_rate_or_momentum_out_of_range_is_refused_before_the_data(tmp_path, capsys, flag, value):
+    assert cli.main(_train_argv(tmp_path, flag, value)) == 2
+    assert flag in one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_unknown_optimizer_is_refused_by_its_choices(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(_train_argv(tmp_path, "--optimizer", "adam"))
