@@ -26,10 +26,12 @@ SMALL = "g_ghost_regnetx_032"
 COLORS = {"Water": (30, 60, 200), "Forest": (20, 140, 30), "Crop": (220, 200, 40)}
 
 
-def make_class_tree(root: Path, per_class: int = 20, size: int = 32, seed: int = 0) -> Path:
-    """One folder of noisy, single-colour PNGs per class."""
+def make_class_tree(
+    root: Path, per_class: int = 20, size: int = 32, seed: int = 0, colors: dict[str, tuple] = COLORS
+) -> Path:
+    """One folder of noisy, single-colour PNGs per class of ``colors`` (class name -> mean RGB)."""
     rng = np.random.default_rng(seed)
-    for name, color in COLORS.items():
+    for name, color in colors.items():
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
         for index in range(per_class):

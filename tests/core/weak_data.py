@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+
+from tests.core.test_train import make_class_tree
 
 # Reflectance x 10,000 per band (B02, B03, B04, B08): what Sentinel-2 L2A shows of each surface.
 SURFACES = {
@@ -52,11 +53,4 @@ def weak_npz(path: Path, per_kind: int = 4, side: int = 16) -> Path:
 
 def make_tree(root: Path, per_class: int = 6, size: int = 32, seed: int = 0) -> Path:
     """One folder of noisy, single-colour PNGs per class of TREE_COLORS."""
-    rng = np.random.default_rng(seed)
-    for name, color in TREE_COLORS.items():
-        folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for index in range(per_class):
-            pixels = np.asarray(color)[None, None, :] + rng.normal(0, 25, (size, size, 3))
-            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(folder / f"{name}_{index}.png")
-    return root
+    return make_class_tree(root, per_class, size, seed, colors=TREE_COLORS)
