@@ -35,4 +35,5 @@ def test_train_runs_in_two_processes_and_only_rank_0_writes(tmp_path):
     assert state["lr"] == 0.01 and state["epoch"] == 1
     rows = list(csv.DictReader((out / "log.csv").open()))
     assert len(rows) == 1 and 0 <= float(rows[0]["val_acc"]) <= 1
-    assert sorted(path.name for path in out.iterdir()) == ["best.pt", "curves.png", "last.pt", "log.csv", "log.json"]
+    expected = ["best.pt", "config.toml", "curves.png", "last.pt", "log.csv", "log.json"]
+    assert sorted(path.name for path in out.iterdir()) == expected
