@@ -108,7 +108,22 @@ def loaded_without_statistics() -> Iterator[None]:
 
 def crs_to_wkt(crs: QgsCoordinateReferenceSystem) -> str:
     """The WKT the engine receives for a QGIS CRS ("" when invalid)."""
-    return crs.toWkt(CRS_WKT_FLAVOUR) if crs.isValid() else ""
+    return whole_crs(crs).toWkt(CRS_WKT_FLAVOUR) if crs.isValid() else ""
+
+
+def whole_crs(crs: QgsCoordinateReferenceSystem) -> QgsCoordinateReferenceSystem:
+    """``crs``, or a fresh copy of it when it has lost its definition.
+
+    QGIS 3.22 caches CRS objects process-wide with a PROJ object per thread, and drops the
+    objects of a worker thread when the thread ends. A layer's CRS first built in a finished task
+    can then be valid with an empty WKT, and every reprojection through it is empty (issue 29:
+    adapt, then classify). Clearing the cache and building the CRS again from its authority code
+    gives a whole one.
+    """
+    if not crs.isValid() or crs.toWkt(CRS_WKT_FLAVOUR) or not crs.authid():
+        return crs
+    QgsCoordinateReferenceSystem.invalidateCache()
+    return QgsCoordinateReferenceSystem(crs.authid())
 
 
 def crs_from_wkt(wkt: str) -> QgsCoordinateReferenceSystem:
@@ -148,7 +163,7 @@ class QgisLayerSource:
         check_on_earth(crs_to_wkt(provider.crs()), f"The raster '{name}'")  # a LOCAL_CS: refused up front
         self._provider = provider
         self._context = transform_context or QgsCoordinateTransformContext()
-        self._crs = provider.crs()
+        self._crs = whole_crs(provider.crs())
         self._is_color = provider.dataType(1) in _COLOR_TYPES
         self._alpha_band = self._find_alpha_band()
         self._configure_resampling()

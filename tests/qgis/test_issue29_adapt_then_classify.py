@@ -12,10 +12,11 @@ import time
 
 import pytest
 from osgeo import gdal
-from qgis.core import QgsApplication, QgsRasterLayer, QgsSettings, QgsVectorLayer
+from qgis.core import QgsApplication, QgsCoordinateReferenceSystem, QgsRasterLayer, QgsSettings, QgsVectorLayer
 from qgis.PyQt.QtCore import QThreadPool
 from qgis.PyQt.QtTest import QTest
 
+from rs_ghost_qgis.qgis_io.source import crs_to_wkt, whole_crs
 from rs_ghost_qgis.ui.dialog import SETTINGS_PREFIX, ClassifyDialog
 from tests.core.adapt_data import labelled_polygons, nir_scene, write_labels
 
@@ -95,3 +96,24 @@ def test_dialog_adapt_then_dialog_classify_on_a_reprojected_raster(dialog, proje
             assert task.result.tiles_classified > 0
     finally:
         pool.setExpiryTimeout(expiry)
+
+
+class _LostCrs:
+    """A CRS as QGIS 3.22 leaves it when the worker thread that built it has ended: valid, no WKT."""
+
+    def isValid(self):  # noqa: N802 (QGIS's name)
+        return True
+
+    def toWkt(self, *flavour):  # noqa: N802
+        return ""
+
+    def authid(self):
+        return "EPSG:3857"
+
+
+def test_a_crs_that_lost_its_definition_is_built_again_from_its_code(qgis_app):
+    repaired = whole_crs(_LostCrs())
+    assert repaired.authid() == "EPSG:3857" and "Pseudo-Mercator" in crs_to_wkt(repaired)
+    assert "Pseudo-Mercator" in crs_to_wkt(_LostCrs())
+    kept = QgsCoordinateReferenceSystem("EPSG:32633")
+    assert whole_crs(kept) is kept
