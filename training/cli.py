@@ -23,6 +23,7 @@ from training.precision import CHOICES as PRECISIONS
 from training.quantize import CALIBRATION_IMAGES
 from training.recipe import apply_recipe, read_recipe, recipe_path
 from training.train import OPTIMIZERS
+from training.weak import DEFAULT_KINDS, KINDS
 
 RECIPE_COMMANDS = ("run", "train")  # the commands that read --recipe FILE
 
@@ -248,6 +249,12 @@ def _training_arguments(parser: argparse.ArgumentParser) -> None:
     )
     weak.add_argument("--weak-batch", type=int, help="L2A patches added to each batch (default 24)")
     weak.add_argument("--weak-weight", type=float, help="weight of their loss (default 1)")
+    weak.add_argument(
+        "--weak-kinds",
+        nargs="+",
+        choices=KINDS,
+        help=f"which NIR labels to train on (default: {' '.join(DEFAULT_KINDS)}; see training/weak.py)",
+    )
     distill = parser.add_argument_group(
         "distillation (defaults, losses.DEFAULTS: DKD alpha 1, beta 8, T 4, warm-up 20 epochs; KD T 4, CE 0.1, KD 0.9)"
     )

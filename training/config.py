@@ -60,6 +60,7 @@ STAGE_FLAGS = (
     "weak_patches",
     "weak_batch",
     "weak_weight",
+    "weak_kinds",
 )
 # Switches whose absence means "off" or "the data's / the model's own", not a default value:
 # a recipe leaves them out when it does not use them.
@@ -147,7 +148,7 @@ def unnamed_settings(args: argparse.Namespace, distill: str) -> list[str]:
     if getattr(args, "optimizer", None) == "adamw":
         wanted.remove("momentum")
     if not getattr(args, "weak_patches", None):
-        wanted = [name for name in wanted if name not in ("weak_batch", "weak_weight")]
+        wanted = [name for name in wanted if name not in ("weak_batch", "weak_weight", "weak_kinds")]
     # A setting the command has no flag for (`run`: early_fraction) is not the recipe's to name.
     missing = [name for name in wanted if hasattr(args, name) and getattr(args, name) is None]
     if getattr(args, "lr", None) is None and getattr(args, "base_lr", None) is None:

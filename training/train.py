@@ -47,7 +47,7 @@ from training.models import count_macs, count_parameters
 from training.plots import plot_curves
 from training.precision import Precision, choose, hardware, time_steps
 from training.recipe import write_stage_recipe
-from training.weak import WeakPatches, load_weak_patches, weak_loss
+from training.weak import DEFAULT_KINDS, WeakPatches, load_weak_patches, weak_loss
 
 LOG_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "img_per_s")
 
@@ -86,6 +86,7 @@ class StageConfig:
     weak_patches: str | None = None  # the .npz of unlabelled L2A patches with B08
     weak_batch: int = 24  # patches added to each batch, as many of each kind
     weak_weight: float = 1.0  # weight of their loss beside the batch's own
+    weak_kinds: list[str] = field(default_factory=lambda: list(DEFAULT_KINDS))  # training.weak.KINDS used
     stage: str = "model"  # a label for logs: "teacher", "student", ...
 
 
@@ -445,7 +446,11 @@ def _weak_patches(config: StageConfig, data: DatasetSplits) -> WeakPatches:
     """The weakly labelled L2A patches, mapped onto the training images' values (training/weak.py)."""
     channels = data.train.images.shape[-1]
     weak = load_weak_patches(
-        config.weak_patches, data.class_names, card_bands(data.class_names, channels), data.train.images
+        config.weak_patches,
+        data.class_names,
+        card_bands(data.class_names, channels),
+        data.train.images,
+        config.weak_kinds,
     )
     counts = ", ".join(f"{count} {kind}" for kind, count in weak.info["patches"].items())
     print(f"{config.stage}: weak supervision from NIR on {counts} L2A patches, {config.weak_batch} a batch")

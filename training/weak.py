@@ -6,10 +6,12 @@ dark, uniform June wheat field has Pasture's colour and the smoothness of water 
 unlabelled L2A patches (``../shared/data/l2a_unlabelled``) carry near infrared, which the RGB
 network never sees, and NIR gives physical labels that need no annotator:
 
-- ``water``: at least 90 % of the pixels have NDWI > 0.2 (training.l2a.weak_labels: clear water), or
-  at least 90 % have NDWI > 0 and the mean near infrared is below 3 % reflectance (dark water: no
-  land cover is that dark in NIR and greener than it; 241 of the fit half, against 12 clear) -> a
-  water class;
+- ``water``: at least 90 % of the pixels have NDWI > 0.2 (training.l2a.weak_labels: clear water)
+  -> a water class;
+- ``dark_water``: at least 90 % have NDWI > 0 and the mean near infrared is below 3 % reflectance
+  (no land cover is that dark in NIR and greener than it; 230 more in the fit half, against 12
+  clear) -> a water class. Not used by default: dark, smooth water taught the RGB network that
+  dark, smooth L2A is water, and the Demmin wheat went to SeaLake (results/l2a/weak_probes);
 - ``vegetation``: at least 90 % have NDVI > 0.6 -> neither water nor built-up;
 - ``dry``: not one pixel has NDWI > 0 -> not a water class (a river or lake tile shows water).
 
@@ -37,7 +39,8 @@ from training import l2a
 from training.data.loader import VIEWS, dihedral
 from training.errors import TrainingError
 
-KINDS = ("water", "vegetation", "dry")
+KINDS = ("water", "dark_water", "vegetation", "dry")
+DEFAULT_KINDS = ("water", "vegetation", "dry")
 DRY_NDWI = 0.0  # a pixel with NDWI above this may be water; a dry patch has none
 DARK_NIR = 300.0  # reflectance x 10,000: water absorbs near infrared; vegetation and soil reflect 2,000+
 MAPPING_METHOD = "linear"  # the method `training l2a-fit` defaults to and the shipped cards carry
@@ -81,11 +84,11 @@ def class_groups(class_names: list[str]) -> dict[str, np.ndarray]:
             f"({', '.join(class_names)}); drop --weak-patches for data without one."
         )
     built = np.isin(names, l2a.BUILT_CLASSES)
-    return {"water": water, "vegetation": ~water & ~built, "dry": ~water}
+    return {"water": water, "dark_water": water, "vegetation": ~water & ~built, "dry": ~water}
 
 
 def label_patches(patches: np.ndarray, bands: list[str]) -> np.ndarray:
-    """Each patch's kind (index into KINDS) or -1 when NIR says nothing certain; water wins over vegetation over dry."""
+    """Each patch's kind (index into KINDS) or -1 when NIR says nothing certain; the first kind that holds wins."""
     labels = l2a.weak_labels(patches, bands)
     green, nir = (patches[:, bands.index(name)] for name in ("B03", "B08"))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -93,18 +96,26 @@ def label_patches(patches: np.ndarray, bands: list[str]) -> np.ndarray:
     dark_water = (wet.mean(axis=(1, 2)) >= l2a.COVER) & (nir.mean(axis=(1, 2)) < DARK_NIR)
     dry = wet.sum(axis=(1, 2)) == 0
     kind = np.full(len(patches), -1)
-    for index, chosen in reversed(list(enumerate((labels["water"] | dark_water, labels["vegetation"], dry)))):
+    for index, chosen in reversed(list(enumerate((labels["water"], dark_water, labels["vegetation"], dry)))):
         kind[chosen] = index
     return kind
 
 
 def load_weak_patches(
-    path: str | Path, class_names: list[str], card_bands: list[str], train_images: np.ndarray
+    path: str | Path,
+    class_names: list[str],
+    card_bands: list[str],
+    train_images: np.ndarray,
+    kinds: tuple[str, ...] | list[str] = DEFAULT_KINDS,
 ) -> WeakPatches:
-    """The fit half of the L2A patches at ``path`` that NIR labels, mapped onto the training images' values.
+    """The fit half of the L2A patches at ``path`` that NIR labels as one of ``kinds``, mapped onto the
+    training images' values.
 
     ``train_images`` is the training split, uint8 (N, H, W, C) in the order of ``card_bands``.
     """
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown or not kinds:
+        raise TrainingError(f"--weak-kinds {' '.join(kinds)}: choose one or more of {', '.join(KINDS)}.")
     groups = class_groups(class_names)
     patches, bands = l2a.load_patches(path)
     fit, _ = l2a.fit_split(len(patches))
@@ -112,26 +123,28 @@ def load_weak_patches(
     source = f"{Path(path).name}, patches {l2a.FIT_PARITY}, {l2a.FIT_PARITY + 2}, ... ({len(fit)} of {len(fit) * 2})"
     mapping = l2a.fit_mapping(patches, bands, card_bands, train_images, source, MAPPING_METHOD)
     kind = label_patches(patches, bands)
-    keep = kind >= 0
+    keep = np.isin(kind, [KINDS.index(name) for name in kinds])
     images = torch.from_numpy(l2a.apply_mapping(patches[keep], bands, mapping, 255.0))
     side = train_images.shape[1]
     if images.shape[-1] != side:  # the network trains on the data's image size
         images = F.interpolate(images, size=(side, side), mode="area")
     kind = kind[keep]
     allowed = torch.from_numpy(np.stack([groups[KINDS[k]] for k in kind]))
-    counts = {name: int((kind == k).sum()) for k, name in enumerate(KINDS)}
-    info = {"source": source, "patches": counts, "mapping": mapping, "rules": rules_text()}
+    counts = {name: int((kind == k).sum()) for k, name in enumerate(KINDS) if name in kinds}
+    info = {"source": source, "patches": counts, "mapping": mapping, "rules": rules_text(kinds)}
     return WeakPatches(images.contiguous(), allowed, kind, info)
 
 
-def rules_text() -> str:
-    """The weak labels in one line, for logs and the model card."""
-    return (
-        f"water: >= {l2a.COVER:.0%} of pixels NDWI > {l2a.WATER_NDWI}, or >= {l2a.COVER:.0%} NDWI > {DRY_NDWI} "
-        f"with mean B08 < {DARK_NIR:g} -> {' or '.join(l2a.WATER_CLASSES)}; "
-        f"vegetation: >= {l2a.COVER:.0%} NDVI > {l2a.VEGETATION_NDVI} -> not water, not built-up; "
-        f"dry: no pixel NDWI > {DRY_NDWI} -> not water"
-    )
+def rules_text(kinds: tuple[str, ...] | list[str] = DEFAULT_KINDS) -> str:
+    """The weak labels of ``kinds`` in one line, for logs and the model card."""
+    water = " or ".join(l2a.WATER_CLASSES)
+    rules = {
+        "water": f"water: >= {l2a.COVER:.0%} of pixels NDWI > {l2a.WATER_NDWI} -> {water}",
+        "dark_water": f"dark_water: >= {l2a.COVER:.0%} NDWI > {DRY_NDWI} and mean B08 < {DARK_NIR:g} -> {water}",
+        "vegetation": f"vegetation: >= {l2a.COVER:.0%} NDVI > {l2a.VEGETATION_NDVI} -> not water, not built-up",
+        "dry": f"dry: no pixel NDWI > {DRY_NDWI} -> not water",
+    }
+    return "; ".join(rules[kind] for kind in KINDS if kind in kinds)
 
 
 def weak_loss(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:

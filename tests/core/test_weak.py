@@ -23,7 +23,8 @@ def kinds_of(*patches: np.ndarray) -> list[int]:
 
 
 def test_each_surface_gets_its_kind_and_a_shore_gets_none():
-    assert kinds_of(*(surface_patch(kind) for kind in SURFACES), mixed_patch()) == [0, 1, 2, -1]
+    water, vegetation, dry = (weak.KINDS.index(kind) for kind in ("water", "vegetation", "dry"))
+    assert kinds_of(*(surface_patch(kind) for kind in SURFACES), mixed_patch()) == [water, vegetation, dry, -1]
 
 
 def test_dark_water_is_water_and_a_dark_shadow_is_not():
@@ -33,7 +34,7 @@ def test_dark_water_is_water_and_a_dark_shadow_is_not():
     shadow[3] = 280  # as dark, but more NIR than green: land in shade
     bright_wet = dark_water.copy()
     bright_wet[1:] = np.asarray([1300, 1200, 1200], dtype=np.uint16)[:, None, None]  # NDWI 0.04, NIR 1,200: no water
-    assert kinds_of(dark_water, shadow, bright_wet) == [0, 2, -1]
+    assert kinds_of(dark_water, shadow, bright_wet) == [weak.KINDS.index("dark_water"), weak.KINDS.index("dry"), -1]
 
 
 def test_one_wet_pixel_makes_a_bare_patch_uncertain():
@@ -47,7 +48,7 @@ def test_the_class_groups_follow_the_physics():
         kind: [name for name, ok in zip(EUROSAT_CLASSES, mask, strict=True) if ok]
         for kind, mask in weak.class_groups(list(EUROSAT_CLASSES)).items()
     }
-    assert groups["water"] == ["River", "SeaLake"]
+    assert groups["water"] == groups["dark_water"] == ["River", "SeaLake"]
     assert groups["dry"] == [name for name in EUROSAT_CLASSES if name not in ("River", "SeaLake")]
     assert groups["vegetation"] == ["AnnualCrop", "Forest", "HerbaceousVegetation", "Pasture", "PermanentCrop"]
 
@@ -97,7 +98,7 @@ def test_only_the_fit_half_is_loaded_and_mapped_as_the_card_will_map_it(tmp_path
     train_images = np.random.default_rng(1).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
     bands = ["B04 red", "B03 green", "B02 blue"]
     loaded = weak.load_weak_patches(path, list(EUROSAT_CLASSES), bands, train_images)
-    assert loaded.info["patches"] == {"water": 0, "vegetation": 6, "dry": 6}
+    assert loaded.info["patches"] == {"water": 0, "vegetation": 6, "dry": 6}  # the default kinds
     raw = np.stack(patches).astype(np.float32)
     assert loaded.info["mapping"] == l2a.fit_mapping(
         raw[::2], BANDS, bands, train_images, loaded.info["source"], "linear"
@@ -212,3 +213,20 @@ def test_weak_labels_teach_what_the_labelled_images_never_show(tree, tmp_path, m
             probabilities = network(normalise(images, mean, std, 32)).softmax(1)
         scores[name] = probabilities[:, names.index("SeaLake")].mean().item()
     assert scores["with"] > 0.6 and scores["with"] > scores["without"] + 0.3, scores
+
+
+def test_only_the_chosen_kinds_are_trained_on(tmp_path):
+    rng = np.random.default_rng(0)
+    dark = surface_patch("water", 16, rng)
+    dark[:] = np.asarray([200, 250, 150, 180], dtype=np.uint16)[:, None, None]  # dark water, NDWI 0.16
+    patches = [dark if i % 3 == 0 else surface_patch("dry" if i % 3 == 1 else "water", 16, rng) for i in range(24)]
+    path = write_patches(tmp_path / "p.npz", patches)
+    train_images = np.random.default_rng(1).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    bands = ["B04 red", "B03 green", "B02 blue"]
+    default = weak.load_weak_patches(path, list(EUROSAT_CLASSES), bands, train_images)
+    assert default.info["patches"] == {"water": 4, "vegetation": 0, "dry": 4}  # even positions 0..22
+    assert "dark_water" not in default.info["rules"]
+    chosen = weak.load_weak_patches(path, list(EUROSAT_CLASSES), bands, train_images, ["dark_water", "dry"])
+    assert chosen.info["patches"] == {"dark_water": 4, "dry": 4} and len(chosen.images) == 8
+    with pytest.raises(TrainingError, match="--weak-kinds"):
+        weak.load_weak_patches(path, list(EUROSAT_CLASSES), bands, train_images, ["wet"])
