@@ -67,6 +67,7 @@ def test_processing_adapt_never_writes_over_its_base_model(qgis_app, provider, p
     model = tmp_path / "model.onnx"
     model.write_bytes(tiny_model.read_bytes())
     labels = QgsVectorLayer(str(write_labels(tmp_path / "labels.gpkg", labelled_polygons())), "labels", "ogr")
+    project.addMapLayer(labels)  # owned by the project, as in QGIS: a layer Python owns was freed twice at exit
     parameters = {"INPUT": str(nir_scene(tmp_path / "nir.tif")), "POLYGONS": labels, "CLASS_FIELD": "landcover"}
     with pytest.raises(QgsProcessingException) as failure:
         _run("rsghost:adapt", {**parameters, "MODEL": str(model), "OUTPUT": str(model)})
