@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import logging
 import os
 import signal
 import subprocess
@@ -37,23 +36,6 @@ distributed = pytest.importorskip("distributed")
 REPO = Path(__file__).resolve().parents[2]
 STRIDE = 16  # half the tiny model's 32 px tile: tiles overlap, blocks need a halo
 BLOCK_CELLS = 4  # small blocks: a dozen per raster
-
-
-@pytest.fixture(scope="module")
-def client():
-    """Two worker processes with one thread each on 127.0.0.1, shared by the module's tests."""
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    )
-    client = distributed.Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
 
 
 @pytest.fixture(scope="module")

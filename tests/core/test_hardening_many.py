@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import errno
 import json
-import logging
 import os
 import pathlib
 import socket
@@ -33,23 +32,6 @@ from rs_ghost_qgis.core.pipeline import ClassifyOptions
 from tests.core.engine_data import class_pattern, write_raster
 
 distributed = pytest.importorskip("distributed")
-
-
-@pytest.fixture(scope="module")
-def client():
-    """Two worker processes with one thread each on 127.0.0.1, shared by the module's tests."""
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    )
-    client = distributed.Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
 
 
 def _scene(path: Path, label: int = 0) -> Path:

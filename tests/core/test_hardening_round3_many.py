@@ -8,7 +8,6 @@ from half a block. And the output rule (core/outputs.py): no output replaces the
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -23,23 +22,6 @@ from rs_ghost_qgis.core.rasterio_source import RasterioSource
 from tests.core.engine_data import class_pattern, write_raster
 
 distributed = pytest.importorskip("distributed")
-
-
-@pytest.fixture(scope="module")
-def client():
-    """Two worker processes with one thread each on 127.0.0.1, shared by the module's tests."""
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    )
-    client = distributed.Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
 
 
 @pytest.fixture(scope="module")
