@@ -108,7 +108,9 @@ class AreaRow:
     """One class in the area table: tiles whose top class it is, and its cells and area in the class map.
 
     With overlapping tiles (stride below the tile size) a class can lead some tiles yet win no
-    cell of the averaged map: ``cells`` and ``hectares`` are what the map shows.
+    cell of the averaged map: ``cells`` and ``hectares`` follow the map. ``cells`` counts the
+    drawn cells; ``hectares`` counts every valid pixel, also those of edge cells too little inside
+    the image to be drawn.
     """
 
     class_id: int
@@ -888,10 +890,15 @@ class _CellMap:
             inside[start - self.grid.cols[0] : end - self.grid.cols[0]] = True
         ok = inside & (data.counts > 0) & (data.valid > 0)
         mean = data.sums / np.maximum(data.counts, 1)[:, None]
-        classes = np.where(ok, mean.argmax(axis=1), NODATA_CLASS).astype(np.uint8)
-        confidence = np.where(ok, np.rint(100 * mean.max(axis=1)), NODATA_CLASS).astype(np.uint8)
+        best = mean.argmax(axis=1)
+        # Area counts every valid pixel, but a cell is drawn only where at least half of it is
+        # valid: at the image edge a cell of a fine stride hangs past the last pixel, and drawing
+        # it whole would paint the map beyond the image (the same rounding as a pixel centre).
+        drawn = ok & (data.valid >= 0.5)
+        classes = np.where(drawn, best, NODATA_CLASS).astype(np.uint8)
+        confidence = np.where(drawn, np.rint(100 * mean.max(axis=1)), NODATA_CLASS).astype(np.uint8)
         self.hectares += np.bincount(
-            classes[ok], weights=data.valid[ok] * self.grid.cell_hectares, minlength=self.num_classes
+            best[ok], weights=data.valid[ok] * self.grid.cell_hectares, minlength=self.num_classes
         )
-        self.counts += np.bincount(classes[ok], minlength=self.num_classes)
+        self.counts += np.bincount(classes[drawn], minlength=self.num_classes)
         return classes, confidence

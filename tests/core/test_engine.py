@@ -177,6 +177,20 @@ def test_stride_averages_overlapping_tiles(pattern_raster, tiny_model, tmp_path)
     assert math.isclose(sum(a.hectares for a in result.areas), 163.84)
 
 
+def test_cells_hanging_mostly_past_the_image_edge_are_not_drawn_but_their_area_counts(tmp_path, tiny_model):
+    # 124 x 117 px at stride 16 (cells of 16 px): the last cell column holds 12 px of image (drawn),
+    # the last cell row 5 px (left empty, as a pixel whose centre lies outside the image).
+    raster = write_raster(tmp_path / "cut.tif", class_pattern(PATTERN, 32)[:, :117, :124])
+    result = _run(raster, tiny_model, tmp_path, stride=16)
+    with rasterio.open(tmp_path / "classes.tif") as ds:
+        assert ds.shape == (8, 8)
+        classes, confidence = ds.read(1), ds.read(2)
+    assert (classes[7] == 255).all() and (confidence[7] == 255).all()
+    assert (classes[:7] != 255).all() and (confidence[:7] != 255).all()
+    assert sum(a.cells for a in result.areas) == 7 * 8
+    assert math.isclose(sum(a.hectares for a in result.areas), 124 * 117 * 0.01)  # every image pixel, once
+
+
 def test_nodata_and_alpha_tiles_are_marked_in_every_output(tmp_path, tiny_model):
     data = class_pattern(PATTERN, 32)
     data[:, :40, :] = 0  # first tile row all nodata, second 8/32 rows nodata (75 % valid)
