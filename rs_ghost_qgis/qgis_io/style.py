@@ -26,6 +26,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QColor
 
 from ..core.modelcard import ModelCard
+from .options import bundled_model_or_none
 
 CLASS_FIELD = "class_name"
 # Both outputs are semi-transparent so the imagery shows through whichever one is switched on.
@@ -72,8 +73,13 @@ class Run:
 
 
 def group_name(raster_name: str, model_name: str) -> str:
-    """Name of the layer tree group holding the runs of one model on one raster."""
-    return f"RS Ghost: {raster_name} ({model_name})"
+    """Name of the layer tree group holding the runs of one model on one raster.
+
+    The raster first and the model's short name after: the layer panel's default width shows
+    about 40 characters of a group, and a prefix or a long file name would push the raster out.
+    """
+    bundled = bundled_model_or_none()
+    return f"{raster_name} · {'bundled model' if bundled and model_name == bundled.stem else model_name}"
 
 
 def next_run(project: QgsProject, raster_name: str, model_name: str, stride_px: int, gsd_m: float) -> Run:
@@ -125,11 +131,9 @@ def style_tiles(layer: QgsVectorLayer, card: ModelCard, areas: Sequence | None =
 def doubt_label(evidence=None) -> str:
     """The hatch's legend entry: what it marks, and how many tiles when the run is known."""
     if evidence is None:
-        return "hatched: doubtful (below the run's confidence threshold)"
-    return (
-        f"hatched: doubtful, below {evidence.threshold_text} confidence "
-        f"({evidence.tiles_doubtful:,} tiles, {evidence.doubtful_share:.1%})"
-    )
+        return "doubtful: below the run's confidence threshold"
+    # Short: the legend sits two levels deep in the layer panel, and the share is what matters.
+    return f"doubtful {evidence.doubtful_share:.1%}: below {evidence.threshold_text} ({evidence.tiles_doubtful:,} tiles)"
 
 
 def _doubt_hatch(only_doubtful: bool) -> QgsLinePatternFillSymbolLayer:

@@ -94,7 +94,7 @@ def test_doubtful_tiles_are_hatched_and_explained_in_the_legend(qgis_app, projec
     legend = categories[-1]
     assert legend.value() == DOUBT_CATEGORY
     share = len(doubtful) / tiles.featureCount()
-    assert legend.label() == f"hatched: doubtful, below 99.9% confidence ({len(doubtful)} tiles, {share:.1%})"
+    assert legend.label() == f"doubtful {share:.1%}: below 99.9% ({len(doubtful)} tiles)"
     for category in categories[:-1]:
         hatch = category.symbol().symbolLayers()[-1]
         assert isinstance(hatch, QgsLinePatternFillSymbolLayer)

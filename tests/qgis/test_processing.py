@@ -130,7 +130,7 @@ def test_processing_outputs_are_grouped_like_the_dialogs(qgis_app, provider, tmp
         loaded = {lyr.source().split("|")[0]: lyr for lyr in project.mapLayers().values()}
         runs.append([loaded[result[key]] for key in ("OUTPUT_VECTOR", "OUTPUT_RASTER")])
     group = project.layerTreeRoot().children()[0]
-    assert group.name() == "RS Ghost: halves (tiny)" and group.isExpanded()
+    assert group.name() == "halves · tiny" and group.isExpanded()
     (tiles1, classes1), (tiles2, classes2) = runs
     assert [child.layerId() for child in group.children()] == [tiles2.id(), classes2.id(), tiles1.id(), classes1.id()]
     assert [tiles2.name(), classes1.name()] == [

@@ -71,7 +71,7 @@ def test_task_adds_styled_grouped_layers(qgis_app, project, tmp_path, tiny_model
     assert "Model: tiny" in tiles.abstract() and "32 model pixels = 320 m" in tiles.abstract()
     assert tiles.metadata().abstract() == tiles.abstract()
     group = project.layerTreeRoot().children()[0]
-    assert group.name() == "RS Ghost: halves (tiny)"
+    assert group.name() == "halves · tiny"
     assert {child.layerId() for child in group.children()} == {tiles.id(), classes.id()}
     assert [row.class_name for row in task.result.areas if row.tiles] == ["Water", "Forest"]
 
@@ -155,7 +155,7 @@ def test_rerun_goes_on_top_with_names_that_tell_runs_apart(qgis_app, project, tm
     root.insertGroup(0, "my imagery")  # the user's own group above the results
     second = _run_on(layer, tiny_model, project, tmp_path / "b", stride=16)
     group = root.children()[0]
-    assert group.name() == "RS Ghost: halves (tiny)", "the group of the newest run is not on top"
+    assert group.name() == "halves · tiny", "the group of the newest run is not on top"
     assert [child.layerId() for child in group.children()] == [lyr.id() for lyr in second.layers + first.layers]
     assert {lyr.id() for lyr in first.layers + second.layers} <= set(project.mapLayers())  # moving kept them
     first_tiles, second_tiles = first.layers[0].name(), second.layers[0].name()
@@ -204,7 +204,7 @@ def test_a_rerun_unticks_only_the_previous_run_of_its_raster_and_model(qgis_app,
     # The other raster lies under this one: its run would blend in too (issue 29), so it is unticked.
     assert _ticked(project, elsewhere.layers) == [False, False], "another raster's run still blends in"
     root = project.layerTreeRoot()
-    assert [group.name() for group in root.children()[:2]] == ["RS Ghost: halves (tiny)", "RS Ghost: other (tiny)"]
+    assert [group.name() for group in root.children()[:2]] == ["halves · tiny", "other · tiny"]
     assert all(group.isExpanded() for group in root.children()[:2])
     # A layer of an older run that the user ticks again stays ticked: only the previous run is unticked.
     root.findLayer(first.layers[0].id()).setItemVisibilityChecked(True)
@@ -223,7 +223,7 @@ def test_layer_names_fit_the_panel_and_the_tooltip_has_the_details(qgis_app, pro
     project.addMapLayer(layer)
     tiles, classes = _run_on(layer, tiny_model, project, tmp_path / "a").layers
     assert tiles.name() == "#1 tiles · 32 px"
-    assert project.layerTreeRoot().children()[0].name() == f"RS Ghost: {name} (tiny)"
+    assert project.layerTreeRoot().children()[0].name() == f"{name} · tiny"
     model = QgsLayerTreeModel(project.layerTreeRoot())
     tooltip = model.data(model.node2index(project.layerTreeRoot().findLayer(classes.id())), Qt.ToolTipRole)
     for expected in (f"Raster: {name}", "Model: tiny", "Run 1, finished", "32 model pixels = 320 m"):
