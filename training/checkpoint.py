@@ -235,7 +235,13 @@ def _weak_summary(weak: dict[str, Any] | None, config: dict[str, Any]) -> dict[s
     if not weak:
         return None
     keep = ("source", "patches", "rules")
-    return {**{key: weak[key] for key in keep}, "per_batch": config["weak_batch"], "weight": config["weak_weight"]}
+    jitter = {"contrast": config.get("weak_contrast", 0.0), "brightness": config.get("weak_brightness", 0.0)}
+    return {
+        **{key: weak[key] for key in keep},
+        "per_batch": config["weak_batch"],
+        "weight": config["weak_weight"],
+        "jitter": jitter,
+    }
 
 
 def _training_stretch(meta: dict[str, Any]) -> list[list[float]] | None:

@@ -255,6 +255,14 @@ def _training_arguments(parser: argparse.ArgumentParser) -> None:
         choices=KINDS,
         help=f"which NIR labels to train on (default: {' '.join(DEFAULT_KINDS)}; see training/weak.py)",
     )
+    weak.add_argument(
+        "--weak-contrast",
+        type=float,
+        help="their texture amplitude x U(1 - c, 1 + c), e.g. 0.6 (default 0: off)",
+    )
+    weak.add_argument(
+        "--weak-brightness", type=float, help="their brightness moved by U(-b, b) on 0..255, e.g. 20 (default 0: off)"
+    )
     distill = parser.add_argument_group(
         "distillation (defaults, losses.DEFAULTS: DKD alpha 1, beta 8, T 4, warm-up 20 epochs; KD T 4, CE 0.1, KD 0.9)"
     )

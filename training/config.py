@@ -61,7 +61,11 @@ STAGE_FLAGS = (
     "weak_batch",
     "weak_weight",
     "weak_kinds",
+    "weak_contrast",
+    "weak_brightness",
 )
+# The weak-supervision settings, named only by a run with --weak-patches.
+WEAK_SETTINGS = ("weak_batch", "weak_weight", "weak_kinds", "weak_contrast", "weak_brightness")
 # Switches whose absence means "off" or "the data's / the model's own", not a default value:
 # a recipe leaves them out when it does not use them.
 OPTIONAL = (
@@ -148,7 +152,7 @@ def unnamed_settings(args: argparse.Namespace, distill: str) -> list[str]:
     if getattr(args, "optimizer", None) == "adamw":
         wanted.remove("momentum")
     if not getattr(args, "weak_patches", None):
-        wanted = [name for name in wanted if name not in ("weak_batch", "weak_weight", "weak_kinds")]
+        wanted = [name for name in wanted if name not in WEAK_SETTINGS]
     # A setting the command has no flag for (`run`: early_fraction) is not the recipe's to name.
     missing = [name for name in wanted if hasattr(args, name) and getattr(args, name) is None]
     if getattr(args, "lr", None) is None and getattr(args, "base_lr", None) is None:
@@ -177,6 +181,13 @@ def check_stage(config: StageConfig) -> None:
         check_positive(config, "weak_batch")
         if not 0 < config.weak_weight < math.inf:
             raise TrainingError(f"--weak-weight must be a number above 0, not {config.weak_weight}.")
+        if not 0 <= config.weak_contrast < 1:
+            raise TrainingError(
+                f"--weak-contrast must be at least 0 and below 1, not {config.weak_contrast}: the texture is "
+                "scaled by a factor from 1 - c to 1 + c."
+            )
+        if not 0 <= config.weak_brightness <= 255:
+            raise TrainingError(f"--weak-brightness must be from 0 to 255, not {config.weak_brightness}.")
     check_positive(config, "workers", least=0)
     if not 0 <= config.radiometric <= 1:
         raise TrainingError(f"--radiometric must be a share from 0 to 1, not {config.radiometric}.")

@@ -87,6 +87,8 @@ class StageConfig:
     weak_batch: int = 24  # patches added to each batch, as many of each kind
     weak_weight: float = 1.0  # weight of their loss beside the batch's own
     weak_kinds: list[str] = field(default_factory=lambda: list(DEFAULT_KINDS))  # training.weak.KINDS used
+    weak_contrast: float = 0.0  # their texture amplitude x U(1 - c, 1 + c) (training.weak.jitter_texture)
+    weak_brightness: float = 0.0  # their brightness moved by U(-b, b) on 0..255
     stage: str = "model"  # a label for logs: "teacher", "student", ...
 
 
@@ -567,7 +569,7 @@ def _weak_batch(weak: WeakPatches | None, config: StageConfig, world: World, epo
     if weak is None:
         return None, None
     generator = torch.Generator().manual_seed(((config.seed * 1_000_003 + epoch) * 100_003 + number) * 31 + world.rank)
-    images, allowed = weak.draw(config.weak_batch, generator)
+    images, allowed = weak.draw(config.weak_batch, generator, config.weak_contrast, config.weak_brightness)
     return to_device(images, allowed, world.device)
 
 

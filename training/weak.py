@@ -60,8 +60,11 @@ class WeakPatches:
     kind: np.ndarray
     info: dict[str, Any]
 
-    def draw(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """``count`` patches, the same number of each kind present, each in a random flip or turn."""
+    def draw(
+        self, count: int, generator: torch.Generator, contrast: float = 0.0, brightness: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``count`` patches, the same number of each kind present, each in a random flip or turn,
+        its texture and brightness jittered (``jitter_texture``)."""
         kinds = [k for k in range(len(KINDS)) if (self.kind == k).any()]
         shares = np.full(len(kinds), count // len(kinds))
         shares[: count % len(kinds)] += 1
@@ -71,7 +74,28 @@ class WeakPatches:
             picked.append(members[torch.randint(len(members), (int(share),), generator=generator)])
         index = torch.cat(picked)
         views = torch.randint(VIEWS, (len(index),), generator=generator)
-        return dihedral(self.images[index].clone(), views), self.allowed[index]
+        images = dihedral(self.images[index].clone(), views)
+        return jitter_texture(images, contrast, brightness, generator), self.allowed[index]
+
+
+def jitter_texture(
+    images: torch.Tensor, contrast: float, brightness: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Each patch's texture amplitude times U(1 - ``contrast``, 1 + ``contrast``) about its own mean,
+    and all its bands moved by U(-``brightness``, ``brightness``) on 0..255; values stay in 0..1.
+
+    A near-infrared label does not depend on how rough or how bright a patch looks in RGB, but the
+    network's water and forest calls do (issue 32: a smooth, dark June wheat field went to SeaLake
+    and Forest, and contrast x 0.8 or brightness + 20 alone turned most of it SeaLake). Jittering
+    only the weakly labelled patches teaches that invariance where the label is physical.
+    """
+    if not contrast and not brightness:
+        return images
+    shape = (len(images), 1, 1, 1)
+    scale = 1 + contrast * (2 * torch.rand(shape, generator=generator) - 1)
+    shift = brightness / 255 * (2 * torch.rand(shape, generator=generator) - 1)
+    mean = images.mean(dim=(2, 3), keepdim=True)
+    return ((images - mean) * scale + mean + shift).clamp(0, 1)
 
 
 def class_groups(class_names: list[str]) -> dict[str, np.ndarray]:

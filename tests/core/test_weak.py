@@ -87,6 +87,37 @@ def test_a_draw_takes_each_kind_equally_in_random_views():
     assert torch.equal(drawn, again)
 
 
+def test_jitter_scales_each_patchs_texture_about_its_mean_and_moves_its_brightness_within_bounds():
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.uniform(0.3, 0.5, (64, 3, 8, 8)).astype(np.float32))
+    deviation = images - images.mean(dim=(2, 3), keepdim=True)
+    textured = weak.jitter_texture(images, 0.6, 0.0, torch.Generator().manual_seed(1))
+    np.testing.assert_allclose(textured.mean(dim=(2, 3)), images.mean(dim=(2, 3)), atol=1e-6)  # no clipping here
+    factors = (textured - textured.mean(dim=(2, 3), keepdim=True)).flatten(1).norm(dim=1) / deviation.flatten(1).norm(
+        dim=1
+    )
+    assert factors.min() >= 0.4 - 1e-5 and factors.max() <= 1.6 + 1e-5
+    assert factors.max() - factors.min() > 0.6  # a factor per patch, spread over the range
+    shifted = weak.jitter_texture(images, 0.0, 20.0, torch.Generator().manual_seed(1))
+    moves = (shifted - images).flatten(1)
+    assert torch.allclose(moves.min(dim=1).values, moves.max(dim=1).values, atol=1e-6)  # one shift for all bands
+    assert moves.abs().max() <= 20 / 255 + 1e-6 and moves.abs().max() > 10 / 255
+    assert weak.jitter_texture(images, 0.0, 0.0, torch.Generator()) is images
+    bright = weak.jitter_texture(torch.ones(4, 3, 2, 2), 0.5, 255.0, torch.Generator().manual_seed(0))
+    assert bright.min() >= 0 and bright.max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "words"), [("--weak-contrast", "1", "below 1"), ("--weak-brightness", "300", "0 to 255")]
+)
+def test_a_jitter_out_of_range_is_refused_with_its_flag(tree, tmp_path, flag, value, words, capsys):
+    npz = weak_npz(tmp_path / "weak.npz")
+    args = ["train", "--model", "g_ghost_regnetx_002", "--weak-patches", str(npz), flag, value]
+    assert cli.main(args + stage(tree, tmp_path / "out", epochs=1)) == 2
+    err = capsys.readouterr().err
+    assert flag in err and words in err and not (tmp_path / "out").exists()
+
+
 def test_only_the_fit_half_is_loaded_and_mapped_as_the_card_will_map_it(tmp_path):
     rng = np.random.default_rng(0)
     # Even positions (the fit half) hold vegetation and soil; every odd one is water, held out.
@@ -140,7 +171,9 @@ def test_a_run_records_its_weak_supervision_and_ships_its_curves(tree, tmp_path)
     npz = weak_npz(tmp_path / "weak.npz")
     out = tmp_path / "run"
     args = ["run", "--student", "g_ghost_regnetx_002", "--distill", "none", "--gsd", "10", "--weak-patches", str(npz)]
-    assert cli.main(args + stage(tree, out, "--weak-batch", "6")) == 0
+    assert (
+        cli.main(args + stage(tree, out, "--weak-batch", "6", "--weak-contrast", "0.6", "--weak-brightness", "20")) == 0
+    )
     state = load_checkpoint(out / "student" / "best.pt")
     assert state["weak"]["patches"] == {"water": 4, "vegetation": 4, "dry": 4}
     log = (out / "student" / "log.csv").read_text().splitlines()
@@ -150,6 +183,7 @@ def test_a_run_records_its_weak_supervision_and_ships_its_curves(tree, tmp_path)
     card = load_model(next(out.glob("*.onnx"))).card
     assert card.training["weak_supervision"]["patches"] == {"water": 4, "vegetation": 4, "dry": 4}
     assert card.training["weak_supervision"]["per_batch"] == 6
+    assert card.training["weak_supervision"]["jitter"] == {"contrast": 0.6, "brightness": 20.0}
     assert card.product_mappings["l2a"] == state["weak"]["mapping"]
 
 
