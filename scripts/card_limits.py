@@ -14,7 +14,7 @@ from pathlib import Path
 
 import onnx
 
-from rs_ghost_qgis.core.modelcard import ModelCard
+from rs_ghost_qgis.core.model.card import ModelCard
 from training.export import embed_card
 
 

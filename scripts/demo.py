@@ -17,7 +17,7 @@ sys.path.insert(0, str(REPO))
 from rs_ghost_qgis.cli.main import main as cli_main  # noqa: E402
 from rs_ghost_qgis.core.download import fetch  # noqa: E402
 from rs_ghost_qgis.core.errors import ModelError, RsGhostError  # noqa: E402
-from rs_ghost_qgis.core.runtime import default_model_path  # noqa: E402
+from rs_ghost_qgis.core.model.runtime import default_model_path  # noqa: E402
 
 SCENE = "sentinel2_demmin_germany_20230603.tif"
 SCENE_URL = (

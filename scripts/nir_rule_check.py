@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from rs_ghost_qgis.core import evidence
+from rs_ghost_qgis.core.model.runtime import load_model
 from rs_ghost_qgis.core.radiometry import reflectance_plan
-from rs_ghost_qgis.core.runtime import load_model
 from training import l2a
 
 FARMLAND = ("AnnualCrop", "PermanentCrop", "Pasture", "HerbaceousVegetation")
@@ -125,7 +125,7 @@ def reverse_rule(probs, water_share, patches, bands, names, clear) -> dict:
 def scene_report(scene: str) -> list[dict]:
     """Whole-scene and wheat-box class shares at strides 64 and 16, with and without the rule."""
     from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
-    from rs_ghost_qgis.core.rasterio_source import RasterioSource
+    from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 
     rows = []
     with tempfile.TemporaryDirectory() as folder:

@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     from rs_ghost_qgis.core.errors import RsGhostError
 
     try:
-        from rs_ghost_qgis.core.runtime import default_model_path
+        from rs_ghost_qgis.core.model.runtime import default_model_path
 
         model = Path(args.model) if args.model else default_model_path()
         scene = args.scene or locate_scene()

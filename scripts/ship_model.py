@@ -20,7 +20,7 @@ from pathlib import Path
 import onnx
 
 from rs_ghost_qgis.core import atomic
-from rs_ghost_qgis.core.modelcard import ModelCard
+from rs_ghost_qgis.core.model.card import ModelCard
 from training.export import embed_card
 
 MODELS = Path(__file__).resolve().parent.parent / "resources" / "models"

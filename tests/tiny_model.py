@@ -10,7 +10,7 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from rs_ghost_qgis.core.modelcard import ModelCard
+from rs_ghost_qgis.core.model.card import ModelCard
 from training.export import export_onnx
 
 TINY_CLASSES = ["Water", "Forest", "Crop"]

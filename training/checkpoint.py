@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from rs_ghost_qgis.core.atomic import atomic_path
-from rs_ghost_qgis.core.modelcard import ModelCard
+from rs_ghost_qgis.core.model.card import ModelCard
 from training.colors import EUROSAT_CLASSES, class_colors
 from training.errors import TrainingError, cannot_write
 from training.l2a import with_mapping

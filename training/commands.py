@@ -17,9 +17,9 @@ import numpy as np
 
 from rs_ghost_qgis.core import atomic
 from rs_ghost_qgis.core.errors import OutputError
+from rs_ghost_qgis.core.model.runtime import load_model
 from rs_ghost_qgis.core.options import face_message
 from rs_ghost_qgis.core.outputs import check_not_input
-from rs_ghost_qgis.core.runtime import load_model
 from training import distributed, l2a
 from training.checkpoint import (
     TrainingError,

@@ -19,7 +19,7 @@ import torch
 
 from rs_ghost_qgis.core import atomic
 from rs_ghost_qgis.core.errors import OutputError
-from rs_ghost_qgis.core.modelcard import ModelCard
+from rs_ghost_qgis.core.model.card import ModelCard
 from rs_ghost_qgis.core.options import face_message
 from rs_ghost_qgis.core.outputs import check_folder, check_output_file
 from training.errors import ExportError, TrainingError, cannot_write

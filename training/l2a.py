@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from rs_ghost_qgis.core import atomic
-from rs_ghost_qgis.core.modelcard import ModelCard
+from rs_ghost_qgis.core.model.card import ModelCard
+from rs_ghost_qgis.core.model.runtime import load_model
 from rs_ghost_qgis.core.radiometry import band_role, reflectance_plan, reflectance_units
-from rs_ghost_qgis.core.runtime import load_model
 from training.errors import TrainingError, cannot_write
 
 PATCH_BANDS = ("B02", "B03", "B04", "B08")
@@ -233,7 +233,7 @@ def wheat_check(
     from rs_ghost_qgis.core.crs import to_wkt
     from rs_ghost_qgis.core.grid import Area
     from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
-    from rs_ghost_qgis.core.rasterio_source import RasterioSource
+    from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 
     tiles = folder / f"{Path(model_path).stem}_{product}{'' if water_rule else '_no_rule'}.gpkg"
     area = Area(bounds=DEMMIN_WHEAT_BOX, crs_wkt=to_wkt(DEMMIN_WHEAT_CRS))

@@ -147,7 +147,7 @@ def read_mask(path: str, layer_name: str | None = None) -> Area:
     ``path`` may be ``FILE|layername=NAME``; ``layer_name`` (``--layer``) names the layer too.
     A layer without a CRS is taken to be in the raster's CRS.
     """
-    from ..core.vector import read_features, split_layer
+    from ..core.sources.vector import read_features, split_layer
 
     if not Path(split_layer(path)[0]).exists():
         raise InputError(f"Mask file {split_layer(path)[0]} does not exist; check the path.")

@@ -144,7 +144,7 @@ def _add_adapt(commands) -> None:
 
 def _adapt(args: argparse.Namespace) -> int:
     from ..core.adapt import AdaptOptions, adapt, labels_from_file
-    from ..core.rasterio_source import RasterioSource
+    from ..core.sources.rasterio_source import RasterioSource
 
     options = AdaptOptions(out_path=args.out, **model_settings(args))
     labels = labels_from_file(args.polygons, args.class_field, args.layer)
@@ -163,7 +163,7 @@ def _adapt(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from ..core.runtime import load_model
+    from ..core.model.runtime import load_model
 
     model = load_model(args.model, args.threads)
     print(f"model: {model.path}\nruns on: {model.provider}\n")
@@ -172,8 +172,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from ..core.rasterio_source import RasterioSource
     from ..core.sinks import check_output
+    from ..core.sources.rasterio_source import RasterioSource
 
     check_outputs(args.out_vector, args.out_raster, args.preview)
     _check_not_inputs(args)

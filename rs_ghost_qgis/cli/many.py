@@ -67,7 +67,7 @@ def expand_inputs(items: list[str]) -> list[str]:
     GDAL paths (/vsicurl/..., https://...) are kept as given. A name that is none of these is
     kept too: it fails later as that raster's own error, without stopping the others.
     """
-    from ..core.rasterio_source import is_gdal_path
+    from ..core.sources.rasterio_source import is_gdal_path
 
     found: list[str] = []
     for item in items:
@@ -92,7 +92,7 @@ def expand_inputs(items: list[str]) -> list[str]:
 
 def _read_list(path: Path) -> list[str]:
     """One path per line (blank lines and # comments skipped); relative paths are relative to the list."""
-    from ..core.rasterio_source import is_gdal_path
+    from ..core.sources.rasterio_source import is_gdal_path
 
     paths = []
     try:  # utf-8-sig: Notepad saves UTF-8 with a byte-order mark, which would start the first path.

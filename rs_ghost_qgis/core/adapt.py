@@ -40,15 +40,15 @@ import shapely
 from . import crs
 from .errors import Cancelled
 from .grid import Area, Grid, build_grid
-from .head import Head
 from .linear import cross_validate, fit_softmax
-from .modelcard import ModelCard
-from .onnx_meta import expose_features, replace_metadata
+from .model.card import ModelCard
+from .model.head import Head
+from .model.onnx_meta import expose_features, replace_metadata
+from .model.runtime import Model, create_session, feature_source, load_model
 from .options import OptionError, OptionText
 from .outputs import written
 from .pipeline import MAX_TILES_PER_READ, fill_invalid, read_strip
 from .radiometry import plan_radiometry
-from .runtime import Model, create_session, feature_source, load_model
 from .sinks import check_output
 
 MIN_CHIPS = 5  # chips a class needs
@@ -590,7 +590,7 @@ def labels_from_file(path: str, class_field: str, layer_name: str | None = None)
 
     ``path`` may be ``FILE|layername=NAME``; ``layer_name`` names the layer too.
     """
-    from .vector import read_features, split_layer
+    from .sources.vector import read_features, split_layer
 
     file = split_layer(path)[0]
     if not Path(file).exists():

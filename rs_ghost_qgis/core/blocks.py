@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import shapely
 
 from .grid import Area, Grid, build_grid
-from .modelcard import ModelCard
-from .source import Bounds, RasterInfo
+from .model.card import ModelCard
+from .sources.source import Bounds, RasterInfo
 
 BLOCK_CELLS = 128  # block side in cells at the default stride
 HALO_FACTOR = 16  # block side >= 16 x the halo (n - 1 cells): the halo costs at most 13 % more tiles

@@ -65,7 +65,7 @@ def run_block(task: BlockTask) -> BlockResult:
     from rasterio.errors import RasterioError
 
     from .pipeline import classify
-    from .rasterio_source import RasterioSource
+    from .sources.rasterio_source import RasterioSource
 
     started = time.perf_counter()
     _sweep_scratch_once()
@@ -105,7 +105,7 @@ def worker_model(path: str | None, threads: int | None):
     Keyed to the file's size and modification time too, so a model replaced between jobs on a
     long-lived cluster is loaded afresh.
     """
-    from .runtime import default_model_path, load_model
+    from .model.runtime import default_model_path, load_model
 
     resolved = Path(path) if path else default_model_path()
     try:

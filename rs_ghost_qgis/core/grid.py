@@ -32,9 +32,9 @@ from affine import Affine
 
 from . import crs
 from .errors import InputError
-from .modelcard import ModelCard
+from .model.card import ModelCard
 from .options import Area, OptionError, OptionText, check_stride  # Area lives with the options; grid.Area stays
-from .source import Bounds, RasterInfo
+from .sources.source import Bounds, RasterInfo
 
 EDGE_POLICY = (
     "pad: tiles cover every grid cell overlapping the area; pixels outside the raster or without data are "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .head import standardised_logits
+from .model.head import standardised_logits
 
 L2 = 1e-2  # penalty on the weights of standardised features, in units of the mean loss
 ITERATIONS = 1500

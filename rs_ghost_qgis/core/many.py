@@ -43,7 +43,7 @@ from .blockmerge import TileCount, class_map_tags, copy_tiles, paste_class_maps
 from .blocks import Block, BlockPlan
 from .blockworker import BlockResult, BlockTask, run_block
 from .errors import InputError, OutputError, RsGhostError
-from .modelcard import ModelCard
+from .model.card import ModelCard
 from .options import OptionText, message_of
 from .outputs import Inputs, same_file
 
@@ -66,7 +66,7 @@ def distinct_inputs(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]
     A repeat is the same text, or the same file under another spelling or through a link
     (same device and inode). Classifying it twice would race for one set of blocks.
     """
-    from .rasterio_source import is_gdal_path
+    from .sources.rasterio_source import is_gdal_path
 
     kept: list[str] = []
     seen: dict[object, str] = {}
@@ -243,7 +243,7 @@ def _run_locked(
     job_inputs: Inputs,
 ) -> JobResult:
     """run_job's work, with DIR made and locked."""
-    from .runtime import load_model
+    from .model.runtime import load_model
 
     started = time.perf_counter()
     inputs, repeats = distinct_inputs(list(inputs))
@@ -566,7 +566,7 @@ def _storage_error(error: OSError, out: Path, index: int, path: str) -> OutputEr
 def _plan(raster: RasterJob, model, options, block_cells: int | None) -> None:
     """Open the raster and cut it into blocks; errors go to raster.error."""
     from .blocks import plan_blocks
-    from .rasterio_source import RasterioSource
+    from .sources.rasterio_source import RasterioSource
 
     try:
         with RasterioSource(raster.path) as source:
@@ -598,7 +598,7 @@ def assign_names(rasters: list[RasterJob]) -> None:
 
 def _tagged(raster: RasterJob, digits: int) -> str:
     """The raster's name with the first ``digits`` hex digits of its path's hash."""
-    from .rasterio_source import is_gdal_path
+    from .sources.rasterio_source import is_gdal_path
 
     path = raster.path if is_gdal_path(raster.path) else str(Path(raster.path).resolve())
     return f"{raster.info.name}_{hashlib.sha256(path.encode()).hexdigest()[:digits]}"

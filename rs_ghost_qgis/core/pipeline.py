@@ -37,11 +37,11 @@ from .evidence import (
     water_class_ids,
 )
 from .grid import EDGE_POLICY, Area, Grid, build_grid
-from .head import tile_band_statistics
-from .modelcard import ModelCard
+from .model.card import ModelCard
+from .model.head import tile_band_statistics
+from .model.runtime import Model, load_model
 from .options import OptionError, OptionText, check_area, check_threads
 from .radiometry import Radiometry, adapted_data_warning, plan_radiometry
-from .runtime import Model, load_model
 from .sinks import (
     NODATA_CLASS,
     NODATA_NAME,
@@ -56,7 +56,7 @@ from .sinks import (
     publish_all,
     tile_fields,
 )
-from .source import Block
+from .sources.source import Block
 
 __all__ = ["Area", "AreaRow", "ClassMap", "ClassifyOptions", "ClassifyResult", "classify"]
 

@@ -40,9 +40,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
-from .modelcard import ModelCard
+from .model.card import ModelCard
 from .options import OptionError, OptionText, check_product, check_scaling
-from .source import PALETTE, Bounds, RasterInfo, RasterSource, finite_pixels, is_scaled
+from .sources.source import PALETTE, Bounds, RasterInfo, RasterSource, finite_pixels, is_scaled
 
 PERCENTILES = (2.0, 98.0)
 # Full-resolution sample for the statistics: whole raster when it is at most this many

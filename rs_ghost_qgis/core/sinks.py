@@ -37,7 +37,7 @@ from osgeo import gdal, ogr
 from .atomic import name_too_long, remove_stale_parts, temporary_path
 from .crs import srs_from_wkt
 from .errors import OutputError
-from .modelcard import ModelCard
+from .model.card import ModelCard
 from .options import OptionText
 from .outputs import Inputs, check_folder, check_not_input, same_file
 

@@ -254,8 +254,8 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         """Raise RsGhostError for a layer, model, area, stride or band mapping the run would refuse."""
         from ..core import workload
         from ..core.evidence import find_evidence_bands
+        from ..core.model.runtime import load_model
         from ..core.radiometry import choose_bands
-        from ..core.runtime import load_model
 
         layer = check_raster_layer(self.parameterAsRasterLayer(parameters, self.INPUT, context))
         source = QgisLayerSource.from_layer(layer, context.project())
@@ -347,8 +347,8 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         )
 
     def _classify(self, source: QgisLayerSource, parameters, context, feedback) -> dict:
+        from ..core.model.runtime import load_model
         from ..core.pipeline import classify
-        from ..core.runtime import load_model
 
         raster_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_RASTER, context) or None
         options = self.build_options(parameters, context, raster_path)

@@ -43,8 +43,8 @@ FALLBACK_ARCHITECTURE = "g_ghost_regnetx_040"  # the training command's own defa
 
 def bundled_architecture() -> str:
     """The bundled model's architecture, read from its card (no onnxruntime needed); else the training default."""
-    from ..core.modelcard import ModelCard
-    from ..core.onnx_meta import read_metadata
+    from ..core.model.card import ModelCard
+    from ..core.model.onnx_meta import read_metadata
     from ..qgis_io.options import bundled_model_or_none
 
     path = bundled_model_or_none()

@@ -6,7 +6,7 @@ from qgis.core import QgsFeatureRequest, QgsVectorLayer
 
 from ..core.adapt import Labels, missing_field
 from ..core.options import OptionError
-from ..core.vector import linear_shape
+from ..core.sources.vector import linear_shape
 from .source import crs_to_wkt
 
 

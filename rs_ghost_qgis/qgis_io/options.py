@@ -24,7 +24,7 @@ SAMPLE_SIDE = 256  # the scaling check reads the raster at most this many pixels
 def bundled_model_or_none() -> Path | None:
     """The bundled default model if it is installed, else None (never raises)."""
     try:
-        from ..core.runtime import default_model_path
+        from ..core.model.runtime import default_model_path
 
         path = Path(default_model_path())
     except Exception:  # the engine may be missing a dependency; the run will say which
@@ -75,7 +75,7 @@ def check_vector_input(parameters: dict, name: str) -> None:
     """
     from qgis.core import QgsProcessingFeatureSourceDefinition
 
-    from ..core.vector import check_one_layer, check_shapefile_parts, layer_names, split_layer
+    from ..core.sources.vector import check_one_layer, check_shapefile_parts, layer_names, split_layer
 
     value = parameters.get(name)
     if isinstance(value, QgsProcessingFeatureSourceDefinition):
@@ -91,7 +91,7 @@ def check_vector_input(parameters: dict, name: str) -> None:
 
 def check_raster_input(parameters: dict, name: str) -> None:
     """InputError for a raster parameter given as the path of a vector file (QGIS would say "not found")."""
-    from ..core.vector import vector_given_as_raster
+    from ..core.sources.vector import vector_given_as_raster
 
     value = parameters.get(name)
     error = vector_given_as_raster(value) if isinstance(value, str) else None
@@ -114,7 +114,7 @@ def area_from_extent(extent: QgsRectangle, crs: QgsCoordinateReferenceSystem):
 def area_from_geometries(geometries: Iterable[QgsGeometry], crs: QgsCoordinateReferenceSystem, what: str):
     """An engine Area for mask polygons given as QGIS geometries in ``crs``."""
     from ..core.pipeline import Area
-    from ..core.vector import linear_shape
+    from ..core.sources.vector import linear_shape
 
     shapes = []
     for geometry in geometries:

@@ -34,7 +34,7 @@ from qgis.core import (
 )
 
 from ..core.errors import InputError
-from ..core.source import (
+from ..core.sources.source import (
     PALETTE,
     Block,
     Bounds,

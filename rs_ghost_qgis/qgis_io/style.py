@@ -25,7 +25,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
-from ..core.modelcard import ModelCard
+from ..core.model.card import ModelCard
 from .options import bundled_model_or_none
 
 CLASS_FIELD = "class_name"

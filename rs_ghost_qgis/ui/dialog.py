@@ -136,7 +136,7 @@ class Request:
 
 def _modified(path: str | None) -> int | None:
     """When the model file (None: the bundled one) last changed; None when there is none."""
-    from ..core.runtime import default_model_path
+    from ..core.model.runtime import default_model_path
 
     try:
         return Path(path or default_model_path()).stat().st_mtime_ns
@@ -613,7 +613,7 @@ class ClassifyDialog(QDialog):
         Loaded once for the card and reused by the run; loaded again only when the file or
         Threads changed since.
         """
-        from ..core.runtime import load_model
+        from ..core.model.runtime import load_model
 
         threads = self.threads_spin.value() or None
         key = (path, _modified(path), threads)

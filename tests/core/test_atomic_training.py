@@ -11,7 +11,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from rs_ghost_qgis.core.runtime import load_model
+from rs_ghost_qgis.core.model.runtime import load_model
 from tests.core.test_ablation import with_split_csvs
 from tests.core.test_train import make_class_tree
 from tests.tiny_model import export_tiny_model

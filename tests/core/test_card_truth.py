@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rs_ghost_qgis.core.runtime import load_model
+from rs_ghost_qgis.core.model.runtime import load_model
 from tests.core.weak_data import make_tree, weak_npz
 from training import cli
 from training.checkpoint import card_from_checkpoint, load_checkpoint

@@ -73,7 +73,7 @@ def test_missing_input_is_one_line_exit_2(tiny_model, tmp_path, capsys):
 
 
 def test_missing_bundled_model_is_said_plainly(raster, tmp_path, capsys, monkeypatch):
-    from rs_ghost_qgis.core import runtime
+    from rs_ghost_qgis.core.model import runtime
 
     monkeypatch.setattr(runtime, "MODEL_DIRS", (tmp_path / "none",))
     monkeypatch.setattr(runtime.default_model_path, "__defaults__", ((tmp_path / "none",),))

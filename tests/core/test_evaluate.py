@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from rs_ghost_qgis.core.modelcard import ModelCard
+from rs_ghost_qgis.core.model.card import ModelCard
 from tests.core.test_train import make_class_tree, train_args
 from training import cli
 from training.checkpoint import TrainingError

@@ -13,10 +13,10 @@ import pytest
 from osgeo import ogr
 
 from rs_ghost_qgis.core import evidence
-from rs_ghost_qgis.core.modelcard import ModelCard
+from rs_ghost_qgis.core.model.card import ModelCard
 from rs_ghost_qgis.core.options import OptionError
 from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
-from rs_ghost_qgis.core.rasterio_source import RasterioSource
+from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from tests.core.engine_data import write_raster
 from tests.tiny_model import tiny_card
 

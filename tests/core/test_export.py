@@ -5,7 +5,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from rs_ghost_qgis.core.modelcard import ModelCard
+from rs_ghost_qgis.core.model.card import ModelCard
 from tests.tiny_model import TinyNet, export_tiny_model, tiny_card
 from training.export import ExportError, export_onnx
 

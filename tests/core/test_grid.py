@@ -7,7 +7,7 @@ import shapely
 from rs_ghost_qgis.core.crs import describe, to_wkt, transform_geometry, transform_xy
 from rs_ghost_qgis.core.errors import InputError
 from rs_ghost_qgis.core.grid import Area, build_grid
-from rs_ghost_qgis.core.source import RasterInfo
+from rs_ghost_qgis.core.sources.source import RasterInfo
 from tests.tiny_model import tiny_card
 
 UTM33 = to_wkt("EPSG:32633")

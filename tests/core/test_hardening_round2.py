@@ -442,7 +442,7 @@ def _four_band_model(path: Path, three: Path, card) -> Path:
 def test_unnamed_bands_get_a_caution_without_a_made_up_order(tmp_path):
     # NAIP-like red, green, blue, NIR without colour interpretation: the hint said --bands 3,4,2 (NIR as green).
     from rs_ghost_qgis.core.radiometry import plan_radiometry
-    from rs_ghost_qgis.core.rasterio_source import RasterioSource
+    from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
     from tests.core.test_radiometry import eurosat_card
 
     image = class_pattern(PATTERN, 32)
@@ -458,7 +458,7 @@ def test_unnamed_bands_get_a_caution_without_a_made_up_order(tmp_path):
 def test_bands_are_matched_by_their_wavelengths(tmp_path):
     # A 200-band hyperspectral raster: its band order is known from the wavelengths in its metadata.
     from rs_ghost_qgis.core.radiometry import choose_bands
-    from rs_ghost_qgis.core.rasterio_source import RasterioSource
+    from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
     from tests.tiny_model import tiny_card
 
     path, expected = write_hyperspectral(tmp_path / "hyper.tif")
@@ -496,8 +496,8 @@ def test_an_undeclared_zero_gap_is_nodata_and_said(tiny_model, tmp_path, capfd):
 def test_an_empty_block_is_a_failed_read_not_nodata(scene, tiny_model):
     # Seen in QGIS: a reprojection that returned nothing gave 0-byte blocks, counted as nodata.
     from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
-    from rs_ghost_qgis.core.rasterio_source import RasterioSource
-    from rs_ghost_qgis.core.source import Block
+    from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
+    from rs_ghost_qgis.core.sources.source import Block
 
     class Empty(RasterioSource):
         def read(self, bounds, crs_wkt, width, height, bands):

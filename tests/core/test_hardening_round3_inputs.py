@@ -22,10 +22,10 @@ from rs_ghost_qgis.core import adapt as adapt_module
 from rs_ghost_qgis.core.errors import InputError
 from rs_ghost_qgis.core.grid import Area, build_grid
 from rs_ghost_qgis.core.many import _describe_failure
+from rs_ghost_qgis.core.model.runtime import load_model
 from rs_ghost_qgis.core.radiometry import plan_radiometry
-from rs_ghost_qgis.core.rasterio_source import RasterioSource
-from rs_ghost_qgis.core.runtime import load_model
-from rs_ghost_qgis.core.vector import linear_shape, read_features
+from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
+from rs_ghost_qgis.core.sources.vector import linear_shape, read_features
 from tests.core.adapt_data import block_box, labelled_polygons, nir_scene, write_labels
 from tests.core.engine_data import ORIGIN, class_pattern, write_raster
 from tests.core.test_radiometry import eurosat_card, tiny_card

@@ -18,7 +18,7 @@ from osgeo import ogr
 from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.core import many
 from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
-from rs_ghost_qgis.core.rasterio_source import RasterioSource
+from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from tests.core.engine_data import class_pattern, write_raster
 
 distributed = pytest.importorskip("distributed")

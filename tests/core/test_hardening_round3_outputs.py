@@ -23,7 +23,7 @@ from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.core import atomic
 from rs_ghost_qgis.core.adapt import _Chips, _fit
 from rs_ghost_qgis.core.errors import OutputError
-from rs_ghost_qgis.core.runtime import load_model
+from rs_ghost_qgis.core.model.runtime import load_model
 from rs_ghost_qgis.core.sinks import write_failed
 from tests.core.adapt_data import labelled_polygons, nir_scene, write_labels
 from tests.core.engine_data import class_pattern, write_raster

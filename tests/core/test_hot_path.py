@@ -13,9 +13,9 @@ from rs_ghost_qgis.core.crs import to_wkt, transform_geometry
 from rs_ghost_qgis.core.errors import ModelError
 from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
 from rs_ghost_qgis.core.radiometry import _per_band, _valid_values, _without_zeros, sample_values
-from rs_ghost_qgis.core.rasterio_source import RasterioSource
 from rs_ghost_qgis.core.sinks import FieldSpec, GeoPackageSink, TileRecord
-from rs_ghost_qgis.core.source import Block
+from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
+from rs_ghost_qgis.core.sources.source import Block
 from tests.core.engine_data import ORIGIN, class_pattern, write_raster
 
 PATTERN = np.array([[0, 0, 1, 1, 2], [0, 2, 2, 1, 0], [2, 2, 1, 1, 1], [0, 1, 2, 0, 2]])  # 4 x 5 tiles of 32 px

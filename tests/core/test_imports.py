@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-ENGINE = ["crs", "grid", "radiometry", "rasterio_source", "runtime", "sinks", "pipeline", "download"]
+ENGINE = ["crs", "grid", "radiometry", "sources.rasterio_source", "model.runtime", "sinks", "pipeline", "download"]
 ENGINE += ["many", "blockworker", "blockmerge"]  # classify-many's
 CLI = ["rs_ghost_qgis.cli.main", "rs_ghost_qgis.cli.many", "rs_ghost_qgis.cli.common", "rs_ghost_qgis.cli.preview"]
 

@@ -6,7 +6,7 @@ import onnxruntime as ort
 import pytest
 
 from rs_ghost_qgis.core.errors import ModelError
-from rs_ghost_qgis.core.onnx_meta import (
+from rs_ghost_qgis.core.model.onnx_meta import (
     encode_entry,
     fields,
     read_metadata,
@@ -74,7 +74,7 @@ def test_other_wire_types_are_skipped():
 
 
 def test_expose_features_adds_the_classifier_input_as_an_output(tmp_path):
-    from rs_ghost_qgis.core.onnx_meta import expose_features
+    from rs_ghost_qgis.core.model.onnx_meta import expose_features
     from tests.tiny_model import pooled_model, tiny_card
 
     base = pooled_model(tmp_path / "pooled.onnx", tiny_card())  # MatMul + Add reading the tensor 'features'
@@ -93,7 +93,7 @@ def test_expose_features_adds_the_classifier_input_as_an_output(tmp_path):
 def test_expose_features_through_an_identity_node(tmp_path):
     import torch
 
-    from rs_ghost_qgis.core.onnx_meta import expose_features
+    from rs_ghost_qgis.core.model.onnx_meta import expose_features
     from tests.tiny_model import TinyNet
 
     path = tmp_path / "old.onnx"  # exported as before the 'features' output existed: logits only

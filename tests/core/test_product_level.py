@@ -19,7 +19,7 @@ from rs_ghost_qgis.cli.common import classify_options
 from rs_ghost_qgis.cli.main import _parser, main
 from rs_ghost_qgis.core import pipeline
 from rs_ghost_qgis.core.errors import ModelError
-from rs_ghost_qgis.core.modelcard import ModelCard
+from rs_ghost_qgis.core.model.card import ModelCard
 from rs_ghost_qgis.core.options import NAMES, PRODUCTS, OptionError, OptionText, check_product, face_message
 from rs_ghost_qgis.core.radiometry import (
     L1C_BLUE_DARK,
@@ -30,8 +30,8 @@ from rs_ghost_qgis.core.radiometry import (
     product_from_metadata,
     reflectance_plan,
 )
-from rs_ghost_qgis.core.rasterio_source import RasterioSource
-from rs_ghost_qgis.core.source import RasterInfo
+from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
+from rs_ghost_qgis.core.sources.source import RasterInfo
 from tests.core.engine_data import write_raster
 from tests.core.test_radiometry import (
     EUROSAT_MAPPING,
@@ -138,7 +138,7 @@ def test_product_curves_follow_the_card_band_order_not_the_mapping_order():
 
 
 def test_the_curves_survive_an_onnx_file_and_the_runtime(tmp_path):
-    from rs_ghost_qgis.core.runtime import load_model
+    from rs_ghost_qgis.core.model.runtime import load_model
 
     path = pooled_model(tmp_path / "l2a.onnx", l2a_card())
     assert load_model(path, threads=1).card.product_mappings == l2a_card().product_mappings

@@ -14,8 +14,8 @@ import onnx
 import pytest
 import torch
 
-from rs_ghost_qgis.core.modelcard import ModelCard
-from rs_ghost_qgis.core.runtime import load_model
+from rs_ghost_qgis.core.model.card import ModelCard
+from rs_ghost_qgis.core.model.runtime import load_model
 from tests.core.test_train import SMALL, make_class_tree
 from tests.tiny_model import tiny_card
 from training import cli

@@ -7,8 +7,8 @@ import rasterio
 from rs_ghost_qgis.core import radiometry
 from rs_ghost_qgis.core.errors import InputError
 from rs_ghost_qgis.core.radiometry import choose_bands, plan_radiometry
-from rs_ghost_qgis.core.rasterio_source import RasterioSource
-from rs_ghost_qgis.core.source import Block
+from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
+from rs_ghost_qgis.core.sources.source import Block
 from tests.core.engine_data import write_raster
 from tests.tiny_model import tiny_card
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import rasterio
 
+from rs_ghost_qgis.core.model.runtime import load_model
 from rs_ghost_qgis.core.radiometry import plan_radiometry
-from rs_ghost_qgis.core.rasterio_source import RasterioSource
-from rs_ghost_qgis.core.runtime import load_model
+from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from tests.core.test_data_raster import LEFT, PIXEL, TOP, write_polygons
 from training.cli import main
 from training.data import load_dataset

@@ -6,7 +6,7 @@ from rasterio.warp import transform_bounds
 
 from rs_ghost_qgis.core.crs import to_wkt
 from rs_ghost_qgis.core.errors import InputError
-from rs_ghost_qgis.core.rasterio_source import RasterioSource
+from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from tests.core.engine_data import ORIGIN, write_raster
 
 X0, Y0 = ORIGIN

@@ -7,7 +7,7 @@ import torch
 from onnx import TensorProto, helper
 
 from rs_ghost_qgis.core.errors import ModelError
-from rs_ghost_qgis.core.runtime import default_model_path, load_model, softmax
+from rs_ghost_qgis.core.model.runtime import default_model_path, load_model, softmax
 from tests.tiny_model import TinyNet, pooled_model, tiny_card
 from training.export import export_onnx
 

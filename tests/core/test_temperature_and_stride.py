@@ -10,8 +10,8 @@ import torch
 from osgeo import ogr
 
 from rs_ghost_qgis.cli.main import main
+from rs_ghost_qgis.core.model.runtime import load_model
 from rs_ghost_qgis.core.options import OptionError, check_stride
-from rs_ghost_qgis.core.runtime import load_model
 from tests.core.engine_data import class_pattern, write_raster
 from tests.tiny_model import TinyNet, tiny_card
 from training.export import export_onnx

@@ -6,7 +6,7 @@ import shapely
 from osgeo import ogr, osr
 
 from rs_ghost_qgis.core.crs import same_crs, to_wkt
-from rs_ghost_qgis.core.vector import read_features
+from rs_ghost_qgis.core.sources.vector import read_features
 
 
 def _write(path, rows, epsg=None):

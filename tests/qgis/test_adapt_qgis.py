@@ -20,7 +20,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtTest import QTest
 
-from rs_ghost_qgis.core.runtime import load_model
+from rs_ghost_qgis.core.model.runtime import load_model
 from rs_ghost_qgis.ui.dialog import SETTINGS_PREFIX, ClassifyDialog
 from tests.core.adapt_data import NAMES, block_box, held_out_truth, labelled_polygons, nir_scene, write_labels
 

@@ -14,7 +14,7 @@ from qgis.core import (
 from qgis.gui import QgsMessageBarItem
 from qgis.PyQt.QtCore import QEventLoop, QTimer
 
-from rs_ghost_qgis.core import runtime
+from rs_ghost_qgis.core.model import runtime
 from rs_ghost_qgis.ui.dialog import SETTINGS_PREFIX, ClassifyDialog
 from tests.qgis.rasters import two_halves, write_geotiff
 

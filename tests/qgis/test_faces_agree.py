@@ -19,8 +19,8 @@ from qgis.core import (
 
 from rs_ghost_qgis.cli.main import _parser, classify_options, main
 from rs_ghost_qgis.core import options as vocabulary
+from rs_ghost_qgis.core.model.runtime import load_model
 from rs_ghost_qgis.core.options import SCALINGS, OptionError
-from rs_ghost_qgis.core.runtime import load_model
 from rs_ghost_qgis.qgis_io.source import QgisLayerSource
 from rs_ghost_qgis.ui.dialog import SETTINGS_PREFIX, ClassifyDialog
 from tests.qgis.rasters import FOREST, WATER, two_halves, write_geotiff, write_xyz_tiles

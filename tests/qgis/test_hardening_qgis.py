@@ -165,7 +165,7 @@ def test_output_geopackage_holding_other_layers_is_refused(qgis_app, provider, t
 def test_both_faces_name_an_rgb_geotiffs_bands_alike(qgis_app, tmp_path):
     # An 8-bit GeoTIFF without band descriptions says red, green, blue by colour interpretation:
     # the rasterio source read it so, the QGIS source guessed (and sampled the raster to check).
-    from rs_ghost_qgis.core.rasterio_source import RasterioSource
+    from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 
     raster = _write(tmp_path / "rgb.tif", _tiles(3, 3, 32), 32633, (500000.0, 5900000.0), (10.0, 10.0))
     qgis = QgisLayerSource.from_layer(QgsRasterLayer(str(raster), "rgb")).info.band_descriptions

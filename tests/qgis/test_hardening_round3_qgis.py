@@ -17,7 +17,7 @@ from osgeo import gdal, ogr
 from qgis.core import QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException
 
 from rs_ghost_qgis.core.errors import InputError
-from rs_ghost_qgis.core.rasterio_source import RasterioSource
+from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from rs_ghost_qgis.qgis_io.options import number_value
 from tests.core.adapt_data import labelled_polygons, nir_scene
 from tests.core.engine_data import class_pattern, write_raster

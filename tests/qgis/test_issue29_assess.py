@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback, QgsVectorLayer
 
-from rs_ghost_qgis.core.runtime import load_model
+from rs_ghost_qgis.core.model.runtime import load_model
 from rs_ghost_qgis.qgis_io.style import style_tiles
 from tests.qgis.rasters import two_halves, write_geotiff
 from tests.qgis.test_processing import _classify, _polygons, _run

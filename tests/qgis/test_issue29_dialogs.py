@@ -188,9 +188,9 @@ def test_coarse_pixels_are_told_before_run(dialog, project, tmp_path):
 def test_model_panel_says_what_the_model_is_for_and_never_claims_a_teacher_it_lacks(dialog):
     import dataclasses
 
-    from rs_ghost_qgis.core.modelcard import ModelCard
-    from rs_ghost_qgis.core.onnx_meta import read_metadata
-    from rs_ghost_qgis.core.runtime import default_model_path
+    from rs_ghost_qgis.core.model.card import ModelCard
+    from rs_ghost_qgis.core.model.onnx_meta import read_metadata
+    from rs_ghost_qgis.core.model.runtime import default_model_path
     from rs_ghost_qgis.ui.dialog import card_notes, card_purpose
 
     bundled = ModelCard.from_metadata(read_metadata(default_model_path().read_bytes()))
@@ -221,7 +221,7 @@ def test_help_opens_the_guide_shipped_in_the_zip(dialog):
 
 
 def test_dialog_adapt_takes_the_colours_of_the_polygons_categorized_style(dialog, project, tmp_path):
-    from rs_ghost_qgis.core.runtime import load_model
+    from rs_ghost_qgis.core.model.runtime import load_model
     from tests.qgis.test_adapt_qgis import STYLE, _styled_labels
 
     layer = _styled_labels(tmp_path / "styled.gpkg", project)

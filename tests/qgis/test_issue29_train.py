@@ -10,7 +10,7 @@ from pathlib import Path
 
 from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback, QgsProcessingUtils
 
-from rs_ghost_qgis.core.runtime import load_model
+from rs_ghost_qgis.core.model.runtime import load_model
 from rs_ghost_qgis.paths import PACKAGE_DIR
 from tests.qgis.test_processing import _fake_torch_python, _run
 

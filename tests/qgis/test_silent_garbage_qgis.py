@@ -11,7 +11,7 @@ from qgis.core import QgsRasterLayer
 
 from rs_ghost_qgis.core.errors import InputError
 from rs_ghost_qgis.core.radiometry import plan_radiometry
-from rs_ghost_qgis.core.rasterio_source import RasterioSource
+from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from rs_ghost_qgis.qgis_io.source import QgisLayerSource
 from tests.core.engine_data import class_pattern, write_raster
 from tests.core.test_radiometry import eurosat_card, reflectance

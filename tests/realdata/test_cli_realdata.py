@@ -14,7 +14,7 @@ from osgeo import ogr
 from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.core.crs import to_wkt, transform_geometry
 from rs_ghost_qgis.core.errors import ModelError
-from rs_ghost_qgis.core.runtime import default_model_path, load_model
+from rs_ghost_qgis.core.model.runtime import default_model_path, load_model
 from tests.tiny_model import export_tiny_model
 
 pytestmark = pytest.mark.realdata

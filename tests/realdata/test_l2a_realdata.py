@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from rs_ghost_qgis.core.runtime import default_model_path
+from rs_ghost_qgis.core.model.runtime import default_model_path
 from training import l2a
 
 pytestmark = pytest.mark.realdata

@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from rs_ghost_qgis.core.modelcard import ModelCard
+from rs_ghost_qgis.core.model.card import ModelCard
 from training import cli
 from training.checkpoint import SENTINEL2_RAW_RANGE
 from training.colors import EUROSAT_CLASSES, LAND_COVER

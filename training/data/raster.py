@@ -36,8 +36,8 @@ from rasterio.windows import Window
 from rs_ghost_qgis.core.crs import same_crs, transform_geometry, utm_epsg
 from rs_ghost_qgis.core.options import OptionError
 from rs_ghost_qgis.core.radiometry import percentile_ranges, sample_values
-from rs_ghost_qgis.core.rasterio_source import RasterioSource
-from rs_ghost_qgis.core.vector import read_features, split_layer
+from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
+from rs_ghost_qgis.core.sources.vector import read_features, split_layer
 from training.errors import DataError
 
 from .images import stretch_to_uint8

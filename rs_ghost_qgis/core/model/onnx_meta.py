@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from .errors import ModelError
+from ..errors import ModelError
 
 METADATA_FIELD = 14  # ModelProto.metadata_props
 GRAPH_FIELD = 7  # ModelProto.graph

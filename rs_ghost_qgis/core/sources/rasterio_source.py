@@ -27,8 +27,8 @@ from rasterio.transform import from_bounds
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from .crs import check_on_earth, same_crs, transform_xy
-from .errors import InputError
+from ..crs import check_on_earth, same_crs, transform_xy
+from ..errors import InputError
 from .source import (
     PALETTE,
     Block,
@@ -42,6 +42,7 @@ from .source import (
     physical_dtype,
     unreadable_block,
 )
+from .vector import vector_given_as_raster
 
 # GDAL's driver-prefixed subdataset names (NETCDF:"f.nc":var, HDF5:..., GPKG:...).
 _DRIVER_PREFIX = re.compile(r"^[A-Z][A-Z0-9_]+:")
@@ -232,8 +233,6 @@ def _open(path: Path | str) -> rasterio.DatasetReader:
             return rasterio.open(path)
     except RasterioIOError as error:
         if isinstance(path, Path):
-            from .vector import vector_given_as_raster
-
             raise (
                 vector_given_as_raster(path)
                 or _archive_given(path)

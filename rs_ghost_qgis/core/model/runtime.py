@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .errors import ModelError
+from ..errors import ModelError
+from ..options import OptionText, check_threads
+from .card import ModelCard
 from .head import Head
-from .modelcard import ModelCard
-from .options import OptionText, check_threads
 
-_PACKAGE = Path(__file__).resolve().parents[1]
+_PACKAGE = Path(__file__).resolve().parents[2]  # rs_ghost_qgis/
 # The installed plugin carries its model inside the package; a development checkout keeps
 # it in the repository's resources/ folder.
 MODEL_DIRS = (_PACKAGE / "resources" / "models", _PACKAGE.parent / "resources" / "models")

@@ -15,9 +15,9 @@ from pathlib import Path
 import shapely
 from osgeo import gdal, ogr
 
-from . import crs
-from .errors import InputError
-from .options import OptionError
+from .. import crs
+from ..errors import InputError
+from ..options import OptionError
 
 # Surfaces made of facets (3D data, CityGML, DXF): read as the multipolygon of their facets.
 _FACETED = (ogr.wkbTriangle, ogr.wkbTIN, ogr.wkbPolyhedralSurface)

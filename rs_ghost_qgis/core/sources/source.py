@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 Bounds = tuple[float, float, float, float]
 # The band description a source gives a band whose values index a colour table (a palette
@@ -111,7 +111,7 @@ def unreadable_block(info: RasterInfo, bounds: Bounds, crs_wkt: str, reason: str
     Both sources raise it (a truncated GeoTIFF, a VRT whose source file is gone), so the run
     stops with no output instead of reading the block as zeros or nodata.
     """
-    from .crs import describe, same_crs  # osr only when it is needed
+    from ..crs import describe, same_crs  # osr only when it is needed
 
     if crs_wkt and not same_crs(crs_wkt, info.crs_wkt):
         where = f"x {bounds[0]:.6g}..{bounds[2]:.6g}, y {bounds[1]:.6g}..{bounds[3]:.6g} in {describe(crs_wkt)}"

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import ModelError
+from ..errors import ModelError
+from .head import check_head
 
 FORMAT_VERSION = 1
 MODEL_TYPE = "scene_classifier"
@@ -310,8 +311,6 @@ def _validate(card: ModelCard) -> None:
         raise ModelError("input_size, tile_size and gsd_m must be positive.")
     _validate_product_mappings(card)
     if card.head:
-        from .head import check_head  # numpy only for cards that need it
-
         check_head(card.head, card.num_classes)
     if card.band_raw_ranges is not None and (
         len(card.band_raw_ranges) != channels

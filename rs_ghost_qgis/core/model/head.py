@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ModelError
+from ..errors import ModelError
 
 FEATURE_SOURCES = ("features", "logits")
 

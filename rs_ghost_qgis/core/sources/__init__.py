@@ -1,0 +1,1 @@
+"""What the engine reads: rasters through the RasterSource interface (rasterio outside QGIS), polygon layers."""
