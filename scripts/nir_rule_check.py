@@ -20,7 +20,7 @@ import numpy as np
 
 from rs_ghost_qgis.core import evidence
 from rs_ghost_qgis.core.model.runtime import load_model
-from rs_ghost_qgis.core.radiometry import reflectance_plan
+from rs_ghost_qgis.core.radiometry.plan import reflectance_plan
 from training import l2a
 
 FARMLAND = ("AnnualCrop", "PermanentCrop", "Pasture", "HerbaceousVegetation")

@@ -24,7 +24,9 @@ import numpy as np
 from rs_ghost_qgis.core import atomic
 from rs_ghost_qgis.core.model.card import ModelCard
 from rs_ghost_qgis.core.model.runtime import load_model
-from rs_ghost_qgis.core.radiometry import band_role, reflectance_plan, reflectance_units
+from rs_ghost_qgis.core.radiometry.bands import band_role
+from rs_ghost_qgis.core.radiometry.plan import reflectance_plan
+from rs_ghost_qgis.core.radiometry.scaling import reflectance_units
 from training.errors import TrainingError, cannot_write
 
 PATCH_BANDS = ("B02", "B03", "B04", "B08")

@@ -48,7 +48,7 @@ from .model.runtime import Model, create_session, feature_source, load_model
 from .options import OptionError, OptionText
 from .outputs import written
 from .pipeline import MAX_TILES_PER_READ, fill_invalid, read_strip
-from .radiometry import plan_radiometry
+from .radiometry.scaling import plan_radiometry
 from .sinks import check_output
 
 MIN_CHIPS = 5  # chips a class needs

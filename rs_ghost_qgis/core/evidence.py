@@ -121,7 +121,7 @@ def find_evidence_bands(info, model_bands: list[int], card_bands: list[str], nir
     bands the raster names so, else those feeding the model's green and red channels
     (``model_bands``, one per ``card_bands``).
     """
-    from .radiometry import band_role, raster_band_role
+    from .radiometry.bands import band_role, raster_band_role
 
     if nir_band is not None and not 1 <= nir_band <= info.band_count:
         raise OptionError(

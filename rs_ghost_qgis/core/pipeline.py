@@ -41,7 +41,8 @@ from .model.card import ModelCard
 from .model.head import tile_band_statistics
 from .model.runtime import Model, load_model
 from .options import OptionError, OptionText, check_area, check_threads
-from .radiometry import Radiometry, adapted_data_warning, plan_radiometry
+from .radiometry.plan import Radiometry
+from .radiometry.scaling import adapted_data_warning, plan_radiometry
 from .sinks import (
     NODATA_CLASS,
     NODATA_NAME,

@@ -255,7 +255,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         from ..core import workload
         from ..core.evidence import find_evidence_bands
         from ..core.model.runtime import load_model
-        from ..core.radiometry import choose_bands
+        from ..core.radiometry.bands import choose_bands
 
         layer = check_raster_layer(self.parameterAsRasterLayer(parameters, self.INPUT, context))
         source = QgisLayerSource.from_layer(layer, context.project())

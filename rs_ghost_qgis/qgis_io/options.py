@@ -171,7 +171,7 @@ def _unique(path: Path) -> Path:
 
 def plan_or_none(source, card, bands: list[int] | None, scaling: str, offset: float | None, product: str = "auto"):
     """The engine's radiometry plan for the dialog's hints (None when the inputs are wrong: Run says why)."""
-    from ..core.radiometry import plan_radiometry
+    from ..core.radiometry.scaling import plan_radiometry
 
     try:
         return plan_radiometry(source, card, bands, scaling, offset, product)
@@ -186,7 +186,8 @@ def scaling_warning(source, radiometry, label: str = "") -> str:
     outside the raw values mapped onto it are clipped. A percentile stretch fits by
     construction. Reads a small overview: call it for local rasters, not for web services.
     """
-    from ..core.radiometry import MOSTLY_OUTSIDE, share_outside
+    from ..core.radiometry.plan import share_outside
+    from ..core.radiometry.scaling import MOSTLY_OUTSIDE
 
     if radiometry is None or radiometry.scaling not in ("none", "card"):
         return ""

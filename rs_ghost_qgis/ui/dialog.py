@@ -700,7 +700,7 @@ class ClassifyDialog(QDialog):
         if layer is None or self.card is None:
             self.bands_hint.setText("")
             return
-        from ..core.radiometry import choose_bands
+        from ..core.radiometry.bands import choose_bands
 
         try:
             source = QgisLayerSource.from_layer(layer)
@@ -771,7 +771,7 @@ class ClassifyDialog(QDialog):
     def collect(self) -> Request:
         """Check the choices and build the engine options; raises RsGhostError with the fix."""
         from ..core.pipeline import Area, ClassifyOptions
-        from ..core.radiometry import choose_bands
+        from ..core.radiometry.bands import choose_bands
 
         layer = check_raster_layer(self.layer_combo.currentLayer())
         path = self.model_path()

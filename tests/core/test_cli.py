@@ -179,11 +179,11 @@ def test_preview_png(raster, tiny_model, tmp_path, capsys):
 
 
 def test_preview_draws_from_the_run_without_a_class_raster_or_new_statistics(raster, tiny_model, tmp_path, monkeypatch):
-    from rs_ghost_qgis.core import radiometry
+    from rs_ghost_qgis.core.radiometry import scaling
+    from rs_ghost_qgis.core.radiometry.sample import sample_values
 
     samples = []
-    sample_values = radiometry.sample_values
-    monkeypatch.setattr(radiometry, "sample_values", lambda *args: samples.append(args) or sample_values(*args))
+    monkeypatch.setattr(scaling, "sample_values", lambda *args: samples.append(args) or sample_values(*args))
 
     def no_class_raster(*args, **kwargs):
         raise AssertionError("without --out-raster no class raster is written, not even to draw the preview")

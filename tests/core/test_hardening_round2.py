@@ -441,7 +441,7 @@ def _four_band_model(path: Path, three: Path, card) -> Path:
 
 def test_unnamed_bands_get_a_caution_without_a_made_up_order(tmp_path):
     # NAIP-like red, green, blue, NIR without colour interpretation: the hint said --bands 3,4,2 (NIR as green).
-    from rs_ghost_qgis.core.radiometry import plan_radiometry
+    from rs_ghost_qgis.core.radiometry.scaling import plan_radiometry
     from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
     from tests.core.test_radiometry import eurosat_card
 
@@ -457,7 +457,7 @@ def test_unnamed_bands_get_a_caution_without_a_made_up_order(tmp_path):
 
 def test_bands_are_matched_by_their_wavelengths(tmp_path):
     # A 200-band hyperspectral raster: its band order is known from the wavelengths in its metadata.
-    from rs_ghost_qgis.core.radiometry import choose_bands
+    from rs_ghost_qgis.core.radiometry.bands import choose_bands
     from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
     from tests.tiny_model import tiny_card
 

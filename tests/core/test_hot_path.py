@@ -12,7 +12,8 @@ from rs_ghost_qgis.core import pipeline
 from rs_ghost_qgis.core.crs import to_wkt, transform_geometry
 from rs_ghost_qgis.core.errors import ModelError
 from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
-from rs_ghost_qgis.core.radiometry import _per_band, _valid_values, _without_zeros, sample_values
+from rs_ghost_qgis.core.radiometry.sample import _valid_values, per_band, sample_values
+from rs_ghost_qgis.core.radiometry.scaling import _without_zeros
 from rs_ghost_qgis.core.sinks import FieldSpec, GeoPackageSink, TileRecord
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from rs_ghost_qgis.core.sources.source import Block
@@ -108,7 +109,7 @@ def test_band_minima_and_maxima_are_those_of_the_whole_array():
     sample[2, 7] = np.nan
     for reduce in (np.min, np.max):
         for values in (sample, sample[:3], sample.astype(np.float32), np.zeros((0, 5))):
-            fast, plain = _per_band(values, reduce), reduce(values, axis=1)
+            fast, plain = per_band(values, reduce), reduce(values, axis=1)
             assert np.array_equal(fast, plain, equal_nan=True) and fast.dtype == plain.dtype
 
 

@@ -21,15 +21,10 @@ from rs_ghost_qgis.core import pipeline
 from rs_ghost_qgis.core.errors import ModelError
 from rs_ghost_qgis.core.model.card import ModelCard
 from rs_ghost_qgis.core.options import NAMES, PRODUCTS, OptionError, OptionText, check_product, face_message
-from rs_ghost_qgis.core.radiometry import (
-    L1C_BLUE_DARK,
-    L2A_BLUE_DARK,
-    band_role,
-    decide_product,
-    plan_radiometry,
-    product_from_metadata,
-    reflectance_plan,
-)
+from rs_ghost_qgis.core.radiometry.bands import band_role
+from rs_ghost_qgis.core.radiometry.plan import reflectance_plan
+from rs_ghost_qgis.core.radiometry.product import L1C_BLUE_DARK, L2A_BLUE_DARK, decide_product, product_from_metadata
+from rs_ghost_qgis.core.radiometry.scaling import plan_radiometry
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from rs_ghost_qgis.core.sources.source import RasterInfo
 from tests.core.engine_data import write_raster

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import rasterio
 
-from rs_ghost_qgis.core import radiometry
 from rs_ghost_qgis.core.errors import InputError
-from rs_ghost_qgis.core.radiometry import choose_bands, plan_radiometry
+from rs_ghost_qgis.core.radiometry import sample
+from rs_ghost_qgis.core.radiometry.bands import choose_bands
+from rs_ghost_qgis.core.radiometry.scaling import plan_radiometry
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from rs_ghost_qgis.core.sources.source import Block
 from tests.core.engine_data import write_raster
@@ -122,8 +123,8 @@ def test_percentile_per_band_stretch_over_the_whole_raster(tmp_path):
 
 
 def test_percentiles_come_from_full_resolution_windows_of_a_large_raster(tmp_path, monkeypatch):
-    monkeypatch.setattr(radiometry, "SAMPLE_PIXELS", 100)  # pretend 64 x 64 is large
-    monkeypatch.setattr(radiometry, "SAMPLE_WINDOW_PX", 8)
+    monkeypatch.setattr(sample, "SAMPLE_PIXELS", 100)  # pretend 64 x 64 is large
+    monkeypatch.setattr(sample, "SAMPLE_WINDOW_PX", 8)
     data = np.stack([np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)] * 3)
     reads = []
     with _source(tmp_path, data=data) as source:
@@ -365,7 +366,7 @@ def test_guessed_bands_in_the_right_order_get_no_hint(tmp_path):
 
 
 def test_offset_tags_in_either_convention():
-    from rs_ghost_qgis.core.radiometry import offset_from_metadata
+    from rs_ghost_qgis.core.radiometry.product import offset_from_metadata
 
     assert offset_from_metadata({"BOA_ADD_OFFSET": "-1000"}) == (1000.0, "BOA_ADD_OFFSET -1000 in the metadata")
     assert offset_from_metadata({"band 2:RADIO_ADD_OFFSET_B02": "1000"})[0] == 1000.0

@@ -7,7 +7,7 @@ import pytest
 import rasterio
 
 from rs_ghost_qgis.core.model.runtime import load_model
-from rs_ghost_qgis.core.radiometry import plan_radiometry
+from rs_ghost_qgis.core.radiometry.scaling import plan_radiometry
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from tests.core.test_data_raster import LEFT, PIXEL, TOP, write_polygons
 from training.cli import main

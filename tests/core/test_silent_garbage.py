@@ -10,7 +10,7 @@ import rasterio
 
 from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.core.errors import InputError
-from rs_ghost_qgis.core.radiometry import plan_radiometry
+from rs_ghost_qgis.core.radiometry.scaling import plan_radiometry
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from tests.core.engine_data import class_pattern, write_raster
 from tests.core.test_radiometry import eurosat_card, eurosat_values, reflectance

@@ -117,7 +117,7 @@ def _bands_of(path: Path, card):
     """(bands, note) that the engine chooses for ``path`` read through QGIS and through rasterio."""
     from qgis.core import QgsRasterLayer
 
-    from rs_ghost_qgis.core.radiometry import choose_bands
+    from rs_ghost_qgis.core.radiometry.bands import choose_bands
     from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
     from rs_ghost_qgis.qgis_io.source import QgisLayerSource
 
@@ -132,7 +132,7 @@ def test_a_palette_layer_is_refused_with_the_way_to_expand_it(qgis_app, tmp_path
     from qgis.core import QgsRasterLayer
 
     from rs_ghost_qgis.core.errors import InputError
-    from rs_ghost_qgis.core.radiometry import choose_bands
+    from rs_ghost_qgis.core.radiometry.bands import choose_bands
     from rs_ghost_qgis.core.sources.source import PALETTE
     from rs_ghost_qgis.qgis_io.source import QgisLayerSource
     from tests.core.test_hardening_round2 import _palette

@@ -14,7 +14,7 @@ from qgis.core import (
 )
 
 from rs_ghost_qgis.core.options import PRODUCTS
-from rs_ghost_qgis.core.radiometry import plan_radiometry
+from rs_ghost_qgis.core.radiometry.scaling import plan_radiometry
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from rs_ghost_qgis.qgis_io.source import QgisLayerSource
 from rs_ghost_qgis.ui.dialog import PRODUCT_LABELS, SETTINGS_PREFIX, ClassifyDialog

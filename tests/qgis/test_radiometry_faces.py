@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from qgis.core import QgsRasterLayer
 
-from rs_ghost_qgis.core.radiometry import plan_radiometry
+from rs_ghost_qgis.core.radiometry.scaling import plan_radiometry
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from rs_ghost_qgis.qgis_io.source import QgisLayerSource
 from tests.core.test_radiometry import eurosat_card, write_kind

@@ -10,7 +10,7 @@ import rasterio
 from qgis.core import QgsRasterLayer
 
 from rs_ghost_qgis.core.errors import InputError
-from rs_ghost_qgis.core.radiometry import plan_radiometry
+from rs_ghost_qgis.core.radiometry.scaling import plan_radiometry
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from rs_ghost_qgis.qgis_io.source import QgisLayerSource
 from tests.core.engine_data import class_pattern, write_raster

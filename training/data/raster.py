@@ -35,7 +35,7 @@ from rasterio.windows import Window
 
 from rs_ghost_qgis.core.crs import same_crs, transform_geometry, utm_epsg
 from rs_ghost_qgis.core.options import OptionError
-from rs_ghost_qgis.core.radiometry import percentile_ranges, sample_values
+from rs_ghost_qgis.core.radiometry.sample import percentile_ranges, sample_values
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from rs_ghost_qgis.core.sources.vector import read_features, split_layer
 from training.errors import DataError
