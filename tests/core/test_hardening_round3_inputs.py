@@ -23,7 +23,7 @@ from rs_ghost_qgis.core.errors import InputError
 from rs_ghost_qgis.core.grid import Area, build_grid
 from rs_ghost_qgis.core.many import _describe_failure
 from rs_ghost_qgis.core.model.runtime import load_model
-from rs_ghost_qgis.core.radiometry import plan_radiometry
+from rs_ghost_qgis.core.radiometry.scaling import plan_radiometry
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from rs_ghost_qgis.core.sources.vector import linear_shape, read_features
 from tests.core.adapt_data import block_box, labelled_polygons, nir_scene, write_labels
