@@ -48,9 +48,10 @@ from rasterio.transform import from_origin
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions, classify  # noqa: E402
 from rs_ghost_qgis.core.errors import ModelError  # noqa: E402
 from rs_ghost_qgis.core.model import runtime  # noqa: E402
-from rs_ghost_qgis.core.pipeline import Area, ClassifyOptions, classify  # noqa: E402
+from rs_ghost_qgis.core.options import Area  # noqa: E402
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource  # noqa: E402
 
 DEMMIN = REPO.parent / "shared" / "data" / "geotiff" / "sentinel2_demmin_germany_20230603.tif"

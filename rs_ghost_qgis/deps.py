@@ -203,7 +203,7 @@ def check(folder: str | os.PathLike) -> DependencyStatus:
 def _engine_problem() -> str:
     """Why the engine does not import here (e.g. a Python too old for it), or ""."""
     try:
-        importlib.import_module(f"{__package__}.core.pipeline")
+        importlib.import_module(f"{__package__}.core.classify.pipeline")
     except Exception as error:
         version = ".".join(map(str, sys.version_info[:3]))
         return f"the plugin's engine does not import in Python {version} ({type(error).__name__}: {error})"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rs_ghost_qgis.core import evidence
+from rs_ghost_qgis.core.classify import evidence
 from rs_ghost_qgis.core.model.runtime import load_model
 from rs_ghost_qgis.core.radiometry.plan import reflectance_plan
 from training import l2a
@@ -124,7 +124,7 @@ def reverse_rule(probs, water_share, patches, bands, names, clear) -> dict:
 
 def scene_report(scene: str) -> list[dict]:
     """Whole-scene and wheat-box class shares at strides 64 and 16, with and without the rule."""
-    from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
+    from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions, classify
     from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 
     rows = []

@@ -232,9 +232,9 @@ def wheat_check(
 
     ``water_rule`` False scores the network alone, without the near-infrared rule (core.evidence).
     """
+    from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions, classify
     from rs_ghost_qgis.core.crs import to_wkt
-    from rs_ghost_qgis.core.grid import Area
-    from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
+    from rs_ghost_qgis.core.options import Area
     from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 
     tiles = folder / f"{Path(model_path).stem}_{product}{'' if water_rule else '_no_rule'}.gpkg"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..core.classify.evidence import RULE_SUMMARY
 from ..core.errors import InputError
-from ..core.evidence import RULE_SUMMARY
 from ..core.options import PRODUCTS, SCALINGS, Area, one_area, parse_bands, parse_stride
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
@@ -91,7 +91,7 @@ def classify_options(
     args: argparse.Namespace, out_vector: str | None, out_raster: str | None, keep_class_map: bool = False
 ):
     """Engine options (ClassifyOptions) from the options ``add_classify_options`` defined."""
-    from ..core.pipeline import ClassifyOptions
+    from ..core.classify.pipeline import ClassifyOptions
 
     if args.layer and not args.mask:
         raise InputError("--layer chooses a layer of the --mask file, but there is no --mask; add it or drop --layer.")

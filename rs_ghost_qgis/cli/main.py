@@ -172,7 +172,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from ..core.sinks import check_output
+    from ..core.classify.sinks import check_output
     from ..core.sources.rasterio_source import RasterioSource
 
     check_outputs(args.out_vector, args.out_raster, args.preview)
@@ -224,7 +224,7 @@ def _check_not_inputs(args: argparse.Namespace) -> None:
 def _run_with_progress(source, options, extra_outputs=None):
     from tqdm import tqdm
 
-    from ..core.pipeline import classify
+    from ..core.classify.pipeline import classify
 
     bars = []  # the bar appears with the first progress report, after every check has passed
 

@@ -168,7 +168,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 def _report(result: JobResult) -> int:
     """Print the area table and one line per raster, repeat and failure; the exit code."""
-    from ..core.evidence import counts_line
+    from ..core.classify.evidence import counts_line
 
     print(_table(result.totals()))
     print()

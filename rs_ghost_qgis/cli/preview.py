@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from ..core.atomic import temporary_path
+from ..core.classify.pipeline import ClassifyOptions
+from ..core.classify.results import ClassifyResult
+from ..core.classify.sinks import NODATA_CLASS, write_failed
 from ..core.crs import describe
-from ..core.pipeline import ClassifyOptions, ClassifyResult
-from ..core.sinks import NODATA_CLASS, write_failed
 
 MAX_IMAGE_PX = 1400  # long side of the image rendering
 MAX_OUTLINED_CELLS = 120  # draw tile outlines only when there are few enough to see

@@ -38,18 +38,18 @@ import numpy as np
 import shapely
 
 from . import crs
+from .classify.grid import Grid, build_grid
+from .classify.sinks import check_output
+from .classify.strips import MAX_TILES_PER_READ, fill_invalid, read_strip
 from .errors import Cancelled
-from .grid import Area, Grid, build_grid
 from .linear import cross_validate, fit_softmax
 from .model.card import ModelCard
 from .model.head import Head
 from .model.onnx_meta import expose_features, replace_metadata
 from .model.runtime import Model, create_session, feature_source, load_model
-from .options import OptionError, OptionText
+from .options import Area, OptionError, OptionText
 from .outputs import written
-from .pipeline import MAX_TILES_PER_READ, fill_invalid, read_strip
 from .radiometry.scaling import plan_radiometry
-from .sinks import check_output
 
 MIN_CHIPS = 5  # chips a class needs
 FOLDS = 5

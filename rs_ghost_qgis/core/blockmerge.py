@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .blocks import Block, BlockPlan
-from .sinks import NODATA_CLASS, ClassRasterWriter, FieldSpec, TileRecord, VectorSink
+from .classify.sinks import NODATA_CLASS, ClassRasterWriter, FieldSpec, TileRecord, VectorSink
 
 MERGE_BATCH = 2000  # features per add() while merging
 

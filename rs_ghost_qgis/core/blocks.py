@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 import shapely
 
-from .grid import Area, Grid, build_grid
+from .classify.grid import Grid, build_grid
 from .model.card import ModelCard
+from .options import Area
 from .sources.source import Bounds, RasterInfo
 
 BLOCK_CELLS = 128  # block side in cells at the default stride

@@ -64,7 +64,7 @@ def run_block(task: BlockTask) -> BlockResult:
     from rasterio._err import CPLE_BaseError  # rasterio 1.3 exports GDAL's error class nowhere else
     from rasterio.errors import RasterioError
 
-    from .pipeline import classify
+    from .classify.pipeline import classify
     from .sources.rasterio_source import RasterioSource
 
     started = time.perf_counter()

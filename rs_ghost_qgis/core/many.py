@@ -606,7 +606,7 @@ def _tagged(raster: RasterJob, digits: int) -> str:
 
 def _resume(raster: RasterJob, manifest: dict, out: Path, overwrite: bool, inputs: Inputs) -> None:
     """Find what the manifest already holds for the raster; check its outputs may be written."""
-    from .sinks import check_layers, check_output, layer_name
+    from .classify.sinks import check_layers, check_output, layer_name
 
     record = manifest.get(raster.key, {})
     work = out / WORK / raster.key
@@ -681,7 +681,7 @@ def merge_blocks(raster: RasterJob, card: ModelCard, out: Path, min_valid: float
     Halo tiles, classified by two blocks alike, are written once. Both files are finished and
     checked under temporary names, then published together (or neither).
     """
-    from .pipeline import nothing_classified
+    from .classify.pipeline import nothing_classified
 
     if len(raster.plan.blocks) == 1 and raster.done[0].get("whole"):
         return _publish_whole(raster, card, out)
@@ -703,7 +703,14 @@ def merge_blocks(raster: RasterJob, card: ModelCard, out: Path, min_valid: float
 
 def _write_merged(raster: RasterJob, card: ModelCard, out: Path, with_classes: list[Block]) -> TileCount:
     """Write the merged tile layer and class map, record them as being published, publish them."""
-    from .sinks import ClassRasterWriter, GeoPackageSink, layer_description, layer_name, publish_all, tile_fields
+    from .classify.sinks import (
+        ClassRasterWriter,
+        GeoPackageSink,
+        layer_description,
+        layer_name,
+        publish_all,
+        tile_fields,
+    )
 
     grid, work = raster.plan.grid, out / WORK / raster.key
     metadata = class_map_tags(work / f"{with_classes[0].index}.tif")
@@ -733,7 +740,7 @@ def _write_merged(raster: RasterJob, card: ModelCard, out: Path, with_classes: l
 
 def _publish_whole(raster: RasterJob, card: ModelCard, out: Path) -> dict:
     """A raster of one block: its files, written and checked by the engine, are published as they are."""
-    from .sinks import publish_all
+    from .classify.sinks import publish_all
 
     record, work = raster.done[0], out / WORK / raster.key
     _append_manifest(out, {"key": raster.key, "publishing": raster.name})
@@ -751,7 +758,7 @@ def _summary(raster: RasterJob, card: ModelCard, out: Path, counts: dict) -> dic
     per class tiles_by_class, cells and hectares. ``evidence`` counts the published tiles the
     water rule changed and those marked doubtful (core/evidence.py).
     """
-    from .evidence import layer_counts
+    from .classify.evidence import layer_counts
 
     return {
         "input": raster.path,

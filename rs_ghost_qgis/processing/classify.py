@@ -38,8 +38,8 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QVariant
 
 from .. import deps
+from ..core.classify.evidence import RULE_SUMMARY
 from ..core.errors import Cancelled, OutputError, RsGhostError
-from ..core.evidence import RULE_SUMMARY
 from ..core.options import (
     PRODUCTS,
     SCALINGS,
@@ -65,7 +65,7 @@ def _check_vector_destination(destination: str) -> None:
     path = Path(destination or "")
     if path.suffix.lower() != ".gpkg":
         return  # a layer URI (ogr:dbname=...), memory or a temporary output
-    from ..core.sinks import other_layers, short_list
+    from ..core.classify.sinks import other_layers, short_list
 
     others = other_layers(path, path.stem)  # Processing names the layer of a plain file after the file
     if others:
@@ -252,8 +252,8 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
 
     def _check_inputs(self, parameters, context) -> None:
         """Raise RsGhostError for a layer, model, area, stride or band mapping the run would refuse."""
-        from ..core import workload
-        from ..core.evidence import find_evidence_bands
+        from ..core.classify import workload
+        from ..core.classify.evidence import find_evidence_bands
         from ..core.model.runtime import load_model
         from ..core.radiometry.bands import choose_bands
 
@@ -315,7 +315,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
 
     def build_options(self, parameters, context, out_raster: str | None = None):
         """The engine options (ClassifyOptions) for these parameters; the tiles go to the sink."""
-        from ..core.pipeline import ClassifyOptions
+        from ..core.classify.pipeline import ClassifyOptions
 
         mask, box = None, None
         qopts.check_vector_input(parameters, self.MASK)
@@ -347,8 +347,8 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
         )
 
     def _classify(self, source: QgisLayerSource, parameters, context, feedback) -> dict:
+        from ..core.classify.pipeline import classify
         from ..core.model.runtime import load_model
-        from ..core.pipeline import classify
 
         raster_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_RASTER, context) or None
         options = self.build_options(parameters, context, raster_path)
@@ -388,7 +388,7 @@ class ClassifyAlgorithm(QgsProcessingAlgorithm):
 
     def _log_workload(self, source: QgisLayerSource, card, options, feedback) -> None:
         """Say how big the run is before it starts; an area too big for a web layer is refused here."""
-        from ..core import workload
+        from ..core.classify import workload
 
         feedback.pushInfo(f"Size: {workload.plan(source.info, card, options.area, options.stride).describe()}")
 

@@ -101,7 +101,7 @@ def check_raster_input(parameters: dict, name: str) -> None:
 
 def area_from_extent(extent: QgsRectangle, crs: QgsCoordinateReferenceSystem):
     """An engine Area for a rectangle in ``crs`` (e.g. the map canvas extent)."""
-    from ..core.pipeline import Area
+    from ..core.options import Area
 
     if extent is None or extent.isNull() or extent.isEmpty():
         raise InputError("The extent is empty; draw or choose an extent, or classify the whole layer.")
@@ -113,7 +113,7 @@ def area_from_extent(extent: QgsRectangle, crs: QgsCoordinateReferenceSystem):
 
 def area_from_geometries(geometries: Iterable[QgsGeometry], crs: QgsCoordinateReferenceSystem, what: str):
     """An engine Area for mask polygons given as QGIS geometries in ``crs``."""
-    from ..core.pipeline import Area
+    from ..core.options import Area
     from ..core.sources.vector import linear_shape
 
     shapes = []

@@ -104,7 +104,7 @@ def style_tiles(layer: QgsVectorLayer, card: ModelCard, areas: Sequence | None =
     """Categorized renderer on class_name with the card's colours; confidence in map tips.
 
     Tiles marked doubtful are hatched, explained by the legend's last entry with their share
-    (``evidence``: the run's core.evidence.Evidence, when known).
+    (``evidence``: the run's core.classify.evidence.Evidence, when known).
     """
     doubt = layer.fields().lookupField(DOUBT_FIELD) >= 0
     categories = []

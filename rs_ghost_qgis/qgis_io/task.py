@@ -69,7 +69,7 @@ class ClassifyTask(QgsTask):
 
     def run(self) -> bool:
         """Worker thread: run the engine; store the result or the message; never raise."""
-        from ..core.pipeline import classify
+        from ..core.classify.pipeline import classify
 
         try:
             self.result = classify(

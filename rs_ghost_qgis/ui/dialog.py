@@ -47,9 +47,9 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..core import workload
+from ..core.classify import workload
+from ..core.classify.evidence import RULE_SUMMARY
 from ..core.errors import InputError, ModelError, RsGhostError
-from ..core.evidence import RULE_SUMMARY
 from ..core.options import (
     PRODUCTS,
     SCALINGS,
@@ -129,7 +129,7 @@ class Request:
     """Everything one run needs, checked."""
 
     layer: object
-    options: object  # core.pipeline.ClassifyOptions
+    options: object  # core.classify.pipeline.ClassifyOptions
     model_name: str
     model: object  # core.runtime.Model of options.model_path, loaded for the card and reused by the run
 
@@ -770,7 +770,8 @@ class ClassifyDialog(QDialog):
     # --- the run ------------------------------------------------------------------------------
     def collect(self) -> Request:
         """Check the choices and build the engine options; raises RsGhostError with the fix."""
-        from ..core.pipeline import Area, ClassifyOptions
+        from ..core.classify.pipeline import ClassifyOptions
+        from ..core.options import Area
         from ..core.radiometry.bands import choose_bands
 
         layer = check_raster_layer(self.layer_combo.currentLayer())
@@ -836,7 +837,7 @@ class ClassifyDialog(QDialog):
                 "Not started: zoom in, choose a smaller area or a larger Stride, or Run again and confirm."
             )
             return
-        from ..core.grid import build_grid
+        from ..core.classify.grid import build_grid
 
         # Said now, not after a long run: pixels much coarser than the model's, a mask repaired.
         grid_warnings = build_grid(source.info, self.card, request.options.area, request.options.stride).warnings

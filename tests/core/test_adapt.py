@@ -15,11 +15,11 @@ from osgeo import ogr
 
 from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.core.adapt import AdaptOptions, adapt, labels_from_file, sha256
+from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions, classify
 from rs_ghost_qgis.core.crs import to_wkt, transform_geometry
 from rs_ghost_qgis.core.errors import InputError, ModelError
 from rs_ghost_qgis.core.model.card import ModelCard
 from rs_ghost_qgis.core.model.runtime import load_model
-from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from tests.core.adapt_data import NAMES, block_box, held_out_truth, labelled_polygons, nir_scene, write_labels
 from tests.tiny_model import pooled_model, tiny_card

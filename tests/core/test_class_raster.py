@@ -14,9 +14,9 @@ from affine import Affine
 from osgeo import gdal, ogr, osr
 
 from rs_ghost_qgis.cli.main import main
-from rs_ghost_qgis.core import sinks
+from rs_ghost_qgis.core.classify import sinks
+from rs_ghost_qgis.core.classify.sinks import ClassRasterWriter
 from rs_ghost_qgis.core.errors import OutputError
-from rs_ghost_qgis.core.sinks import ClassRasterWriter
 from tests.core.engine_data import class_pattern, write_raster
 from tests.tiny_model import tiny_card
 

@@ -26,8 +26,8 @@ from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.cli.many import EXIT_SOME_FAILED
 from rs_ghost_qgis.core import many
 from rs_ghost_qgis.core.blockworker import worker_model
-from rs_ghost_qgis.core.grid import Area
-from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
+from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions, classify
+from rs_ghost_qgis.core.options import Area
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from tests.core.engine_data import class_pattern, write_raster
 

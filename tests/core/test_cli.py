@@ -12,7 +12,7 @@ from osgeo import ogr, osr
 
 from rs_ghost_qgis.cli.common import parse_bbox
 from rs_ghost_qgis.cli.main import main
-from rs_ghost_qgis.core import pipeline
+from rs_ghost_qgis.core.classify import pipeline
 from rs_ghost_qgis.core.crs import to_wkt, transform_geometry
 from rs_ghost_qgis.core.errors import InputError
 from tests.core.engine_data import ORIGIN, class_pattern, write_raster
@@ -283,7 +283,7 @@ def test_an_output_on_the_input_is_refused_even_with_overwrite(tmp_path, tiny_mo
 
 _STALLED_RUN = """
 import sys, time
-from rs_ghost_qgis.core import pipeline
+from rs_ghost_qgis.core.classify import pipeline
 from rs_ghost_qgis.cli.main import main
 
 def stalled(self):  # the outputs' temporary files exist now; wait to be signalled

@@ -8,10 +8,11 @@ import rasterio
 import shapely
 from osgeo import ogr
 
+from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions, classify
+from rs_ghost_qgis.core.classify.sinks import FieldSpec, TileRecord, tile_fields
 from rs_ghost_qgis.core.crs import to_wkt, transform_geometry, transform_xy
 from rs_ghost_qgis.core.errors import Cancelled, InputError, OutputError
-from rs_ghost_qgis.core.pipeline import Area, ClassifyOptions, classify
-from rs_ghost_qgis.core.sinks import FieldSpec, TileRecord, tile_fields
+from rs_ghost_qgis.core.options import Area
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from tests.core.engine_data import ORIGIN, class_pattern, write_raster
 from tests.tiny_model import export_tiny_model

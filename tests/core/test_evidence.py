@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from osgeo import ogr
 
-from rs_ghost_qgis.core import evidence
+from rs_ghost_qgis.core.classify import evidence
+from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions, classify
 from rs_ghost_qgis.core.model.card import ModelCard
 from rs_ghost_qgis.core.options import OptionError
-from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from tests.core.engine_data import write_raster
 from tests.tiny_model import tiny_card

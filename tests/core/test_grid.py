@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import shapely
 
+from rs_ghost_qgis.core.classify.grid import build_grid
 from rs_ghost_qgis.core.crs import describe, to_wkt, transform_geometry, transform_xy
 from rs_ghost_qgis.core.errors import InputError
-from rs_ghost_qgis.core.grid import Area, build_grid
+from rs_ghost_qgis.core.options import Area
 from rs_ghost_qgis.core.sources.source import RasterInfo
 from tests.tiny_model import tiny_card
 

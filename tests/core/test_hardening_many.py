@@ -26,9 +26,9 @@ from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.cli.many import EXIT_SOME_FAILED
 from rs_ghost_qgis.core import atomic, many
 from rs_ghost_qgis.core.blockworker import SCRATCH, scratch_folder, sweep_scratch
+from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions
 from rs_ghost_qgis.core.errors import OutputError
 from rs_ghost_qgis.core.folderlock import LOCK_NAME, folder_lock
-from rs_ghost_qgis.core.pipeline import ClassifyOptions
 from tests.core.engine_data import class_pattern, write_raster
 
 distributed = pytest.importorskip("distributed")

@@ -20,9 +20,9 @@ from osgeo import gdal, ogr, osr
 
 from rs_ghost_qgis.cli import many
 from rs_ghost_qgis.cli.main import main
+from rs_ghost_qgis.core.classify.sinks import other_layers
 from rs_ghost_qgis.core.crs import transform_xy
 from rs_ghost_qgis.core.errors import InputError
-from rs_ghost_qgis.core.sinks import other_layers
 from tests.core.engine_data import class_pattern, write_hyperspectral, write_mask, write_raster
 from tests.core.test_train import SMALL, make_class_tree, stage_args, train_args
 from training import cli as training_cli
@@ -495,7 +495,7 @@ def test_an_undeclared_zero_gap_is_nodata_and_said(tiny_model, tmp_path, capfd):
 
 def test_an_empty_block_is_a_failed_read_not_nodata(scene, tiny_model):
     # Seen in QGIS: a reprojection that returned nothing gave 0-byte blocks, counted as nodata.
-    from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
+    from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions, classify
     from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
     from rs_ghost_qgis.core.sources.source import Block
 

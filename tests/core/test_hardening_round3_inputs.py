@@ -19,10 +19,11 @@ from osgeo import gdal, ogr, osr
 from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.cli.many import expand_inputs
 from rs_ghost_qgis.core import adapt as adapt_module
+from rs_ghost_qgis.core.classify.grid import build_grid
 from rs_ghost_qgis.core.errors import InputError
-from rs_ghost_qgis.core.grid import Area, build_grid
 from rs_ghost_qgis.core.many import _describe_failure
 from rs_ghost_qgis.core.model.runtime import load_model
+from rs_ghost_qgis.core.options import Area
 from rs_ghost_qgis.core.radiometry.scaling import plan_radiometry
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from rs_ghost_qgis.core.sources.vector import linear_shape, read_features

@@ -17,7 +17,7 @@ from osgeo import ogr
 
 from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.core import many
-from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
+from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions, classify
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from tests.core.engine_data import class_pattern, write_raster
 

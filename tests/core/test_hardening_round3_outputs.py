@@ -22,9 +22,9 @@ import torch
 from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.core import atomic
 from rs_ghost_qgis.core.adapt import _Chips, _fit
+from rs_ghost_qgis.core.classify.sinks import write_failed
 from rs_ghost_qgis.core.errors import OutputError
 from rs_ghost_qgis.core.model.runtime import load_model
-from rs_ghost_qgis.core.sinks import write_failed
 from tests.core.adapt_data import labelled_polygons, nir_scene, write_labels
 from tests.core.engine_data import class_pattern, write_raster
 from tests.core.test_atomic_writes import _checkpoint
@@ -338,7 +338,7 @@ def test_a_full_geopackage_says_why_without_sqlites_statement():
 def test_a_full_disk_while_classify_many_locks_its_folder_is_one_line(tiny_model, tmp_path, monkeypatch):
     # The lock file was created, its writing failed: a traceback, and an empty lock left behind.
     from rs_ghost_qgis.core import many
-    from rs_ghost_qgis.core.pipeline import ClassifyOptions
+    from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions
 
     def full_disk(descriptor):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

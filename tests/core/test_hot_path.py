@@ -8,13 +8,13 @@ import shapely
 import shapely.affinity
 from osgeo import gdal, ogr
 
-from rs_ghost_qgis.core import pipeline
+from rs_ghost_qgis.core.classify import batching
+from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions, classify
+from rs_ghost_qgis.core.classify.sinks import FieldSpec, GeoPackageSink, TileRecord
 from rs_ghost_qgis.core.crs import to_wkt, transform_geometry
 from rs_ghost_qgis.core.errors import ModelError
-from rs_ghost_qgis.core.pipeline import ClassifyOptions, classify
 from rs_ghost_qgis.core.radiometry.sample import _valid_values, per_band, sample_values
 from rs_ghost_qgis.core.radiometry.scaling import _without_zeros
-from rs_ghost_qgis.core.sinks import FieldSpec, GeoPackageSink, TileRecord
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from rs_ghost_qgis.core.sources.source import Block
 from tests.core.engine_data import ORIGIN, class_pattern, write_raster
@@ -81,14 +81,14 @@ def test_a_batch_error_is_raised_in_the_callers_thread_and_later_batches_do_not_
             calls.append(len(batch))
             raise ModelError("broken batch")
 
-    batcher = pipeline._Batcher(Failing(), 2)
+    batcher = batching.Batcher(Failing(), 2)
     try:
         with pytest.raises(ModelError, match="broken batch"):
             batcher.put(np.zeros((6, 3, 4, 4), np.float32), lambda: None)  # three batches of 2
             batcher.flush(lambda: None)
     finally:
         batcher.close()
-    assert calls[0] == 2 and len(calls) <= pipeline.BATCHES_IN_FLIGHT
+    assert calls[0] == 2 and len(calls) <= batching.BATCHES_IN_FLIGHT
 
 
 def test_sampled_values_are_those_of_the_boolean_index_in_the_same_layout():

@@ -3,7 +3,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-ENGINE = ["crs", "grid", "radiometry", "sources.rasterio_source", "model.runtime", "sinks", "pipeline", "download"]
+ENGINE = ["crs", "classify.grid", "radiometry.scaling", "sources.rasterio_source", "model.runtime", "classify.sinks"]
+ENGINE += ["classify.pipeline", "download"]
 ENGINE += ["many", "blockworker", "blockmerge"]  # classify-many's
 CLI = ["rs_ghost_qgis.cli.main", "rs_ghost_qgis.cli.many", "rs_ghost_qgis.cli.common", "rs_ghost_qgis.cli.preview"]
 
@@ -28,7 +29,7 @@ def test_engine_leaves_osgeo_exception_mode_alone():
     code = (
         "from osgeo import gdal, ogr, osr\n"
         "before = (gdal.GetUseExceptions(), ogr.GetUseExceptions(), osr.GetUseExceptions())\n"
-        "import rs_ghost_qgis.cli.main, rs_ghost_qgis.core.pipeline, rs_ghost_qgis.cli.preview\n"
+        "import rs_ghost_qgis.cli.main, rs_ghost_qgis.core.classify.pipeline, rs_ghost_qgis.cli.preview\n"
         "from rs_ghost_qgis.cli.common import read_mask, parse_bbox\n"
         "parse_bbox('1,2,3,4,EPSG:4326')\n"
         "print(before == (gdal.GetUseExceptions(), ogr.GetUseExceptions(), osr.GetUseExceptions()))\n"
@@ -47,7 +48,7 @@ def test_engine_that_qgis_uses_imports_without_rasterio():
         "        if name.split('.')[0] == 'rasterio':\n"
         "            raise ModuleNotFoundError(name)\n"
         "sys.meta_path.insert(0, NoRasterio())\n"
-        "import rs_ghost_qgis.core.pipeline, rs_ghost_qgis.core.sinks, rs_ghost_qgis.deps\n"
+        "import rs_ghost_qgis.core.classify.pipeline, rs_ghost_qgis.core.classify.sinks, rs_ghost_qgis.deps\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rasterio'))\n"
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

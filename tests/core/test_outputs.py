@@ -8,8 +8,8 @@ from osgeo import ogr
 
 from rs_ghost_qgis.cli import preview
 from rs_ghost_qgis.cli.main import main
+from rs_ghost_qgis.core.classify.sinks import publish_all
 from rs_ghost_qgis.core.errors import OutputError
-from rs_ghost_qgis.core.sinks import publish_all
 from tests.core.engine_data import class_pattern, write_raster
 
 PATTERN = np.array([[0, 1, 2], [2, 1, 0], [1, 1, 1]])

@@ -17,7 +17,7 @@ from osgeo import ogr
 
 from rs_ghost_qgis.cli.common import classify_options
 from rs_ghost_qgis.cli.main import _parser, main
-from rs_ghost_qgis.core import pipeline
+from rs_ghost_qgis.core.classify import pipeline
 from rs_ghost_qgis.core.errors import ModelError
 from rs_ghost_qgis.core.model.card import ModelCard
 from rs_ghost_qgis.core.options import NAMES, PRODUCTS, OptionError, OptionText, check_product, face_message

@@ -112,7 +112,7 @@ def test_run_shows_summary_and_remembers_settings(dialog, tmp_path, project, tin
 
 
 def test_a_run_opens_the_model_once(dialog, tmp_path, project, tiny_model, monkeypatch):
-    from rs_ghost_qgis.core import pipeline
+    from rs_ghost_qgis.core.classify import pipeline
 
     loads = []
     load_model = runtime.load_model

@@ -217,7 +217,7 @@ def test_an_empty_reprojected_block_outside_the_raster_is_nodata(qgis_app, tmp_p
 
 def test_a_task_whose_transform_is_lost_fails_with_the_reason(qgis_app, project, tmp_path, tiny_model, monkeypatch):
     # Every later run of that session failed with '24 nodata or NaN'.
-    from rs_ghost_qgis.core.pipeline import ClassifyOptions
+    from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions
     from rs_ghost_qgis.qgis_io import source as source_module
     from rs_ghost_qgis.qgis_io.source import QgisLayerSource
     from rs_ghost_qgis.qgis_io.task import ClassifyTask
@@ -240,7 +240,8 @@ def test_an_offline_xyz_layer_says_its_tiles_could_not_be_fetched(qgis_app, proj
     # It was reported as 'mostly outside the raster'.
     from qgis.core import QgsCoordinateTransform, QgsProject, QgsRasterLayer, QgsRectangle
 
-    from rs_ghost_qgis.core.pipeline import Area, ClassifyOptions
+    from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions
+    from rs_ghost_qgis.core.options import Area
     from rs_ghost_qgis.qgis_io.source import QgisLayerSource
     from rs_ghost_qgis.qgis_io.task import ClassifyTask
     from tests.qgis.conftest import run_task

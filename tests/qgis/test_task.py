@@ -12,7 +12,8 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from rs_ghost_qgis.core.pipeline import Area, ClassifyOptions
+from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions
+from rs_ghost_qgis.core.options import Area
 from rs_ghost_qgis.qgis_io.source import QgisLayerSource
 from rs_ghost_qgis.qgis_io.style import DOUBT_CATEGORY
 from rs_ghost_qgis.qgis_io.task import ClassifyTask

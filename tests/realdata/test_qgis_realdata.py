@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from qgis.core import QgsCategorizedSymbolRenderer, QgsRasterLayer
 
-from rs_ghost_qgis.core.pipeline import Area, ClassifyOptions, classify
+from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions, classify
+from rs_ghost_qgis.core.options import Area
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from rs_ghost_qgis.qgis_io.options import bundled_model_or_none
 from rs_ghost_qgis.qgis_io.source import QgisLayerSource
@@ -75,7 +76,7 @@ def test_demmin_task_in_degrees(qgis_app, project, shared_data, tiny_model, tmp_
 def test_bundled_model_in_qgis_maps_demmin_as_the_engine_does(qgis_app, project, shared_data, tmp_path):  # noqa: F811
     # What the model calls the wheat is tests/realdata/test_l2a_realdata.py's business; here the
     # QGIS face must reach the same product level, scaling and areas as the rasterio engine.
-    from rs_ghost_qgis.core.pipeline import classify
+    from rs_ghost_qgis.core.classify.pipeline import classify
     from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 
     model = bundled_model_or_none()

@@ -41,7 +41,7 @@ class RasterInfo:
     # where BOA_ADD_OFFSET / RADIO_ADD_OFFSET say whether values carry the Sentinel-2 offset.
     metadata: Mapping[str, str] = field(default_factory=dict)
     # A web service (XYZ, WMS, WMTS): pixels are downloaded, so the area is limited
-    # (core.workload) and a run that gets no pixel says the tiles could not be fetched.
+    # (core.classify.workload) and a run that gets no pixel says the tiles could not be fetched.
     web: bool = False
     # GDAL's per-band scale and offset (physical value = raw * scale + offset), one per band; ()
     # when the source has none. Both sources deliver physical values, as float (``dtype``), since

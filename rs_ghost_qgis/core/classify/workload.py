@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import shapely
 
-from .errors import InputError
+from ..errors import InputError
+from ..model.card import ModelCard
+from ..sources.source import RasterInfo
 from .grid import Grid, build_grid
-from .model.card import ModelCard
-from .sources.source import RasterInfo
 
 # A card without a measured speed: assume a VGG-16-sized model on a 2-core laptop CPU (the
 # project's teacher ran at 23 tiles/s there); an estimate that is too long is the safe error.

@@ -30,11 +30,11 @@ import numpy as np
 import shapely
 from affine import Affine
 
-from . import crs
-from .errors import InputError
-from .model.card import ModelCard
-from .options import Area, OptionError, OptionText, check_stride  # Area lives with the options; grid.Area stays
-from .sources.source import Bounds, RasterInfo
+from .. import crs
+from ..errors import InputError
+from ..model.card import ModelCard
+from ..options import Area, OptionError, OptionText, check_stride
+from ..sources.source import Bounds, RasterInfo
 
 EDGE_POLICY = (
     "pad: tiles cover every grid cell overlapping the area; pixels outside the raster or without data are "

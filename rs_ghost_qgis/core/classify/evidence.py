@@ -28,8 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from osgeo import ogr
 
-from .options import OptionError
+from ..options import OptionError
+from ..radiometry.bands import band_role, raster_band_role
 
 WATER_NDWI = 0.0  # a water pixel: green above near infrared (McFeeters' boundary)
 VEGETATION_NDVI = 0.4  # a vegetated pixel: green vegetation, sparse cover (0.2-0.4) left out
@@ -121,8 +123,6 @@ def find_evidence_bands(info, model_bands: list[int], card_bands: list[str], nir
     bands the raster names so, else those feeding the model's green and red channels
     (``model_bands``, one per ``card_bands``).
     """
-    from .radiometry.bands import band_role, raster_band_role
-
     if nir_band is not None and not 1 <= nir_band <= info.band_count:
         raise OptionError(
             "nir_band",
@@ -208,8 +208,6 @@ def check_min_confidence(value: float | None, card) -> float:
 def layer_counts(path) -> dict[str, int]:
     """What a finished tile layer (classify-many's merged GeoPackage) says: classified tiles, tiles the
     near-infrared check measured, tiles the water rule changed and doubtful tiles, from its fields."""
-    from osgeo import ogr
-
     dataset = ogr.Open(str(path))
     layer = dataset.GetLayer(0)
     counts = {}

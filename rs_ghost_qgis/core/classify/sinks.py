@@ -34,12 +34,12 @@ import numpy as np
 import shapely
 from osgeo import gdal, ogr
 
-from .atomic import name_too_long, remove_stale_parts, temporary_path
-from .crs import srs_from_wkt
-from .errors import OutputError
-from .model.card import ModelCard
-from .options import OptionText
-from .outputs import Inputs, check_folder, check_not_input, same_file
+from ..atomic import name_too_long, remove_stale_parts, temporary_path
+from ..crs import srs_from_wkt
+from ..errors import OutputError
+from ..model.card import ModelCard
+from ..options import OptionText
+from ..outputs import Inputs, check_folder, check_not_input, same_file
 
 NODATA_CLASS = 255
 NODATA_NAME = "nodata"

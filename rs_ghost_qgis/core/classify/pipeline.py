@@ -1,11 +1,12 @@
 """The one classification pipeline behind the command line, the QGIS task and Processing.
 
-Strips of tiles are read from a RasterSource (one read per run of neighbouring tiles in a
-grid row), scaled, batched through onnxruntime on a worker thread (reading and writing go on
-while a batch runs), and streamed to the outputs in reading order: tile features as each batch
-finishes, class-map rows as soon as no later tile can touch them. Memory is bounded by one
-strip, BATCHES_IN_FLIGHT batches and ``tile_size / stride`` rows of the class map, whatever
-the raster size.
+Strips of tiles are read from a RasterSource (``strips``: one read per run of neighbouring
+tiles in a grid row), scaled, batched through onnxruntime on a worker thread (``batching``:
+reading and writing go on while a batch runs), and streamed to the outputs (``sinks``) in
+reading order: tile features as each batch finishes, class-map rows as soon as no later tile
+can touch them. Memory is bounded by one strip, BATCHES_IN_FLIGHT batches and
+``tile_size / stride`` rows of the class map, whatever the raster size. What a run produced is
+a ``results.ClassifyResult``.
 """
 
 from __future__ import annotations
@@ -14,35 +15,31 @@ import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import shapely
-from numpy.lib.stride_tricks import sliding_window_view
 
-from . import crs, workload
-from .atomic import make_folders, remove_folders
-from .errors import Cancelled, InputError
+from .. import crs
+from ..atomic import make_folders, remove_folders
+from ..errors import Cancelled, InputError
+from ..model.runtime import Model, load_model
+from ..options import Area, OptionError, OptionText, check_area, check_threads
+from ..radiometry.plan import Radiometry
+from ..radiometry.scaling import adapted_data_warning, plan_radiometry
+from . import workload
+from .batching import Batcher
 from .evidence import (
     Evidence,
-    EvidenceBands,
     apply_water_rule,
     check_min_confidence,
     find_evidence_bands,
-    pixel_masks,
-    tile_shares,
     water_class_ids,
 )
-from .grid import EDGE_POLICY, Area, Grid, build_grid
-from .model.card import ModelCard
-from .model.head import tile_band_statistics
-from .model.runtime import Model, load_model
-from .options import OptionError, OptionText, check_area, check_threads
-from .radiometry.plan import Radiometry
-from .radiometry.scaling import adapted_data_warning, plan_radiometry
+from .grid import EDGE_POLICY, Grid, build_grid
+from .results import AreaRow, ClassifyResult, ClassMap
 from .sinks import (
     NODATA_CLASS,
     NODATA_NAME,
@@ -57,12 +54,8 @@ from .sinks import (
     publish_all,
     tile_fields,
 )
-from .sources.source import Block
+from .strips import MAX_TILES_PER_READ, fill_invalid, read_strip
 
-__all__ = ["Area", "AreaRow", "ClassMap", "ClassifyOptions", "ClassifyResult", "classify"]
-
-MAX_TILES_PER_READ = 64  # tiles per read: bounds the strip buffers (64 tiles of 64 px: 4096 px wide)
-BATCHES_IN_FLIGHT = 2  # batches running or waiting on the inference thread: one runs while the next is read
 TILE_EDGE_SEGMENTS = 4  # vertices added per tile edge when tiles are reprojected for the vector output
 
 
@@ -93,102 +86,6 @@ class ClassifyOptions:
     water_rule: bool = True
     nir_band: int | None = None
     min_confidence: float | None = None
-
-
-@dataclass
-class ClassMap:
-    """The finished class map in memory: class ids per cell (NODATA_CLASS where none), with its place."""
-
-    classes: np.ndarray  # (rows, cols) uint8
-    bounds: tuple[float, float, float, float]  # xmin, ymin, xmax, ymax in crs_wkt
-    crs_wkt: str  # the grid's CRS
-
-
-@dataclass
-class AreaRow:
-    """One class in the area table: tiles whose top class it is, and its cells and area in the class map.
-
-    With overlapping tiles (stride below the tile size) a class can lead some tiles yet win no
-    cell of the averaged map: ``cells`` and ``hectares`` follow the map. ``cells`` counts the
-    drawn cells; ``hectares`` counts every valid pixel, also those of edge cells too little inside
-    the image to be drawn.
-    """
-
-    class_id: int
-    class_name: str
-    color: str
-    tiles: int
-    hectares: float
-    percent: float
-    cells: int = 0
-
-    @property
-    def found(self) -> bool:
-        """Whether the run found this class at all (as a tile's top class or in the map)."""
-        return self.tiles > 0 or self.cells > 0
-
-
-@dataclass
-class ClassifyResult:
-    """What a run produced and how it was configured."""
-
-    out_vector: str | None
-    out_raster: str | None
-    areas: list[AreaRow]
-    tiles_total: int
-    tiles_classified: int
-    tiles_nodata: int
-    bands_used: list[int]
-    scaling_used: str
-    provider: str
-    seconds: float
-    card: ModelCard
-    bands_note: str = ""  # how the bands were chosen, with the option that changes them
-    warnings: list[str] = field(default_factory=list)  # what to check about bands and scaling
-    radiometry: Radiometry | None = None  # the mapping the model's input went through
-    # Why tiles were not classified (they add up to tiles_nodata): mostly outside the raster,
-    # without any valid pixel (nodata, NaN, alpha), or with some but below min_valid_fraction.
-    tiles_outside: int = 0
-    tiles_no_data: int = 0
-    tiles_few_valid: int = 0
-    min_valid_fraction: float = 0.5
-    overlapping: bool = False  # stride below the tile size: the map averages overlapping tiles
-    class_map: ClassMap | None = None  # with ClassifyOptions.keep_class_map
-    evidence: Evidence | None = None  # what the near-infrared check did, and the doubtful tiles
-
-    def summary_table(self) -> str:
-        """The area table as fixed-width text (read it in a monospace font), with totals and skipped tiles."""
-        width = max([len("class")] + [len(a.class_name) for a in self.areas])
-        cells = self.overlapping  # overlapping tiles: the map's cells are what the hectares count
-        head = f"{'class':<{width}}  {'tiles':>7}  " + (f"{'cells':>9}  " if cells else "")
-        lines = [head + f"{'hectares':>11}  {'percent':>7}"]
-        for a in self.areas:
-            middle = f"{a.cells:>9,}  " if cells else ""
-            lines.append(f"{a.class_name:<{width}}  {a.tiles:>7,}  {middle}{a.hectares:>11,.1f}  {a.percent:>7.1f}")
-        total_ha = sum(a.hectares for a in self.areas)
-        middle = f"{sum(a.cells for a in self.areas):>9,}  " if cells else ""
-        lines.append(
-            f"{'total':<{width}}  {self.tiles_classified:>7,}  {middle}{total_ha:>11,.1f}  "
-            f"{100.0 if total_ha else 0.0:>7.1f}"
-        )
-        if cells:
-            lines.append(
-                "tiles overlap: 'tiles' counts each tile's top class, 'cells' and hectares the averaged class map "
-                "(a class can lead some tiles and no cell)"
-            )
-        lines.append(self.skipped_line())
-        lines += self.evidence.lines() if self.evidence is not None else []
-        return "\n".join(lines)
-
-    def skipped_line(self) -> str:
-        """Why tiles were not classified, told apart: outside the raster, nodata, too few valid pixels."""
-        if not self.tiles_nodata:
-            return f"not classified: 0 of {self.tiles_total:,} tiles"
-        return (
-            f"not classified: {self.tiles_nodata:,} of {self.tiles_total:,} tiles: "
-            f"{self.tiles_outside:,} mostly outside the raster, {self.tiles_no_data:,} nodata, "
-            f"{self.tiles_few_valid:,} below {self.min_valid_fraction:.0%} valid pixels"
-        )
 
 
 def classify(
@@ -453,7 +350,7 @@ class _Run:
         self.progress = progress
         self.is_canceled = is_canceled
         self.card = model.card
-        self.batcher = _Batcher(model, options.batch_size)
+        self.batcher = Batcher(model, options.batch_size)
         self.cells = _CellMap(grid, self.card.num_classes)
         self.class_rows: list[np.ndarray] | None = [] if options.keep_class_map else None
         self.tiles_total = 0
@@ -650,179 +547,8 @@ class _Run:
         return [water, vegetated, network, int(changed), doubtful]
 
 
-@dataclass
-class Strip:
-    """The tiles of one strip as the model sees them, before invalid pixels are filled."""
-
-    tiles: np.ndarray  # (k, C, size, size) normalised network input (a view into the strip)
-    valid: np.ndarray  # (k, size, size) bool
-    valid_fraction: np.ndarray  # (k,)
-    statistics: np.ndarray | None  # (k, 2 * bands): every raster band's mean and std per tile (adapted models)
-    any_valid: bool
-    water_share: np.ndarray | None = None  # (k,) water pixels per valid pixel (core/evidence.py)
-    vegetated_share: np.ndarray | None = None  # (k,) vegetated pixels per valid pixel
-
-
-def read_strip(
-    source,
-    grid: Grid,
-    radiometry: Radiometry,
-    row: int,
-    start: int,
-    end: int,
-    stat_bands: int = 0,
-    evidence_bands: EvidenceBands | None = None,
-):
-    """Read tiles [start, end) of grid row ``row`` in one strip: the one reader of classify and adapt.
-
-    ``stat_bands`` > 0 also reads raster bands 1..stat_bands and gives each tile their mean and
-    standard deviation over its valid pixels, in the plan's units (``raw * gain - offset``:
-    reflectance x 10,000 where reflectance was detected). ``evidence_bands`` also reads green,
-    red and near infrared and gives each tile its shares of water and vegetated pixels.
-    """
-    n, px, size = grid.tile_cells, grid.cell_px, grid.tile_px
-    width = (end - start - 1 + n) * px
-    extra = [evidence_bands.green, evidence_bands.red, evidence_bands.nir] if evidence_bands else []
-    bands = list(radiometry.bands) + list(range(1, stat_bands + 1)) + extra
-    # Each band is read once: the evidence's green and red feed the model too, and a warp costs per band.
-    distinct = list(dict.fromkeys(bands))
-    block = source.read(grid.run_bounds(row, start, end), grid.crs_wkt, width, size, distinct)
-    _check_block(source.info, block, (len(distinct), size, width))
-    if len(distinct) < len(bands):
-        block = Block(block.data[[distinct.index(band) for band in bands]], block.valid)
-    channels = len(radiometry.bands)
-    data = radiometry.normalise(block.data[:channels])  # (C, size, width)
-    # Zero in every band is no reflectance or colour anywhere: a mosaic's gap or an export's fill
-    # that nobody declared as nodata (plan_radiometry warns about it). Classified, it is open water.
-    pixels_valid = block.valid & block.data[:channels].any(axis=0)
-    # Tile k is the size x size window starting px * k pixels into the strip.
-    tiles = sliding_window_view(data, size, axis=2)[:, :, ::px].transpose(2, 0, 1, 3)  # (k, C, size, size)
-    valid = sliding_window_view(pixels_valid, size, axis=1)[:, ::px].transpose(1, 0, 2)  # (k, size, size)
-    statistics = None
-    if stat_bands:
-        values = block.data[channels : channels + stat_bands].astype(np.float32) * radiometry.gain - radiometry.offset
-        windows = sliding_window_view(values, size, axis=2)[:, :, ::px].transpose(2, 0, 1, 3)
-        statistics = tile_band_statistics(windows, valid)
-    strip = Strip(tiles, valid, valid.mean(axis=(1, 2)), statistics, bool(pixels_valid.any()))
-    if extra:
-        green, red, nir = (block.data[b].astype(np.float32) * radiometry.gain - radiometry.offset for b in (-3, -2, -1))
-        water, vegetated = pixel_masks(green, red, nir, pixels_valid)
-        strip.water_share = tile_shares(water, pixels_valid, size, px)
-        strip.vegetated_share = tile_shares(vegetated, pixels_valid, size, px)
-    return strip
-
-
-def _check_block(info, block, shape: tuple[int, int, int]) -> None:
-    """InputError when a source returned another shape than asked (an empty block): a failed read, not nodata."""
-    if block.data.shape == shape and block.valid.shape == shape[1:]:
-        return
-    raise InputError(
-        f"Reading {info.name} gave {block.data.size:,} values ({'x'.join(map(str, block.data.shape))}) where "
-        f"{'x'.join(map(str, shape))} were asked: the read failed, so its pixels are not nodata but unknown. "
-        "Run again; if it fails again, reopen the layer (in QGIS: remove and add it, or restart QGIS) or check "
-        f"the file (gdalinfo -checksum {info.path or info.name})."
-    )
-
-
 def _r(value: float) -> float:
     return round(float(value), 5)
-
-
-def fill_invalid(tiles: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Copy tiles (k, C, H, W), replacing invalid pixels by the tile's mean of valid ones per band."""
-    tiles = np.ascontiguousarray(tiles, dtype=np.float32)
-    if valid.all():
-        return tiles
-    mask = valid[:, None, :, :]
-    counts = np.maximum(valid.sum(axis=(1, 2)), 1)[:, None]
-    means = np.where(mask, tiles, 0.0).sum(axis=(2, 3)) / counts  # (k, C)
-    return np.where(mask, tiles, means[:, :, None, None]).astype(np.float32)
-
-
-class _Batcher:
-    """Collects tiles across strips into batches of ``batch_size``; keeps results in order.
-
-    The batches run one after another on a worker thread: onnxruntime releases the GIL, so the
-    next strip is read and finished tiles are written while a batch runs. At most
-    BATCHES_IN_FLIGHT batches run or wait, which bounds the memory; a batch's error is raised
-    in the caller's thread when its results are collected. ``close`` must end every use.
-    """
-
-    def __init__(self, model: Model, batch_size: int) -> None:
-        self.model = model
-        self.batch_size = batch_size
-        self.pending: list[np.ndarray] = []
-        self.pending_statistics: list[np.ndarray] = []  # an adapted model's band statistics, tile for tile
-        self.pending_count = 0
-        self.results: list[np.ndarray] = []
-        self._ready = 0  # probability rows in ``results``
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="rs_ghost_predict")
-        self._running: deque[Future] = deque()  # submitted batches, oldest first
-
-    @property
-    def ready(self) -> int:
-        """How many tiles' probabilities can be taken now (of the batches already finished, in order)."""
-        while self._running and self._running[0].done():
-            self._collect()
-        return self._ready
-
-    def put(self, tiles: np.ndarray, check_cancel: Callable[[], None], statistics: np.ndarray | None = None) -> None:
-        """Queue tiles (with their band statistics for an adapted model); start every full batch."""
-        if len(tiles):
-            self.pending.append(tiles)
-            if statistics is not None:
-                self.pending_statistics.append(statistics)
-            self.pending_count += len(tiles)
-        if self.pending_count >= self.batch_size:
-            self._run(check_cancel, full_only=True)
-
-    def flush(self, check_cancel: Callable[[], None]) -> None:
-        """Run what is left, however few, and wait for every batch."""
-        if self.pending_count:
-            self._run(check_cancel, full_only=False)
-        while self._running:
-            self._collect()
-
-    def take(self, count: int) -> np.ndarray:
-        """The next ``count`` probability rows, in the order their tiles were put (waits for them)."""
-        if count == 0:
-            return np.zeros((0, self.model.card.num_classes), dtype=np.float32)
-        while self._ready < count:
-            self._collect()
-        merged = np.concatenate(self.results) if len(self.results) > 1 else self.results[0]
-        self.results = [merged[count:]] if len(merged) > count else []
-        self._ready -= count
-        return merged[:count]
-
-    def close(self) -> None:
-        """Drop the batches not started and wait for the running one: nothing runs after a run ends."""
-        for future in self._running:
-            future.cancel()
-        self._worker.shutdown(wait=True)
-
-    def _collect(self) -> None:
-        """Move the oldest batch's probabilities into ``results`` (waiting for it; raising its error)."""
-        probabilities = self._running.popleft().result()
-        self.results.append(probabilities)
-        self._ready += len(probabilities)
-
-    def _run(self, check_cancel: Callable[[], None], full_only: bool) -> None:
-        tiles = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
-        statistics = np.concatenate(self.pending_statistics) if self.pending_statistics else None
-        count = (len(tiles) // self.batch_size) * self.batch_size if full_only else len(tiles)
-        for first in range(0, count, self.batch_size):
-            check_cancel()
-            while len(self._running) >= BATCHES_IN_FLIGHT:
-                self._collect()
-            part = slice(first, first + self.batch_size)
-            if statistics is None:
-                self._running.append(self._worker.submit(self.model.predict, tiles[part]))
-            else:  # an adapted model: its head also reads the tiles' band statistics
-                self._running.append(self._worker.submit(self.model.predict, tiles[part], statistics[part]))
-        rest = tiles[count:]
-        self.pending = [rest] if len(rest) else []
-        self.pending_statistics = [statistics[count:]] if statistics is not None and len(rest) else []
-        self.pending_count = len(rest)
 
 
 @dataclass
