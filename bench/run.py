@@ -410,7 +410,7 @@ def _many_rows(model: Path, work: Path, repeats: int, side: int) -> list[tuple[s
 
     from distributed import Client
 
-    from rs_ghost_qgis.core import many
+    from rs_ghost_qgis.core.many.job import local_cluster, run_job
 
     logging.getLogger("distributed").setLevel(logging.ERROR)  # the clusters' closing chatter
     rasters = [_textured_raster(work / f"many_{i}.tif", side) for i in range(MANY_RASTERS)]
@@ -432,14 +432,14 @@ def _many_rows(model: Path, work: Path, repeats: int, side: int) -> list[tuple[s
     def dask(client, label: str, batch: list[Path]) -> float:
         out = Path(tempfile.mkdtemp(prefix=f"many_{label}_", dir=work))
         started = time.perf_counter()
-        result = many.run_job([str(r) for r in batch], out, options, client)
+        result = run_job([str(r) for r in batch], out, options, client)
         seconds = time.perf_counter() - started
         assert not result.failures, [job.error for job in result.failures]
         return seconds
 
     def timed(workers: int, label: str) -> float:
         # One cluster at a time: an idle second cluster's processes would take CPU from this one's.
-        with many.local_cluster(workers) as cluster, Client(cluster) as client:
+        with local_cluster(workers) as cluster, Client(cluster) as client:
             dask(client, f"warm{workers}_{label}", rasters[:workers])  # imports and the model, on every worker
             return dask(client, f"w{workers}_{label}", rasters)
 

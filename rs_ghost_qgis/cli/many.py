@@ -1,10 +1,10 @@
 """``python -m rs_ghost_qgis classify-many INPUT... --out-dir DIR``: many rasters on a Dask cluster.
 
-The face of ``core/many.py``, which does the job (blocks, manifest, merge, outputs, DIR's
-lock): this module reads the command, connects to a cluster or starts one, shows progress and
-warnings, prints what was done and returns the exit code. A raster that cannot be read fails
-alone: one ``failed:`` line, the others finish, and the exit code is EXIT_SOME_FAILED. Dask is
-imported only when the command runs.
+The face of ``core/many/`` (``job.run_job``), which does the job (blocks, manifest, merge,
+outputs, DIR's lock): this module reads the command, connects to a cluster or starts one,
+shows progress and warnings, prints what was done and returns the exit code. A raster that
+cannot be read fails alone: one ``failed:`` line, the others finish, and the exit code is
+EXIT_SOME_FAILED. Dask is imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ..core.options import face_message
 from .common import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, classify_options
 
 if TYPE_CHECKING:
-    from ..core.many import JobResult
+    from ..core.many.job import JobResult
 
 EXIT_SOME_FAILED = 3  # some inputs failed, the others are done (2 stays "nothing was done: fix the command")
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")  # what a folder given as INPUT contributes
@@ -124,7 +124,8 @@ def many_options(args: argparse.Namespace):
 
 def command(args: argparse.Namespace) -> int:
     """``classify-many``: connect or start a cluster, run the job, print the summary; the exit code."""
-    from ..core.many import MANIFEST, run_job
+    from ..core.many.job import run_job
+    from ..core.many.manifest import MANIFEST
 
     _check_arguments(args)
     options = many_options(args)
@@ -217,7 +218,7 @@ def _table(rows: list[dict]) -> str:
 @contextlib.contextmanager
 def _cluster(args: argparse.Namespace):
     """A Dask client: on --scheduler's cluster, or on a local one of --workers processes."""
-    from ..core.many import local_cluster
+    from ..core.many.job import local_cluster
 
     try:
         from distributed import Client

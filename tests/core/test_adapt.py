@@ -271,12 +271,12 @@ def test_cross_validation_never_tests_a_polygon_on_itself():
 
 def test_classify_many_runs_an_adapted_model_like_classify(adapted, scene, tmp_path):
     distributed = pytest.importorskip("distributed")
-    from rs_ghost_qgis.core import many
+    from rs_ghost_qgis.core.many.job import run_job
 
     options = ClassifyOptions(model_path=adapted.out_path, stride=16, threads=1)
     cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
     with cluster, distributed.Client(cluster) as client:
-        result = many.run_job([str(scene)], tmp_path / "many", options, client, 16)
+        result = run_job([str(scene)], tmp_path / "many", options, client, 16)
     assert not result.failures and result.blocks_total > 1
     single = tmp_path / "single.gpkg"
     with RasterioSource(scene) as source:

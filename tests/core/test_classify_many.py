@@ -24,9 +24,10 @@ from osgeo import ogr
 
 from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.cli.many import EXIT_SOME_FAILED
-from rs_ghost_qgis.core import many
-from rs_ghost_qgis.core.blockworker import worker_model
 from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions, classify
+from rs_ghost_qgis.core.many.job import run_job
+from rs_ghost_qgis.core.many.manifest import MANIFEST
+from rs_ghost_qgis.core.many.worker import worker_model
 from rs_ghost_qgis.core.options import Area
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from tests.core.engine_data import class_pattern, write_raster
@@ -101,7 +102,7 @@ def _assert_same(out: Path, expected: dict, names=("first", "second")) -> None:
 
 
 def test_same_as_classify_on_two_rasters(client, rasters, tiny_model, expected, tmp_path):
-    result = many.run_job([str(r) for r in rasters], tmp_path, _options(tiny_model), client, BLOCK_CELLS)
+    result = run_job([str(r) for r in rasters], tmp_path, _options(tiny_model), client, BLOCK_CELLS)
     assert not result.failures
     assert result.blocks_total > 2 * 4 and result.blocks_run == result.blocks_total
     _assert_same(tmp_path, expected)
@@ -113,13 +114,13 @@ def test_same_as_classify_on_two_rasters(client, rasters, tiny_model, expected, 
     want = np.add(expected["first"]["hectares"], expected["second"]["hectares"])
     np.testing.assert_allclose([float(row["hectares"]) for row in rows], want, rtol=1e-6)
     # A rerun finds everything done: no block runs again, the outputs stay.
-    again = many.run_job([str(r) for r in rasters], tmp_path, _options(tiny_model), client, BLOCK_CELLS)
+    again = run_job([str(r) for r in rasters], tmp_path, _options(tiny_model), client, BLOCK_CELLS)
     assert again.blocks_run == 0 and again.blocks_skipped == result.blocks_total and not again.failures
 
 
 def test_one_block_per_raster(client, rasters, tiny_model, expected, tmp_path):
     """Rasters smaller than a block: the engine's own files are published, with the same values."""
-    result = many.run_job([str(r) for r in rasters], tmp_path, _options(tiny_model), client)
+    result = run_job([str(r) for r in rasters], tmp_path, _options(tiny_model), client)
     assert not result.failures and result.blocks_total == 2
     _assert_same(tmp_path, expected)
     totals = result.totals()
@@ -136,7 +137,7 @@ def test_raster_in_degrees(client, tiny_model, tmp_path):
     with RasterioSource(raster) as source:
         outputs = {"out_vector": str(single / "degrees.gpkg"), "out_raster": str(single / "degrees.tif")}
         classify(source, dataclasses.replace(options, **outputs))
-    result = many.run_job([str(raster)], tmp_path / "out", options, client, BLOCK_CELLS)
+    result = run_job([str(raster)], tmp_path / "out", options, client, BLOCK_CELLS)
     assert not result.failures and result.blocks_total > 1, [job.error for job in result.failures]
     # Warped strips end at block edges, and GDAL's approximate transformer (0.125 px) depends on a
     # strip's extent: the resampled pixels, so the probabilities, differ slightly (docs/ENGINE.md).
@@ -169,7 +170,7 @@ def test_worker_killed_mid_task(client, rasters, tiny_model, expected, tmp_path)
 
     client.register_plugin(KillOnce())
     try:
-        result = many.run_job([str(r) for r in rasters], tmp_path / "out", _options(tiny_model), client, BLOCK_CELLS)
+        result = run_job([str(r) for r in rasters], tmp_path / "out", _options(tiny_model), client, BLOCK_CELLS)
     finally:
         client.unregister_worker_plugin(KillOnce.name)
     assert Path(marker).exists(), "no worker was killed"
@@ -192,7 +193,7 @@ def test_mask_and_gdal_path(client, rasters, tiny_model, tmp_path):
             source,
             dataclasses.replace(options, out_vector=str(single / "first.gpkg"), out_raster=str(single / "first.tif")),
         )
-    result = many.run_job([f"/vsizip/{archive}/first.tif"], tmp_path / "out", options, client, BLOCK_CELLS)
+    result = run_job([f"/vsizip/{archive}/first.tif"], tmp_path / "out", options, client, BLOCK_CELLS)
     assert not result.failures and result.blocks_total > 1
     plan = result.rasters[0].plan
     assert plan.blocks[0].area.geometries is not None
@@ -208,7 +209,7 @@ def test_interrupted_job_resumes(client, rasters, tiny_model, expected, tmp_path
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        many.run_job(
+        run_job(
             [str(r) for r in rasters],
             tmp_path,
             _options(tiny_model),
@@ -217,9 +218,9 @@ def test_interrupted_job_resumes(client, rasters, tiny_model, expected, tmp_path
             progress=interrupt_after_three,
         )
     assert not (tmp_path / "first.gpkg").exists() or not (tmp_path / "second.gpkg").exists()
-    finished = len((tmp_path / many.MANIFEST).read_text().splitlines())
+    finished = len((tmp_path / MANIFEST).read_text().splitlines())
     assert finished >= 3
-    result = many.run_job([str(r) for r in rasters], tmp_path, _options(tiny_model), client, BLOCK_CELLS)
+    result = run_job([str(r) for r in rasters], tmp_path, _options(tiny_model), client, BLOCK_CELLS)
     assert result.blocks_skipped >= 3
     assert result.blocks_run == result.blocks_total - result.blocks_skipped
     _assert_same(tmp_path, expected)
@@ -281,7 +282,7 @@ def test_the_plugin_and_the_other_commands_never_import_dask():
         "import sys\n"
         "from rs_ghost_qgis.cli.main import _parser\n"
         "_parser().parse_args(['classify-many', 'x.tif', '--out-dir', 'o'])\n"
-        "import rs_ghost_qgis.cli.many, rs_ghost_qgis.core.many, rs_ghost_qgis.core.blocks\n"
+        "import rs_ghost_qgis.cli.many, rs_ghost_qgis.core.many.job, rs_ghost_qgis.core.many.blocks\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))\n"
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -304,9 +305,9 @@ def test_local_workers_keep_glibcs_own_malloc_settings():
     # environment too, so this module's other cluster has already set it here.
     probe = (
         "import os, distributed\n"
-        "from rs_ghost_qgis.core import many\n"
+        "from rs_ghost_qgis.core.many.job import local_cluster\n"
         "if __name__ == '__main__':\n"
-        "    with many.local_cluster(1) as cluster, distributed.Client(cluster) as client:\n"
+        "    with local_cluster(1) as cluster, distributed.Client(cluster) as client:\n"
         "        print(list(client.run(lambda: os.environ.get('MALLOC_TRIM_THRESHOLD_')).values()),\n"
         "              list(client.nthreads().values()))\n"
     )

@@ -24,11 +24,14 @@ import rasterio
 
 from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.cli.many import EXIT_SOME_FAILED
-from rs_ghost_qgis.core import atomic, many
-from rs_ghost_qgis.core.blockworker import SCRATCH, scratch_folder, sweep_scratch
+from rs_ghost_qgis.core import atomic
 from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions
 from rs_ghost_qgis.core.errors import OutputError
-from rs_ghost_qgis.core.folderlock import LOCK_NAME, folder_lock
+from rs_ghost_qgis.core.many.job import run_job
+from rs_ghost_qgis.core.many.lock import LOCK_NAME, folder_lock
+from rs_ghost_qgis.core.many.manifest import WORK
+from rs_ghost_qgis.core.many.raster import RasterJob, assign_names
+from rs_ghost_qgis.core.many.worker import SCRATCH, scratch_folder, sweep_scratch
 from tests.core.engine_data import class_pattern, write_raster
 
 distributed = pytest.importorskip("distributed")
@@ -91,7 +94,7 @@ def test_one_file_name_in_two_folders_keeps_its_outputs_in_any_order(client, tin
     out, options = tmp_path / "out", ClassifyOptions(model_path=str(tiny_model), threads=1)
     names = {}
     for order in ([first, second], [second, first]):
-        result = many.run_job([str(p) for p in order], out, options, client)
+        result = run_job([str(p) for p in order], out, options, client)
         assert not result.failures
         rows = list(csv.DictReader(result.summary_csv.read_text().splitlines()))
         for job in result.rasters:
@@ -106,10 +109,10 @@ def test_one_file_name_in_two_folders_keeps_its_outputs_in_any_order(client, tin
 
 
 def test_names_that_differ_in_case_alone_clash_too(tmp_path):
-    jobs = [many.RasterJob(str(tmp_path / f"{folder}/{name}.tif")) for folder, name in (("a", "Scene"), ("b", "scene"))]
+    jobs = [RasterJob(str(tmp_path / f"{folder}/{name}.tif")) for folder, name in (("a", "Scene"), ("b", "scene"))]
     for job in jobs:
         job.info = type("Info", (), {"name": Path(job.path).stem})()
-    many.assign_names(jobs)
+    assign_names(jobs)
     assert jobs[0].name.startswith("Scene_") and jobs[1].name.startswith("scene_")
 
 
@@ -215,7 +218,7 @@ def test_a_full_disk_while_storing_a_block_is_one_clear_error(client, tiny_model
     write_bytes = pathlib.Path.write_bytes
 
     def full_disk(self, data):
-        if many.WORK not in self.parts:
+        if WORK not in self.parts:
             return write_bytes(self, data)
         with open(self, "wb") as stream:
             stream.write(data[: len(data) // 2])  # half a block, then the disk is full
@@ -224,7 +227,7 @@ def test_a_full_disk_while_storing_a_block_is_one_clear_error(client, tiny_model
     monkeypatch.setattr(pathlib.Path, "write_bytes", full_disk)
     assert _many(client, tiny_model, out, scene, extra=["--block-cells", "2"]) == 2
     line = _error_line(capsys.readouterr().err)
-    assert f"in {out / many.WORK}: the disk is full" in line
+    assert f"in {out / WORK}: the disk is full" in line
     assert "Free some space there, or choose another --out-dir" in line
     assert _files(out) == []  # no block, no temporary, no output, no lock, no .blocks
 

@@ -21,7 +21,7 @@ from rs_ghost_qgis.cli.many import expand_inputs
 from rs_ghost_qgis.core import adapt as adapt_module
 from rs_ghost_qgis.core.classify.grid import build_grid
 from rs_ghost_qgis.core.errors import InputError
-from rs_ghost_qgis.core.many import _describe_failure
+from rs_ghost_qgis.core.many.job import _describe_failure
 from rs_ghost_qgis.core.model.runtime import load_model
 from rs_ghost_qgis.core.options import Area
 from rs_ghost_qgis.core.radiometry.scaling import plan_radiometry
@@ -477,7 +477,8 @@ def test_an_alpha_band_of_another_type_is_no_mixed_raster(scene, tiny_model, tmp
 
 def test_a_failed_line_is_one_line_whatever_the_reason_held(capsys):
     from rs_ghost_qgis.cli.many import EXIT_SOME_FAILED, _report
-    from rs_ghost_qgis.core.many import JobResult, RasterJob
+    from rs_ghost_qgis.core.many.job import JobResult
+    from rs_ghost_qgis.core.many.raster import RasterJob
 
     job = RasterJob("bad.tif", error="cannot read bad.tif: TIFFReadDirectory:\nSanity check failed\n  at offset 8")
     result = JobResult([job], ["Water"], 0, 0, 0, 0, 0.0, None)

@@ -16,8 +16,9 @@ import rasterio
 from osgeo import ogr
 
 from rs_ghost_qgis.cli.main import main
-from rs_ghost_qgis.core import many
 from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions, classify
+from rs_ghost_qgis.core.many.job import run_job
+from rs_ghost_qgis.core.many.manifest import WORK
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from tests.core.engine_data import class_pattern, write_raster
 
@@ -49,9 +50,9 @@ def _options(model: Path, stride: int | None) -> ClassifyOptions:
 
 def test_a_rerun_with_another_stride_classifies_again(client, scene, tiny_model, tmp_path):
     out = tmp_path / "out"
-    first = many.run_job([str(scene)], out, _options(tiny_model, None), client)
+    first = run_job([str(scene)], out, _options(tiny_model, None), client)
     assert not first.failures and _tiles(out) == 36  # 6 x 6 tiles, one per tile step
-    second = many.run_job([str(scene)], out, _options(tiny_model, 16), client, overwrite=True)
+    second = run_job([str(scene)], out, _options(tiny_model, 16), client, overwrite=True)
     assert not second.failures
     assert second.blocks_skipped == 0 and second.blocks_run == second.blocks_total > 0
     assert _tiles(out) == _classified_alone(scene, tiny_model, 16, tmp_path) > 36
@@ -60,7 +61,7 @@ def test_a_rerun_with_another_stride_classifies_again(client, scene, tiny_model,
 def test_a_block_stored_with_one_file_is_classified_again(client, scene, tiny_model, tmp_path):
     # The whole run, for the answer; then one interrupted after three blocks.
     whole = tmp_path / "whole"
-    assert not many.run_job([str(scene)], whole, _options(tiny_model, 16), client, 2).failures
+    assert not run_job([str(scene)], whole, _options(tiny_model, 16), client, 2).failures
 
     def interrupt_after_three(blocks_done, blocks, tiles_done, tiles):
         if blocks_done >= 3:
@@ -68,11 +69,11 @@ def test_a_block_stored_with_one_file_is_classified_again(client, scene, tiny_mo
 
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
-        many.run_job([str(scene)], out, _options(tiny_model, 16), client, 2, progress=interrupt_after_three)
-    stored = sorted((out / many.WORK).glob("*/*.tif"))
+        run_job([str(scene)], out, _options(tiny_model, 16), client, 2, progress=interrupt_after_three)
+    stored = sorted((out / WORK).glob("*/*.tif"))
     assert len(stored) >= 3
     stored[0].unlink()  # a block with its .gpkg alone (its .tif lost)
-    result = many.run_job([str(scene)], out, _options(tiny_model, 16), client, 2)
+    result = run_job([str(scene)], out, _options(tiny_model, 16), client, 2)
     assert not result.failures
     assert result.blocks_skipped == len(stored) - 1
     assert result.blocks_run == result.blocks_total - result.blocks_skipped
@@ -84,7 +85,7 @@ def test_a_block_stored_with_one_file_is_classified_again(client, scene, tiny_mo
 def test_classify_many_never_replaces_its_mask(client, scene, tiny_model, tmp_path, capsys):
     # The tiles of a first run used as the mask of a second into the same folder, with --overwrite.
     out = tmp_path / "out"
-    assert not many.run_job([str(scene)], out, _options(tiny_model, None), client).failures
+    assert not run_job([str(scene)], out, _options(tiny_model, None), client).failures
     mask = out / "scene.gpkg"
     before = mask.read_bytes()
     argv = ["classify-many", str(scene), "--out-dir", str(out), "--model", str(tiny_model), "--mask", str(mask)]
@@ -101,10 +102,10 @@ def test_a_class_map_of_an_earlier_run_is_not_classified_as_an_image(client, sce
     # first run's class maps; they failed as "2 usable bands" (or, given --bands, were classified
     # like images). Now they are named for what they are and left alone.
     out = tmp_path / "out"
-    assert not many.run_job([str(scene)], out, _options(tiny_model, None), client).failures
+    assert not run_job([str(scene)], out, _options(tiny_model, None), client).failures
     class_map = out / "scene.tif"
     before = class_map.read_bytes()
-    result = many.run_job([str(scene), str(class_map)], out, _options(tiny_model, None), client)
+    result = run_job([str(scene), str(class_map)], out, _options(tiny_model, None), client)
     assert [job.path for job in result.failures] == [str(class_map)]
     assert "a class map an earlier run wrote into" in str(result.failures[0].error)
     assert result.blocks_run == 0 and class_map.read_bytes() == before

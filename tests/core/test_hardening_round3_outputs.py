@@ -337,8 +337,8 @@ def test_a_full_geopackage_says_why_without_sqlites_statement():
 
 def test_a_full_disk_while_classify_many_locks_its_folder_is_one_line(tiny_model, tmp_path, monkeypatch):
     # The lock file was created, its writing failed: a traceback, and an empty lock left behind.
-    from rs_ghost_qgis.core import many
     from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions
+    from rs_ghost_qgis.core.many.job import run_job
 
     def full_disk(descriptor):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -347,7 +347,7 @@ def test_a_full_disk_while_classify_many_locks_its_folder_is_one_line(tiny_model
     monkeypatch.setattr(os, "fsync", full_disk)
     out = tmp_path / "out"
     with pytest.raises(OutputError, match=r"Cannot create the lock file .*: the disk is full; choose another"):
-        many.run_job([str(raster)], out, ClassifyOptions(model_path=str(tiny_model), threads=1), client=None)
+        run_job([str(raster)], out, ClassifyOptions(model_path=str(tiny_model), threads=1), client=None)
     assert not out.exists()
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 ENGINE = ["crs", "classify.grid", "radiometry.scaling", "sources.rasterio_source", "model.runtime", "classify.sinks"]
 ENGINE += ["classify.pipeline", "download"]
-ENGINE += ["many", "blockworker", "blockmerge"]  # classify-many's
+ENGINE += ["many.job", "many.worker", "many.merge"]  # classify-many's
 CLI = ["rs_ghost_qgis.cli.main", "rs_ghost_qgis.cli.many", "rs_ghost_qgis.cli.common", "rs_ghost_qgis.cli.preview"]
 
 

@@ -660,7 +660,7 @@ def test_cli_help_and_options_of_both_commands(tmp_path, capsys):
     args = _parser().parse_args(["classify", "r.tif", "--out-vector", "t.gpkg", "--product", "L1C"])
     assert classify_options(args, args.out_vector, None).product == "l1c"
     from rs_ghost_qgis.cli.many import many_options
-    from rs_ghost_qgis.core.many import fingerprint
+    from rs_ghost_qgis.core.many.raster import fingerprint
 
     args = _parser().parse_args(["classify-many", "r.tif", "--out-dir", str(tmp_path), "--product", "l2a"])
     options = many_options(args)

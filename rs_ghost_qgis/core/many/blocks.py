@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import shapely
 
-from .classify.grid import Grid, build_grid
-from .model.card import ModelCard
-from .options import Area
-from .sources.source import Bounds, RasterInfo
+from ..classify.grid import Grid, build_grid
+from ..model.card import ModelCard
+from ..options import Area
+from ..sources.source import Bounds, RasterInfo
 
 BLOCK_CELLS = 128  # block side in cells at the default stride
 HALO_FACTOR = 16  # block side >= 16 x the halo (n - 1 cells): the halo costs at most 13 % more tiles

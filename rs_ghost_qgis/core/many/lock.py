@@ -19,9 +19,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .atomic import process_token, token_alive
-from .errors import OutputError
-from .options import OptionText
+from ..atomic import process_token, token_alive
+from ..errors import OutputError
+from ..options import OptionText
 
 LOCK_NAME = ".rs_ghost.lock"
 _FRESH_S = 30.0  # a lock file still being written (empty or torn) counts as held for this long

@@ -1,4 +1,4 @@
-"""One block of a classify-many job, on a Dask worker (``core.many`` is the client's side).
+"""One block of a classify-many job, on a Dask worker (``job`` is the client's side).
 
 The worker runs the ordinary engine (``pipeline.classify``) on the block's area into a scratch
 folder of the temp dir and sends back the block's GeoPackage and class GeoTIFF as bytes, so
@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import process_token, token_alive
-from .errors import RsGhostError
-from .options import message_of
+from ..atomic import process_token, token_alive
+from ..classify.pipeline import classify
+from ..errors import RsGhostError
+from ..model.runtime import default_model_path, load_model
+from ..options import message_of
 
 SCRATCH = "rs_ghost_block_"  # a worker's folder per block in the temp dir: rs_ghost_block_<pid>-<start>_<random>
 _SCRATCH_OWNER = re.compile(rf"^{SCRATCH}(?P<token>\d+-\d+)_")
@@ -64,8 +66,7 @@ def run_block(task: BlockTask) -> BlockResult:
     from rasterio._err import CPLE_BaseError  # rasterio 1.3 exports GDAL's error class nowhere else
     from rasterio.errors import RasterioError
 
-    from .classify.pipeline import classify
-    from .sources.rasterio_source import RasterioSource
+    from ..sources.rasterio_source import RasterioSource
 
     started = time.perf_counter()
     _sweep_scratch_once()
@@ -105,8 +106,6 @@ def worker_model(path: str | None, threads: int | None):
     Keyed to the file's size and modification time too, so a model replaced between jobs on a
     long-lived cluster is loaded afresh.
     """
-    from .model.runtime import default_model_path, load_model
-
     resolved = Path(path) if path else default_model_path()
     try:
         found = resolved.stat()
