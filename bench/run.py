@@ -314,7 +314,7 @@ def _student_vs_teacher(raster, model, work, repeats, threads, tiles):
 def _adapt_rows(model: Path, work: Path, repeats: int, threads: int) -> list[tuple[str, str, str]]:
     """Row 6: the whole adaptation on the Demmin scene with bench/demmin_labels.py's polygons."""
     from bench.demmin_labels import CLASS_FIELD, write_demmin_labels
-    from rs_ghost_qgis.core.adapt import AdaptOptions, adapt, labels_from_file
+    from rs_ghost_qgis.core.adapt.adapt import AdaptOptions, adapt, labels_from_file
 
     if not DEMMIN.is_file():
         return [("adapt on the Demmin scene", "skipped", f"{DEMMIN} not found")]

@@ -143,7 +143,7 @@ def _add_adapt(commands) -> None:
 
 
 def _adapt(args: argparse.Namespace) -> int:
-    from ..core.adapt import AdaptOptions, adapt, labels_from_file
+    from ..core.adapt.adapt import AdaptOptions, adapt, labels_from_file
     from ..core.sources.rasterio_source import RasterioSource
 
     options = AdaptOptions(out_path=args.out, **model_settings(args))

@@ -166,7 +166,7 @@ class AdaptAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         """Adapt, log the classes and the held-out accuracy, return the model's path."""
-        from ..core.adapt import adapt
+        from ..core.adapt.adapt import adapt
 
         try:
             options = self.build_options(parameters, context)
@@ -182,7 +182,7 @@ class AdaptAlgorithm(QgsProcessingAlgorithm):
 
     def build_options(self, parameters, context):
         """The engine options (AdaptOptions) for these parameters."""
-        from ..core.adapt import AdaptOptions
+        from ..core.adapt.adapt import AdaptOptions
 
         return AdaptOptions(
             out_path=self.parameterAsFileOutput(parameters, self.OUTPUT, context),

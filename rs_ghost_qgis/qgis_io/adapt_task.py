@@ -29,15 +29,15 @@ class AdaptTask(QgsTask):
     def __init__(self, source, labels, options) -> None:
         super().__init__(f"RS Ghost: adapting the model to {labels.source}", QgsTask.CanCancel)
         self.source = source  # a QgisLayerSource made on the main thread (a cloned provider)
-        self.labels = labels  # core.adapt.Labels, read from the layer on the main thread
-        self.options = options  # core.adapt.AdaptOptions
+        self.labels = labels  # core.adapt.adapt.Labels, read from the layer on the main thread
+        self.options = options  # core.adapt.adapt.AdaptOptions
         self.result = None
         self.error = ""
         self.cancelled = False
 
     def run(self) -> bool:
         """Worker thread: adapt; keep the result or the message; never raise."""
-        from ..core.adapt import adapt
+        from ..core.adapt.adapt import adapt
 
         try:
             self.result = adapt(self.source, self.labels, self.options, self.setProgress, self.isCanceled)

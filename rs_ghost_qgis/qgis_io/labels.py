@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qgis.core import QgsFeatureRequest, QgsVectorLayer
 
-from ..core.adapt import Labels, missing_field
+from ..core.adapt.adapt import Labels, missing_field
 from ..core.options import OptionError
 from ..core.sources.vector import linear_shape
 from .source import crs_to_wkt

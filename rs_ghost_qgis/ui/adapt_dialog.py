@@ -170,7 +170,7 @@ class AdaptDialog(QDialog):
 
     def collect(self):
         """(source, labels, options) from this dialog and the classify dialog; raises RsGhostError with the fix."""
-        from ..core.adapt import AdaptOptions
+        from ..core.adapt.adapt import AdaptOptions
         from ..qgis_io.labels import labels_from_layer
 
         owner = self.owner
@@ -241,7 +241,7 @@ class AdaptDialog(QDialog):
         self.result = task.result
         self.progress.setValue(100)
         self.owner.use_model_file(self.result.out_path)
-        note = self.result.unmeasured_note()  # one rule with the other faces: core/adapt.py
+        note = self.result.unmeasured_note()  # one rule with the other faces: core/adapt/adapt.py
         notes = [face_message(w, "dialog") for w in self.result.warnings] + ([note] if note else [])
         warnings = "".join(f"<br>warning: {text}" for text in notes)
         self.show_message(

@@ -14,7 +14,7 @@ import shapely
 from osgeo import ogr
 
 from rs_ghost_qgis.cli.main import main
-from rs_ghost_qgis.core.adapt import AdaptOptions, adapt, labels_from_file, sha256
+from rs_ghost_qgis.core.adapt.adapt import AdaptOptions, adapt, labels_from_file, sha256
 from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions, classify
 from rs_ghost_qgis.core.crs import to_wkt, transform_geometry
 from rs_ghost_qgis.core.errors import InputError, ModelError
@@ -258,7 +258,7 @@ def test_card_head_is_validated():
 
 
 def test_cross_validation_never_tests_a_polygon_on_itself():
-    from rs_ghost_qgis.core.linear import group_folds
+    from rs_ghost_qgis.core.adapt.linear import group_folds
 
     groups = np.repeat(np.arange(8), 5)
     y = np.repeat([0, 1, 0, 1, 0, 1, 0, 1], 5)

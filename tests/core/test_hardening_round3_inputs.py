@@ -18,7 +18,7 @@ from osgeo import gdal, ogr, osr
 
 from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.cli.many import expand_inputs
-from rs_ghost_qgis.core import adapt as adapt_module
+from rs_ghost_qgis.core.adapt import adapt as adapt_module
 from rs_ghost_qgis.core.classify.grid import build_grid
 from rs_ghost_qgis.core.errors import InputError
 from rs_ghost_qgis.core.many.job import _describe_failure

@@ -21,7 +21,7 @@ import torch
 
 from rs_ghost_qgis.cli.main import main
 from rs_ghost_qgis.core import atomic
-from rs_ghost_qgis.core.adapt import _Chips, _fit
+from rs_ghost_qgis.core.adapt.adapt import _Chips, _fit
 from rs_ghost_qgis.core.classify.sinks import write_failed
 from rs_ghost_qgis.core.errors import OutputError
 from rs_ghost_qgis.core.model.runtime import load_model

@@ -1,6 +1,6 @@
 """The classifier head of an adapted model, applied in numpy after the ONNX graph.
 
-An adapted model (``core/adapt.py``) keeps the base model's graph and puts a new linear
+An adapted model (``core/adapt/adapt.py``) keeps the base model's graph and puts a new linear
 classifier in its card (``ModelCard.head``). Per tile its features are the graph's output
 named ``features`` (the pooled vector before the base classifier) or, for a graph without
 one, its first output (the base model's logits), followed by the mean and standard deviation

@@ -1,6 +1,6 @@
 """Multinomial logistic regression (softmax) in numpy, and cross-validation by groups.
 
-The adapted model's head (``core/head.py``) is fitted here: features standardised on the
+The adapted model's head (``core/model/head.py``) is fitted here: features standardised on the
 training chips, classes weighted equally whatever their chip counts, L2 penalty on the
 weights, Nesterov-accelerated gradient descent with the step from the loss's Lipschitz bound.
 Cross-validation holds out whole groups (the polygons the chips came from), so chips of one
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model.head import standardised_logits
+from ..model.head import standardised_logits
 
 L2 = 1e-2  # penalty on the weights of standardised features, in units of the mean loss
 ITERATIONS = 1500

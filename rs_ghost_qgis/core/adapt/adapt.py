@@ -1,11 +1,11 @@
 """Adapt a model to the user's own scene and classes: a few labelled polygons, seconds, no torch.
 
 ``adapt()`` keeps the base model's ONNX graph as a feature extractor and fits a new softmax
-classifier (``core/linear.py``) on chips cut from the user's polygons:
+classifier (``linear.py``) on chips cut from the user's polygons:
 
-- **Chips** are the tiles of the engine's own grid (``core/grid.py``, the model's footprint at
+- **Chips** are the tiles of the engine's own grid (``classify/grid.py``, the model's footprint at
   its ground sampling distance, a step of ``stride`` model pixels), read and scaled by the
-  same code as ``classify`` (``pipeline.read_strip``). **Rule:** a chip belongs to the polygon
+  same code as ``classify`` (``strips.read_strip``). **Rule:** a chip belongs to the polygon
   that contains its centre (the first one, where polygons of one class overlap; a centre inside
   polygons of two classes is contested, and the chip is left out and counted) and is used when at least
   ``min_valid_fraction`` of its pixels are valid. A polygon smaller than the chip step may
@@ -37,19 +37,20 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from . import crs
-from .classify.grid import Grid, build_grid
-from .classify.sinks import check_output
-from .classify.strips import MAX_TILES_PER_READ, fill_invalid, read_strip
-from .errors import Cancelled
+from .. import crs
+from ..classify.grid import Grid, build_grid
+from ..classify.sinks import check_output
+from ..classify.strips import MAX_TILES_PER_READ, fill_invalid, read_strip
+from ..errors import Cancelled
+from ..model.card import ModelCard
+from ..model.head import Head
+from ..model.onnx_meta import expose_features, replace_metadata
+from ..model.runtime import Model, create_session, feature_source, load_model
+from ..options import Area, OptionError, OptionText
+from ..outputs import written
+from ..radiometry.scaling import plan_radiometry
+from ..sources.vector import read_features, split_layer
 from .linear import cross_validate, fit_softmax
-from .model.card import ModelCard
-from .model.head import Head
-from .model.onnx_meta import expose_features, replace_metadata
-from .model.runtime import Model, create_session, feature_source, load_model
-from .options import Area, OptionError, OptionText
-from .outputs import written
-from .radiometry.scaling import plan_radiometry
 
 MIN_CHIPS = 5  # chips a class needs
 FOLDS = 5
@@ -590,8 +591,6 @@ def labels_from_file(path: str, class_field: str, layer_name: str | None = None)
 
     ``path`` may be ``FILE|layername=NAME``; ``layer_name`` names the layer too.
     """
-    from .sources.vector import read_features, split_layer
-
     file = split_layer(path)[0]
     if not Path(file).exists():
         raise OptionError("polygons", "{polygons} file {path} does not exist; check the path.", path=file)
