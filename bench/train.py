@@ -30,6 +30,7 @@ from training import train as train_module  # noqa: E402
 from training.checkpoint import make_model  # noqa: E402
 from training.data import VIEWS, ImageArrays, channel_stats, make_loader  # noqa: E402
 from training.distributed import World  # noqa: E402
+from training.inputs import InputPipeline  # noqa: E402
 from training.losses import make_criterion  # noqa: E402
 from training.precision import FP32, choose, hardware  # noqa: E402
 from training.recipe import read_recipe  # noqa: E402
@@ -56,17 +57,19 @@ def img_per_s(model_name: str, arrays: ImageArrays, batch: int, precision, disti
     """Images per second of ``train``'s epoch loop over ``arrays`` (one pass after a warm-up batch)."""
     torch.manual_seed(0)
     model = make_model(model_name, 10, options).to(memory_format=torch.channels_last)
-    loader = make_loader(arrays, batch_size=batch, train=True, seed=0)
+    config = train_module.StageConfig(model=model_name, out="unused", epochs=1, batch_size=batch, stage="bench")
+    mean, std = channel_stats(arrays)
+    pipeline = InputPipeline(tuple(mean), tuple(std), 64, augment=config.augment, radiometric=config.radiometric)
+    loader = make_loader(arrays, batch_size=batch, train=True, seed=0, augmentation=pipeline.augmentation)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    stats = tuple(torch.tensor(v).view(1, -1, 1, 1) for v in channel_stats(arrays))
     teacher = SoftLabels(torch.randn(len(arrays), VIEWS, 10).half(), {}) if distill != "none" else None
     criterion = make_criterion(distill, **({"warmup_epochs": 0.0} if distill == "dkd" else {}))
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    step = train_module._Step(model, teacher, None, criterion, optimizer, scheduler, scaler, stats, 64, precision)
-    config = train_module.StageConfig(model=model_name, out="unused", epochs=1, batch_size=batch, stage="bench")
+    step = train_module._Step(model, teacher, None, criterion, optimizer, scheduler, scaler, pipeline, precision)
     warm_up = ImageArrays(arrays.images[:batch], arrays.labels[:batch])
-    train_module._train_epoch(step, make_loader(warm_up, batch_size=batch, train=True), config, CPU, 0)
+    warm_up_loader = make_loader(warm_up, batch_size=batch, train=True, augmentation=pipeline.augmentation)
+    train_module._train_epoch(step, warm_up_loader, config, CPU, 0)
     started = time.perf_counter()
     train_module._train_epoch(step, loader, config, CPU, 0)
     return len(loader) * batch / (time.perf_counter() - started)

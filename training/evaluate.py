@@ -24,13 +24,13 @@ import torch
 from rs_ghost_qgis.core import atomic
 from rs_ghost_qgis.core.assess import Assessment, confusion_matrix
 from rs_ghost_qgis.core.errors import ModelError
-from rs_ghost_qgis.core.runtime import create_session, load_model
+from rs_ghost_qgis.core.model.runtime import create_session, load_model
 from training.calibration import calibrate, expected_calibration_error
 from training.checkpoint import card_from_checkpoint, load_checkpoint, model_from_checkpoint
 from training.data import ImageArrays
 from training.errors import TrainingError
 from training.export import export_onnx
-from training.inference import predict
+from training.inputs import InputPipeline, predict
 from training.models import count_macs, count_parameters
 from training.plots import plot_confusion, plot_reliability
 from training.robustness import SHIFTS
@@ -43,11 +43,9 @@ class Scorer:
     name: str
     architecture: str
     class_names: list[str]
-    input_size: int
+    pipeline: InputPipeline  # its normalisation and input size
     image_size: int  # side the images are loaded at: what the model was trained on
-    mean: list[float]
-    std: list[float]
-    forward: Callable[[torch.Tensor], torch.Tensor]  # normalised (B, C, S, S) -> logits
+    forward: Callable[[torch.Tensor], torch.Tensor]  # pipeline.network_input (B, C, S, S) -> logits
     parameters: int | None
     macs: int | None
     onnx_for_latency: Callable[[Path], Path]  # writes (or finds) the ONNX to time; returns its path
@@ -74,10 +72,8 @@ def _checkpoint_scorer(path: Path) -> Scorer:
         name=str(path),
         architecture=str(state["architecture"]),
         class_names=list(state["class_names"]),
-        input_size=int(state["input_size"]),
+        pipeline=InputPipeline.from_checkpoint(state),
         image_size=int(state["image_size"]),
-        mean=list(state["mean"]),
-        std=list(state["std"]),
         forward=model,
         parameters=count_parameters(model),
         macs=count_macs(model, int(state["input_size"]), len(state["mean"])),
@@ -104,10 +100,8 @@ def _onnx_scorer(path: Path) -> Scorer:
         name=str(path),
         architecture=card.architecture,
         class_names=list(card.class_names),
-        input_size=card.input_size,
+        pipeline=InputPipeline(tuple(card.standardization_mean), tuple(card.standardization_std), card.input_size),
         image_size=card.input_size,  # the runtime resizes every tile to this side
-        mean=list(card.standardization_mean),
-        std=list(card.standardization_std),
         forward=forward,
         parameters=card.parameters,
         macs=card.macs,
@@ -137,8 +131,7 @@ def evaluate(
     if out.exists() and not out.is_dir():  # said before the scoring, not after it
         raise TrainingError(f"cannot create --out {out}: a file of that name exists; choose another folder.")
     labels = _labels_in_model_order(arrays.labels, data_class_names, scorer.class_names)
-    stats = tuple(torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (scorer.mean, scorer.std))
-    logits, _ = predict(scorer.forward, arrays, stats, scorer.input_size, torch.device("cpu"), batch_size)
+    logits, _ = predict(scorer.forward, arrays, scorer.pipeline, torch.device("cpu"), batch_size)
     out = _make_out(out)  # only now: a refused evaluation leaves no empty --out behind
     predictions = logits.argmax(1).numpy()
     # The plugin's accuracy maths (rsghost:assess), so both sides score a model the same way.
@@ -153,12 +146,12 @@ def evaluate(
         "per_class": report.per_class(),
         "parameters": scorer.parameters,
         "macs": scorer.macs,
-        "input_size": scorer.input_size,
+        "input_size": scorer.pipeline.size,
         "calibration": _calibration(logits, labels, scorer.temperature, out),
         **(extra or {}),
     }
     if robust:
-        metrics["robust"] = _robust_top1(scorer, arrays, labels, stats, batch_size)
+        metrics["robust"] = _robust_top1(scorer, arrays, labels, batch_size)
         metrics["robust_top1_min"] = min(metrics["robust"].values())
     if latency:
         metrics["latency"] = measure_latency(scorer, out)
@@ -175,10 +168,10 @@ def _make_out(out: Path) -> Path:
     return out
 
 
-def _robust_top1(scorer: Scorer, arrays: ImageArrays, labels: np.ndarray, stats, batch_size: int) -> dict[str, float]:
+def _robust_top1(scorer: Scorer, arrays: ImageArrays, labels: np.ndarray, batch_size: int) -> dict[str, float]:
     scores = {}
     for name, shift in SHIFTS.items():
-        logits, _ = predict(scorer.forward, arrays, stats, scorer.input_size, torch.device("cpu"), batch_size, shift)
+        logits, _ = predict(scorer.forward, arrays, scorer.pipeline, torch.device("cpu"), batch_size, shift)
         scores[name] = float((logits.argmax(1).numpy() == labels).mean())
     return scores
 
@@ -212,10 +205,10 @@ def measure_latency(scorer: Scorer, scratch: Path, seconds: float = 2.0, threads
         path = scorer.onnx_for_latency(Path(folder))
         session = create_session(path, threads)
         name = session.get_inputs()[0].name
-        channels = len(scorer.mean)
+        channels, size = len(scorer.pipeline.mean), scorer.pipeline.size
         result = {"threads": threads or os.cpu_count(), "provider": "CPUExecutionProvider"}
         for batch in (1, 32):
-            sample = np.random.default_rng(0).standard_normal((batch, channels, scorer.input_size, scorer.input_size))
+            sample = np.random.default_rng(0).standard_normal((batch, channels, size, size))
             feed = {name: sample.astype(np.float32)}
             session.run(None, feed)  # warm-up: first runs allocate and pick kernels
             times = []

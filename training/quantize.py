@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime as ort
-import torch
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -41,12 +40,11 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from rs_ghost_qgis.core import atomic
-from rs_ghost_qgis.core.modelcard import ModelCard
+from rs_ghost_qgis.core.model.card import ModelCard
 from training.data import DatasetSplits, ImageArrays, make_loader
 from training.errors import TrainingError, cannot_write
 from training.evaluate import Scorer, card_metrics, evaluate, load_scorer, measure_latency, save_metrics
 from training.export import check_model_out, embed_card
-from training.inference import normalise
 
 CALIBRATION_IMAGES = 512
 CALIBRATION_BATCH = 32
@@ -185,9 +183,8 @@ def calibration_batches(arrays: ImageArrays, scorer: Scorer, count: int, seed: i
         raise TrainingError("the training split is empty; calibration needs training images: check --split-csv.")
     chosen = np.sort(np.random.default_rng(seed).choice(len(arrays), size=min(count, len(arrays)), replace=False))
     sample = ImageArrays(arrays.images[chosen], arrays.labels[chosen])
-    mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (scorer.mean, scorer.std))
-    loader = make_loader(sample, batch_size=CALIBRATION_BATCH, train=False, augment=False)
-    return [normalise(batch.images, mean, std, scorer.input_size).numpy() for batch in loader]
+    loader = make_loader(sample, batch_size=CALIBRATION_BATCH, train=False)
+    return [scorer.pipeline.network_input(batch.images).numpy() for batch in loader]
 
 
 def compare(fp32: Scorer, int8: Scorer, data: DatasetSplits, folder: Path) -> dict[str, Any]:

@@ -70,7 +70,7 @@ def default_path(teacher_checkpoint: str | Path) -> Path:
 def compute(teacher, arrays: ImageArrays, batch_size: int = 128, progress=None) -> np.ndarray:
     """float16 logits (N, 8, C) of ``teacher`` (0..1 images -> logits) for every image in every view."""
     outputs = []
-    loader = make_loader(arrays, batch_size=batch_size, train=False, augment=False)
+    loader = make_loader(arrays, batch_size=batch_size, train=False)
     for batch in loader:
         views = [teacher(dihedral(batch.images.clone(), torch.full_like(batch.labels, v))) for v in range(VIEWS)]
         outputs.append(torch.stack(views, dim=1).float().numpy().astype(np.float16))

@@ -12,8 +12,9 @@ batch / 256 for VGG-16 (torchvision's VGG recipe) and twice that for VGG-16-BN; 
 256 with AdamW. VGG's 25088-4096-4096 classifier has no batch-norm: at G-Ghost's rate (0.05 at
 batch 128) its loss went from 2.5 to 9.4 in the first three steps of a small EuroSAT run.
 
-Inputs are normalised inside the loop with the training split's channel mean/std on 0..1
-values: exactly what the exported graph and its model card expect.
+Inputs are augmented and normalised through the stage's ``InputPipeline`` (training/inputs.py):
+the training split's channel mean/std on 0..1 values, exactly what the exported graph and its
+model card expect.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from training.checkpoint import card_bands, load_checkpoint, make_model, model_f
 from training.data import SHIFT_PROBABILITY, VIEWS, DatasetSplits, ImageArrays, channel_stats, make_loader
 from training.distributed import World, sum_across
 from training.errors import TrainingError
-from training.inference import normalise, predict, to_device
+from training.inputs import InputPipeline, predict, to_device
 from training.losses import DistillationLoss, make_criterion
 from training.models import count_macs, count_parameters
 from training.plots import plot_curves
@@ -145,8 +146,8 @@ def train_stage(
 
     ``meta`` (JSON-able) is stored in the checkpoints as it is: data summary, command line, ...
     With ``config.resume``, training continues after the last epoch saved in ``out/last.pt``.
-    The steps: losses (teacher's logits, criterion, weak patches), model, optimiser, precision,
-    then per epoch: train, re-estimate BatchNorm, validate, record.
+    The steps: losses (teacher's logits, criterion, weak patches), model, input pipeline,
+    optimiser, precision, then per epoch: train, re-estimate BatchNorm, validate, record.
     """
     out = Path(config.out)
     seed_everything(config.seed)
@@ -156,20 +157,20 @@ def train_stage(
         write_stage_recipe(asdict(config), out / "config.toml")
     losses = _losses(config, data, world)
     model = _model(config, data, world)
+    lr = peak_lr(config, world)
+    state = _initial_state(config, data, meta, losses, lr)
+    pipeline = InputPipeline.from_checkpoint(state)
     loader = make_loader(
         data.train,
         batch_size=config.batch_size,
         train=True,
         seed=config.seed,
-        augment=config.augment,
-        radiometric=config.radiometric,
+        augmentation=pipeline.augmentation,
         distributed=world.distributed,
         num_workers=config.workers,
     )
-    lr = peak_lr(config, world)
     optimizer, scheduler = _optimiser(model, config, lr, len(loader))
-    state = _initial_state(config, data, meta, losses, lr)
-    precision, scaler = _precision(config, model, losses, data.train, state, world)
+    precision, scaler = _precision(config, model, losses, data.train, state, pipeline, world)
     if config.resume and (out / "last.pt").is_file():
         _restore(load_checkpoint(out / "last.pt"), state, model, optimizer, scheduler, scaler, config)
         if world.is_main:
@@ -177,28 +178,36 @@ def train_stage(
 
     device_ids = [world.device.index] if world.device.type == "cuda" else None
     net = DistributedDataParallel(model, device_ids=device_ids) if world.distributed else model
-    stats = tuple(torch.tensor(state[key], device=world.device).view(1, -1, 1, 1) for key in ("mean", "std"))
-    step = _Step(net, *losses, optimizer, scheduler, scaler, stats, state["input_size"], precision)
+    step = _Step(net, *losses, optimizer, scheduler, scaler, pipeline, precision)
     for epoch in range(state["epoch"], config.epochs):
-        row = _epoch(step, model, loader, data, config, world, state["input_size"], epoch)
+        row = _epoch(step, model, loader, data, config, world, pipeline, epoch)
         _end_epoch(state, row, (model, optimizer, scheduler, scaler), config, world)
     if state["epoch"] == 0:
         raise TrainingError(f"{config.stage}: no epoch was trained; --epochs must be at least 1.")
     return StageResult(out / "best.pt", out / "last.pt", state["best_acc"], state["best_epoch"], state["history"])
 
 
-def _epoch(step, model: nn.Module, loader, data: DatasetSplits, config: StageConfig, world: World, size: int, epoch):
-    """One epoch: train, re-estimate BatchNorm, validate at the full ``size``; the epoch's log row."""
+def _epoch(
+    step: _Step,
+    model: nn.Module,
+    loader,
+    data: DatasetSplits,
+    config: StageConfig,
+    world: World,
+    pipeline: InputPipeline,
+    epoch: int,
+) -> dict[str, float]:
+    """One epoch: train, re-estimate BatchNorm, validate at the ``pipeline``'s full size; the epoch's log row."""
     # Shuffles, augmentations and dropout masks depend on (seed, epoch, rank) only, so a
     # resumed run continues exactly as an uninterrupted one would have.
     loader.sampler.set_epoch(epoch)
     torch.manual_seed(config.seed * 100_003 + epoch * 1_009 + world.rank)
-    step.input_size = training_input_size(config, epoch, size)
+    step.pipeline = pipeline.at_size(training_input_size(config, epoch, pipeline.size))
     started = time.perf_counter()
     loss, acc, terms = _train_epoch(step, loader, config, world, epoch)
     train_seconds = time.perf_counter() - started
-    recalibrate_batchnorm(model, data.train, config, world, step.stats, size, step.precision, step.weak)
-    val_loss, val_acc = _validate(model, data.val, config, world, step.stats, size)
+    recalibrate_batchnorm(model, data.train, config, world, pipeline, step.precision, step.weak)
+    val_loss, val_acc = _validate(model, data.val, config, world, pipeline)
     return {
         "epoch": epoch + 1,
         "lr": step.optimizer.param_groups[0]["lr"],
@@ -253,10 +262,17 @@ def _optimiser(model: nn.Module, config: StageConfig, lr: float, steps_per_epoch
     return optimizer, scheduler
 
 
-def _precision(config: StageConfig, model: nn.Module, losses: _Losses, arrays: ImageArrays, state, world: World):
+def _precision(
+    config: StageConfig,
+    model: nn.Module,
+    losses: _Losses,
+    arrays: ImageArrays,
+    state,
+    pipeline: InputPipeline,
+    world: World,
+):
     """The number format of the steps (recorded in ``state``) and the gradient scaler it needs."""
-    stats_cpu = tuple(torch.tensor(state[key]).view(1, -1, 1, 1) for key in ("mean", "std"))
-    precision = _choose_precision(config, model, losses.soft, losses.criterion, arrays, stats_cpu, world)
+    precision = _choose_precision(config, model, losses.soft, losses.criterion, arrays, pipeline, world)
     scaler = torch.amp.GradScaler("cuda", enabled=precision.dtype == torch.float16)
     state["precision"] = {"name": precision.name, "reason": precision.reason, "hardware": hardware()}
     if world.is_main:
@@ -325,18 +341,16 @@ def _record(state: dict[str, Any], row: dict[str, float]) -> bool:
 
 @dataclass
 class Teacher:
-    """A frozen teacher: its network, its own normalisation and input size, and what to record."""
+    """A frozen teacher: its network, its own input pipeline (normalisation, input size), and what to record."""
 
     network: nn.Module
-    mean: torch.Tensor
-    std: torch.Tensor
-    input_size: int
+    pipeline: InputPipeline
     info: dict[str, Any]
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Logits for 0..1 images, without gradients."""
         with torch.no_grad():
-            return self.network(normalise(images, self.mean, self.std, self.input_size))
+            return self.network(self.pipeline.network_input(images))
 
 
 def load_teacher(checkpoint: str | Path, class_names: list[str], device: torch.device) -> Teacher:
@@ -359,13 +373,7 @@ def load_teacher(checkpoint: str | Path, class_names: list[str], device: torch.d
         "parameters": count_parameters(network),
         "macs": count_macs(network, int(state["input_size"]), channels),
     }
-    return Teacher(
-        network,
-        torch.tensor(state["mean"], device=device).view(1, -1, 1, 1),
-        torch.tensor(state["std"], device=device).view(1, -1, 1, 1),
-        int(state["input_size"]),
-        info,
-    )
+    return Teacher(network, InputPipeline.from_checkpoint(state), info)
 
 
 def soft_labels_for(config: StageConfig, data: DatasetSplits, world: World) -> soft_labels.SoftLabels:
@@ -478,20 +486,20 @@ def _warmup_cosine(steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
     return factor
 
 
-def _choose_precision(config, model, soft, criterion, arrays: ImageArrays, stats, world: World) -> Precision:
+def _choose_precision(
+    config, model, soft, criterion, arrays: ImageArrays, pipeline: InputPipeline, world: World
+) -> Precision:
     """``config.precision`` resolved for this device; auto on a bf16 CPU measures one real batch."""
     count = min(config.batch_size, len(arrays))
     images = torch.from_numpy(arrays.images[:count]).permute(0, 3, 1, 2).float().div_(255)
     images, labels = to_device(images, torch.from_numpy(arrays.labels[:count]).long(), world.device)
-    mean, std = (value.to(world.device) for value in stats)
-    size = config.input_size or images.shape[-1]
     indices = torch.arange(count, device=world.device)
     teacher_logits = soft(indices, torch.zeros_like(indices)) if soft else None
 
     def probe(dtype):
         def step() -> float:
             with torch.autocast(world.device.type, dtype=dtype, enabled=dtype is not None):
-                logits = model(normalise(images, mean, std, size))
+                logits = model(pipeline.network_input(images))
             loss = criterion(logits.float(), teacher_logits, labels, 0.0)
             loss.backward()
             model.zero_grad(set_to_none=True)
@@ -516,8 +524,7 @@ class _Step:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
-    stats: tuple[torch.Tensor, torch.Tensor]
-    input_size: int
+    pipeline: InputPipeline  # at this epoch's input size
     precision: Precision
 
 
@@ -535,7 +542,7 @@ def _train_epoch(step: _Step, loader, config: StageConfig, world: World, epoch: 
         weak_images, allowed = _weak_batch(step.weak, config, world, epoch, number)
         inputs = images if weak_images is None else torch.cat([images, weak_images])
         with step.precision.autocast(world.device):
-            all_logits = step.net(normalise(inputs, *step.stats, step.input_size))
+            all_logits = step.net(step.pipeline.network_input(inputs))
         logits = all_logits[: len(labels)]
         # The losses work in fp32; the epoch is fractional so the DKD warm-up ramps per batch.
         parts = step.criterion.parts(
@@ -578,8 +585,7 @@ def recalibrate_batchnorm(
     arrays: ImageArrays,
     config: StageConfig,
     world: World,
-    stats,
-    size,
+    pipeline: InputPipeline,
     precision: Precision,
     weak: WeakPatches | None = None,
 ):
@@ -600,7 +606,7 @@ def recalibrate_batchnorm(
     for layer in layers:
         layer.reset_running_stats()
         layer.momentum = None  # cumulative average over the batches below
-    loader = make_loader(arrays, batch_size=config.batch_size, train=True, seed=config.seed, augment=False)
+    loader = make_loader(arrays, batch_size=config.batch_size, train=True, seed=config.seed)
     model.train()
     with torch.no_grad(), precision.autocast(world.device):
         for number, batch in enumerate(loader):
@@ -609,17 +615,17 @@ def recalibrate_batchnorm(
             images, _ = to_device(batch.images, batch.labels, world.device)
             weak_images, _ = _weak_batch(weak, config, world, -1, number)
             inputs = images if weak_images is None else torch.cat([images, weak_images])
-            model(normalise(inputs, *stats, size))
+            model(pipeline.network_input(inputs))
     for layer, momentum in zip(layers, momenta, strict=True):
         layer.momentum = momentum
 
 
-def _validate(model, arrays: ImageArrays, config, world, stats, input_size) -> tuple[float, float]:
+def _validate(model, arrays: ImageArrays, config, world, pipeline: InputPipeline) -> tuple[float, float]:
     # Each process scores its own interleaved share of the validation split (no padding, so
     # every image counts once), then the sums are added up.
     share = ImageArrays(arrays.images[world.rank :: world.size], arrays.labels[world.rank :: world.size])
     model.eval()  # the next epoch's net.train() switches back
-    logits, labels = predict(model, share, stats, input_size, world.device, config.batch_size)
+    logits, labels = predict(model, share, pipeline, world.device, config.batch_size)
     loss = F.cross_entropy(logits, labels, reduction="sum").item() if len(labels) else 0.0
     correct = (logits.argmax(1) == labels).sum().item()
     loss_sum, correct, seen = sum_across(world, [loss, correct, float(len(labels))])

@@ -8,6 +8,7 @@ import torch
 import torch.distributed as dist
 
 from training.data import ImageArrays, augment_batch, channel_stats, dihedral, make_loader, radiometric_shift
+from training.inputs import InputPipeline
 
 
 def random_arrays(count: int = 50, size: int = 8, seed: int = 0) -> ImageArrays:
@@ -22,7 +23,7 @@ def epoch(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 def test_training_batches_are_shuffled_float_images_in_0_to_1():
     arrays = random_arrays(50)
-    loader = make_loader(arrays, batch_size=16, train=True, seed=0)
+    loader = make_loader(arrays, batch_size=16, train=True, seed=0, augmentation=augment_batch)
 
     batches = epoch(loader)
 
@@ -56,7 +57,7 @@ def test_evaluation_batches_are_ordered_complete_and_unaugmented():
 
 def test_training_without_augmentation_only_shuffles():
     arrays = random_arrays(32)
-    images, labels, _, views = next(iter(make_loader(arrays, batch_size=32, train=True, augment=False)))
+    images, labels, _, views = next(iter(make_loader(arrays, batch_size=32, train=True)))
     expected = torch.from_numpy(arrays.images[labels.numpy()]).permute(0, 3, 1, 2).float() / 255
     assert torch.allclose(images, expected)
     assert not views.any()
@@ -64,8 +65,8 @@ def test_training_without_augmentation_only_shuffles():
 
 def test_epochs_are_reproducible_from_the_seed_and_differ_from_each_other():
     arrays = random_arrays(40)
-    first, same = (make_loader(arrays, batch_size=8, train=True, seed=5) for _ in range(2))
-    other_seed = make_loader(arrays, batch_size=8, train=True, seed=6)
+    first, same = (make_loader(arrays, batch_size=8, train=True, seed=5, augmentation=augment_batch) for _ in range(2))
+    other_seed = make_loader(arrays, batch_size=8, train=True, seed=6, augmentation=augment_batch)
 
     epoch_0, epoch_0_again, epoch_0_other = epoch(first), epoch(same), epoch(other_seed)
     epoch_1 = epoch(first)
@@ -82,8 +83,9 @@ def test_epochs_are_reproducible_from_the_seed_and_differ_from_each_other():
 
 def test_worker_processes_give_the_same_batches():
     arrays = random_arrays(24)
-    in_process = epoch(make_loader(arrays, batch_size=8, train=True, seed=1))
-    with_worker = epoch(make_loader(arrays, batch_size=8, train=True, seed=1, num_workers=1))
+    augmentation = InputPipeline((0.5,) * 3, (0.25,) * 3, 8, augment=True, radiometric=0.5).augmentation
+    in_process = epoch(make_loader(arrays, batch_size=8, train=True, seed=1, augmentation=augmentation))
+    with_worker = epoch(make_loader(arrays, batch_size=8, train=True, seed=1, augmentation=augmentation, num_workers=1))
     for (a_images, a_labels, *_), (b_images, b_labels, *_) in zip(in_process, with_worker, strict=True):
         assert torch.equal(a_labels, b_labels) and torch.equal(a_images, b_images)
 
@@ -180,12 +182,13 @@ def test_the_radiometric_share_sets_how_many_images_are_shifted(share):
     assert unchanged == pytest.approx(expected, abs=0.03)
 
 
-def test_the_loader_passes_its_radiometric_share_on():
+def test_the_loader_applies_the_pipelines_radiometric_share():
     arrays = ImageArrays(
         images=np.random.default_rng(0).integers(10, 150, (32, 8, 8, 3), dtype=np.uint8),
         labels=np.zeros(32, dtype=np.int64),
     )
-    batch = next(iter(make_loader(arrays, batch_size=32, train=True, radiometric=0.0)))
+    pipeline = InputPipeline((0.5,) * 3, (0.25,) * 3, 8, augment=True, radiometric=0.0)
+    batch = next(iter(make_loader(arrays, batch_size=32, train=True, augmentation=pipeline.augmentation)))
     source = torch.from_numpy(arrays.images[batch.indices.numpy()]).permute(0, 3, 1, 2).float() / 255
     for original, result, view in zip(source.numpy(), batch.images.numpy(), batch.views.tolist(), strict=True):
         np.testing.assert_array_equal(result, numpy_view(original, view))

@@ -15,6 +15,7 @@ from training import cli, soft_labels
 from training import train as train_module
 from training.checkpoint import load_checkpoint
 from training.data import load_dataset
+from training.inputs import InputPipeline
 
 
 @pytest.fixture(scope="module")
@@ -110,11 +111,11 @@ def test_the_student_sees_the_view_the_teacher_logits_belong_to(tree, tmp_path, 
     soft_labels.save(path, codes, {"data_sha256": soft_labels.data_fingerprint(data.train, data.class_names)})
 
     events = []  # ("teacher", decoded (image, view) pairs) and ("input", the student's images), in order
-    original = train_module.normalise
+    original = InputPipeline.network_input
 
-    def spy_normalise(images, mean, std, size):
+    def spy_network_input(pipeline, images):
         events.append(("input", images.clone()))
-        return original(images, mean, std, size)
+        return original(pipeline, images)
 
     original_call = soft_labels.SoftLabels.__call__
 
@@ -123,7 +124,7 @@ def test_the_student_sees_the_view_the_teacher_logits_belong_to(tree, tmp_path, 
         events.append(("teacher", logits[:, :2].round().long()))
         return logits
 
-    monkeypatch.setattr(train_module, "normalise", spy_normalise)
+    monkeypatch.setattr(InputPipeline, "network_input", spy_network_input)
     monkeypatch.setattr(soft_labels.SoftLabels, "__call__", spy_call)
     train_module.train_stage(
         train_module.StageConfig(

@@ -12,14 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-from rs_ghost_qgis.core.modelcard import ModelCard
+from rs_ghost_qgis.core.model.card import ModelCard
 from training import cli
 from training import train as train_module
 from training.checkpoint import load_checkpoint, model_from_checkpoint
 from training.colors import EUROSAT_CLASSES, LAND_COVER, class_colors
 from training.data import load_dataset
+from training.inputs import InputPipeline
 from training.losses import DEFAULTS
-from training.train import normalise
 
 SMALL = "g_ghost_regnetx_032"
 # Distinct mean colours, so a network learns the classes in a few steps.
@@ -121,8 +121,8 @@ def test_run_end_to_end_writes_a_verified_onnx_with_a_complete_card(tree, tmp_pa
     # The exported graph gives torch's predictions on normalised input.
     data = load_dataset(tree, image_size=32, cache_dir=tree.parent / "cache")
     images = torch.from_numpy(data.val.images).permute(0, 3, 1, 2).float() / 255
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (card.standardization_mean, card.standardization_std))
-    x = normalise(images, mean, std, card.input_size)
+    pipeline = InputPipeline(tuple(card.standardization_mean), tuple(card.standardization_std), card.input_size)
+    x = pipeline.network_input(images)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     logits = session.run(None, {"input": x.numpy()})[0]  # then the pooled features
     with torch.no_grad():

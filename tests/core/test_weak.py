@@ -13,7 +13,7 @@ from training import train as train_module
 from training.checkpoint import load_checkpoint, model_from_checkpoint
 from training.colors import EUROSAT_CLASSES
 from training.errors import TrainingError
-from training.inference import normalise
+from training.inputs import InputPipeline
 
 BANDS = ["B02", "B03", "B04", "B08"]
 
@@ -178,7 +178,7 @@ def test_a_run_records_its_weak_supervision_and_ships_its_curves(tree, tmp_path)
     assert state["weak"]["patches"] == {"water": 4, "vegetation": 4, "dry": 4}
     log = (out / "student" / "log.csv").read_text().splitlines()
     assert "train_weak" in log[0].split(",")
-    from rs_ghost_qgis.core.runtime import load_model
+    from rs_ghost_qgis.core.model.runtime import load_model
 
     card = load_model(next(out.glob("*.onnx"))).card
     assert card.training["weak_supervision"]["patches"] == {"water": 4, "vegetation": 4, "dry": 4}
@@ -242,9 +242,8 @@ def test_weak_labels_teach_what_the_labelled_images_never_show(tree, tmp_path, m
         )
         state = load_checkpoint(out / "last.pt")
         network = model_from_checkpoint(state).eval()
-        mean, std = (torch.tensor(state[key]).view(1, -1, 1, 1) for key in ("mean", "std"))
         with torch.no_grad():
-            probabilities = network(normalise(images, mean, std, 32)).softmax(1)
+            probabilities = network(InputPipeline.from_checkpoint(state).network_input(images)).softmax(1)
         scores[name] = probabilities[:, names.index("SeaLake")].mean().item()
     assert scores["with"] > 0.6 and scores["with"] > scores["without"] + 0.3, scores
 

@@ -8,6 +8,7 @@ and augmentations; ``loader.sampler.set_epoch(n)`` pins the epoch explicitly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -32,6 +33,8 @@ SHIFT_PROBABILITY = 0.5  # default share of the images given each shift (--radio
 BLUR_SHARE = 0.4  # x that share: a 3x3 Gaussian blur blended in by up to 100% (softer sensor, resampling)
 STATS_CHUNK = 256
 STATS_MAX_IMAGES = 5000
+# 0..1 images (B, C, H, W) and the batch's generator -> the augmented images and the view of each.
+Augmentation = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
 def make_loader(
@@ -40,8 +43,7 @@ def make_loader(
     batch_size: int,
     train: bool,
     seed: int = 0,
-    augment: bool = True,
-    radiometric: float = SHIFT_PROBABILITY,
+    augmentation: Augmentation | None = None,
     distributed: bool = False,
     num_workers: int = 0,
 ) -> DataLoader:
@@ -49,14 +51,14 @@ def make_loader(
     the images' indices in ``arrays`` and their views.
 
     train=True: shuffled each epoch (split across ranks by a DistributedSampler when
-    ``distributed``), augmented unless ``augment`` is False, and the last incomplete batch is
+    ``distributed``), each batch passed through ``augmentation`` (the stage's, from
+    ``training.inputs.InputPipeline``) when one is given, and the last incomplete batch is
     dropped when there is at least one full batch (BatchNorm cannot train on a single
-    sample). ``radiometric`` is the share of images given each radiometric shift (0: flips and
-    turns only). train=False: every sample in order, never augmented, on every rank.
+    sample). train=False: every sample in order, never augmented, on every rank.
     """
     sampler = _BatchSampler(len(arrays), batch_size, shuffle=train, seed=seed, distributed=distributed and train)
     return DataLoader(
-        _Batches(arrays, augment=train and augment, radiometric=radiometric),
+        _Batches(arrays, augmentation if train else None),
         sampler=sampler,
         batch_size=None,  # the sampler already yields whole batches
         num_workers=num_workers,
@@ -169,9 +171,8 @@ class Batch(NamedTuple):
 class _Batches(Dataset):
     """Gives a whole batch for a (batch seed, indices) key."""
 
-    def __init__(self, arrays: ImageArrays, augment: bool, radiometric: float) -> None:
-        self.images, self.labels, self.augment = arrays.images, arrays.labels, augment
-        self.radiometric = radiometric
+    def __init__(self, arrays: ImageArrays, augmentation: Augmentation | None) -> None:
+        self.images, self.labels, self.augmentation = arrays.images, arrays.labels, augmentation
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -180,8 +181,8 @@ class _Batches(Dataset):
         batch_seed, indices = key
         images = torch.from_numpy(self.images[indices]).permute(0, 3, 1, 2).float().div_(255)
         views = torch.zeros(len(indices), dtype=torch.int64)
-        if self.augment:
-            images, views = augment_batch(images, torch.Generator().manual_seed(batch_seed), self.radiometric)
+        if self.augmentation is not None:
+            images, views = self.augmentation(images, torch.Generator().manual_seed(batch_seed))
         labels = torch.from_numpy(self.labels[indices]).long()
         return Batch(images.contiguous(), labels, torch.from_numpy(np.asarray(indices)).long(), views)
 
