@@ -1,4 +1,4 @@
-"""Measure the near-infrared water rule (core/evidence.py) for results/l2a/nir_rule.md.
+"""Measure the near-infrared water rule (core/classify/evidence.py) for results/l2a/nir_rule.md.
 
 On the real L2A patches (weak labels from NIR, as ``python -m training spectral-check``): what
 the bundled model calls clear water and dense vegetation with and without the rule, how many

@@ -230,7 +230,7 @@ def wheat_check(
 ) -> dict[str, Any]:
     """What the model calls the Demmin wheat (tiles wholly inside DEMMIN_WHEAT_BOX, stride 16), as the plugin runs.
 
-    ``water_rule`` False scores the network alone, without the near-infrared rule (core.evidence).
+    ``water_rule`` False scores the network alone, without the near-infrared rule (core.classify.evidence).
     """
     from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions, classify
     from rs_ghost_qgis.core.crs import to_wkt

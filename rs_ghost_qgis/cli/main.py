@@ -114,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_adapt(commands) -> None:
-    """``adapt``: a new model for the user's classes from labelled polygons (core/adapt.py)."""
+    """``adapt``: a new model for the user's classes from labelled polygons (core/adapt/adapt.py)."""
     adapt = commands.add_parser(
         "adapt",
         help="adapt a model to your own classes from labelled polygons (seconds, no torch)",

@@ -43,14 +43,14 @@ NAMES = {
     # An input is never replaced, whatever each face's way of allowing it (core/outputs.py).
     "even_overwrite": ("with --overwrite", "when replacing is allowed", "when overwriting is allowed"),
     "out_vector": ("--out-vector", "Folder", "OUTPUT_VECTOR"),
-    # classify-many's (core/many.py): only the command line offers them; the other two are what the
+    # classify-many's (core/many/): only the command line offers them; the other two are what the
     # dialog and Processing would call them.
     "out_dir": ("--out-dir", "Output folder", "OUTPUT_FOLDER"),
     "block_cells": ("--block-cells", "Block size", "BLOCK_CELLS"),
-    # Adapting a model to the user's polygons (core/adapt.py).
+    # Adapting a model to the user's polygons (core/adapt/adapt.py).
     "polygons": ("--polygons", "Polygon layer", "POLYGONS"),
     "class_field": ("--class-field", "Class field", "CLASS_FIELD"),
-    # Evidence from near infrared and doubt (core/evidence.py).
+    # Evidence from near infrared and doubt (core/classify/evidence.py).
     "nir_band": ("--nir-band", "NIR band", "NIR_BAND"),
     "water_rule": ("--no-water-rule", "Water needs water pixels", "WATER_RULE"),
     "min_confidence": ("--min-confidence", "Doubtful below", "MIN_CONFIDENCE"),

@@ -1,4 +1,4 @@
-"""``rsghost:adapt``: a new model for the user's classes from labelled polygons (core/adapt.py)."""
+"""``rsghost:adapt``: a new model for the user's classes from labelled polygons (core/adapt/adapt.py)."""
 
 from __future__ import annotations
 

@@ -184,7 +184,7 @@ def _styled_classes(layer, field: str) -> list[str]:
 def _model_classes(tiles, predicted: list[str], styled: list[str] = ()) -> list[str]:
     """The model's classes: as the style or the tiles spell them, plus those only prob_<class> fields name
     (lower case: listed only when no other spelling is known)."""
-    from ..core.classify.sinks import PROB_PREFIX  # here: core.sinks needs shapely, which QGIS may lack at start
+    from ..core.classify.sinks import PROB_PREFIX  # here: the sinks need shapely, which QGIS may lack at start
 
     names = list(dict.fromkeys([*styled, *predicted]))
     spelled = {"".join(n.split()).replace("_", "").casefold() for n in names}

@@ -59,7 +59,7 @@ def _check_vector_destination(destination: str) -> None:
     """Refuse a GeoPackage file holding anything besides our layer: Processing replaces the whole file.
 
     Other vector layers, raster tables, attribute tables and the file's metadata would all be
-    lost (core.sinks.other_layers says what counts). A destination inside a GeoPackage
+    lost (core.classify.sinks.other_layers says what counts). A destination inside a GeoPackage
     (``ogr:dbname=... table=...``, "Save to GeoPackage...") adds a layer and keeps the rest.
     """
     path = Path(destination or "")

@@ -70,7 +70,7 @@ def check_vector_input(parameters: dict, name: str) -> None:
 
     A Shapefile without its .shx and a file OGR cannot read would be "not found" (QGIS's words,
     though the file is there); a file of several layers without a name would silently give its
-    first layer. The command line refuses the same files with the same words (core.vector). A
+    first layer. The command line refuses the same files with the same words (core.sources.vector). A
     layer of the project, or a path with ``|layername=NAME``, is a choice already.
     """
     from qgis.core import QgsProcessingFeatureSourceDefinition

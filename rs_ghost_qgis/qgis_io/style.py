@@ -37,7 +37,7 @@ OUTPUT_PROPERTY = "rs_ghost_qgis/output"
 # The run number of an output within its group: the previous run is the highest one there.
 RUN_PROPERTY = "rs_ghost_qgis/run"
 KIND_NAMES = {"tiles": "tiles", "raster": "class raster"}
-# Doubtful tiles (core/evidence.py: below the run's confidence threshold) are hatched over their
+# Doubtful tiles (core/classify/evidence.py: below the run's confidence threshold) are hatched over their
 # class colour. The hatch's legend entry is a category of its own, on a class name no tile has.
 DOUBT_FIELD = "doubtful"
 DOUBT_CATEGORY = "<doubtful>"

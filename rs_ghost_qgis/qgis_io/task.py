@@ -61,7 +61,7 @@ class ClassifyTask(QgsTask):
         self.model_name = model_name
         self.project = project or QgsProject.instance()
         self.replace = replace  # remove the earlier RS Ghost outputs of the same group when done
-        self.model = model  # core.runtime.Model of options.model_path when the dialog has it; None loads it
+        self.model = model  # core.model.runtime.Model of options.model_path when the dialog has it; None loads it
         self.result = None
         self.error = ""
         self.cancelled = False

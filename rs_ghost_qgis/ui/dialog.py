@@ -131,7 +131,7 @@ class Request:
     layer: object
     options: object  # core.classify.pipeline.ClassifyOptions
     model_name: str
-    model: object  # core.runtime.Model of options.model_path, loaded for the card and reused by the run
+    model: object  # core.model.runtime.Model of options.model_path, loaded for the card and reused by the run
 
 
 def _modified(path: str | None) -> int | None:
@@ -274,7 +274,7 @@ class ClassifyDialog(QDialog):
         self.iface = iface
         self.task = None
         self.card = None
-        self._model = None  # core.runtime.Model: loaded once, for the card and the run
+        self._model = None  # core.model.runtime.Model: loaded once, for the card and the run
         self._model_key: tuple = ()
         self.adapt_dialog = None  # "Adapt to my polygons...", while open
         # Bands, Scaling, Offset, Product level and Stride belong to one raster: kept per layer id

@@ -1,4 +1,4 @@
-"""Adapting a model to labelled polygons (core/adapt.py), with an independent oracle.
+"""Adapting a model to labelled polygons (core/adapt/adapt.py), with an independent oracle.
 
 The oracle (tests/core/adapt_data.py): two classes that differ only in near infrared. RGB
 cannot separate them, so an adapted model that gets the held-out blocks right must be using

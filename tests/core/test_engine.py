@@ -120,7 +120,7 @@ def test_geographic_raster_gives_640_m_tiles(tmp_path):
 def test_uint16_reflectance_with_shuffled_band_descriptions(tmp_path, tiny_model):
     rgb = class_pattern(PATTERN, 32, dtype=np.uint16, scale=3000 / 255)  # reflectance x 10,000
     # Near infrared as on the ground: low over the water tiles (class 0), high over the land ones,
-    # so that the water rule (core/evidence.py) agrees with the pattern.
+    # so that the water rule (core/classify/evidence.py) agrees with the pattern.
     nir = np.where(np.kron(PATTERN, np.ones((32, 32), int)) == 0, 100, 4000).astype(np.uint16)[None]
     data = np.concatenate([rgb[[2, 1, 0]], nir])  # B2, B3, B4, B8
     path = write_raster(tmp_path / "s2.tif", data, descriptions=["B2", "B3", "B4", "B8"])

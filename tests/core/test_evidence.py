@@ -1,4 +1,4 @@
-"""Evidence from near infrared and doubtful tiles (core/evidence.py), through the engine (issue 32).
+"""Evidence from near infrared and doubtful tiles (core/classify/evidence.py), through the engine (issue 32).
 
 The raster is built by hand so the answers are known without the code under test: which
 pixels are water (green above near infrared) and vegetated (NDVI above 0.4) is decided when the

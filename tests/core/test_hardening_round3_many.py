@@ -1,4 +1,4 @@
-"""Issue 30: two invariants of classify-many's resume that no test guarded (core/many.py).
+"""Issue 30: two invariants of classify-many's resume that no test guarded (core/many/).
 
 - the resume key holds the stride: a rerun with another stride classifies again;
 - a block counts as done only when both of its files (.gpkg and .tif) are stored.

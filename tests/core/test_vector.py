@@ -1,4 +1,4 @@
-"""core.vector: the one OGR polygon reader behind --mask and training's labelled polygons."""
+"""core.sources.vector: the one OGR polygon reader behind --mask and training's labelled polygons."""
 
 from __future__ import annotations
 

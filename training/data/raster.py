@@ -4,7 +4,7 @@ Chips of image_size x image_size pixels at ``gsd_m`` metres per pixel sit on a r
 (every ``chip_stride`` pixels) over the raster; a chip is kept when it lies entirely inside
 the polygons of one class (polygons of one class are merged first) and holds no nodata.
 - Polygons are read with OGR (first layer of a GeoPackage or Shapefile, by the plugin's
-  ``core.vector``) and reprojected to the raster's CRS (``core.crs``, edges densified);
+  ``core.sources.vector``) and reprojected to the raster's CRS (``core.crs``, edges densified);
   features without a geometry or a class value are skipped and counted.
 - Geographic rasters (degrees) need ``gsd_m``; their chips are cut in the local UTM zone.
 - When ``gsd_m`` differs from the raster's pixel size, the raster is resampled through a
@@ -265,7 +265,7 @@ def _all_valid(view, window: Window) -> bool:
 def _band_scaling(src: rasterio.DatasetReader, bands: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
     """The bands' GDAL scale and offset, None when every band has none (1 and 0).
 
-    The plugin reads values as ``raw * scale + offset`` (core.rasterio_source), and the stretch is
+    The plugin reads values as ``raw * scale + offset`` (core.sources.rasterio_source), and the stretch is
     sampled through it, so the chips must be read in the same physical units.
     """
     scales = np.array([src.scales[b - 1] or 1.0 for b in bands], dtype=np.float64)

@@ -119,7 +119,7 @@ def find_evidence_bands(info, model_bands: list[int], card_bands: list[str], nir
     """The green, red and near-infrared bands of the raster, or None when it has no near infrared.
 
     Near infrared is ``nir_band`` when given (checked against the raster), else the band whose
-    description or wavelength says so (``radiometry.raster_band_role``). Green and red are the
+    description or wavelength says so (``bands.raster_band_role``). Green and red are the
     bands the raster names so, else those feeding the model's green and red channels
     (``model_bands``, one per ``card_bands``).
     """

@@ -80,7 +80,7 @@ class ClassifyOptions:
     # A block of a larger job (classify-many): a block where no tile has enough valid pixels is a
     # result (its tiles, all nodata, belong in the merge), not the error it is for a whole run.
     allow_nothing_classified: bool = False
-    # Evidence from near infrared (core/evidence.py): the water rule, and the band holding near
+    # Evidence from near infrared (core/classify/evidence.py): the water rule, and the band holding near
     # infrared (None: found by description or wavelength). Tiles below min_confidence are marked
     # doubtful (None: the card's threshold, else evidence.DEFAULT_MIN_CONFIDENCE).
     water_rule: bool = True

@@ -98,7 +98,7 @@ def tile_fields(card: ModelCard) -> list[FieldSpec]:
 
     tile_row, tile_col (grid position), class_id (NULL for nodata tiles), class_name
     ('nodata' for them), confidence (top probability), second_class_id, second_class,
-    second_confidence, valid_fraction; the near-infrared evidence (core/evidence.py, NULL where
+    second_confidence, valid_fraction; the near-infrared evidence (core/classify/evidence.py, NULL where
     the raster has no near infrared): water_pixels and vegetated_pixels (shares of the tile's
     valid pixels), network_class (the network's own top class) and water_rule (1 where the water
     rule changed it); doubtful (1 below the run's confidence threshold); then one prob_<class>

@@ -31,7 +31,7 @@ class Strip:
     valid_fraction: np.ndarray  # (k,)
     statistics: np.ndarray | None  # (k, 2 * bands): every raster band's mean and std per tile (adapted models)
     any_valid: bool
-    water_share: np.ndarray | None = None  # (k,) water pixels per valid pixel (core/evidence.py)
+    water_share: np.ndarray | None = None  # (k,) water pixels per valid pixel (core/classify/evidence.py)
     vegetated_share: np.ndarray | None = None  # (k,) vegetated pixels per valid pixel
 
 

@@ -74,9 +74,9 @@ class ModelCard:
     raster saw: each band mapped from its own range onto ``value_range``; the runtime maps that
     raster (and others like it) the same way.
 
-    Adapted models (``core/adapt.py``): ``head`` holds a linear classifier over the graph's
+    Adapted models (``core/adapt/adapt.py``): ``head`` holds a linear classifier over the graph's
     pooled features (or logits) and per-tile statistics of every raster band, applied in numpy
-    after the graph (``core/head.py``); ``class_names`` are then the head's classes, and
+    after the graph (``core/model/head.py``); ``class_names`` are then the head's classes, and
     ``training`` says from which base model, raster and polygons it was adapted.
 
     Confidence: the class probabilities are ``softmax(logits / temperature)``; the temperature

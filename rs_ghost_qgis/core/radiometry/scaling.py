@@ -178,7 +178,7 @@ def _zero_gaps(source: RasterSource, bands: list[int], within: Bounds | None = N
 def _without_zeros(info: RasterInfo, bands: list[int], values: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
     """``values`` without the pixels that are 0 in every band, and a warning when there were any.
 
-    Such pixels are nodata to the run (``pipeline.read_strip``): a mosaic's gap, an export's fill.
+    Such pixels are nodata to the run (``strips.read_strip``): a mosaic's gap, an export's fill.
     They are left out of the statistics too, so that a gap does not stretch the scaling.
     """
     # Band by band: ``any(axis=0)`` across the bands of the column-major sample is ten times slower.
