@@ -1,5 +1,5 @@
 """The import graphs of the plugin and of training/: no cycles, core/ free of the faces, QGIS, Qt
-and torch, and the plugin free of training/.
+and torch, core's rooms importing only from the floors below, and the plugin free of training/.
 
 Read from the source with ``ast`` (nothing is imported), every import counted: those inside
 functions too, which is where a cycle hides from the interpreter until the function runs.
@@ -18,6 +18,10 @@ NAME = PACKAGE.name
 # What core/ may not import: the faces (packages of this one), QGIS, Qt and torch.
 FACES = ("cli", "qgis_io", "processing", "ui")
 FORBIDDEN = ("qgis", "PyQt5", "PyQt6", "torch")
+# The rooms of core/ by floor, lowest first; the modules at the top of core/ are the ground floor
+# (0). A module imports from its own room and the floors below, never from a floor above nor
+# from another room of its own floor (docs/ENGINE.md draws them).
+FLOORS = [("model", "sources"), ("radiometry",), ("classify",), ("many", "adapt")]
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -126,6 +130,27 @@ def test_core_imports_no_face_nor_qgis_qt_or_torch():
         for path in sorted((PACKAGE / "core").rglob("*.py"))
         for name in forbidden_imports(path, module_name(path, PACKAGE))
     ]
+    assert not bad, "\n".join(bad)
+
+
+def room_and_floor(module: str) -> tuple[str, int]:
+    """('classify', 3) for pkg.core.classify.grid; ('errors', 0) for pkg.core.errors, on the ground floor."""
+    room = module.split(".")[2] if module.count(".") >= 2 else ""
+    floor = next((number for number, rooms in enumerate(FLOORS, start=1) if room in rooms), 0)
+    return room, floor
+
+
+def test_core_rooms_import_only_from_the_floors_below():
+    core = f"{NAME}.core."
+    bad = []
+    for module, targets in import_graph(PACKAGE).items():
+        if not module.startswith(core):
+            continue
+        room, floor = room_and_floor(module)
+        for target in sorted(name for name in targets if name.startswith(core)):
+            other, other_floor = room_and_floor(target)
+            if other_floor > floor or (other_floor == floor > 0 and other != room):
+                bad.append(f"{module} (floor {floor}) imports {target} (floor {other_floor})")
     assert not bad, "\n".join(bad)
 
 
