@@ -184,7 +184,7 @@ def _summary(raster: RasterJob, card: ModelCard, out: Path, counts: dict) -> dic
 
     ``counts`` has the keys of a block's manifest record: tiles_total, tiles_classified, and
     per class tiles_by_class, cells and hectares. ``evidence`` counts the published tiles the
-    water rule changed and those marked doubtful (core/evidence.py).
+    water rule changed and those marked doubtful (core/classify/evidence.py).
     """
     return {
         "input": raster.path,
