@@ -133,7 +133,8 @@ def doubt_label(evidence=None) -> str:
     if evidence is None:
         return "doubtful: below the run's confidence threshold"
     # Short: the legend sits two levels deep in the layer panel, and the share is what matters.
-    return f"doubtful {evidence.doubtful_share:.1%}: below {evidence.threshold_text} ({evidence.tiles_doubtful:,} tiles)"
+    share = f"{evidence.doubtful_share:.1%}"
+    return f"doubtful {share}: below {evidence.threshold_text} ({evidence.tiles_doubtful:,} tiles)"
 
 
 def _doubt_hatch(only_doubtful: bool) -> QgsLinePatternFillSymbolLayer:
