@@ -23,6 +23,7 @@ from qgis.PyQt.QtTest import QTest
 from rs_ghost_qgis.core.model.runtime import load_model
 from rs_ghost_qgis.ui.dialog import SETTINGS_PREFIX, ClassifyDialog
 from tests.core.adapt_data import NAMES, block_box, held_out_truth, labelled_polygons, nir_scene, write_labels
+from tests.qgis.subprocess_qgis import packaged_plugins, run_in_fresh_qgis
 
 STYLE = {"meadow": "#12ab34", "plastic": "#cd0e0f"}
 
@@ -162,82 +163,22 @@ def test_dialog_names_the_class_with_too_few_chips(dialog, project, tmp_path, ti
     adapt.close()
 
 
-# Runs first in a fresh QGIS process: the packages a stock QGIS lacks are refused and recorded.
-BLOCKER = """
-import sys
-
-class Blocked:
-    names = {"rasterio", "onnx", "torch", "google", "sklearn", "scipy"}
-    asked = []
-
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in Blocked.names:
-            Blocked.asked.append(name)
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-sys.meta_path.insert(0, Blocked())
-"""
+# The packages a stock QGIS lacks.
+NOT_IN_QGIS = {"rasterio", "onnx", "torch", "google", "sklearn", "scipy"}
 
 ADAPT_AND_CLASSIFY = """
-import json
-from qgis.core import QgsApplication
-app = QgsApplication([], False)
-app.initQgis()
-import qgis.utils
-from processing.core.Processing import Processing
-Processing.initialize()
-from qgis.PyQt.QtWidgets import QMainWindow
-
-class Iface:  # the part of QgisInterface the plugin touches
-    def __init__(self):
-        self.window = QMainWindow()
-    def mainWindow(self):
-        return self.window
-    def addToolBar(self, name):
-        return self.window.addToolBar(name)
-    def addPluginToRasterMenu(self, menu, action):
-        pass
-    def removePluginRasterMenu(self, menu, action):
-        pass
-    def activeLayer(self):
-        return None
-
-qgis.utils.iface = Iface()
-sys.path.insert(0, PLUGINS)  # as QGIS does for the profile's plugins folder
-qgis.utils.plugin_paths = [PLUGINS]
-qgis.utils.updateAvailablePlugins()
-assert qgis.utils.loadPlugin("rs_ghost_qgis") and qgis.utils.startPlugin("rs_ghost_qgis"), "the plugin did not start"
+assert started, "the plugin did not start"
 import processing
 import rs_ghost_qgis
 adapted = processing.run("rsghost:adapt", ADAPT)
 classified = processing.run("rsghost:classify", {**CLASSIFY, "MODEL": adapted["OUTPUT"]})
-print("RESULT", json.dumps({
-    "cv": adapted["CV_ACCURACY"],
-    "tiles": classified["TILES_CLASSIFIED"],
-    "plugin": rs_ghost_qgis.__file__,
-    "loaded": sorted(m for m in sys.modules if m.split(".")[0] in Blocked.names),
-}))
+result = {"cv": adapted["CV_ACCURACY"], "tiles": classified["TILES_CLASSIFIED"], "plugin": rs_ghost_qgis.__file__}
 qgis.utils.unloadPlugin("rs_ghost_qgis")
-app.exitQgis()
 """
 
 
 def test_plugin_zip_adapts_without_torch_onnx_protobuf_or_rasterio(tmp_path, tiny_model):
-    import json
-    import os
-    import subprocess
-    import sys
-    import sysconfig
-    import textwrap
-    import zipfile
-
-    from tests.qgis.test_no_rasterio import _package_script
-
-    package = _package_script()
-    plugin_zip = package.build_zip(package.stage(tmp_path / "stage"), tmp_path / "plugin.zip")
-    plugins = tmp_path / "plugins"
-    zipfile.ZipFile(plugin_zip).extractall(plugins)
+    plugins = packaged_plugins(tmp_path / "package")
     scene = nir_scene(tmp_path / "nir.tif")
     labels = write_labels(tmp_path / "labels.gpkg", labelled_polygons())
     adapt = {
@@ -248,16 +189,7 @@ def test_plugin_zip_adapts_without_torch_onnx_protobuf_or_rasterio(tmp_path, tin
         "OUTPUT": str(tmp_path / "adapted.onnx"),
     }
     classify = {"INPUT": str(scene), "OUTPUT_VECTOR": str(tmp_path / "tiles.gpkg")}
-    setup = f"PLUGINS = {str(plugins)!r}\nADAPT = {adapt!r}\nCLASSIFY = {classify!r}\n"
-    script = tmp_path / "adapt_in_qgis.py"
-    script.write_text(textwrap.dedent(BLOCKER) + setup + textwrap.dedent(ADAPT_AND_CLASSIFY))
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env.update(QT_QPA_PLATFORM="offscreen", PYTHONPATH=sysconfig.get_paths()["purelib"])
-    done = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    result = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    result = run_in_fresh_qgis(plugins, NOT_IN_QGIS, ADAPT_AND_CLASSIFY, tmp_path, ADAPT=adapt, CLASSIFY=classify)
     assert result["plugin"] == str(plugins / "rs_ghost_qgis" / "__init__.py")
     assert result["loaded"] == []  # no torch, onnx, protobuf, sklearn, scipy or rasterio was used
     assert result["cv"] >= 0.9 and result["tiles"] == 256

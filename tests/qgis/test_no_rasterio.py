@@ -7,115 +7,25 @@ This process, which has rasterio, then checks the outputs against the class rast
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
-import subprocess
-import sys
-import sysconfig
-import textwrap
-import zipfile
-from pathlib import Path
-
 import numpy as np
-import pytest
 import rasterio
 from osgeo import ogr
 
 from tests.qgis.rasters import two_halves, write_geotiff
+from tests.qgis.subprocess_qgis import packaged_plugins, run_in_fresh_qgis
 
-ROOT = Path(__file__).resolve().parents[2]
-
-# Runs first in the QGIS process: every import of rasterio is refused and recorded.
-NO_RASTERIO = """
-import sys
-
-class NoRasterio:
-    asked = []
-
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "rasterio":
-            NoRasterio.asked.append(name)
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-sys.meta_path.insert(0, NoRasterio())
-"""
-
-START_AND_CLASSIFY = """
-import json
-from qgis.core import QgsApplication
-app = QgsApplication([], False)
-app.initQgis()
-import qgis.utils
-from qgis.PyQt.QtWidgets import QMainWindow
-from processing.core.Processing import Processing
-Processing.initialize()
-
-class Iface:  # the part of QgisInterface the plugin touches
-    def __init__(self):
-        self.window = QMainWindow()
-    def mainWindow(self):
-        return self.window
-    def addToolBar(self, name):
-        return self.window.addToolBar(name)
-    def addPluginToRasterMenu(self, menu, action):
-        pass
-    def removePluginRasterMenu(self, menu, action):
-        pass
-    def activeLayer(self):
-        return None
-
-qgis.utils.iface = Iface()
-sys.path.insert(0, PLUGINS)  # as QGIS does for the profile's plugins folder
-qgis.utils.plugin_paths = [PLUGINS]
-qgis.utils.updateAvailablePlugins()
-assert qgis.utils.loadPlugin("rs_ghost_qgis") and qgis.utils.startPlugin("rs_ghost_qgis"), "the plugin did not start"
+CLASSIFY = """
+assert started, "the plugin did not start"
 import processing
 import rs_ghost_qgis
-result = processing.run("rsghost:classify", PARAMETERS)
-print("RESULT", json.dumps({
-    "tiles": result["TILES_CLASSIFIED"],
-    "plugin": rs_ghost_qgis.__file__,
-    "asked": NoRasterio.asked,
-    "loaded": sorted(m for m in sys.modules if m.split(".")[0] == "rasterio"),
-}))
+output = processing.run("rsghost:classify", PARAMETERS)
+result = {"tiles": output["TILES_CLASSIFIED"], "plugin": rs_ghost_qgis.__file__}
 qgis.utils.unloadPlugin("rs_ghost_qgis")
-app.exitQgis()
 """
 
 
-def _package_script():
-    spec = importlib.util.spec_from_file_location("package", ROOT / "scripts" / "package.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def plugin_zip(tmp_path_factory) -> Path:
-    """The zip `make package` builds, staged in a folder of this test's own."""
-    package = _package_script()
-    work = tmp_path_factory.mktemp("package")
-    return package.build_zip(package.stage(work / "stage"), work / f"rs_ghost_qgis-{package.version()}.zip")
-
-
-def _run_in_qgis_without_rasterio(plugins: Path, parameters: dict, cwd: Path) -> dict:
-    script = cwd / "no_rasterio.py"
-    setup = f"PLUGINS = {str(plugins)!r}\nPARAMETERS = {parameters!r}\n"
-    script.write_text(textwrap.dedent(NO_RASTERIO) + setup + textwrap.dedent(START_AND_CLASSIFY))
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    # The venv's onnxruntime and shapely (rasterio comes from Debian's dist-packages: the finder hides it).
-    env.update(QT_QPA_PLATFORM="offscreen", PYTHONPATH=sysconfig.get_paths()["purelib"])
-    done = subprocess.run([sys.executable, str(script)], cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stdout + done.stderr
-    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
-    return json.loads(line.removeprefix("RESULT "))
-
-
-def test_plugin_zip_classifies_a_geotiff_in_a_qgis_without_rasterio(plugin_zip, tmp_path, tiny_model):
-    plugins = tmp_path / "plugins"
-    zipfile.ZipFile(plugin_zip).extractall(plugins)
+def test_plugin_zip_classifies_a_geotiff_in_a_qgis_without_rasterio(tmp_path, tiny_model):
+    plugins = packaged_plugins(tmp_path / "package")
     raster = write_geotiff(tmp_path / "halves.tif", two_halves())
     vector, classes = tmp_path / "tiles.gpkg", tmp_path / "classes.tif"
     parameters = {
@@ -124,7 +34,7 @@ def test_plugin_zip_classifies_a_geotiff_in_a_qgis_without_rasterio(plugin_zip, 
         "OUTPUT_VECTOR": str(vector),
         "OUTPUT_RASTER": str(classes),
     }
-    result = _run_in_qgis_without_rasterio(plugins, parameters, tmp_path)
+    result = run_in_fresh_qgis(plugins, {"rasterio"}, CLASSIFY, tmp_path, PARAMETERS=parameters)
 
     assert result["plugin"] == str(plugins / "rs_ghost_qgis" / "__init__.py")  # the zip's code, not the checkout
     assert result["loaded"] == []  # and nothing slipped past the finder
