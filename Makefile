@@ -32,7 +32,7 @@ RECIPES ?= recipes/ablation
 TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4))
 TRAIN_ENV := $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC))
 
-.PHONY: setup test test-core demo lint train ablation gpu-pack bench bench-train package install qgis screenshot screenshot-adapt clean
+.PHONY: setup test test-core test-fast demo lint train ablation gpu-pack bench bench-train package install qgis screenshot screenshot-adapt clean
 
 setup:
 	@bash scripts/setup.sh
@@ -40,8 +40,14 @@ setup:
 test: setup
 	$(PY) -m pytest -p no:cacheprovider
 
+# The tests without QGIS: the engine's (tests/core) and training's (tests/training).
 test-core: setup
-	$(PY) -m pytest -p no:pytest_qgis tests/core
+	$(PY) -m pytest -p no:pytest_qgis tests/core tests/training
+
+# The edit loop, well under 90 s: test-core without the tests marked slow (those that train
+# networks or run scripts end to end); `make test` stays the check.
+test-fast: setup
+	$(PY) -m pytest -q -p no:cacheprovider -p no:pytest_qgis -m "not slow" tests/core tests/training
 
 demo: setup
 	$(PY) scripts/demo.py

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real-data tier rule and a tiny exported model."""
+"""Shared fixtures: one torch thread, the real-data tier rule and a tiny exported model."""
 
 from __future__ import annotations
 
@@ -10,6 +10,17 @@ import pytest
 SHARED_DATA = Path(
     os.environ.get("RS_GHOST_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
 )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Torch on one thread per module: the machine is shared, and oversubscribed threads spin."""
+    import torch  # here, not at the top: the QGIS tests need no torch until a test does
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,8 @@
+"""Fixtures shared by the engine tests: Dask clients for classify-many."""
+
 import logging
 
 import pytest
-import torch
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The machine is shared: one thread per test process avoids oversubscribed, spinning threads.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -29,3 +21,12 @@ def client():
     yield client
     client.close()
     cluster.close()
+
+
+@pytest.fixture
+def thread_client():
+    """A Dask client on one worker thread inside this process: classify-many without starting processes."""
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    with cluster, distributed.Client(cluster) as client:
+        yield client

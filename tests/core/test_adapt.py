@@ -269,14 +269,11 @@ def test_cross_validation_never_tests_a_polygon_on_itself():
         assert set(y[fold != k]) == {0, 1}
 
 
-def test_classify_many_runs_an_adapted_model_like_classify(adapted, scene, tmp_path):
-    distributed = pytest.importorskip("distributed")
+def test_classify_many_runs_an_adapted_model_like_classify(adapted, scene, thread_client, tmp_path):
     from rs_ghost_qgis.core.many.job import run_job
 
     options = ClassifyOptions(model_path=adapted.out_path, stride=16, threads=1)
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
-    with cluster, distributed.Client(cluster) as client:
-        result = run_job([str(scene)], tmp_path / "many", options, client, 16)
+    result = run_job([str(scene)], tmp_path / "many", options, thread_client, 16)
     assert not result.failures and result.blocks_total > 1
     single = tmp_path / "single.gpkg"
     with RasterioSource(scene) as source:

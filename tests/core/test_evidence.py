@@ -161,14 +161,12 @@ def test_known_limits_travel_in_the_card_and_show_in_its_text():
     assert "known_limits" not in tiny_card().to_metadata()
 
 
-def test_classify_many_counts_what_the_rule_changed(raster, tiny_model, tmp_path):
+def test_classify_many_counts_what_the_rule_changed(raster, tiny_model, thread_client, tmp_path):
     """classify-many applies the rule in every block and its summary counts the published tiles."""
-    distributed = pytest.importorskip("distributed")
     from rs_ghost_qgis.core.many.job import run_job
 
-    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
-        options = ClassifyOptions(model_path=str(tiny_model), threads=1)
-        result = run_job([str(raster)], tmp_path / "many", options, client, 1)  # a block per tile
+    options = ClassifyOptions(model_path=str(tiny_model), threads=1)
+    result = run_job([str(raster)], tmp_path / "many", options, thread_client, 1)  # a block per tile
     job = result.rasters[0]
     assert len(job.plan.blocks) == 3 and job.summary["evidence"] == {
         "classified": 3,

@@ -1,4 +1,5 @@
-"""Issue 12, the rest: antimeridian, unreadable blocks, the poles, repaired masks, --bbox -x, evaluate's shape check.
+"""Issue 12, the rest: antimeridian, unreadable blocks, the poles, repaired masks, --bbox -x (evaluate's shape check:
+tests/training/test_hardening_training.py).
 
 Each test writes its own inputs and runs the command line as a user would (``main``), and
 checks the one-line message, the exit code and that nothing was left behind.
@@ -10,14 +11,12 @@ import os
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import rasterio
 from osgeo import gdal, ogr
 
 from rs_ghost_qgis.cli.main import glue_bbox, main
 from tests.core.engine_data import ORIGIN, class_pattern, write_mask, write_raster
-from tests.core.test_data import make_tree
 
 PATTERN = np.array([[0, 1, 2], [2, 1, 0], [1, 1, 1]])
 X0, Y0 = ORIGIN
@@ -198,28 +197,6 @@ def test_bbox_starting_with_a_minus_sign_is_taken_as_its_value(tiny_model, tmp_p
         np.testing.assert_array_equal(ds.read(1), PATTERN[:2, :2])
     assert glue_bbox(["--bbox", "-1,2,3,4", "--bands", ""]) == ["--bbox=-1,2,3,4", "--bands", ""]
     assert glue_bbox(["--bbox", "--overwrite"]) == ["--bbox", "--overwrite"]  # argparse says what is missing
-
-
-# --- (10) evaluate on a model whose input disagrees with its card ----------------------------------
-
-
-def test_evaluate_on_a_model_whose_input_disagrees_with_its_card(tiny_model, tmp_path, capsys):
-    from training import cli
-
-    graph = onnx.load(str(tiny_model))
-    for prop in graph.metadata_props:
-        if prop.key == "input_size":
-            prop.value = "48"  # the network takes 32 x 32
-    model = tmp_path / "liar.onnx"
-    onnx.save(graph, str(model))
-    tree = make_tree(tmp_path / "tree", {"Crop": 3, "Forest": 3, "Water": 3}, size=32)
-    out = tmp_path / "eval"
-    code = cli.main(["evaluate", "--model", str(model), "--data", str(tree), "--out", str(out), "--no-latency"])
-    assert code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0]
-    assert "model card says 3 bands of 48 x 48 px" in err[0] and "32 != 48" in err[0]
-    assert not out.exists()
 
 
 def test_geopackage_mask_without_crs_is_in_the_rasters_crs(tiny_model, tmp_path, capfd):

@@ -1,4 +1,6 @@
-"""Issue 24: a GeoPackage's other content is never lost; complex rasters, local CRSs and bad training flags are refused.
+"""Issue 24: a GeoPackage's other content is never lost; complex rasters and local CRSs are refused.
+
+(Bad training flags: tests/training/test_hardening_training.py.)
 
 Each test writes its own inputs and runs the command line as a user would (``main``): one
 ``error:`` line and exit code 2 (classify-many: a ``failed:`` line and exit 3), and nothing
@@ -24,8 +26,6 @@ from rs_ghost_qgis.core.classify.sinks import other_layers
 from rs_ghost_qgis.core.crs import transform_xy
 from rs_ghost_qgis.core.errors import InputError
 from tests.core.engine_data import class_pattern, write_hyperspectral, write_mask, write_raster
-from tests.core.test_train import SMALL, make_class_tree, stage_args, train_args
-from training import cli as training_cli
 
 PATTERN = np.array([[0, 1, 2], [2, 1, 0], [1, 1, 1]])
 
@@ -148,7 +148,7 @@ def test_classify_many_overwrite_keeps_a_geopackage_holding_a_raster(scene, tiny
     assert not (out / "scene.tif").exists()
 
 
-# --- (2) tracebacks: complex rasters, local CRSs, training flags --------------------------------
+# --- (2) tracebacks: complex rasters, local CRSs ------------------------------------------------
 
 
 @pytest.mark.parametrize("kind, name", [(gdal.GDT_CInt16, "CInt16"), (gdal.GDT_CFloat32, "CFloat32")])
@@ -216,35 +216,6 @@ def test_no_coordinate_operation_is_one_clear_error():
     srs.SetLocalCS("quarry site grid")
     with pytest.raises(InputError, match="No coordinate operation is known"):
         transform_xy([[0.0, 0.0]], srs.ExportToWkt(), _utm33())
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    return make_class_tree(tmp_path_factory.mktemp("round2") / "tree", per_class=3)
-
-
-@pytest.mark.parametrize(
-    "flag, value, words",
-    [
-        ("--lr", "-0.1", "--lr must be a number above 0"),
-        ("--lr", "0", "--lr must be a number above 0"),
-        ("--lr", "nan", "--lr must be a number above 0"),
-        ("--weight-decay", "-1", "--weight-decay must be 0"),
-        ("--workers", "-1", "--workers must be at least 0"),
-    ],
-)
-@pytest.mark.parametrize("command", ["run", "train"])
-def test_training_numbers_are_checked_up_front(tree, tmp_path, capsys, command, flag, value, words):
-    out = tmp_path / "out"
-    if command == "run":
-        argv = ["run", "--student", SMALL, "--distill", "none", *stage_args(tree, out)]
-    else:
-        argv = train_args(tree, out)
-    assert training_cli.main([*argv, flag, value]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert words in err
-    assert not out.exists()  # refused before the data was read or a run folder made
 
 
 # --- (5) unclear errors: the true reason and the fix ---------------------------------------------
@@ -555,19 +526,6 @@ def test_a_classify_many_out_dir_that_is_a_file_is_said(scene, tiny_model, tmp_p
     line = _error_line(capfd)
     assert f"--out-dir {out}" in line and f"{notes} is a file, not a folder" in line, line
     assert notes.read_text() == "x" and _files(tmp_path) == ["notes.txt", "scene.tif"]
-
-
-@pytest.mark.parametrize("name", ["m.txt", "m"])
-def test_quantize_refuses_an_out_that_is_no_onnx_file_and_makes_nothing(tiny_model, tmp_path, capsys, name):
-    # It called its own temporary file 'not a readable training checkpoint' and left an empty folder.
-    tree = make_class_tree(tmp_path / "tree", per_class=3)
-    out = tmp_path / "new" / name
-    data = ["--data", str(tree), "--cache-dir", str(tmp_path / "cache")]
-    assert training_cli.main(["quantize", "--model", str(tiny_model), *data, "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
-    assert f"--out {out} must end in .onnx" in err and "checkpoint" not in err, err
-    assert _files(tmp_path) == ["tree"]
 
 
 @pytest.mark.parametrize("command", ["info", "classify"])

@@ -343,23 +343,7 @@ def test_a_model_adapted_on_uint16_warns_on_an_8_bit_copy(nir, tiny_model, tmp_p
     assert "a.onnx was adapted on nir (uint16 values, scaling 'card'), but nir8 holds uint8 values" in err
 
 
-# --- spectral-check, classify-many's failed lines ------------------------------------------------------
-
-
-def test_l2a_patches_as_float_reflectance_are_read_as_reflectance_x_10000(tmp_path):
-    from training import l2a
-
-    rng = np.random.default_rng(0)
-    scaled = rng.integers(100, 4000, size=(4, 4, 8, 8)).astype(np.uint16)
-    bands = np.array(["B02", "B03", "B04", "B08"])
-    np.savez(tmp_path / "int.npz", patches=scaled, bands=bands)
-    np.savez(tmp_path / "float.npz", patches=(scaled / 10_000).astype(np.float32), bands=bands)
-    as_int, _ = l2a.load_patches(tmp_path / "int.npz")
-    as_float, _ = l2a.load_patches(tmp_path / "float.npz")
-    np.testing.assert_allclose(as_float, as_int, atol=0.01)
-    np.savez(tmp_path / "wrong.npz", patches=scaled.astype(np.float32) * 100, bands=bands)
-    with pytest.raises(Exception, match="does not hold reflectance"):
-        l2a.load_patches(tmp_path / "wrong.npz")
+# --- classify-many's failed lines ---------------------------------------------------------------------
 
 
 def test_a_block_failure_with_a_traceback_is_one_line():
@@ -433,20 +417,6 @@ def test_labelled_features_without_geometry_are_counted(nir, tiny_model, tmp_pat
     dataset = None
     assert _adapt(nir, str(path), tmp_path / "a.onnx", tiny_model) == 0
     assert "2 feature(s) of l.gpkg have no geometry (or an empty one) and were left out." in capfd.readouterr().err
-
-
-def test_training_polygons_of_several_layers_take_a_layer_name(tmp_path):
-    from rasterio.crs import CRS
-
-    from training.data.raster import read_polygons
-    from training.errors import DataError
-
-    rows = [(value, shape.wkt) for value, shape in labelled_polygons()]
-    path = _layers(tmp_path / "l.gpkg", {"labels": (ogr.wkbPolygon, rows), "roads": (ogr.wkbPolygon, rows[:1])})
-    with pytest.raises(DataError, match=r"holds 2 layers \(labels, roads\); choose one with FILE\|layername=NAME"):
-        read_polygons(path, "landcover", CRS.from_epsg(32633))
-    _, names, _ = read_polygons(Path(f"{path}|layername=labels"), "landcover", CRS.from_epsg(32633))
-    assert names == ["meadow", "plastic"]
 
 
 def test_a_layer_number_is_taken_and_a_subset_refused_not_ignored(scene, tiny_model, two_layers, tmp_path, capfd):

@@ -58,6 +58,7 @@ def test_a_rerun_with_another_stride_classifies_again(client, scene, tiny_model,
     assert _tiles(out) == _classified_alone(scene, tiny_model, 16, tmp_path) > 36
 
 
+@pytest.mark.slow
 def test_a_block_stored_with_one_file_is_classified_again(client, scene, tiny_model, tmp_path):
     # The whole run, for the answer; then one interrupted after three blocks.
     whole = tmp_path / "whole"

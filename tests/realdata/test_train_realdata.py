@@ -18,14 +18,6 @@ pytestmark = pytest.mark.realdata
 SMALL = "g_ghost_regnetx_032"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_run_on_eurosat_slice_exports_a_eurosat_card(shared_data, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["run", "--data", str(shared_data / "eurosat_rgb"), "--teacher", SMALL, "--student", SMALL]

@@ -1,21 +1,30 @@
-"""Issue 24, training: a class without validation images is said, messages name flags, evaluate leaves no empty --out.
+"""Training's refusals and warnings (issues 12, 24 and 30): a class without validation images is said,
+messages name flags, numbers are checked up front, evaluate leaves no empty --out.
 
 Each test runs what a user runs (``load_dataset`` as `python -m training` calls it, or the
 command line itself): warnings are one ``warning:`` line per class, refusals one ``error:``
-line with exit code 2, and a refused evaluation leaves nothing behind.
+line with exit code 2, and a refused run leaves nothing behind.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
+from osgeo import ogr
+from rasterio.crs import CRS
 
-from tests.core.test_data_raster import LEFT, TOP, WATER_BOX, chips, halves, halves_polygons, write_polygons
-from tests.core.test_data_raster import write_raster as write_rgb
-from tests.core.test_train import make_class_tree, train_args
-from training import cli
+from tests.core.adapt_data import labelled_polygons
+from tests.core.test_hardening_round3_inputs import _layers
+from tests.training.test_data import make_tree
+from tests.training.test_data_raster import LEFT, TOP, WATER_BOX, chips, halves, halves_polygons, write_polygons
+from tests.training.test_data_raster import write_raster as write_rgb
+from tests.training.test_train import SMALL, make_class_tree, stage_args, train_args
+from training import cli, l2a
 from training.data import DataError, load_dataset
+from training.data.raster import read_polygons
 
 
 def _warnings(err: str) -> list[str]:
@@ -134,3 +143,97 @@ def test_an_out_that_is_a_file_is_one_error(tiny_model, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and len(err.splitlines()) == 1 and f"cannot create --out {out}" in err, err
     assert out.read_text() == "my notes"
+
+
+# --- training's numbers are checked before the data is read (issue 24) ----------------------------
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    return make_class_tree(tmp_path_factory.mktemp("round2") / "tree", per_class=3)
+
+
+@pytest.mark.parametrize(
+    "flag, value, words",
+    [
+        ("--lr", "-0.1", "--lr must be a number above 0"),
+        ("--lr", "0", "--lr must be a number above 0"),
+        ("--lr", "nan", "--lr must be a number above 0"),
+        ("--weight-decay", "-1", "--weight-decay must be 0"),
+        ("--workers", "-1", "--workers must be at least 0"),
+    ],
+)
+@pytest.mark.parametrize("command", ["run", "train"])
+def test_training_numbers_are_checked_up_front(tree, tmp_path, capsys, command, flag, value, words):
+    out = tmp_path / "out"
+    if command == "run":
+        argv = ["run", "--student", SMALL, "--distill", "none", *stage_args(tree, out)]
+    else:
+        argv = train_args(tree, out)
+    assert cli.main([*argv, flag, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert words in err
+    assert not out.exists()  # refused before the data was read or a run folder made
+
+
+# --- quantize --out must name an .onnx file (issue 24) --------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["m.txt", "m"])
+def test_quantize_refuses_an_out_that_is_no_onnx_file_and_makes_nothing(tiny_model, tmp_path, capsys, name):
+    # It called its own temporary file 'not a readable training checkpoint' and left an empty folder.
+    tree = make_class_tree(tmp_path / "tree", per_class=3)
+    out = tmp_path / "new" / name
+    data = ["--data", str(tree), "--cache-dir", str(tmp_path / "cache")]
+    assert cli.main(["quantize", "--model", str(tiny_model), *data, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert f"--out {out} must end in .onnx" in err and "checkpoint" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree"]
+
+
+# --- evaluate on a model whose input disagrees with its card (issue 12) ---------------------------
+
+
+def test_evaluate_on_a_model_whose_input_disagrees_with_its_card(tiny_model, tmp_path, capsys):
+    graph = onnx.load(str(tiny_model))
+    for prop in graph.metadata_props:
+        if prop.key == "input_size":
+            prop.value = "48"  # the network takes 32 x 32
+    model = tmp_path / "liar.onnx"
+    onnx.save(graph, str(model))
+    tree = make_tree(tmp_path / "tree", {"Crop": 3, "Forest": 3, "Water": 3}, size=32)
+    out = tmp_path / "eval"
+    code = cli.main(["evaluate", "--model", str(model), "--data", str(tree), "--out", str(out), "--no-latency"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0]
+    assert "model card says 3 bands of 48 x 48 px" in err[0] and "32 != 48" in err[0]
+    assert not out.exists()
+
+
+# --- L2A patches as float reflectance, polygons in a file of several layers (issue 30) ------------
+
+
+def test_l2a_patches_as_float_reflectance_are_read_as_reflectance_x_10000(tmp_path):
+    rng = np.random.default_rng(0)
+    scaled = rng.integers(100, 4000, size=(4, 4, 8, 8)).astype(np.uint16)
+    bands = np.array(["B02", "B03", "B04", "B08"])
+    np.savez(tmp_path / "int.npz", patches=scaled, bands=bands)
+    np.savez(tmp_path / "float.npz", patches=(scaled / 10_000).astype(np.float32), bands=bands)
+    as_int, _ = l2a.load_patches(tmp_path / "int.npz")
+    as_float, _ = l2a.load_patches(tmp_path / "float.npz")
+    np.testing.assert_allclose(as_float, as_int, atol=0.01)
+    np.savez(tmp_path / "wrong.npz", patches=scaled.astype(np.float32) * 100, bands=bands)
+    with pytest.raises(Exception, match="does not hold reflectance"):
+        l2a.load_patches(tmp_path / "wrong.npz")
+
+
+def test_training_polygons_of_several_layers_take_a_layer_name(tmp_path):
+    rows = [(value, shape.wkt) for value, shape in labelled_polygons()]
+    path = _layers(tmp_path / "l.gpkg", {"labels": (ogr.wkbPolygon, rows), "roads": (ogr.wkbPolygon, rows[:1])})
+    with pytest.raises(DataError, match=r"holds 2 layers \(labels, roads\); choose one with FILE\|layername=NAME"):
+        read_polygons(path, "landcover", CRS.from_epsg(32633))
+    _, names, _ = read_polygons(Path(f"{path}|layername=labels"), "landcover", CRS.from_epsg(32633))
+    assert names == ["meadow", "plastic"]

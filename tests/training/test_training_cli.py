@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rs_ghost_qgis.core.errors import RsGhostError
-from tests.core.test_train import SMALL, make_class_tree, stage_args, train_args
+from tests.training.test_train import SMALL, make_class_tree, stage_args, train_args
 from training import cli, commands, config
 from training.checkpoint import save_checkpoint
 from training.errors import DataError, ExportError, TrainingError
@@ -109,6 +109,7 @@ def test_resume_into_a_folder_of_another_model_is_refused(tree, tmp_path, capsys
     assert "cannot resume" in one_line_error(capsys)
 
 
+@pytest.mark.slow
 def test_module_entry_point_exits_2_with_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "training", "run", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)],
@@ -155,7 +156,7 @@ def _fake_checkpoint(path: Path, class_names: list[str], architecture: str = SMA
 
 
 def test_images_left_out_as_undecodable_are_reported_on_screen(tmp_path, capsys):
-    from tests.core.test_data import add_broken_files, make_tree
+    from tests.training.test_data import add_broken_files, make_tree
 
     root = make_tree(tmp_path / "tree", {"A": 100, "B": 100}, size=8)
     add_broken_files(root / "A", 2)  # 2 of 202 files: under the 1 % that stops the run
@@ -184,6 +185,7 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_patch_folders_train_where_rasterio_and_gdal_are_missing(tree, tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.core.test_train import make_class_tree
+from tests.training.test_train import make_class_tree
 
 # Reflectance x 10,000 per band (B02, B03, B04, B08): what Sentinel-2 L2A shows of each surface.
 SURFACES = {

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.core.test_train import COLORS, make_class_tree
+from tests.training.test_train import COLORS, make_class_tree
+
+pytestmark = pytest.mark.slow  # a dozen tiny trainings, each a new process
 
 REPO = Path(__file__).resolve().parents[2]
 

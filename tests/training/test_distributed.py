@@ -8,8 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.core.test_train import make_class_tree, train_args
+import pytest
+
+from tests.training.test_train import make_class_tree, train_args
 from training.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.slow  # trains under torchrun in two processes
 
 REPO = Path(__file__).resolve().parents[2]
 

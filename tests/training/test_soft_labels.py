@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.core.test_data_loader import numpy_view
-from tests.core.test_train import SMALL, make_class_tree, train_args
+from tests.training.test_data_loader import numpy_view
+from tests.training.test_train import SMALL, make_class_tree, train_args
 from training import cli, soft_labels
 from training import train as train_module
 from training.checkpoint import load_checkpoint
@@ -34,6 +34,7 @@ def student_args(tree: Path, out: Path, *extra: str) -> list[str]:
     return train_args(tree, out, "--distill", "dkd", "--precision", "fp32", *extra, epochs=1)
 
 
+@pytest.mark.slow
 def test_first_use_computes_the_teachers_logits_for_every_image_and_view(tree, teacher, tmp_path):
     assert cli.main(student_args(tree, tmp_path / "student", "--teacher-checkpoint", str(teacher))) == 0
 
@@ -53,6 +54,7 @@ def test_first_use_computes_the_teachers_logits_for_every_image_and_view(tree, t
     assert state["teacher"]["teacher_sha256"] == labels.meta["teacher_sha256"]
 
 
+@pytest.mark.slow
 def test_current_soft_labels_are_reused_and_stale_ones_recomputed(tree, teacher, tmp_path, monkeypatch):
     assert cli.main(student_args(tree, tmp_path / "first", "--teacher-checkpoint", str(teacher))) == 0
     path = teacher.with_name("best.soft_labels.npz")
@@ -73,6 +75,7 @@ def test_current_soft_labels_are_reused_and_stale_ones_recomputed(tree, teacher,
     assert soft_labels.load(path).meta["data_sha256"] == soft_labels.data_fingerprint(data.train, data.class_names)
 
 
+@pytest.mark.slow
 def test_named_soft_labels_train_a_student_without_the_teacher(tree, teacher, tmp_path):
     assert cli.main(student_args(tree, tmp_path / "first", "--teacher-checkpoint", str(teacher))) == 0
     kept = tmp_path / "kept.soft_labels.npz"

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from rs_ghost_qgis.core.model.runtime import load_model
-from tests.core.weak_data import make_tree, weak_npz
+from tests.training.weak_data import make_tree, weak_npz
 from training import cli
 from training.checkpoint import card_from_checkpoint, load_checkpoint
 from training.recipe import read_recipe
 from training.soft_labels import default_path
+
+pytestmark = pytest.mark.slow  # trains every shipped recipe
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "recipes").rglob("*.toml"))

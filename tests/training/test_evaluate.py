@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from rs_ghost_qgis.core.model.card import ModelCard
-from tests.core.test_train import make_class_tree, train_args
+from tests.training.test_train import make_class_tree, train_args
 from training import cli
 from training.checkpoint import TrainingError
 from training.evaluate import _labels_in_model_order
@@ -46,6 +46,7 @@ def test_data_labels_are_mapped_to_the_models_class_order():
         _labels_in_model_order(np.array([0]), ["Cloud"], ["Crop", "Water"])
 
 
+@pytest.mark.slow
 def test_evaluate_checkpoint_prints_top1_and_writes_its_files(trained, tmp_path, capsys):
     tree, checkpoint = trained
     out = tmp_path / "eval"
@@ -65,6 +66,7 @@ def test_evaluate_checkpoint_prints_top1_and_writes_its_files(trained, tmp_path,
     assert (out / "confusion.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_evaluate_onnx_agrees_with_the_checkpoint(trained, exported, tmp_path, capsys):
     tree, checkpoint = trained
     assert cli.main(evaluate_args(checkpoint, tree, tmp_path / "pt", "--no-latency")) == 0
@@ -78,6 +80,7 @@ def test_evaluate_onnx_agrees_with_the_checkpoint(trained, exported, tmp_path, c
     assert "latency" not in from_onnx
 
 
+@pytest.mark.slow
 def test_evaluate_scores_the_images_of_a_split_csv(trained, tmp_path, capsys):
     tree, checkpoint = trained
     listed = [("Forest/Forest_3.png", 1, "Forest"), ("Water/Water_0.png", 2, "Water"), ("Crop/Crop_9.png", 0, "Crop")]
@@ -89,6 +92,7 @@ def test_evaluate_scores_the_images_of_a_split_csv(trained, tmp_path, capsys):
     assert json.loads((out / "metrics.json").read_text())["images"] == 3
 
 
+@pytest.mark.slow
 def test_export_writes_card_with_given_gsd_and_evaluation_metrics(trained, exported, tmp_path, capsys):
     card = ModelCard.from_metadata({p.key: p.value for p in onnx.load(str(exported)).metadata_props})
     assert card.gsd_m == 2.5 and card.tile_size_m == 80.0 and card.resolution_cm == 250.0
@@ -110,6 +114,7 @@ def test_export_writes_card_with_given_gsd_and_evaluation_metrics(trained, expor
     assert np.asarray(card.metrics["confusion"]).shape == (3, 3)
 
 
+@pytest.mark.slow
 def test_export_of_unknown_imagery_needs_a_gsd(trained, tmp_path, capsys):
     _, checkpoint = trained
     assert cli.main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx")]) == 2
@@ -118,6 +123,7 @@ def test_export_of_unknown_imagery_needs_a_gsd(trained, tmp_path, capsys):
     assert not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_data_with_classes_the_model_lacks(trained, tmp_path, capsys):
     _, checkpoint = trained
     other = make_class_tree(tmp_path / "other", per_class=5)
@@ -126,6 +132,7 @@ def test_evaluate_refuses_data_with_classes_the_model_lacks(trained, tmp_path, c
     assert "Cloud" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_of_a_file_that_is_no_model_fails_cleanly(trained, tmp_path, capsys):
     tree, _ = trained
     for name, content in (("junk.pt", b"not a checkpoint"), ("junk.onnx", b"not onnx either")):
@@ -136,6 +143,7 @@ def test_evaluate_of_a_file_that_is_no_model_fails_cleanly(trained, tmp_path, ca
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_report_tables_the_evaluations_in_the_given_order(trained, exported, tmp_path, capsys):
     tree, checkpoint = trained
     for name, model in (("int8_like", exported), ("teacher_like", checkpoint)):

@@ -16,8 +16,8 @@ import torch
 
 from rs_ghost_qgis.core.model.card import ModelCard
 from rs_ghost_qgis.core.model.runtime import load_model
-from tests.core.test_train import SMALL, make_class_tree
 from tests.tiny_model import tiny_card
+from tests.training.test_train import SMALL, make_class_tree
 from training import cli
 from training import quantize as quantize_module
 from training.data import load_dataset
@@ -63,6 +63,7 @@ def normalised_images(tree: Path, card: ModelCard) -> np.ndarray:
     return ((images - mean) / std).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_int8_file_is_smaller_and_quantised(fp32, quantized):
     int8, _ = quantized
     graph = onnx.load(str(int8))
@@ -73,6 +74,7 @@ def test_int8_file_is_smaller_and_quantised(fp32, quantized):
     assert int8.stat().st_size < 0.35 * fp32.stat().st_size
 
 
+@pytest.mark.slow
 def test_first_layer_and_classifier_keep_fp32_weights(quantized):
     graph = onnx.load(str(quantized[0])).graph
     float_weights = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
@@ -83,6 +85,7 @@ def test_first_layer_and_classifier_keep_fp32_weights(quantized):
     assert inner and all(node.input[1] in dequantized for node in inner)
 
 
+@pytest.mark.slow
 def test_plugin_loads_int8_with_the_fp32_card_and_the_quantisation_measured(fp32, quantized):
     int8, _ = quantized
     model = load_model(int8, threads=1)
@@ -103,6 +106,7 @@ def test_plugin_loads_int8_with_the_fp32_card_and_the_quantisation_measured(fp32
     assert "quantization" in int8.with_suffix(".md").read_text()
 
 
+@pytest.mark.slow
 def test_int8_predictions_follow_fp32(tree, fp32, quantized):
     int8, _ = quantized
     original = load_model(fp32, threads=1)
@@ -113,6 +117,7 @@ def test_int8_predictions_follow_fp32(tree, fp32, quantized):
     assert np.abs(actual - expected).max() < 0.1
 
 
+@pytest.mark.slow
 def test_table_and_evaluation_files(quantized):
     int8, printed = quantized
     report = json.loads((int8.parent / "model_int8_evaluation" / "quantization.json").read_text())

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.core.test_ablation import recipe_subset, with_split_csvs
-from tests.core.test_train import make_class_tree
+from tests.training.test_ablation import recipe_subset, with_split_csvs
+from tests.training.test_train import make_class_tree
 from training.cli import main
 from training.data.pack import MIB, pack_folder, part_file_name, unpack
 from training.errors import DataError
@@ -116,6 +116,7 @@ def run_gpu_script(tmp_path: Path, carried: list[Path], **extra: str) -> subproc
     )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1800)  # tiny trainings, each a new process: a few minutes on 2 quiet cores
 @pytest.mark.skipif(not VENV_PYTHON.exists(), reason="needs the project's .venv (make setup)")
 def test_the_gpu_script_gathers_the_parts_call_by_call_then_runs_and_resumes_the_ablation(tree, tmp_path):

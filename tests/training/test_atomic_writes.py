@@ -1,10 +1,9 @@
-"""One atomic-write helper (core/atomic.py) for every file written; training's write failures are one line."""
+"""Training's writes go through core/atomic.py: a failed write is one line and keeps the earlier file."""
 
 from __future__ import annotations
 
 import errno
 import os
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -13,85 +12,18 @@ import numpy as np
 import pytest
 import torch
 
-from rs_ghost_qgis.core import atomic
-from tests.core.test_train import SMALL
+from tests.training.test_train import SMALL
 from training import cli
 from training import export as export_module
 from training.checkpoint import save_checkpoint
 from training.data import cache
 from training.errors import TrainingError
-from training.models import build_model
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _dead_pid() -> int:
-    """The id of a process that has ended (a writer killed before its cleanup)."""
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    return int(done.stdout)
-
-
 def _full_disk(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
-
-
-def test_atomic_path_gives_the_usual_rights_whatever_made_the_file(tmp_path):
-    path = tmp_path / "model.onnx"
-    with atomic.atomic_path(path) as tmp:
-        os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600))  # as mkstemp makes it
-    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
-
-
-def test_atomic_path_keeps_the_earlier_file_on_failure_and_leaves_no_part(tmp_path):
-    path = atomic.write_text(tmp_path / "card.md", "earlier")
-    with pytest.raises(OSError), atomic.atomic_path(path) as tmp:
-        tmp.write_text("half")
-        _full_disk()
-    assert path.read_text() == "earlier" and sorted(p.name for p in tmp_path.iterdir()) == ["card.md"]
-
-
-def test_atomic_path_removes_the_parts_of_dead_writers_only(tmp_path):
-    dead = tmp_path / f".best.{_dead_pid()}.0123abcd.part.pt"
-    alive = tmp_path / f".best.{os.getpid()}.0123abcd.part.pt"
-    for leftover in (dead, alive):
-        leftover.write_bytes(b"half")
-    with atomic.atomic_path(tmp_path / "last.pt") as tmp:
-        tmp.write_bytes(b"whole")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "last.pt"])
-
-
-def _checkpoint(path: Path) -> Path:
-    """A checkpoint of an untrained small G-Ghost with everything `export` reads."""
-    names = ["Water", "Forest", "Crop"]
-    config = {"stage": "student", "seed": 0, "epochs": 1, "batch_size": 4, "momentum": 0.9, "weight_decay": 5e-4}
-    state = {
-        "architecture": SMALL,
-        "num_classes": len(names),
-        "model_options": {},
-        "state_dict": build_model(SMALL, len(names)).state_dict(),
-        "class_names": names,
-        "input_size": 32,
-        "image_size": 32,
-        "mean": [0.4, 0.4, 0.4],
-        "std": [0.2, 0.2, 0.2],
-        "best_epoch": 1,
-        "best_acc": 0.5,
-        "config": config,
-        "meta": {},
-    }
-    return save_checkpoint(state, path)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return _checkpoint(tmp_path_factory.mktemp("checkpoint") / "best.pt")
 
 
 def _export(checkpoint: Path, out: Path, *extra: str) -> int:
@@ -104,6 +36,7 @@ def _one_line(capfd) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_export_to_a_full_disk_is_one_line_and_keeps_the_earlier_model(checkpoint, tmp_path, capfd, monkeypatch):
     out = tmp_path / "model.onnx"
     assert _export(checkpoint, out) == 0
@@ -129,6 +62,7 @@ def test_export_to_a_read_only_folder_is_one_line(checkpoint, tmp_path, capfd):
         folder.chmod(0o755)
 
 
+@pytest.mark.slow
 def test_module_entry_point_export_failure_is_one_line(checkpoint, tmp_path):
     """`python -m training export` itself: a file in the way of the output folder (fails for root too)."""
     blocker = tmp_path / "not_a_folder"

@@ -12,9 +12,9 @@ import onnx
 import pytest
 
 from rs_ghost_qgis.core.model.runtime import load_model
-from tests.core.test_ablation import with_split_csvs
-from tests.core.test_train import make_class_tree
 from tests.tiny_model import export_tiny_model
+from tests.training.test_ablation import with_split_csvs
+from tests.training.test_train import make_class_tree
 from training import export
 from training.data import pack
 

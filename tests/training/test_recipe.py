@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.core.test_train import make_class_tree
+from tests.training.test_train import make_class_tree
 from training import cli, commands
 from training import train as train_module
 from training.checkpoint import card_from_checkpoint, load_checkpoint

@@ -72,6 +72,7 @@ def reference(tree: Path) -> dict:
     return load_checkpoint(out / "last.pt")
 
 
+@pytest.mark.slow
 def test_run_end_to_end_writes_a_verified_onnx_with_a_complete_card(tree, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["run", "--teacher", SMALL, "--student", SMALL, "--distill", "dkd", "--gsd", "10", "--seed", "0"]
@@ -130,6 +131,7 @@ def test_run_end_to_end_writes_a_verified_onnx_with_a_complete_card(tree, tmp_pa
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("distill", ["none", "kd"])
 def test_run_without_teacher_training(tree, teacher, tmp_path, distill):
     # none: no teacher at all; kd with --teacher-checkpoint: stage 1 is skipped.
@@ -143,8 +145,9 @@ def test_run_without_teacher_training(tree, teacher, tmp_path, distill):
     assert ("teacher" in card.training) == (distill == "kd")
 
 
+@pytest.mark.slow
 def test_run_on_a_raster_with_polygons_takes_the_gsd_from_the_chips(tmp_path):
-    from tests.core.test_data_raster import halves, halves_polygons, write_raster
+    from tests.training.test_data_raster import halves, halves_polygons, write_raster
 
     # Noise keeps every channel varying: constant channels make a degenerate network.
     noise = np.random.default_rng(0).integers(-20, 21, (3, 64, 64))
@@ -163,6 +166,7 @@ def test_run_on_a_raster_with_polygons_takes_the_gsd_from_the_chips(tmp_path):
     assert card.training["data"]["kind"] == "raster_polygons" and card.raw_range is None
 
 
+@pytest.mark.slow
 def test_teacher_trains_well_enough_to_distil(teacher):
     state = load_checkpoint(teacher)
     # Chance is 1/3. Two epochs on 48 images land anywhere from 0.75 to 1.0 depending on the CPU's
@@ -171,6 +175,7 @@ def test_teacher_trains_well_enough_to_distil(teacher):
     assert state["distill"] == {"method": "none", "label_smoothing": 0.0} and state["teacher"] is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("distill", "expected"),
     [
@@ -188,6 +193,7 @@ def test_distillation_modes_train_a_student(tree, teacher, tmp_path, distill, ex
     assert (state["teacher"] is None) == (distill == "none")
 
 
+@pytest.mark.slow
 def test_dkd_options_reach_the_loss(tree, teacher, tmp_path):
     out = tmp_path / "dkd"
     extra = ("--teacher", SMALL, "--teacher-checkpoint", str(teacher), "--beta", "2", "--temperature", "3")
@@ -199,6 +205,7 @@ def test_dkd_options_reach_the_loss(tree, teacher, tmp_path):
     assert state["config"]["stage"] == "student"
 
 
+@pytest.mark.slow
 def test_teacher_is_frozen_in_eval_mode_without_gradients(tree, teacher):
     data = load_dataset(tree, image_size=32, cache_dir=tree.parent / "cache")
     frozen = train_module.load_teacher(teacher, data.class_names, torch.device("cpu"))
@@ -208,6 +215,7 @@ def test_teacher_is_frozen_in_eval_mode_without_gradients(tree, teacher):
     assert logits.grad_fn is None and logits.shape == (2, 3)
 
 
+@pytest.mark.slow
 def test_teacher_sees_its_own_input_size(tree, teacher, tmp_path):
     out = tmp_path / "big_teacher"
     assert cli.main(train_args(tree, out, "--input-size", "64", epochs=1)) == 0
@@ -221,6 +229,7 @@ def test_teacher_sees_its_own_input_size(tree, teacher, tmp_path):
     assert seen == [64]
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_other_seed_differs(tree, reference, tmp_path):
     assert cli.main(train_args(tree, tmp_path / "again")) == 0
     again = load_checkpoint(tmp_path / "again/last.pt")
@@ -234,6 +243,7 @@ def test_same_seed_same_metrics_other_seed_differs(tree, reference, tmp_path):
     assert other["history"][0]["train_loss"] != reference["history"][0]["train_loss"]
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_epoch_exactly(tree, reference, tmp_path, monkeypatch, capsys):
     out = tmp_path / "interrupted"
     original = train_module._train_epoch
@@ -261,6 +271,7 @@ def test_resume_continues_from_the_last_epoch_exactly(tree, reference, tmp_path,
     assert log[0] == "epoch,lr,train_loss,train_acc,val_loss,val_acc,seconds,img_per_s,train_ce" and len(log) == 3
 
 
+@pytest.mark.slow
 def test_best_checkpoint_is_the_best_validation_epoch(reference, tree):
     best = load_checkpoint(tree.parent / "reference/best.pt")
     accuracies = [row["val_acc"] for row in reference["history"]]
@@ -271,6 +282,7 @@ def test_best_checkpoint_is_the_best_validation_epoch(reference, tree):
     torch.load(tree.parent / "reference/best.pt", weights_only=True)
 
 
+@pytest.mark.slow
 def test_batchnorm_statistics_match_the_trained_weights(reference, tree):
     # Precise BN: in eval mode the network scores its own validation images sensibly.
     assert reference["history"][-1]["val_loss"] < 2.0, reference["history"]

@@ -9,7 +9,7 @@ import rasterio
 from rs_ghost_qgis.core.model.runtime import load_model
 from rs_ghost_qgis.core.radiometry.scaling import plan_radiometry
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
-from tests.core.test_data_raster import LEFT, PIXEL, TOP, write_polygons
+from tests.training.test_data_raster import LEFT, PIXEL, TOP, write_polygons
 from training.cli import main
 from training.data import load_dataset
 from training.data.images import stretch_to_uint8
@@ -35,6 +35,7 @@ def textured_uint16(path):
     return path, bands
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_the_card_of_a_raster_trained_model_reproduces_the_training_stretch(tmp_path, capsys):
     raster, bands = textured_uint16(tmp_path / "scene.tif")

@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from tests.core.weak_data import SURFACES, TREE_COLORS, make_tree, mixed_patch, surface_patch, weak_npz, write_patches
+from tests.training.weak_data import (
+    SURFACES,
+    TREE_COLORS,
+    make_tree,
+    mixed_patch,
+    surface_patch,
+    weak_npz,
+    write_patches,
+)
 from training import cli, l2a, weak
 from training import train as train_module
 from training.checkpoint import load_checkpoint, model_from_checkpoint
@@ -167,6 +175,7 @@ def stage(tree, out, *extra, epochs=2):
     ]
 
 
+@pytest.mark.slow
 def test_a_run_records_its_weak_supervision_and_ships_its_curves(tree, tmp_path):
     npz = weak_npz(tmp_path / "weak.npz")
     out = tmp_path / "run"
@@ -213,6 +222,7 @@ def test_the_patches_share_the_forward_pass_with_the_batch(tree, tmp_path, monke
     assert rows and set(rows) == {8 + 5}  # 18 images: two batches of 8, each with 5 patches, never apart
 
 
+@pytest.mark.slow
 def test_weak_labels_teach_what_the_labelled_images_never_show(tree, tmp_path, monkeypatch):
     """Yellow tiles, a colour no labelled image has, labelled water by NIR: only the weak loss can
     make the network call them SeaLake."""
