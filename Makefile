@@ -44,8 +44,8 @@ test: setup
 test-core: setup
 	$(PY) -m pytest -p no:pytest_qgis tests/core tests/training
 
-# The edit loop, well under 90 s: test-core without the tests marked slow (those that train
-# networks or run scripts end to end); `make test` stays the check.
+# The edit loop, well under 90 s: test-core without the tests marked slow (training, full-size
+# VGG-16, scripts or worker processes end to end); `make test` stays the check.
 test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider -p no:pytest_qgis -m "not slow" tests/core tests/training
 

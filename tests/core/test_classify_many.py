@@ -152,6 +152,7 @@ def test_raster_in_degrees(client, tiny_model, tmp_path):
     assert np.abs(got["raster"][1].astype(int) - want["raster"][1]).max() <= 2  # confidence, percent
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_task(client, rasters, tiny_model, expected, tmp_path):
     marker = str(tmp_path / "killed")
 
@@ -299,6 +300,7 @@ def test_a_worker_loads_the_model_once_and_again_when_it_changes(tiny_model, tmp
     assert worker_model(str(copy), 1) is not first
 
 
+@pytest.mark.slow
 def test_local_workers_keep_glibcs_own_malloc_settings():
     # Dask's MALLOC_TRIM_THRESHOLD_ would freeze glibc's mmap threshold and slow the engine. A new
     # process, as classify-many is: a Nanny writes its variables into its own process's

@@ -88,6 +88,7 @@ def test_g_ghost_stage_layout():
     assert stage.cheap[0].in_channels == 360
 
 
+@pytest.mark.slow
 def test_vgg_logits_at_64_and_224(vgg):
     with torch.no_grad():
         for side in (64, 224):
@@ -113,6 +114,7 @@ def test_g_ghost_logits_at_224_and_backward():
     assert all(parameter.grad is not None for parameter in model.parameters())
 
 
+@pytest.mark.slow
 def test_macs_match_published_figures(vgg):
     assert count_macs(vgg, 224) == pytest.approx(15.47e9, rel=0.01)
     student = build_model("g_ghost_regnetx_032", 1000)
