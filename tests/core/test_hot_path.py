@@ -13,6 +13,8 @@ from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions, classify
 from rs_ghost_qgis.core.classify.sinks import FieldSpec, GeoPackageSink, TileRecord
 from rs_ghost_qgis.core.crs import to_wkt, transform_geometry
 from rs_ghost_qgis.core.errors import ModelError
+from rs_ghost_qgis.core.model.card import ModelCard
+from rs_ghost_qgis.core.model.runtime import create_session, default_model_path, read_card
 from rs_ghost_qgis.core.radiometry.sample import _valid_values, per_band, sample_values
 from rs_ghost_qgis.core.radiometry.scaling import _without_zeros
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
@@ -192,3 +194,20 @@ def test_a_band_read_once_gives_what_reading_it_twice_gave(tiny_model, tmp_path,
         result = classify(source, options)
     assert result.evidence.bands is not None and result.evidence.tiles_checked > 0
     assert asked and all(len(set(bands)) == len(bands) for bands in asked)
+
+
+def test_the_card_read_from_the_file_is_the_one_onnxruntime_reads(tiny_model):
+    # A run plans with the card read from the file while onnxruntime builds the session (ModelLoad).
+    for path in (tiny_model, default_model_path()):
+        session = create_session(path, 1)
+        assert read_card(path) == ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map)
+
+
+def test_a_broken_model_is_reported_before_anything_wrong_with_the_raster(tmp_path):
+    # The model loads on a thread while the raster is sampled; its error still comes first, in load_model's words.
+    blank = write_raster(tmp_path / "blank.tif", np.zeros((3, 128, 160), np.uint16))  # refused while sampled
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="is not a valid ONNX model"):
+        _run(blank, broken, tmp_path / "out")
+    assert [t for t in threading.enumerate() if t.name.startswith("rs_ghost_load")] == []

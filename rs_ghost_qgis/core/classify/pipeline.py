@@ -25,7 +25,8 @@ import shapely
 from .. import crs
 from ..atomic import make_folders, remove_folders
 from ..errors import Cancelled, InputError
-from ..model.runtime import Model, load_model
+from ..model.card import ModelCard
+from ..model.runtime import Model, ModelLoad
 from ..options import Area, OptionError, OptionText, check_area, check_threads
 from ..radiometry.plan import Radiometry
 from ..radiometry.scaling import adapted_data_warning, plan_radiometry
@@ -121,20 +122,17 @@ def classify(
     ):
         if path:
             check_output(path, options.overwrite, suffixes, what, input_path=info.path)
-    model = model or load_model(options.model_path, options.threads)
-    card = model.card
-    min_confidence = check_min_confidence(options.min_confidence, card)
-    check_adapted_bands(model, info)
-    grid = build_grid(info, card, options.area, options.stride)
-    workload.check(workload.estimate(grid, card), info)  # a planet-sized web download is refused here
-    within = _area_in_raster(grid, info, options.area)  # sampled when the whole raster's sample finds no data
-    radiometry = plan_radiometry(source, card, options.bands, options.scaling, options.offset, options.product, within)
-    radiometry = _adapted_bands_warning(model, radiometry)
-    other_data = adapted_data_warning(model.path.name, model.card.training, info, radiometry) if model.head else ""
-    if other_data:
-        radiometry = dataclasses.replace(radiometry, warnings=(*radiometry.warnings, other_data))
-    evidence_bands = find_evidence_bands(info, radiometry.bands, card.bands, options.nir_band)
-    evidence = Evidence(evidence_bands, options.water_rule, min_confidence)
+    loading = ModelLoad(options.model_path, options.threads) if model is None else None
+    try:
+        # Planned with the card while onnxruntime builds the session on the loader's thread.
+        card = model.card if model is not None else loading.card()
+        model_name = (model.path if model is not None else loading.path).name
+        grid, radiometry, evidence = _plan(source, card, model_name, options)
+    except Exception:
+        if loading is not None:
+            loading.model()  # a broken model's own error first, as when the model was loaded before planning
+        raise
+    model = model or loading.model()
     for warning in [*grid.warnings, *radiometry.warnings] if warn else ():
         warn(warning)
     metadata = _metadata(info.name, model, grid, radiometry, options, evidence)
@@ -180,13 +178,30 @@ def classify(
     return result
 
 
-def check_adapted_bands(model: Model, info) -> None:
+def _plan(source, card: ModelCard, model_name: str, options: ClassifyOptions) -> tuple[Grid, Radiometry, Evidence]:
+    """The run's grid, radiometry (from a sample of the raster) and near-infrared evidence, from the model's card."""
+    info = source.info
+    min_confidence = check_min_confidence(options.min_confidence, card)
+    check_adapted_bands(card, model_name, info)
+    grid = build_grid(info, card, options.area, options.stride)
+    workload.check(workload.estimate(grid, card), info)  # a planet-sized web download is refused here
+    within = _area_in_raster(grid, info, options.area)  # sampled when the whole raster's sample finds no data
+    radiometry = plan_radiometry(source, card, options.bands, options.scaling, options.offset, options.product, within)
+    radiometry = _adapted_bands_warning(card, model_name, radiometry)
+    other_data = adapted_data_warning(model_name, card.training, info, radiometry) if card.head else ""
+    if other_data:
+        radiometry = dataclasses.replace(radiometry, warnings=(*radiometry.warnings, other_data))
+    evidence_bands = find_evidence_bands(info, radiometry.bands, card.bands, options.nir_band)
+    return grid, radiometry, Evidence(evidence_bands, options.water_rule, min_confidence)
+
+
+def check_adapted_bands(card: ModelCard, model_name: str, info) -> None:
     """An adapted model reads every band of the raster it was adapted on: refuse a raster with other bands."""
-    want = model.band_statistics
+    want = card.statistics_bands
     if want and info.band_count != want:
-        adapted_on = model.card.training.get("raster", "its raster")
+        adapted_on = card.training.get("raster", "its raster")
         raise InputError(
-            f"{model.path.name} was adapted on {adapted_on} with {want} bands and uses statistics of every band, "
+            f"{model_name} was adapted on {adapted_on} with {want} bands and uses statistics of every band, "
             f"but {info.name} has {info.band_count}. Run it on a raster with the same {want} bands in the same "
             "order (e.g. the same sensor's product), or adapt a model on this raster."
         )
@@ -199,15 +214,15 @@ def _area_in_raster(grid: Grid, info, area: Area | None):
     return crs.transform_geometry(shapely.box(*grid.reach()), grid.crs_wkt, info.crs_wkt).bounds
 
 
-def _adapted_bands_warning(model: Model, radiometry: Radiometry) -> Radiometry:
+def _adapted_bands_warning(card: ModelCard, model_name: str, radiometry: Radiometry) -> Radiometry:
     """An adapted model fed other bands than it was adapted with: the plan, with a warning naming the option."""
-    adapted_with = model.card.training.get("bands") if model.head is not None else None
+    adapted_with = card.training.get("bands") if card.head else None
     if not adapted_with or list(adapted_with) == list(radiometry.bands):
         return radiometry
     warning = OptionText(
         "{name} was adapted with bands {adapted} feeding the network, but this run uses {used}; set {bands} to "
         "{adapted} unless this raster's bands come in another order.",
-        name=model.path.name,
+        name=model_name,
         adapted=",".join(map(str, adapted_with)),
         used=",".join(map(str, radiometry.bands)),
     )

@@ -131,6 +131,11 @@ class ModelCard:
         return self.tile_size * self.gsd_m
 
     @property
+    def statistics_bands(self) -> int:
+        """How many raster bands an adapted model's head wants statistics of per tile (0: a plain model)."""
+        return int(self.head["raster_bands"]) if self.head else 0
+
+    @property
     def status(self) -> str:
         """What the trainer says about the model (``training.status``), '' when the card is silent."""
         return str(self.training.get("status") or "")

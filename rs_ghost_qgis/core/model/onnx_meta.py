@@ -82,7 +82,10 @@ def fields(data: bytes) -> Iterator[tuple[int, int, int, int, int]]:
 
 
 def read_metadata(data: bytes) -> dict[str, str]:
-    """The metadata_props of the ONNX model ``data`` as a dict (a later key wins, as onnxruntime's does)."""
+    """The metadata_props of the ONNX model ``data`` as a dict (a later key wins, as onnxruntime's does).
+
+    ``data`` is the file's bytes, or the file mapped (mmap): only the top-level tags and the metadata are read.
+    """
     meta: dict[str, str] = {}
     for number, wire, _, value_start, end in fields(data):
         if number == METADATA_FIELD and wire == _BYTES:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from ..errors import ModelError
 from ..options import OptionText, check_threads
 from .card import ModelCard
 from .head import Head
+from .onnx_meta import read_metadata
 
 _PACKAGE = Path(__file__).resolve().parents[2]  # rs_ghost_qgis/
 # The installed plugin carries its model inside the package; a development checkout keeps
@@ -47,7 +50,7 @@ class Model:
     @property
     def band_statistics(self) -> int:
         """How many raster bands the model wants statistics of per tile (0: none, a plain model)."""
-        return self.head.raster_bands if self.head is not None else 0
+        return self.card.statistics_bands
 
     def predict(self, batch: np.ndarray, statistics: np.ndarray | None = None) -> np.ndarray:
         """Calibrated class probabilities (N, classes) for a normalised float32 batch (N, C, H, W).
@@ -142,7 +145,7 @@ def load_model(path: str | os.PathLike | None = None, threads: int | None = None
     if not os.access(path, os.R_OK):
         raise ModelError(f"Model file {path} cannot be read; check its permissions.")
     session = create_session(path, threads)
-    card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
+    card = read_card(path)
     input_name = _check_input(session, card, path)
     head = Head.from_card(card.head) if card.head else None
     feature_output = _feature_output(session, head, path)
@@ -151,6 +154,42 @@ def load_model(path: str | os.PathLike | None = None, threads: int | None = None
         return Model(path, card, session, input_name, False, head, feature_output)
     outputs_probabilities = _check_output(session, card, path, input_name)
     return Model(path, card, session, input_name, outputs_probabilities, None, feature_output)
+
+
+def read_card(path: Path) -> ModelCard:
+    """The model card in the ONNX file's metadata_props, read without onnxruntime.
+
+    The file is mapped, not read: the walk over its top-level fields skips the graph, so only
+    the pages holding the metadata are touched, however large the weights.
+    """
+    with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return ModelCard.from_metadata(read_metadata(data), source=str(path))
+
+
+class ModelLoad:
+    """``load_model`` on a worker thread, while the caller plans its work with the model's card.
+
+    Building the onnxruntime session takes tens of milliseconds on one core; a run reads the
+    card from the file (``card``) and samples the raster meanwhile. ``model`` waits for the load
+    and raises what ``load_model`` raised: a broken model is reported in the same words either way.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, threads: int | None) -> None:
+        self.path = Path(path) if path is not None else default_model_path()
+        worker = ThreadPoolExecutor(1, thread_name_prefix="rs_ghost_load")
+        self._loading = worker.submit(load_model, self.path, threads)
+        worker.shutdown(wait=False)  # the thread ends with the load
+
+    def card(self) -> ModelCard:
+        """The model card, read from the file; where that fails, the loaded model's, or the load's error."""
+        try:
+            return read_card(self.path)
+        except Exception:  # a missing, unreadable or broken file: load_model's checks name the problem
+            return self.model().card
+
+    def model(self) -> Model:
+        """The loaded model (waiting for it); raises the load's error."""
+        return self._loading.result()
 
 
 def feature_source(session: ort.InferenceSession) -> tuple[str, int]:
