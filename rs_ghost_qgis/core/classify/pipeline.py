@@ -537,33 +537,41 @@ class _Run:
         boxes = crs.transform_geometry(
             boxes, grid.crs_wkt, self.output_crs, max_segment=grid.tile_cells * grid.cell / TILE_EDGE_SEGMENTS
         )
+        # Python numbers made once per chunk (tolist: float32 -> float exactly, as float() does); the loop picks them.
+        exact, rounded, valid = probs.tolist(), _rounded(probs), _rounded(chunk.valid_fraction)
+        tops, seconds, networks = order[:, 0].tolist(), order[:, 1].tolist(), network.tolist()
+        shares = _shares(chunk)
         records, k = [], 0
-        for i, (geometry, col, valid, classified) in enumerate(
-            zip(boxes, chunk.cols, chunk.valid_fraction, chunk.classified)
-        ):
-            head = [int(chunk.row), int(col)]
+        row = int(chunk.row)
+        for i, (geometry, col, classified) in enumerate(zip(boxes, chunk.cols.tolist(), chunk.classified.tolist())):
             if classified:
-                p, (first, second) = probs[k], order[k]
-                values = [int(first), names[first], _r(p[first]), int(second), names[second], _r(p[second]), _r(valid)]
-                values += self._evidence_values(chunk, i, names[network[k]], network[k] != first, p[first])
-                records.append(TileRecord(geometry, head + values + [_r(v) for v in p]))
+                p, first, second, net = rounded[k], tops[k], seconds[k], networks[k]
+                values = [row, col, first, names[first], p[first], second, names[second], p[second], valid[i]]
+                # The evidence fields: NULL water_pixels, vegetated_pixels and water_rule without near infrared.
+                water, vegetated = shares[i] if shares else (None, None)
+                changed = int(net != first) if shares else None
+                doubtful = int(exact[k][first] < self.evidence.min_confidence)
+                values += [water, vegetated, names[net], changed, doubtful]
+                records.append(TileRecord(geometry, values + p))
                 k += 1
             else:
-                values = [None, NODATA_NAME, None, None, None, None, _r(valid), None, None, None, None, None]
-                records.append(TileRecord(geometry, head + values + [None] * len(names)))
+                values = [row, col, None, NODATA_NAME, None, None, None, None, valid[i], None, None, None, None, None]
+                records.append(TileRecord(geometry, values + [None] * len(names)))
         return records
 
-    def _evidence_values(self, chunk: _Chunk, i: int, network: str, changed: bool, confidence: float) -> list:
-        """A classified tile's water_pixels, vegetated_pixels, network_class, water_rule and doubtful fields."""
-        doubtful = int(confidence < self.evidence.min_confidence)
-        if chunk.water_share is None:
-            return [None, None, network, None, doubtful]
-        water, vegetated = _r(chunk.water_share[i]), _r(chunk.vegetated_share[i])
-        return [water, vegetated, network, int(changed), doubtful]
+
+def _shares(chunk: _Chunk) -> list[tuple[float, float]] | None:
+    """Each tile's water_pixels and vegetated_pixels as attribute values; None without near infrared."""
+    if chunk.water_share is None:
+        return None
+    return list(zip(_rounded(chunk.water_share), _rounded(chunk.vegetated_share)))
 
 
-def _r(value: float) -> float:
-    return round(float(value), 5)
+def _rounded(values: np.ndarray) -> list:
+    """``values`` as Python floats rounded to 5 decimals (nested lists for 2-D): the attribute values."""
+    if values.ndim == 2:
+        return [[round(v, 5) for v in row] for row in values.tolist()]
+    return [round(v, 5) for v in values.tolist()]
 
 
 @dataclass
