@@ -15,7 +15,7 @@ from rs_ghost_qgis.core.crs import to_wkt, transform_geometry
 from rs_ghost_qgis.core.errors import ModelError
 from rs_ghost_qgis.core.model.card import ModelCard
 from rs_ghost_qgis.core.model.runtime import create_session, default_model_path, read_card
-from rs_ghost_qgis.core.radiometry.sample import _valid_values, per_band, sample_values
+from rs_ghost_qgis.core.radiometry.sample import _joined, _valid_values, per_band, sample_values
 from rs_ghost_qgis.core.radiometry.scaling import _without_zeros
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from rs_ghost_qgis.core.sources.source import Block
@@ -96,13 +96,18 @@ def test_a_batch_error_is_raised_in_the_callers_thread_and_later_batches_do_not_
 def test_sampled_values_are_those_of_the_boolean_index_in_the_same_layout():
     data = np.random.default_rng(0).integers(0, 3000, (4, 30, 50)).astype(np.uint16)
     valid = np.ones((30, 50), bool)
-    for keep in (valid, valid & (np.arange(50) % 3 > 0)):
+    partly = valid & (np.arange(50) % 3 > 0)
+    for keep in (valid, partly):
         plain = data[:, keep].astype(np.float64)
-        fast = _valid_values(Block(data, keep))
+        fast = _joined([_valid_values(Block(data, keep))])
         assert np.array_equal(fast, plain) and fast.strides == plain.strides
+    # Several blocks, joined as float64 while copied into place: as their boolean indexes concatenated.
+    plain = np.concatenate([data[:, keep].astype(np.float64) for keep in (valid, partly)], axis=1)
+    fast = _joined([_valid_values(Block(data, keep)) for keep in (valid, partly)])
+    assert np.array_equal(fast, plain) and fast.strides == plain.strides
     # The statistics of the sample add up in the layout's order: the means come out bit for bit the same.
     plain = data[:, valid].astype(np.float32)
-    fast = _valid_values(Block(data, valid)).astype(np.float32)
+    fast = _joined([_valid_values(Block(data, valid))]).astype(np.float32)
     assert np.array_equal(fast.mean(axis=1), plain.mean(axis=1))
 
 

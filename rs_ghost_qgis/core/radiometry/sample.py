@@ -37,14 +37,28 @@ def sample_values(source: RasterSource, bands: list[int], within: Bounds | None 
             f"{source.info.name} has no valid pixels in bands {join_bands(bands)}{where} (all nodata, NaN or masked); "
             "nothing to classify."
         )
-    return np.concatenate(samples, axis=1)
+    return _joined(samples)
 
 
 def _valid_samples(source: RasterSource, bands: list[int], extent: Bounds) -> list[np.ndarray]:
-    """The valid, finite values of each sampled block of ``extent``; blocks without any left out."""
+    """The valid, finite values of each sampled block of ``extent``, in the raster's type; empty blocks left out."""
     # Non-finite values are nodata whatever the source says: one NaN would make every statistic NaN.
     samples = [_valid_values(block) for block in _sample_blocks(source, bands, extent)]
     return [s for s in samples if s.shape[1]]
+
+
+def _joined(samples: list[np.ndarray]) -> np.ndarray:
+    """The blocks' values (bands, N) side by side as float64, in the column-major layout of a boolean index.
+
+    The statistics of the sample then add up in the same order as over ``data[:, valid]``. Each
+    block is cast as it is copied into place: no float64 copy per block, and no second copy to join them.
+    """
+    values = np.empty((len(samples[0]), sum(s.shape[1] for s in samples)), dtype=np.float64, order="F")
+    start = 0
+    for sample in samples:
+        values[:, start : start + sample.shape[1]] = sample
+        start += sample.shape[1]
+    return values
 
 
 def per_band(values: np.ndarray, reduce) -> np.ndarray:
@@ -53,13 +67,11 @@ def per_band(values: np.ndarray, reduce) -> np.ndarray:
 
 
 def _valid_values(block) -> np.ndarray:
-    """The block's values (bands, N) at its valid, finite pixels, as float64."""
+    """The block's values (bands, N) at its valid, finite pixels, in its type (``_joined`` makes them float64)."""
     keep = block.valid & finite_pixels(block.data)
     if keep.all():
-        # What the boolean index below gives, without its cost: the same values in the same
-        # column-major layout, so that the statistics of the sample add up in the same order.
-        return block.data.reshape(len(block.data), -1).astype(np.float64, order="F")
-    return block.data[:, keep].astype(np.float64)
+        return block.data.reshape(len(block.data), -1)  # the values of the boolean index below, without its cost
+    return block.data[:, keep]
 
 
 def percentile_ranges(values: np.ndarray, common: bool) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -325,7 +325,9 @@ def _plan_scaling(info, card: ModelCard, chosen, note, scaling, offset, values, 
     if scaling == "auto":
         mode = "card" if gain is not None and card.raw_range is not None else "percentile"
     if mode == "card":
-        removed, why, warnings = decide_offset(info, offset, values * (gain or 1.0))
+        # Reflectance x 10,000: the values themselves at gain 1 and no offset (x * 1.0 - 0.0 is x: no copies).
+        reflectance = values * gain if gain not in (None, 1.0) else values
+        removed, why, warnings = decide_offset(info, offset, reflectance)
         warnings += _dim_warning(info, values) if scaling == "auto" else _eight_bit_card(info, card)
         reason = units if scaling == "auto" else "Scaling card as chosen"
         if removed:
@@ -333,7 +335,8 @@ def _plan_scaling(info, card: ModelCard, chosen, note, scaling, offset, values, 
         level = ""
         # The level changes the mapping only for a model with curves for it; a choice is checked anyway.
         if card.product_mappings or product != "auto":
-            level, level_why, level_warnings = decide_product(info, card, product, values * (gain or 1.0) - removed)
+            without_offset = reflectance - removed if removed else reflectance
+            level, level_why, level_warnings = decide_product(info, card, product, without_offset)
             reason += f"; Sentinel-2 {level.upper()} ({level_why})" if level else ""
             warnings += level_warnings
         plan = reflectance_plan(card, level, chosen, note, gain or 1.0, removed, reason, warnings)
