@@ -1,5 +1,6 @@
 """The hot path's shortcuts (issue 31) give what the plain code gave: same outputs, same samples, no stray thread."""
 
+import os
 import threading
 
 import numpy as np
@@ -12,7 +13,7 @@ from rs_ghost_qgis.core.classify import batching
 from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions, classify
 from rs_ghost_qgis.core.classify.sinks import FieldSpec, GeoPackageSink, TileRecord
 from rs_ghost_qgis.core.crs import to_wkt, transform_geometry
-from rs_ghost_qgis.core.errors import ModelError
+from rs_ghost_qgis.core.errors import ModelError, OutputError
 from rs_ghost_qgis.core.model.card import ModelCard
 from rs_ghost_qgis.core.model.runtime import create_session, default_model_path, read_card
 from rs_ghost_qgis.core.radiometry.sample import _joined, _valid_values, per_band, sample_values
@@ -199,6 +200,24 @@ def test_a_band_read_once_gives_what_reading_it_twice_gave(tiny_model, tmp_path,
         result = classify(source, options)
     assert result.evidence.bands is not None and result.evidence.tiles_checked > 0
     assert asked and all(len(set(bands)) == len(bands) for bands in asked)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.98])
+def test_a_geopackage_cut_short_is_caught_before_publication(tiny_model, tmp_path, monkeypatch, keep):
+    # The check counts the rows in the table itself (every page read), not the count GDAL stores beside it.
+    verify = GeoPackageSink._verify
+
+    def cut_then_verify(self):
+        size = os.path.getsize(self._tmp)
+        with open(self._tmp, "r+b") as handle:
+            handle.truncate(int(size * keep) // 4096 * 4096)
+        verify(self)
+
+    monkeypatch.setattr(GeoPackageSink, "_verify", cut_then_verify)
+    raster = write_raster(tmp_path / "r.tif", class_pattern(PATTERN, 32))
+    with pytest.raises(OutputError, match="Cannot write the GeoPackage .*disk full"):
+        _run(raster, tiny_model, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
 def test_the_card_read_from_the_file_is_the_one_onnxruntime_reads(tiny_model):

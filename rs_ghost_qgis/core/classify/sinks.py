@@ -441,7 +441,7 @@ class GeoPackageSink:
         # osgeo's exception mode is process-wide and QGIS plugins share the process, so this
         # module never switches it: failures are checked both ways.
         try:
-            with _quiet_gdal():  # GDAL's message goes into the error raised, not onto stderr
+            with _quiet_gdal(), _journal_in_memory():  # GDAL's message goes into the error raised, not onto stderr
                 self._ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(self._tmp))
                 if self._ds is not None:
                     self._layer = self._ds.CreateLayer(
@@ -511,12 +511,20 @@ class GeoPackageSink:
         _gdal_call(self._layer.CommitTransaction)
 
     def _verify(self) -> None:
-        """Re-open the temporary file: our layer must be there with every feature written."""
-        ds = ogr.Open(str(self._tmp))
-        layer = ds.GetLayerByName(self.layer_name) if ds is not None else None
-        if layer is None:
-            raise RuntimeError(f"the written file has no layer {self.layer_name}")
-        found = layer.GetFeatureCount()
+        """Re-open the temporary file: our layer must be there with every feature written.
+
+        SQLite counts the rows of the layer's table itself, reading every page of it (a file cut
+        short fails here), where OGR would give the count GDAL keeps beside the table.
+        """
+        table = self.layer_name.replace('"', '""')
+        try:
+            with contextlib.closing(sqlite3.connect(f"{self._tmp.resolve().as_uri()}?mode=ro", uri=True)) as db:
+                query = "SELECT data_type FROM gpkg_contents WHERE table_name = ?"
+                if db.execute(query, (self.layer_name,)).fetchone() != ("features",):
+                    raise RuntimeError(f"the written file has no layer {self.layer_name}")
+                found = db.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0]
+        except sqlite3.Error as error:
+            raise RuntimeError(f"the written file does not read back ({error})") from None
         if found != self._count:
             raise RuntimeError(f"the written file holds {found} of {self._count} tiles")
 
@@ -643,6 +651,21 @@ def _quiet_gdal() -> Iterator[None]:
         yield
     finally:
         gdal.PopErrorHandler()
+
+
+@contextlib.contextmanager
+def _journal_in_memory() -> Iterator[None]:
+    """SQLite's rollback journal in memory for a GeoPackage created meanwhile (this thread only).
+
+    The file is a temporary, checked before it is renamed and deleted on any failure, so a
+    journal on disk protects nothing; creating and deleting one per transaction costs time.
+    """
+    previous = gdal.GetThreadLocalConfigOption("OGR_SQLITE_JOURNAL", None)
+    gdal.SetThreadLocalConfigOption("OGR_SQLITE_JOURNAL", "MEMORY")
+    try:
+        yield
+    finally:
+        gdal.SetThreadLocalConfigOption("OGR_SQLITE_JOURNAL", previous)
 
 
 def _create_geotiff(path: Path, width: int, height: int) -> gdal.Dataset:
