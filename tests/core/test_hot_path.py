@@ -16,6 +16,7 @@ from rs_ghost_qgis.core.crs import to_wkt, transform_geometry
 from rs_ghost_qgis.core.errors import ModelError, OutputError
 from rs_ghost_qgis.core.model.card import ModelCard
 from rs_ghost_qgis.core.model.runtime import create_session, default_model_path, read_card
+from rs_ghost_qgis.core.radiometry.colour import row_means
 from rs_ghost_qgis.core.radiometry.sample import _joined, _valid_values, per_band, sample_values
 from rs_ghost_qgis.core.radiometry.scaling import _without_zeros
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
@@ -94,22 +95,32 @@ def test_a_batch_error_is_raised_in_the_callers_thread_and_later_batches_do_not_
     assert calls[0] == 2 and len(calls) <= batching.BATCHES_IN_FLIGHT
 
 
-def test_sampled_values_are_those_of_the_boolean_index_in_the_same_layout():
+def test_sampled_values_are_those_of_the_boolean_index():
     data = np.random.default_rng(0).integers(0, 3000, (4, 30, 50)).astype(np.uint16)
     valid = np.ones((30, 50), bool)
     partly = valid & (np.arange(50) % 3 > 0)
     for keep in (valid, partly):
-        plain = data[:, keep].astype(np.float64)
-        fast = _joined([_valid_values(Block(data, keep))])
-        assert np.array_equal(fast, plain) and fast.strides == plain.strides
+        assert np.array_equal(_joined([_valid_values(Block(data, keep))]), data[:, keep].astype(np.float64))
     # Several blocks, joined as float64 while copied into place: as their boolean indexes concatenated.
     plain = np.concatenate([data[:, keep].astype(np.float64) for keep in (valid, partly)], axis=1)
     fast = _joined([_valid_values(Block(data, keep)) for keep in (valid, partly)])
-    assert np.array_equal(fast, plain) and fast.strides == plain.strides
-    # The statistics of the sample add up in the layout's order: the means come out bit for bit the same.
-    plain = data[:, valid].astype(np.float32)
-    fast = _joined([_valid_values(Block(data, valid))]).astype(np.float32)
-    assert np.array_equal(fast.mean(axis=1), plain.mean(axis=1))
+    assert np.array_equal(fast, plain)
+    # The colour caution's means are those numpy gave over the column-major sample of before, bit for bit.
+    column_major = plain.astype(np.float32)
+    assert column_major.flags.f_contiguous and not column_major.flags.c_contiguous
+    assert np.array_equal(row_means(fast.astype(np.float32)), column_major.mean(axis=1))
+
+
+@pytest.mark.parametrize("shape", [(3, 1), (4, 7), (3, 300_000), (6, 150_000)])
+def test_row_means_are_the_column_major_means_to_the_bit(shape):
+    rng = np.random.default_rng(shape[1])
+    for values in (rng.integers(0, 256, shape), rng.integers(0, 10_000, shape), rng.normal(1e4, 3e3, shape)):
+        values = values.astype(np.float32)
+        before = np.asfortranarray(values).mean(axis=1)
+        assert np.array_equal(row_means(values), before) and np.array_equal(row_means(values.T.copy().T), before)
+        assert row_means(values).dtype == before.dtype
+    # A pairwise sum (numpy's over contiguous rows) differs: the test can tell them apart.
+    assert shape[1] < 1000 or not np.array_equal(np.ascontiguousarray(values).mean(axis=1), before)
 
 
 def test_band_minima_and_maxima_are_those_of_the_whole_array():

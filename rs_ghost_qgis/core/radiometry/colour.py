@@ -47,7 +47,7 @@ def colour_hint(plan: Radiometry, bands: list[int], values: np.ndarray, describe
     # not bands, so the balance is judged on the linear mapping.
     n = len(bands)
     common = dataclasses.replace(plan, bands=list(bands), low=(plan.low[0],) * n, high=(plan.high[0],) * n, curves=None)
-    means = common.to_values(values).mean(axis=1) / plan.card.value_range[1]
+    means = row_means(common.to_values(values)) / plan.card.value_range[1]
     target = _chromaticity(np.asarray(plan.card.standardization_mean, dtype=np.float64))
     if target is None:
         return ""
@@ -80,6 +80,18 @@ def colour_hint(plan: Radiometry, bands: list[int], values: np.ndarray, describe
         shown=", ".join(f"{m:.2f}" for m in means[:need]),
         trained=", ".join(f"{m:.2f}" for m in plan.card.standardization_mean),
     )
+
+
+def row_means(values: np.ndarray) -> np.ndarray:
+    """``values.mean(axis=1)`` of float32 rows as numpy gives it for a column-major array, bit for bit.
+
+    numpy adds a column-major array's rows one column at a time: each row's values in order,
+    in float32, three or four values per step (slow). The sample used to be column-major, and
+    these means and the caution they decide are kept to the bit: a running sum along each row
+    adds in the same order, over long steps, whatever the layout; it is divided as mean divides.
+    """
+    totals = np.add.accumulate(values, axis=1)[:, -1]
+    return np.true_divide(totals, np.intp(values.shape[1]), out=totals, casting="unsafe")
 
 
 def _chromaticity(means: np.ndarray) -> np.ndarray | None:

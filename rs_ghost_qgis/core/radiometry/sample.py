@@ -48,12 +48,13 @@ def _valid_samples(source: RasterSource, bands: list[int], extent: Bounds) -> li
 
 
 def _joined(samples: list[np.ndarray]) -> np.ndarray:
-    """The blocks' values (bands, N) side by side as float64, in the column-major layout of a boolean index.
+    """The blocks' values (bands, N) side by side as float64, each band's values contiguous.
 
-    The statistics of the sample then add up in the same order as over ``data[:, valid]``. Each
-    block is cast as it is copied into place: no float64 copy per block, and no second copy to join them.
+    Each block is cast as it is copied into place: no float64 copy per block, and no second
+    copy to join them. No statistic depends on the layout: the colour caution's means add up
+    in the values' order whatever it is (``colour.row_means``).
     """
-    values = np.empty((len(samples[0]), sum(s.shape[1] for s in samples)), dtype=np.float64, order="F")
+    values = np.empty((len(samples[0]), sum(s.shape[1] for s in samples)), dtype=np.float64)
     start = 0
     for sample in samples:
         values[:, start : start + sample.shape[1]] = sample
@@ -62,7 +63,7 @@ def _joined(samples: list[np.ndarray]) -> np.ndarray:
 
 
 def per_band(values: np.ndarray, reduce) -> np.ndarray:
-    """``reduce(values, axis=1)`` (min, max), band by band: ten times faster on the column-major sample."""
+    """``reduce(values, axis=1)`` (min, max), band by band: fast whatever the layout of ``values``."""
     return np.array([reduce(band) for band in values], dtype=values.dtype)
 
 
