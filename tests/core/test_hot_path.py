@@ -13,7 +13,7 @@ from rs_ghost_qgis.core.classify import batching
 from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions, classify
 from rs_ghost_qgis.core.classify.sinks import FieldSpec, GeoPackageSink, TileRecord
 from rs_ghost_qgis.core.crs import to_wkt, transform_geometry
-from rs_ghost_qgis.core.errors import ModelError, OutputError
+from rs_ghost_qgis.core.errors import InputError, ModelError, OutputError
 from rs_ghost_qgis.core.model.card import ModelCard
 from rs_ghost_qgis.core.model.runtime import create_session, default_model_path, read_card
 from rs_ghost_qgis.core.radiometry.colour import row_means
@@ -246,3 +246,23 @@ def test_a_broken_model_is_reported_before_anything_wrong_with_the_raster(tmp_pa
     with pytest.raises(ModelError, match="is not a valid ONNX model"):
         _run(blank, broken, tmp_path / "out")
     assert [t for t in threading.enumerate() if t.name.startswith("rs_ghost_load")] == []
+
+
+def test_a_strip_read_ahead_that_fails_fails_where_it_did_after_the_warnings(tiny_model, tmp_path):
+    # The first strips are read while the model loads; their failure still comes after the warnings, as before.
+    data = class_pattern(PATTERN, 32)
+    data[:, :8, :8] = 0  # a zero gap: a warning
+    raster = write_raster(tmp_path / "r.tif", data)
+
+    class StripsFail(RasterioSource):
+        def read(self, bounds, crs_wkt, width, height, bands):
+            if height == 32:  # a strip of tiles; the radiometry's sample is the whole raster
+                return Block(np.zeros((len(bands), 0, 0), np.uint8), np.zeros((0, 0), bool))
+            return super().read(bounds, crs_wkt, width, height, bands)
+
+    told = []
+    options = ClassifyOptions(model_path=str(tiny_model), out_vector=str(tmp_path / "out" / "t.gpkg"))
+    with StripsFail(raster) as source, pytest.raises(InputError, match="the read failed"):
+        classify(source, options, warn=told.append)
+    assert any("are 0 in every band" in warning for warning in told)
+    assert not (tmp_path / "out").exists()

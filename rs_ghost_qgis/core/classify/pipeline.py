@@ -4,9 +4,10 @@ Strips of tiles are read from a RasterSource (``strips``: one read per run of ne
 tiles in a grid row), scaled, batched through onnxruntime on a worker thread (``batching``:
 reading and writing go on while a batch runs), and streamed to the outputs (``sinks``) in
 reading order: tile features as each batch finishes, class-map rows as soon as no later tile
-can touch them. Memory is bounded by one strip, BATCHES_IN_FLIGHT batches and
-``tile_size / stride`` rows of the class map, whatever the raster size. What a run produced is
-a ``results.ClassifyResult``.
+can touch them. The model loads on another thread meanwhile: the run plans with its card, and
+reads its first batch's strips, before it waits for the session. Memory is bounded by one
+strip, BATCHES_IN_FLIGHT batches and ``tile_size / stride`` rows of the class map, whatever the
+raster size. What a run produced is a ``results.ClassifyResult``.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ def classify(
         card = model.card if model is not None else loading.card()
         model_name = (model.path if model is not None else loading.path).name
         grid, radiometry, evidence = _plan(source, card, model_name, options)
+        strips = _Strips(source, grid, radiometry, card.statistics_bands, options.min_valid_fraction, evidence.bands)
+        strips.read_ahead(options.batch_size, is_canceled)  # the first batch, while the session may still build
     except Exception:
         if loading is not None:
             loading.model()  # a broken model's own error first, as when the model was loaded before planning
@@ -150,7 +153,7 @@ def classify(
             raster = ClassRasterWriter(
                 options.out_raster, card, grid.crs_wkt, grid.transform, grid.width, grid.height, metadata
             )
-        run = _Run(source, grid, radiometry, model, options, vector_sink, raster, progress, is_canceled, evidence)
+        run = _Run(source, strips, grid, model, options, vector_sink, raster, progress, is_canceled, evidence)
         run.execute()
         if run.tiles_classified == 0 and not options.allow_nothing_classified:
             raise InputError(_nothing_classified(info, run, options.min_valid_fraction))
@@ -266,7 +269,7 @@ def _result(
 
 def _nothing_classified(info, run: _Run, min_valid: float) -> str:
     """Why no tile was classified; for a web layer without a single pixel: the download failed."""
-    if info.web and run.skipped["outside"] < run.tiles_total and not run.any_valid:
+    if info.web and run.skipped["outside"] < run.tiles_total and not run.strips.any_valid:
         return (
             f"The tiles of the web layer '{info.name}' could not be fetched: not one pixel came back (offline, "
             "server down or sending errors, wrong URL, or no tiles at this place and zoom), so this is not "
@@ -349,16 +352,90 @@ class _RowEnd:
     row: int
 
 
-class _Run:
-    """One execution: reading, batching, and streaming results to the outputs in order."""
+class _Strips:
+    """The grid's strips in reading order, ready for the model; the first ones may be read ahead.
+
+    Iterating gives (row index, tile row, read) for each strip, and (row index, tile row,
+    None) after a tile row's last strip; a read is (chunk, the tiles for the model, their band
+    statistics for an adapted model or None). ``read_ahead`` reads the first strips while the
+    model loads; a failure there is raised in its strip's turn, where it came before.
+    """
 
     def __init__(
-        self, source, grid, radiometry, model, options, vector_sink, raster, progress, is_canceled, evidence
+        self, source, grid: Grid, radiometry: Radiometry, stat_bands: int, min_valid: float, evidence_bands
     ) -> None:
         self.source = source
-        self.raster = raster
         self.grid = grid
         self.radiometry = radiometry
+        self.stat_bands = stat_bands  # raster bands an adapted model wants statistics of (0: none)
+        self.min_valid = max(min_valid, 1e-9)  # a tile without one valid pixel is never classified
+        self.evidence_bands = evidence_bands
+        self.any_valid = False  # whether any pixel read was valid (a web layer may send none)
+        self._ahead: deque = deque()
+        self._failure: Exception | None = None
+        self._reads = self._read_all()
+
+    def read_ahead(self, tiles: int, is_canceled: Callable[[], bool] | None) -> None:
+        """Read strips until ``tiles`` tiles for the model wait (invisible work: nothing is written or told)."""
+        waiting = 0
+        try:
+            while waiting < tiles and not (is_canceled and is_canceled()):
+                item = next(self._reads, None)
+                if item is None:
+                    return
+                self._ahead.append(item)
+                waiting += len(item[2][1]) if item[2] is not None else 0
+        except Exception as error:  # raised when the run reaches this strip, after the warnings and the outputs
+            self._failure = error
+
+    def __iter__(self):
+        while self._ahead:
+            yield self._ahead.popleft()
+        if self._failure is not None:
+            raise self._failure
+        yield from self._reads
+
+    def _read_all(self):
+        for index, row in enumerate(self.grid.tile_rows()):
+            for start, end in self.grid.tile_runs(row):
+                for first in range(start, end, MAX_TILES_PER_READ):
+                    yield index, row, self._read_run(row, first, min(end, first + MAX_TILES_PER_READ))
+            yield index, row, None
+
+    def _read_run(self, row: int, start: int, end: int) -> tuple[_Chunk, np.ndarray, np.ndarray | None]:
+        """Read the strip holding tiles [start, end) of ``row``; return them ready for the model.
+
+        The third value holds the classified tiles' band statistics for an adapted model, else None.
+        """
+        strip = read_strip(
+            self.source, self.grid, self.radiometry, row, start, end, self.stat_bands, self.evidence_bands
+        )
+        classified = strip.valid_fraction >= self.min_valid
+        self.any_valid = self.any_valid or strip.any_valid
+        px = self.grid.cell_px
+        chunk = _Chunk(
+            row=row,
+            cols=np.arange(start, end),
+            valid_fraction=strip.valid_fraction,
+            cell_valid=strip.valid[:, :px, :px].mean(axis=(1, 2)),
+            classified=classified,
+            water_share=strip.water_share,
+            vegetated_share=strip.vegetated_share,
+        )
+        statistics = strip.statistics[classified] if strip.statistics is not None else None
+        return chunk, fill_invalid(strip.tiles[classified], strip.valid[classified]), statistics
+
+
+class _Run:
+    """One execution: batching the strips read, and streaming results to the outputs in order."""
+
+    def __init__(
+        self, source, strips: _Strips, grid, model, options, vector_sink, raster, progress, is_canceled, evidence
+    ) -> None:
+        self.source = source
+        self.strips = strips
+        self.raster = raster
+        self.grid = grid
         self.model = model
         self.options = options
         self.vector_sink = vector_sink
@@ -373,7 +450,6 @@ class _Run:
         self.class_tiles = np.zeros(self.card.num_classes, dtype=np.int64)
         self.output_crs = source.info.crs_wkt
         self.skipped = {"outside": 0, "nodata": 0, "few": 0}
-        self.any_valid = False  # whether any pixel read was valid (a web layer may send none)
         self._footprint = None  # the raster's outline in the grid CRS, made when first needed
         self.evidence: Evidence = evidence
         self.water_ids = water_class_ids(self.card.class_names) if evidence.water_rule else []
@@ -381,18 +457,20 @@ class _Run:
     def execute(self) -> None:
         """Read, classify and write every tile of the grid."""
         queue: deque = deque()
-        rows = self.grid.tile_rows()
+        rows = len(self.grid.tile_rows())
         try:
-            for index, row in enumerate(rows):
-                for chunk, tiles, statistics in self._read_row(row):
+            for index, row, read in self.strips:
+                if read is not None:
+                    chunk, tiles, statistics = read
                     self._check_cancel()
                     queue.append(chunk)
                     self.batcher.put(tiles, self._check_cancel, statistics)
                     self._drain(queue)
+                    continue
                 queue.append(_RowEnd(row))
                 self._drain(queue)
                 if self.progress:
-                    self.progress(99.0 * (index + 1) / len(rows))
+                    self.progress(99.0 * (index + 1) / rows)
             self.batcher.flush(self._check_cancel)
             self._drain(queue)
         finally:
@@ -427,34 +505,6 @@ class _Run:
     def _check_cancel(self) -> None:
         if self.is_canceled and self.is_canceled():
             raise Cancelled()
-
-    def _read_row(self, row: int):
-        for start, end in self.grid.tile_runs(row):
-            for first in range(start, end, MAX_TILES_PER_READ):
-                yield self._read_run(row, first, min(end, first + MAX_TILES_PER_READ))
-
-    def _read_run(self, row: int, start: int, end: int) -> tuple[_Chunk, np.ndarray, np.ndarray | None]:
-        """Read the strip holding tiles [start, end) of ``row``; return them ready for the model.
-
-        The third value holds the classified tiles' band statistics for an adapted model, else None.
-        """
-        strip = read_strip(
-            self.source, self.grid, self.radiometry, row, start, end, self.model.band_statistics, self.evidence.bands
-        )
-        classified = strip.valid_fraction >= max(self.options.min_valid_fraction, 1e-9)
-        self.any_valid = self.any_valid or strip.any_valid
-        px = self.grid.cell_px
-        chunk = _Chunk(
-            row=row,
-            cols=np.arange(start, end),
-            valid_fraction=strip.valid_fraction,
-            cell_valid=strip.valid[:, :px, :px].mean(axis=(1, 2)),
-            classified=classified,
-            water_share=strip.water_share,
-            vegetated_share=strip.vegetated_share,
-        )
-        statistics = strip.statistics[classified] if strip.statistics is not None else None
-        return chunk, fill_invalid(strip.tiles[classified], strip.valid[classified]), statistics
 
     def _drain(self, queue: deque) -> None:
         """Apply every queued item whose predictions are ready, in reading order."""
