@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import shapely
 import shapely.affinity
+from numpy.lib.stride_tricks import sliding_window_view
 from osgeo import gdal, ogr
 
 from rs_ghost_qgis.core.classify import batching
 from rs_ghost_qgis.core.classify.pipeline import ClassifyOptions, classify
 from rs_ghost_qgis.core.classify.sinks import FieldSpec, GeoPackageSink, TileRecord
+from rs_ghost_qgis.core.classify.strips import valid_shares
 from rs_ghost_qgis.core.crs import to_wkt, transform_geometry
 from rs_ghost_qgis.core.errors import InputError, ModelError, OutputError
 from rs_ghost_qgis.core.model.card import ModelCard
@@ -266,3 +268,11 @@ def test_a_strip_read_ahead_that_fails_fails_where_it_did_after_the_warnings(tin
         classify(source, options, warn=told.append)
     assert any("are 0 in every band" in warning for warning in told)
     assert not (tmp_path / "out").exists()
+
+
+def test_valid_shares_are_the_means_of_the_masks():
+    strip = np.random.default_rng(4).random((32, 200)) > 0.3
+    for mask in (strip, np.ones_like(strip), np.zeros_like(strip)):
+        tiles = sliding_window_view(mask, 32, axis=1)[:, ::24].transpose(1, 0, 2)  # overlapping windows, a view
+        assert np.array_equal(valid_shares(tiles), tiles.mean(axis=(1, 2)))
+        assert np.array_equal(valid_shares(tiles[:, :8, :8]), tiles[:, :8, :8].mean(axis=(1, 2)))

@@ -56,7 +56,7 @@ from .sinks import (
     publish_all,
     tile_fields,
 )
-from .strips import MAX_TILES_PER_READ, fill_invalid, read_strip
+from .strips import MAX_TILES_PER_READ, fill_invalid, read_strip, valid_shares
 
 TILE_EDGE_SEGMENTS = 4  # vertices added per tile edge when tiles are reprojected for the vector output
 
@@ -417,7 +417,8 @@ class _Strips:
             row=row,
             cols=np.arange(start, end),
             valid_fraction=strip.valid_fraction,
-            cell_valid=strip.valid[:, :px, :px].mean(axis=(1, 2)),
+            # A tile's first cell is the tile itself at the default stride: its share is the tile's.
+            cell_valid=strip.valid_fraction if px == self.grid.tile_px else valid_shares(strip.valid[:, :px, :px]),
             classified=classified,
             water_share=strip.water_share,
             vegetated_share=strip.vegetated_share,

@@ -75,13 +75,24 @@ def read_strip(
         values = block.data[channels : channels + stat_bands].astype(np.float32) * radiometry.gain - radiometry.offset
         windows = sliding_window_view(values, size, axis=2)[:, :, ::px].transpose(2, 0, 1, 3)
         statistics = tile_band_statistics(windows, valid)
-    strip = Strip(tiles, valid, valid.mean(axis=(1, 2)), statistics, bool(pixels_valid.any()))
+    everywhere = bool(pixels_valid.all())  # the usual strip: no count needed
+    shares = np.ones(len(valid)) if everywhere else valid_shares(valid)
+    strip = Strip(tiles, valid, shares, statistics, everywhere or bool(pixels_valid.any()))
     if extra:
         green, red, nir = (block.data[b].astype(np.float32) * radiometry.gain - radiometry.offset for b in (-3, -2, -1))
         water, vegetated = pixel_masks(green, red, nir, pixels_valid)
         strip.water_share = tile_shares(water, pixels_valid, size, px)
         strip.vegetated_share = tile_shares(vegetated, pixels_valid, size, px)
     return strip
+
+
+def valid_shares(valid: np.ndarray) -> np.ndarray:
+    """Each tile's share of valid pixels, ``valid.mean(axis=(1, 2))`` for (k, h, w): the same floats, counted.
+
+    The mean adds the tile's 0s and 1s in float64, exactly, and divides once; so does this,
+    from an integer count, without a float copy of the mask.
+    """
+    return np.count_nonzero(valid, axis=(1, 2)) / (valid.shape[1] * valid.shape[2])
 
 
 def _check_block(info, block, shape: tuple[int, int, int]) -> None:
