@@ -19,11 +19,13 @@ from rs_ghost_qgis.core.errors import InputError, ModelError, OutputError
 from rs_ghost_qgis.core.model.card import ModelCard
 from rs_ghost_qgis.core.model.runtime import create_session, default_model_path, read_card
 from rs_ghost_qgis.core.radiometry.colour import row_means
+from rs_ghost_qgis.core.radiometry.plan import Radiometry
 from rs_ghost_qgis.core.radiometry.sample import _joined, _valid_values, per_band, sample_values
 from rs_ghost_qgis.core.radiometry.scaling import _without_zeros
 from rs_ghost_qgis.core.sources.rasterio_source import RasterioSource
 from rs_ghost_qgis.core.sources.source import Block
 from tests.core.engine_data import ORIGIN, class_pattern, write_raster
+from tests.tiny_model import tiny_card
 
 PATTERN = np.array([[0, 0, 1, 1, 2], [0, 2, 2, 1, 0], [2, 2, 1, 1, 1], [0, 1, 2, 0, 2]])  # 4 x 5 tiles of 32 px
 
@@ -268,6 +270,20 @@ def test_a_strip_read_ahead_that_fails_fails_where_it_did_after_the_warnings(tin
         classify(source, options, warn=told.append)
     assert any("are 0 in every band" in warning for warning in told)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32, np.float64])
+def test_values_used_as_they_are_become_the_same_network_input(dtype):
+    # normalise casts and scales in one pass for scaling 'none': the float32 values of a cast, then a scaling.
+    card = tiny_card()
+    plan = Radiometry(card, [1, 2, 3], "", "none", (0.0,) * 3, (255.0,) * 3)
+    data = np.clip(np.random.default_rng(3).normal(100, 80, (3, 20, 30)), 0, 250).astype(dtype)
+    before = data.astype(np.float32, copy=True)
+    for c, mean in enumerate(card.standardization_mean):
+        std = card.standardization_std[c]
+        before[c] *= 1.0 / (card.value_range[1] * std)
+        before[c] -= mean / std
+    assert np.array_equal(plan.normalise(data), before) and plan.normalise(data).dtype == np.float32
 
 
 def test_valid_shares_are_the_means_of_the_masks():

@@ -99,11 +99,15 @@ class Radiometry:
 
     def normalise(self, data: np.ndarray) -> np.ndarray:
         """Raw pixels (C, ...) -> the float32 network input ``(v / value_range[1] - mean) / std``."""
-        values = self.to_values(data)
+        # Values used as they are (to_values would only cast them to float32): the first multiply
+        # reads the raw pixels and casts them as it goes, the same float32 values in one pass fewer.
+        as_is = self.scaling == "none"
+        values = np.empty(data.shape, dtype=np.float32) if as_is else self.to_values(data)
         top = self.card.value_range[1]
         for c, mean in enumerate(self.card.standardization_mean):
             std = self.card.standardization_std[c]
-            values[c] *= 1.0 / (top * std)
+            scale = np.float32(1.0 / (top * std))  # the float32 factor that multiplying by the float gives
+            np.multiply(data[c] if as_is else values[c], scale, out=values[c], dtype=np.float32)
             values[c] -= mean / std
         return values
 
