@@ -5,9 +5,11 @@ tiles in a grid row), scaled, batched through onnxruntime on a worker thread (``
 reading and writing go on while a batch runs), and streamed to the outputs (``sinks``) in
 reading order: tile features as each batch finishes, class-map rows as soon as no later tile
 can touch them. The model loads on another thread meanwhile: the run plans with its card, and
-reads its first batch's strips, before it waits for the session. Memory is bounded by one
-strip, BATCHES_IN_FLIGHT batches and ``tile_size / stride`` rows of the class map, whatever the
-raster size. What a run produced is a ``results.ClassifyResult``.
+reads its first batch's strips, before it waits for the session; where values are used as they
+are (8-bit data), the first BATCHES_IN_FLIGHT batches are read and start before the radiometry's
+sample is taken, since it can only add warnings. Nothing is written or told before the warnings.
+Memory is bounded by one strip, BATCHES_IN_FLIGHT batches and ``tile_size / stride`` rows of the
+class map, whatever the raster size. What a run produced is a ``results.ClassifyResult``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from ..options import Area, OptionError, OptionText, check_area, check_threads
 from ..radiometry.plan import Radiometry
 from ..radiometry.scaling import adapted_data_warning, plan_radiometry
 from . import workload
-from .batching import Batcher
+from .batching import BATCHES_IN_FLIGHT, Batcher
 from .evidence import (
     Evidence,
     apply_water_rule,
@@ -124,72 +126,128 @@ def classify(
         if path:
             check_output(path, options.overwrite, suffixes, what, input_path=info.path)
     loading = ModelLoad(options.model_path, options.threads) if model is None else None
+    # Planned with the card while onnxruntime builds the session on the loader's thread; the
+    # batcher's first batches may start before it is ready (each waits for it on its own thread).
+    card = model.card if model is not None else loading.card()
+    batcher = Batcher(model or _WhenLoaded(loading, card), options.batch_size)
     try:
-        # Planned with the card while onnxruntime builds the session on the loader's thread.
-        card = model.card if model is not None else loading.card()
-        model_name = (model.path if model is not None else loading.path).name
-        grid, radiometry, evidence = _plan(source, card, model_name, options)
-        strips = _Strips(source, grid, radiometry, card.statistics_bands, options.min_valid_fraction, evidence.bands)
-        strips.read_ahead(options.batch_size, is_canceled)  # the first batch, while the session may still build
-    except Exception:
-        if loading is not None:
-            loading.model()  # a broken model's own error first, as when the model was loaded before planning
-        raise
-    model = model or loading.model()
-    for warning in [*grid.warnings, *radiometry.warnings] if warn else ():
-        warn(warning)
-    metadata = _metadata(info.name, model, grid, radiometry, options, evidence)
-    if out_vector:
-        check_layers(out_vector, layer_name(info.name), options.overwrite)
-        vector_sink = GeoPackageSink(out_vector, layer_name(info.name), layer_description(metadata), metadata)
-    raster = None
-    made: list = []  # the output folders this run made: removed again if it fails
-    try:
-        for path in (out_vector, options.out_raster):
-            made += make_folders(Path(path).parent) if path else []
-        if vector_sink is not None:
-            vector_sink.open(tile_fields(card), info.crs_wkt)
-        if options.out_raster:
-            raster = ClassRasterWriter(
-                options.out_raster, card, grid.crs_wkt, grid.transform, grid.width, grid.height, metadata
+        try:
+            model_name = (model.path if model is not None else loading.path).name
+            grid, radiometry, evidence, strips = _prepare(source, card, model_name, options, batcher, is_canceled)
+        except Exception:
+            if loading is not None:
+                loading.model()  # a broken model's own error first, as when the model was loaded before planning
+            raise
+        model = model or loading.model()
+        for warning in [*grid.warnings, *radiometry.warnings] if warn else ():
+            warn(warning)
+        metadata = _metadata(info.name, model, grid, radiometry, options, evidence)
+        if out_vector:
+            check_layers(out_vector, layer_name(info.name), options.overwrite)
+            vector_sink = GeoPackageSink(out_vector, layer_name(info.name), layer_description(metadata), metadata)
+        raster = None
+        made: list = []  # the output folders this run made: removed again if it fails
+        try:
+            for path in (out_vector, options.out_raster):
+                made += make_folders(Path(path).parent) if path else []
+            if vector_sink is not None:
+                vector_sink.open(tile_fields(card), info.crs_wkt)
+            if options.out_raster:
+                raster = ClassRasterWriter(
+                    options.out_raster, card, grid.crs_wkt, grid.transform, grid.width, grid.height, metadata
+                )
+            run = _Run(
+                source, strips, batcher, grid, model, options, vector_sink, raster, progress, is_canceled, evidence
             )
-        run = _Run(source, strips, grid, model, options, vector_sink, raster, progress, is_canceled, evidence)
-        run.execute()
-        if run.tiles_classified == 0 and not options.allow_nothing_classified:
-            raise InputError(_nothing_classified(info, run, options.min_valid_fraction))
-        finished = []  # every file complete under its temporary name before any is published
-        if isinstance(vector_sink, GeoPackageSink):
-            finished.append(vector_sink.finish())
-        if raster is not None:
-            finished.append(raster.finish())
-        result = _result(run, grid, radiometry, model, options, out_vector, started)
-        if extra_outputs is not None:
-            finished += extra_outputs(result)
-        publish_all(finished, options.overwrite)
-        if vector_sink is not None and not isinstance(vector_sink, GeoPackageSink):
-            vector_sink.commit()  # a QGIS sink: after the files, which are the likelier to fail
-    except BaseException:
-        # Cancel, Ctrl-C or failure: leave nothing half-written.
-        if vector_sink is not None:
-            vector_sink.abort()
-        if raster is not None:
-            raster.abort()
-        remove_folders(made)
-        raise
+            run.execute()
+            if run.tiles_classified == 0 and not options.allow_nothing_classified:
+                raise InputError(_nothing_classified(info, run, options.min_valid_fraction))
+            finished = []  # every file complete under its temporary name before any is published
+            if isinstance(vector_sink, GeoPackageSink):
+                finished.append(vector_sink.finish())
+            if raster is not None:
+                finished.append(raster.finish())
+            result = _result(run, grid, radiometry, model, options, out_vector, started)
+            if extra_outputs is not None:
+                finished += extra_outputs(result)
+            publish_all(finished, options.overwrite)
+            if vector_sink is not None and not isinstance(vector_sink, GeoPackageSink):
+                vector_sink.commit()  # a QGIS sink: after the files, which are the likelier to fail
+        except BaseException:
+            # Cancel, Ctrl-C or failure: leave nothing half-written.
+            if vector_sink is not None:
+                vector_sink.abort()
+            if raster is not None:
+                raster.abort()
+            remove_folders(made)
+            raise
+    finally:
+        batcher.close()  # nothing runs after a run ends, however it ended
     if progress:
         progress(100.0)
     return result
 
 
-def _plan(source, card: ModelCard, model_name: str, options: ClassifyOptions) -> tuple[Grid, Radiometry, Evidence]:
-    """The run's grid, radiometry (from a sample of the raster) and near-infrared evidence, from the model's card."""
+class _WhenLoaded:
+    """The model as the batcher sees it while it loads: each batch waits for the load, on the batcher's thread."""
+
+    def __init__(self, loading: ModelLoad, card: ModelCard) -> None:
+        self.loading = loading
+        self.card = card
+
+    def predict(self, *batch) -> np.ndarray:
+        """Model.predict of the tiles (and their band statistics), once the model has loaded (else the load's error)."""
+        return self.loading.model().predict(*batch)
+
+
+def _prepare(
+    source, card: ModelCard, model_name: str, options: ClassifyOptions, batcher: Batcher, is_canceled
+) -> tuple[Grid, Radiometry, Evidence, _Strips]:
+    """Plan the run and read its first strips, before the run waits for the model and makes its outputs.
+
+    Where the sample can only add warnings (values used as they are), the tiles' scaling is
+    known before it: the first two batches' strips are then read and handed to ``batcher``
+    before the sample is taken, and run while it is (nothing is written or told before the
+    warnings). Else the first batch's strips are read after planning, while the session may
+    still build.
+    """
+    early: list[_Strips] = []
+
+    def begin(grid: Grid, plan: Radiometry) -> None:
+        nir = find_evidence_bands(source.info, plan.bands, card.bands, options.nir_band)
+        strips = _strips(source, grid, plan, card, options, nir)
+        strips.read_ahead(BATCHES_IN_FLIGHT * options.batch_size, is_canceled)
+        strips.start(batcher)
+        early.append(strips)
+
+    grid, radiometry, evidence = _plan(source, card, model_name, options, begin)
+    if early:
+        return grid, radiometry, evidence, early[0]
+    strips = _strips(source, grid, radiometry, card, options, evidence.bands)
+    strips.read_ahead(options.batch_size, is_canceled)
+    return grid, radiometry, evidence, strips
+
+
+def _strips(source, grid: Grid, radiometry: Radiometry, card: ModelCard, options: ClassifyOptions, nir) -> _Strips:
+    """The reader of the run's strips (``nir``: the near-infrared evidence's bands, or None)."""
+    return _Strips(source, grid, radiometry, card.statistics_bands, options.min_valid_fraction, nir)
+
+
+def _plan(
+    source, card: ModelCard, model_name: str, options: ClassifyOptions, begin: Callable[[Grid, Radiometry], None]
+) -> tuple[Grid, Radiometry, Evidence]:
+    """The run's grid, radiometry (from a sample of the raster) and near-infrared evidence, from the model's card.
+
+    ``begin`` is called with the grid and the tiles' scaling when it is known before the sample.
+    """
     info = source.info
     min_confidence = check_min_confidence(options.min_confidence, card)
     check_adapted_bands(card, model_name, info)
     grid = build_grid(info, card, options.area, options.stride)
     workload.check(workload.estimate(grid, card), info)  # a planet-sized web download is refused here
     within = _area_in_raster(grid, info, options.area)  # sampled when the whole raster's sample finds no data
-    radiometry = plan_radiometry(source, card, options.bands, options.scaling, options.offset, options.product, within)
+    choice = (options.bands, options.scaling, options.offset, options.product)
+    radiometry = plan_radiometry(source, card, *choice, within, lambda plan: begin(grid, plan))
     radiometry = _adapted_bands_warning(card, model_name, radiometry)
     other_data = adapted_data_warning(model_name, card.training, info, radiometry) if card.head else ""
     if other_data:
@@ -355,10 +413,11 @@ class _RowEnd:
 class _Strips:
     """The grid's strips in reading order, ready for the model; the first ones may be read ahead.
 
-    Iterating gives (row index, tile row, read) for each strip, and (row index, tile row,
-    None) after a tile row's last strip; a read is (chunk, the tiles for the model, their band
-    statistics for an adapted model or None). ``read_ahead`` reads the first strips while the
-    model loads; a failure there is raised in its strip's turn, where it came before.
+    Iterating gives (row index, tile row, read, started) for each strip, and (row index, tile
+    row, None, False) after a tile row's last strip; a read is (chunk, the tiles for the model,
+    their band statistics for an adapted model or None), and ``started`` says its tiles went to
+    the batcher already (``start``). ``read_ahead`` reads the first strips while the model
+    loads; a failure there is raised in its strip's turn, where it came before.
     """
 
     def __init__(
@@ -372,6 +431,7 @@ class _Strips:
         self.evidence_bands = evidence_bands
         self.any_valid = False  # whether any pixel read was valid (a web layer may send none)
         self._ahead: deque = deque()
+        self._started = 0  # how many of the strips read ahead went to the batcher already
         self._failure: Exception | None = None
         self._reads = self._read_all()
 
@@ -388,12 +448,25 @@ class _Strips:
         except Exception as error:  # raised when the run reaches this strip, after the warnings and the outputs
             self._failure = error
 
+    def start(self, batcher: Batcher) -> None:
+        """Hand the tiles of the strips read ahead to ``batcher``: their batches run meanwhile.
+
+        A cancel is not checked here: the run checks it before it takes the first strip.
+        """
+        for _, _, read in self._ahead:
+            if read is not None:
+                batcher.put(read[1], lambda: None, read[2])
+        self._started = len(self._ahead)
+
     def __iter__(self):
+        """(row index, tile row, read or None, whether the read's tiles went to the batcher already)."""
         while self._ahead:
-            yield self._ahead.popleft()
+            started, self._started = self._started > 0, max(self._started - 1, 0)
+            yield (*self._ahead.popleft(), started)
         if self._failure is not None:
             raise self._failure
-        yield from self._reads
+        for index, row, read in self._reads:
+            yield index, row, read, False
 
     def _read_all(self):
         for index, row in enumerate(self.grid.tile_rows()):
@@ -431,10 +504,22 @@ class _Run:
     """One execution: batching the strips read, and streaming results to the outputs in order."""
 
     def __init__(
-        self, source, strips: _Strips, grid, model, options, vector_sink, raster, progress, is_canceled, evidence
+        self,
+        source,
+        strips: _Strips,
+        batcher: Batcher,
+        grid,
+        model,
+        options,
+        vector_sink,
+        raster,
+        progress,
+        is_canceled,
+        evidence,
     ) -> None:
         self.source = source
         self.strips = strips
+        self.batcher = batcher
         self.raster = raster
         self.grid = grid
         self.model = model
@@ -443,7 +528,6 @@ class _Run:
         self.progress = progress
         self.is_canceled = is_canceled
         self.card = model.card
-        self.batcher = Batcher(model, options.batch_size)
         self.cells = _CellMap(grid, self.card.num_classes)
         self.class_rows: list[np.ndarray] | None = [] if options.keep_class_map else None
         self.tiles_total = 0
@@ -459,23 +543,21 @@ class _Run:
         """Read, classify and write every tile of the grid."""
         queue: deque = deque()
         rows = len(self.grid.tile_rows())
-        try:
-            for index, row, read in self.strips:
-                if read is not None:
-                    chunk, tiles, statistics = read
-                    self._check_cancel()
-                    queue.append(chunk)
+        for index, row, read, started in self.strips:
+            if read is not None:
+                chunk, tiles, statistics = read
+                self._check_cancel()
+                queue.append(chunk)
+                if not started:
                     self.batcher.put(tiles, self._check_cancel, statistics)
-                    self._drain(queue)
-                    continue
-                queue.append(_RowEnd(row))
                 self._drain(queue)
-                if self.progress:
-                    self.progress(99.0 * (index + 1) / rows)
-            self.batcher.flush(self._check_cancel)
+                continue
+            queue.append(_RowEnd(row))
             self._drain(queue)
-        finally:
-            self.batcher.close()
+            if self.progress:
+                self.progress(99.0 * (index + 1) / rows)
+        self.batcher.flush(self._check_cancel)
+        self._drain(queue)
 
     def area_rows(self) -> list[AreaRow]:
         """The per-class table from the finished class map."""

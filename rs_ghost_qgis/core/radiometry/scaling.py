@@ -29,7 +29,7 @@ from ``product``; the plan is a ``plan.Radiometry``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -93,11 +93,14 @@ def plan_radiometry(
     offset: float | None = None,
     product: str = "auto",
     within: Bounds | None = None,
+    before_sampling: Callable[[Radiometry], None] | None = None,
 ) -> Radiometry:
     """Choose the band mapping and the scaling for ``source`` (reads a sample of the whole raster).
 
     ``within`` (bounds in the raster's CRS: the area asked for) is sampled instead when the
     whole raster's sample finds no valid pixel, as in a huge mosaic with data in a few places.
+    ``before_sampling`` is called with the plan, without the sample's warnings, when the sample
+    can only add warnings (values used as they are, bands named): a run may start on it.
 
     ``offset`` (raw units, e.g. 1000) is removed before the card mapping; None takes it from the
     raster's metadata (BOA_ADD_OFFSET / RADIO_ADD_OFFSET), else 0 with a warning when every band
@@ -120,6 +123,8 @@ def plan_radiometry(
         ignored = _ignored_options(plan, product, offset)
         if info.web:
             return _finish(info, plan, ignored)
+        if before_sampling is not None:
+            before_sampling(_finish(info, plan, ignored))
         sampled = _described_colours(source, plan, within) if described else _zero_gaps(source, chosen, within)
         return _finish(info, plan, ignored + sampled)
     candidates = hint_bands(info, chosen) if guessed or described else chosen
