@@ -10,7 +10,11 @@ every contender alike):
    in process: <= 1.10 on 2048 x 2048 px, <= 1.5 on the Demmin scene (24 tiles, where the
    fixed costs weigh most). The pipeline runs inference on a worker thread while it reads and
    writes; on a machine loaded by other jobs that extra thread can win it more CPU than the
-   plain loop gets, so a ratio near or below 1 there says little: quote quiet runs.
+   plain loop gets, so a ratio near or below 1 there says little: quote quiet runs. Both sides
+   create the session; the pipeline builds it on a thread while it plans and reads, and waits
+   only for what of it outlasts that work. Issue 31 item 6, quiet, this row alone
+   (2026-12-07, the code before and after run back to back): 2048^2 1.157 -> 1.069 and
+   1.222 -> 1.123, Demmin 3.45 -> 2.02 and 3.03 -> 2.20.
    ``--ratios-only`` runs just this row, both rasters (about a minute).
 2. G-Ghost student vs VGG-16 teacher throughput on the same tiles (random weights; the
    speed does not depend on them).
