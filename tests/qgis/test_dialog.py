@@ -112,8 +112,6 @@ def test_run_shows_summary_and_remembers_settings(dialog, tmp_path, project, tin
 
 
 def test_a_run_opens_the_model_once(dialog, tmp_path, project, tiny_model, monkeypatch):
-    from rs_ghost_qgis.core.classify import pipeline
-
     loads = []
     load_model = runtime.load_model
 
@@ -122,7 +120,6 @@ def test_a_run_opens_the_model_once(dialog, tmp_path, project, tiny_model, monke
         return load_model(*args, **kwargs)
 
     monkeypatch.setattr(runtime, "load_model", counted)
-    monkeypatch.setattr(pipeline, "load_model", counted)
     dialog.select_layer(_raster(tmp_path, project))
     _use_model(dialog, tiny_model)  # the card is shown: the model is open
     dialog.folder_widget.setFilePath(str(tmp_path / "out"))

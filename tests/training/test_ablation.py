@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.training.test_train import COLORS, make_class_tree
+from tests.training.test_train import make_class_tree
+from tests.training.weak_data import TREE_COLORS, weak_npz
 
 pytestmark = pytest.mark.slow  # a dozen tiny trainings, each a new process
 
@@ -19,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def with_split_csvs(root: Path) -> Path:
     """EuroSAT's convention: train.csv and validation.csv (,Filename,Label,ClassName) in the root."""
-    names = sorted(COLORS)
+    names = sorted(path.name for path in root.iterdir() if path.is_dir())
     rows = {"train": [], "validation": []}
     for label, name in enumerate(names):
         for index, path in enumerate(sorted((root / name).glob("*.png"))):
@@ -52,7 +53,9 @@ def run_ablation(tree: Path, out: Path, **extra: str) -> subprocess.CompletedPro
         "EPOCHS": "1",
         "TEACHER_EPOCHS": "1",
         "SWEEP_EPOCHS": "1",
-        "ARGS": f"--image-size 32 --batch-size 8 --lr 0.01 --gsd 10 --cache-dir {tree.parent / 'cache'}",
+        # The rows' weak supervision (recipes/ablation) reads these tiny L2A patches instead.
+        "ARGS": f"--image-size 32 --batch-size 8 --lr 0.01 --gsd 10 --cache-dir {tree.parent / 'cache'} "
+        f"--weak-patches {weak_npz(tree.parent / 'weak.npz')} --weak-batch 3",
         "OMP_NUM_THREADS": "1",
         **extra,
     }
@@ -64,7 +67,7 @@ def run_ablation(tree: Path, out: Path, **extra: str) -> subprocess.CompletedPro
 @pytest.mark.timeout(1800)  # a dozen tiny trainings, each a new process; a few minutes on 2 quiet cores
 @pytest.mark.skipif(not (REPO / ".venv/bin/python").exists(), reason="needs the project's .venv (make setup)")
 def test_the_ablation_runs_every_stage_writes_the_tables_and_resumes(tmp_path):
-    tree = with_split_csvs(make_class_tree(tmp_path / "tree", per_class=12, size=32))
+    tree = with_split_csvs(make_class_tree(tmp_path / "tree", per_class=12, size=32, colors=TREE_COLORS))
     out = tmp_path / "ablation"
 
     first = run_ablation(tree, out)
@@ -83,6 +86,11 @@ def test_the_ablation_runs_every_stage_writes_the_tables_and_resumes(tmp_path):
         "| student_dkd_int8",
     ]
     assert len((out / "beta_sweep.md").read_text().splitlines()) == 2 + 2
+    from rs_ghost_qgis.core.model.runtime import load_model
+
+    for name in ("none_seed0", "dkd_seed0"):  # the twin and the distilled row carry the same weak supervision
+        card = load_model(next((out / name).glob("*.onnx"))).card
+        assert card.training["weak_supervision"]["jitter"] == {"contrast": 0.6, "brightness": 20.0}, name
 
     again = run_ablation(tree, out)
     assert again.returncode == 0, again.stderr[-3000:]
