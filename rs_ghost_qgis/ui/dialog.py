@@ -202,7 +202,10 @@ def _how_it_learnt(card) -> str:
     method = str(distill.get("method", "none") if isinstance(distill, dict) else distill).lower()
     if method in ("kd", "dkd"):
         teacher = (card.training.get("teacher") or {}).get("architecture", "a larger model")
-        return f"It learnt partly from {teacher}, a larger model (distilled, {method.upper()})."
+        size = card.teacher_size_text()
+        return f"It learnt partly from {teacher}, a larger model (distilled, {method.upper()})" + (
+            f": {size}." if size else "."
+        )
     return "It learnt from the labels alone (no larger model taught it)."
 
 

@@ -199,9 +199,14 @@ def test_model_panel_says_what_the_model_is_for_and_never_claims_a_teacher_it_la
     assert "one of the 10 classes" in text and "from the labels alone" in text and "distil" not in text
     taught = dataclasses.replace(
         bundled,
-        training={**bundled.training, "distillation": {"method": "dkd"}, "teacher": {"architecture": "vgg16_bn"}},
+        training={
+            **bundled.training,
+            "distillation": {"method": "dkd"},
+            "teacher": {"architecture": "vgg16_bn", "parameters": 134_301_514},
+        },
     )
     assert "distilled, DKD" in card_purpose(taught) and "vgg16_bn" in card_purpose(taught)
+    assert f"({134_301_514 / bundled.parameters:.1f}x this model's)" in card_purpose(taught)
     notes = card_notes(bundled)
     assert notes.startswith(text) and "images it did not learn from" in notes
     assert "What it does:" in dialog.model_info.text()

@@ -214,10 +214,19 @@ class ModelCard:
         text = f"{method.upper()} ({settings}) from a {teacher.get('architecture', 'teacher')}"
         if teacher.get("val_top1") is not None:
             text += f" of {100 * teacher['val_top1']:.2f} % validation top-1"
-        if teacher.get("parameters") and self.parameters:
-            ratio = teacher["parameters"] / self.parameters
-            text += f", {teacher['parameters'] / 1e6:.1f} M parameters ({ratio:.1f}x this model's)"
-        return text
+        size = self.teacher_size_text()
+        return text + (f", {size}" if size else "")
+
+    def teacher_size_text(self) -> str:
+        """The teacher's parameters and MACs per tile against this model's, as ratios ('' without a teacher
+        or its sizes): the distillation's point is a model that many times smaller."""
+        teacher = self.training.get("teacher") or {}
+        parts = []
+        for key, unit, mine in (("parameters", "parameters", self.parameters), ("macs", "MACs per tile", self.macs)):
+            theirs = teacher.get(key)
+            if theirs and mine:
+                parts.append(f"{theirs / 1e6:,.1f} M {unit} ({theirs / mine:.1f}x this model's)")
+        return " and ".join(parts)
 
     def to_markdown(self) -> str:
         """The card rendered for people (README, model folder)."""
