@@ -1,4 +1,4 @@
-"""``rsghost:train``: run ``python -m training train`` in a subprocess with torch.
+"""``rsghost:train``: run ``python -m training run`` in a subprocess with torch.
 
 QGIS's own Python rarely has torch, and training must not block or crash QGIS, so it runs in
 a separate interpreter (no shell) and streams its output into the feedback log.
