@@ -1,4 +1,5 @@
-"""Command line: ``python -m training run|train|evaluate|export|quantize|soft-labels|l2a-fit|spectral-check|report|pack|unpack``.
+"""Command line: ``python -m training COMMAND``, COMMAND one of run, train, evaluate, export, quantize,
+soft-labels, l2a-fit, spectral-check, report, pack and unpack.
 
 ``run`` is the whole method: train the teacher (stage 1), distil the student from it (stage 2),
 evaluate the student on the validation split and export it as one ONNX file with its model card.
