@@ -14,7 +14,11 @@ every contender alike):
    create the session; the pipeline builds it on a thread while it plans and reads, and waits
    only for what of it outlasts that work. Issue 31 item 6, quiet, this row alone
    (2026-12-07, the code before and after run back to back): 2048^2 1.157 -> 1.069 and
-   1.222 -> 1.123, Demmin 3.45 -> 2.02 and 3.03 -> 2.20.
+   1.222 -> 1.123, Demmin 3.45 -> 2.02 and 3.03 -> 2.20. 2026-12-08, on a 2-core Intel Xeon
+   (AMX), 15 interleaved repeats: the last batch run on the caller's thread (a new thread's first
+   inference pays for a fresh malloc arena) took Demmin from 2.09 to 1.93 (pipeline 94 -> 87 ms,
+   ORT alone 45 ms); 2048^2 read 1.076-1.093. What is left on Demmin is planning (the sample,
+   18 ms) and warping the strips from EPSG:4326 (25 ms) beyond the session's 22 ms.
    ``--ratios-only`` runs just this row, both rasters (about a minute).
 2. G-Ghost student vs VGG-16 teacher throughput on the same tiles (random weights; the
    speed does not depend on them).

@@ -176,9 +176,9 @@ class ModelLoad:
 
     def __init__(self, path: str | os.PathLike | None, threads: int | None) -> None:
         self.path = Path(path) if path is not None else default_model_path()
-        worker = ThreadPoolExecutor(1, thread_name_prefix="rs_ghost_load")
-        self._loading = worker.submit(load_model, self.path, threads)
-        worker.shutdown(wait=False)  # the thread ends with the load
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="rs_ghost_load")
+        self._loading = self._worker.submit(load_model, self.path, threads)
+        self._worker.shutdown(wait=False)  # the thread ends with the load
 
     def card(self) -> ModelCard:
         """The model card, read from the file; where that fails, the loaded model's, or the load's error."""
@@ -189,7 +189,11 @@ class ModelLoad:
 
     def model(self) -> Model:
         """The loaded model (waiting for it); raises the load's error."""
-        return self._loading.result()
+        try:
+            return self._loading.result()
+        finally:
+            # Its thread outlives the result by a moment: joined, so that nothing of a run is left running.
+            self._worker.shutdown(wait=True)
 
 
 def feature_source(session: ort.InferenceSession) -> tuple[str, int]:
