@@ -71,11 +71,11 @@ train: setup
 # The paper's ablation: teacher, student without KD / with KD / with DKD (one schedule, seeds 0
 # and 1), DKD beta sweep; every row a recipe in $(RECIPES); tables in $(ABLATION_OUT)/*.md.
 # SOFT_LABELS=file distils from a teacher's logits instead of training the teacher (the recipes
-# name the new teacher's: ../rs_ghost_runs/teacher_vgg16_bn_s0/best.soft_labels.npz).
+# name the committed teacher's). JOBS=2 trains two rows at once, on half the cores each.
 ablation: setup
 	$(TRAIN_ENV) DATA="$(DATA)" RECIPES="$(RECIPES)" STUDENT=$(STUDENT) EPOCHS="$(EPOCHS)" \
 	  TEACHER_EPOCHS="$(TEACHER_EPOCHS)" SWEEP_EPOCHS="$(SWEEP_EPOCHS)" SOFT_LABELS="$(SOFT_LABELS)" \
-	  LIMIT_PER_CLASS="$(LIMIT_PER_CLASS)" ARGS="$(ARGS)" OUT=$(ABLATION_OUT) bash scripts/ablation.sh
+	  LIMIT_PER_CLASS="$(LIMIT_PER_CLASS)" ARGS="$(ARGS)" JOBS="$(JOBS)" OUT=$(ABLATION_OUT) bash scripts/ablation.sh
 
 # The GPU path (docs/GPU.md): the data as parts that travel to a lent GPU machine, one per call,
 # beside the working tree (64 MiB a call); there, `bash scripts/gpu_ablation.sh` runs the ablation.

@@ -11,6 +11,9 @@
 # EPOCHS, TEACHER_EPOCHS, SWEEP_EPOCHS, STUDENT, LIMIT_PER_CLASS and ARGS override the recipes
 # (empty: the recipes' own), for short or test runs. Every stage resumes from its last epoch; a
 # finished one is skipped. So a stopped ablation continues where it ended when started again.
+# JOBS=N trains N rows at once, each on nproc / N threads (OMP_NUM_THREADS, unless set), each
+# row's output in $OUT/logs/ROW.log, shown when it ends: a small student does not use many cores
+# well, so on 2 cores two 1-thread rows finish sooner than one 2-thread row after another.
 set -euo pipefail
 
 OUT=${OUT:-runs/ablation}
@@ -24,6 +27,7 @@ SWEEP_EPOCHS=${SWEEP_EPOCHS:-$EPOCHS}
 LIMIT_PER_CLASS=${LIMIT_PER_CLASS:-}
 SOFT_LABELS=${SOFT_LABELS:-}
 EXTRA=${ARGS:-}
+JOBS=${JOBS:-1}
 # PY: another Python (a GPU machine's own, with torch) is used as it is: no venv is made.
 PY=${PY:-.venv/bin/python}
 MAKE_TRAIN=(make --no-print-directory train PY="$PY")
@@ -71,8 +75,43 @@ student() {  # student RECIPE EPOCHS: one row, trained and exported by `make tra
     EPOCHS="$epochs" SEED= LIMIT_PER_CLASS="$LIMIT_PER_CLASS" ARGS="$EXTRA --resume ${teacher[*]}"
 }
 
-for recipe in $(rows); do student "$recipe" "$EPOCHS"; done
-for recipe in $(sweep); do student "$recipe" "$SWEEP_EPOCHS"; done
+declare -A RUNNING=()  # pid -> name of each row training in the background (JOBS > 1)
+
+reap() {  # wait for one background row and show its log; fails when the row failed
+  local pid name status=0
+  wait -n -p pid "${!RUNNING[@]}" || status=$?
+  name=${RUNNING[$pid]}
+  unset "RUNNING[$pid]"
+  cat "$OUT/logs/$name.log"
+  if ((status != 0)); then
+    echo "== $name failed (exit $status); its log: $OUT/logs/$name.log" >&2
+    return 1
+  fi
+}
+
+students() {  # students EPOCHS RECIPE...: the rows, JOBS at a time
+  local epochs=$1 recipe failed=0 threads
+  shift
+  if ((JOBS <= 1)); then
+    for recipe in "$@"; do student "$recipe" "$epochs"; done
+    return 0
+  fi
+  mkdir -p "$OUT/logs"
+  threads=$(($(nproc) / JOBS))
+  ((threads > 0)) || threads=1
+  for recipe in "$@"; do
+    ((${#RUNNING[@]} < JOBS)) || reap || failed=1
+    OMP_NUM_THREADS=${OMP_NUM_THREADS:-$threads} student "$recipe" "$epochs" >"$OUT/logs/$(name_of "$recipe").log" 2>&1 &
+    RUNNING[$!]=$(name_of "$recipe")
+  done
+  while ((${#RUNNING[@]})); do reap || failed=1; done
+  return "$failed"
+}
+
+# shellcheck disable=SC2046  # one recipe path per word
+students "$EPOCHS" $(rows)
+# shellcheck disable=SC2046
+students "$SWEEP_EPOCHS" $(sweep)
 
 stamp "scoring on the full validation split"
 SCORES="$OUT/validation"

@@ -70,9 +70,13 @@ def test_the_ablation_runs_every_stage_writes_the_tables_and_resumes(tmp_path):
     tree = with_split_csvs(make_class_tree(tmp_path / "tree", per_class=12, size=32, colors=TREE_COLORS))
     out = tmp_path / "ablation"
 
-    first = run_ablation(tree, out)
+    first = run_ablation(tree, out, JOBS="2")  # two rows at a time; the rerun below, one
 
     assert first.returncode == 0, first.stderr[-3000:]
+    assert sorted(path.stem for path in (out / "logs").glob("*.log")) == sorted(
+        ["none_seed0", "kd_seed0", "dkd_seed0", "sweep_beta1", "sweep_beta8"]
+    )
+    assert first.stdout.count("== dkd_seed0 (") == 1  # each row's log is shown once it ends
     assert (out / "teacher/best.soft_labels.npz").is_file()
     for name in ("none_seed0", "kd_seed0", "dkd_seed0", "sweep_beta1", "sweep_beta8"):
         assert list((out / name).glob("*.onnx")), name
