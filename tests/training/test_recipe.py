@@ -417,3 +417,27 @@ def test_a_stage_written_as_config_toml_reads_back_as_the_same_stage(tmp_path):
     args, again = resolved(["train", "--recipe", str(tmp_path / "config.toml"), "--data", "d"])
     assert again == config
     assert unnamed_settings(args, "dkd") == []
+
+
+ABLATION = sorted((REPO / "recipes/ablation").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", ABLATION, ids=lambda path: path.name)
+def test_the_ablation_rows_read_the_committed_teacher_logits(path):
+    """A new machine runs every distilled row from the repository alone: the logits are committed,
+    and they are the 8 views of every training image from the teacher recipe's network."""
+    import json
+
+    import numpy as np
+
+    values = read_recipe(path)
+    if values.get("distill", "none") == "none":
+        assert "soft_labels" not in values
+        return
+    logits_file = REPO / values["soft_labels"]
+    assert logits_file.is_file() and logits_file.is_relative_to(REPO / "results"), logits_file
+    with np.load(logits_file, allow_pickle=False) as archive:
+        meta = json.loads(str(archive["meta"]))
+        shape = archive["logits"].shape
+    assert meta["architecture"] == read_recipe(REPO / "recipes/eurosat_vgg16_bn_teacher.toml")["model"]
+    assert shape == (18_900, 8, 10)  # EuroSAT's training split, 8 flips and turns, 10 classes
