@@ -64,6 +64,30 @@ def test_batches_on_the_inference_thread_keep_every_output_in_order(tiny_model, 
     assert (stride is None) <= (top == PATTERN.ravel().tolist())  # tile order: rows, then columns
 
 
+def test_the_last_partial_batch_runs_on_the_callers_thread(tiny_model, tmp_path, monkeypatch):
+    # 20 tiles: batch 8 runs two full batches on the worker and the last 4 tiles on the caller;
+    # batch 64 runs everything on the caller, so a one-batch raster starts no worker thread.
+    from rs_ghost_qgis.core.model.runtime import Model
+
+    raster = write_raster(tmp_path / "r.tif", class_pattern(PATTERN, 32))
+    seen = []
+    predict = Model.predict
+
+    def recording(model, tiles, *rest):
+        seen.append((len(tiles), threading.current_thread().name))
+        return predict(model, tiles, *rest)
+
+    monkeypatch.setattr(Model, "predict", recording)
+    caller = threading.current_thread().name
+    _run(raster, tiny_model, tmp_path / "b8", batch_size=8)
+    assert [size for size, _ in seen] == [8, 8, 4]
+    assert [name.startswith("rs_ghost_predict") for _, name in seen[:2]] == [True, True]
+    assert seen[2][1] == caller
+    seen.clear()
+    _run(raster, tiny_model, tmp_path / "b64", batch_size=64)
+    assert seen == [(20, caller)]
+
+
 def test_no_inference_thread_outlives_a_run_that_worked_or_failed(tiny_model, tmp_path):
     from tests.tiny_model import pooled_model, tiny_card
 
